@@ -1,0 +1,347 @@
+//! The commands, as library functions: `run`, `backfill`, `check`, `status`.
+//! Each takes a validated [`Config`]; `run` and `backfill` take a
+//! [`Shutdown`] so that tests and embedders can stop them.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::cloudwatch::CloudWatch;
+use crate::config::{Config, GroupSelector, StreamFilter};
+use crate::shutdown::Shutdown;
+use crate::sink::{self, SinkError};
+use crate::source::plan::Target;
+use crate::source::progress::Progress;
+use crate::source::{Context, GroupEnd, GroupSpec, run_group};
+use crate::state::{StateError, StateStore};
+use crate::time::{EpochMs, format_ms, now_ms};
+
+/// Why a command failed. [`AppError::exit_code`] maps it for `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl AppError {
+    /// 2 for usage and configuration errors, 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Config(_) | AppError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// What `backfill` asks for.
+#[derive(Debug, Clone)]
+pub struct BackfillRequest {
+    pub since: EpochMs,
+    pub until: EpochMs,
+    /// Only these groups (exact names); empty means every configured group.
+    pub groups: Vec<String>,
+    /// Show progress bars (a terminal is attached).
+    pub interactive: bool,
+}
+
+/// How a backfill ended.
+#[derive(Debug, Default)]
+pub struct BackfillReport {
+    pub groups_done: Vec<String>,
+    pub groups_failed: Vec<(String, String)>,
+    pub interrupted: bool,
+}
+
+async fn open_state(config: &Config) -> Result<StateStore, AppError> {
+    let path = config.agent.state_path.clone();
+    tokio::task::spawn_blocking(move || StateStore::open(&path))
+        .await
+        .map_err(|e| AppError::Failed(format!("state worker failed: {e}")))?
+        .map_err(AppError::from)
+}
+
+async fn context(config: &Config, shutdown: &Shutdown) -> Result<Arc<Context>, AppError> {
+    let sink = sink::build(&config.output, &config.agent)?;
+    sink.health(shutdown).await?;
+    let state = open_state(config).await?;
+    let cloudwatch = CloudWatch::connect(&config.aws).await;
+    Ok(Arc::new(Context {
+        cloudwatch,
+        sink,
+        state,
+        agent: config.agent.clone(),
+    }))
+}
+
+/// Resolves the configured selectors into concrete groups; `known` are the
+/// names already running (the first selector naming a group wins).
+async fn resolve_groups(
+    config: &Config,
+    cloudwatch: &CloudWatch,
+    known: &mut HashSet<String>,
+    shutdown: &Shutdown,
+) -> (Vec<GroupSpec>, Vec<String>) {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for group in &config.groups {
+        let names = match &group.selector {
+            GroupSelector::Name(n) => vec![n.clone()],
+            GroupSelector::Prefix(p) => match cloudwatch.discover_groups(p, shutdown).await {
+                Ok(names) => names,
+                Err(e) => {
+                    errors.push(format!("{}: discovering prefix {p:?}: {e}", group.key));
+                    continue;
+                }
+            },
+        };
+        for name in names {
+            if known.insert(name.clone()) {
+                found.push(GroupSpec {
+                    name,
+                    config: Arc::new(group.clone()),
+                });
+            }
+        }
+    }
+    (found, errors)
+}
+
+/// `cwtap run`: polls every group until `shutdown`, then commits and returns.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
+    let ctx = context(&config, &shutdown).await?;
+    tracing::info!(groups = config.groups.len(), output = %config.output.describe(), state = %config.agent.state_path.display(), "cwtap running");
+    let has_prefix = config
+        .groups
+        .iter()
+        .any(|g| matches!(g.selector, GroupSelector::Prefix(_)));
+    let mut known = HashSet::new();
+    let mut tasks = JoinSet::new();
+    loop {
+        let (found, errors) = resolve_groups(&config, &ctx.cloudwatch, &mut known, &shutdown).await;
+        for e in errors {
+            tracing::error!(error = %e, "log group discovery failed; retrying at the next discovery");
+        }
+        for spec in found {
+            tracing::info!(group = %spec.name, "polling log group");
+            let progress = crate::source::progress::GroupProgress::quiet(&spec.name);
+            tasks.spawn(run_group(
+                Arc::clone(&ctx),
+                spec,
+                Target::Live,
+                progress,
+                shutdown.clone(),
+            ));
+        }
+        let next = if has_prefix {
+            config.agent.discovery_interval
+        } else {
+            Duration::MAX
+        };
+        if !shutdown
+            .sleep(next.min(Duration::from_secs(365 * 86400)))
+            .await
+        {
+            break;
+        }
+    }
+    tracing::info!("shutting down: finishing in-flight deliveries and committing state");
+    let deadline = tokio::time::sleep(Duration::from_secs(9));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { break },
+            _ = &mut deadline => {
+                tracing::warn!(remaining = tasks.len(), "pollers did not stop in time; abandoning them (their last batch was not checkpointed and will be read again)");
+                tasks.abort_all();
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `cwtap backfill`: delivers `[since, until)` of every (selected) group.
+pub async fn backfill(
+    config: Config,
+    request: BackfillRequest,
+    shutdown: Shutdown,
+) -> Result<BackfillReport, AppError> {
+    for g in &request.groups {
+        let selected = config.groups.iter().any(|c| match &c.selector {
+            GroupSelector::Name(n) => n == g,
+            GroupSelector::Prefix(p) => g.starts_with(p.as_str()),
+        });
+        if !selected {
+            return Err(AppError::Usage(format!(
+                "--group {g}: not selected by any log_groups entry in {}",
+                config.path.display()
+            )));
+        }
+    }
+    if request.since >= request.until {
+        return Err(AppError::Usage(format!(
+            "--since {} is not before --until {}",
+            format_ms(request.since),
+            format_ms(request.until)
+        )));
+    }
+    let ctx = context(&config, &shutdown).await?;
+    let mut known = HashSet::new();
+    let (mut specs, errors) = resolve_groups(&config, &ctx.cloudwatch, &mut known, &shutdown).await;
+    if !request.groups.is_empty() {
+        specs.retain(|s| request.groups.contains(&s.name));
+    }
+    let mut report = BackfillReport::default();
+    for e in errors {
+        report.groups_failed.push(("(discovery)".into(), e));
+    }
+    tracing::info!(groups = specs.len(), since = %format_ms(request.since), until = %format_ms(request.until), "backfill starting");
+    let target = Target::Backfill {
+        since: request.since,
+        until: request.until,
+    };
+    let progress = Progress::new(request.interactive, Some((request.since, request.until)));
+    let mut tasks = JoinSet::new();
+    for spec in specs {
+        let name = spec.name.clone();
+        let p = progress.group(&name);
+        let ctx = Arc::clone(&ctx);
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move { (name, run_group(ctx, spec, target, p, shutdown).await) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((name, GroupEnd::Done)) => report.groups_done.push(name),
+            Ok((_, GroupEnd::ShutDown)) => report.interrupted = true,
+            Ok((name, GroupEnd::Failed(e))) => {
+                tracing::error!(group = %name, error = %e, "backfill of group failed");
+                report.groups_failed.push((name, e));
+            }
+            Err(e) => report.groups_failed.push(("(task)".into(), e.to_string())),
+        }
+    }
+    Ok(report)
+}
+
+/// `cwtap check`: what would be polled and where it goes.
+pub fn describe(config: &Config) -> String {
+    let mut out = format!("config {} is valid\n", config.path.display());
+    let a = &config.aws;
+    out.push_str(&format!(
+        "aws: region {}, profile {}, endpoint {}\n",
+        a.region.as_deref().unwrap_or("(from the AWS chain)"),
+        a.profile.as_deref().unwrap_or("(default)"),
+        a.endpoint_url
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .unwrap_or_else(|| "(AWS)".into()),
+    ));
+    out.push_str(&format!("output: {}\n", config.output.describe()));
+    let ag = &config.agent;
+    out.push_str(&format!(
+        "state: {}\npoll every {:?}, first poll reaches back {:?}, late arrivals up to {:?} re-read{}, windows of at most {:?}\n",
+        ag.state_path.display(),
+        ag.poll_interval,
+        ag.lookback,
+        ag.late_arrival,
+        if ag.adaptive_late_arrival {
+            format!(" (adaptive up to {:?})", ag.max_late_arrival)
+        } else {
+            String::new()
+        },
+        ag.max_window,
+    ));
+    out.push_str("log groups:\n");
+    for g in &config.groups {
+        let what = match &g.selector {
+            GroupSelector::Name(n) => n.clone(),
+            GroupSelector::Prefix(p) => format!(
+                "every group starting with {p:?} (re-discovered every {:?})",
+                ag.discovery_interval
+            ),
+        };
+        let streams = match &g.streams {
+            StreamFilter::All => "all streams".to_string(),
+            StreamFilter::Names(n) => format!("streams {}", n.join(", ")),
+            StreamFilter::Prefix(p) => format!("streams starting with {p:?}"),
+        };
+        out.push_str(&format!(
+            "  - {what}: {streams}; filter {}; {} parser rule(s){}\n",
+            g.filter_pattern
+                .as_deref()
+                .map(|f| format!("{f:?}"))
+                .unwrap_or_else(|| "none".into()),
+            g.rules.len(),
+            g.agent_id
+                .as_deref()
+                .map(|a| format!("; agent_id {a}"))
+                .unwrap_or_default(),
+        ));
+    }
+    out
+}
+
+/// `cwtap status`: every group's checkpoint, from the state file.
+pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
+    let path = &config.agent.state_path;
+    let Some(store) = StateStore::open_existing(path)? else {
+        return Err(AppError::Failed(format!(
+            "no state file at {}: nothing has been polled yet",
+            path.display()
+        )));
+    };
+    let groups = store.all_groups_blocking()?;
+    let now = now_ms();
+    if json {
+        let rows: Vec<_> = groups
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "log_group": g.log_group,
+                    "cursor": format_ms(g.coverage.cursor_ms),
+                    "covered_from": format_ms(g.coverage.covered_from_ms),
+                    "lag_secs": (now - g.coverage.cursor_ms) as f64 / 1000.0,
+                    "events_delivered": g.events_delivered,
+                    "events_rejected": g.events_rejected,
+                    "late_events": g.late_events,
+                    "observed_delay_ms": g.observed_delay_ms,
+                    "last_poll": g.last_poll_ms.map(format_ms),
+                    "last_error": g.last_error,
+                })
+            })
+            .collect();
+        return Ok(serde_json::to_string_pretty(&rows).unwrap_or_default());
+    }
+    let mut out = format!(
+        "{:<40} {:<25} {:>10} {:>10} {:>8} {:>6}  LAST ERROR\n",
+        "LOG GROUP", "CURSOR", "LAG", "DELIVERED", "REJECTED", "LATE"
+    );
+    for g in &groups {
+        let lag = Duration::from_millis((now - g.coverage.cursor_ms).max(0) as u64);
+        let lag = humantime::format_duration(Duration::from_secs(lag.as_secs())).to_string();
+        out.push_str(&format!(
+            "{:<40} {:<25} {:>10} {:>10} {:>8} {:>6}  {}\n",
+            g.log_group,
+            format_ms(g.coverage.cursor_ms),
+            lag,
+            g.events_delivered,
+            g.events_rejected,
+            g.late_events,
+            g.last_error.as_deref().unwrap_or("-"),
+        ));
+    }
+    if groups.is_empty() {
+        out.push_str("(no log group has been polled yet)\n");
+    }
+    Ok(out)
+}

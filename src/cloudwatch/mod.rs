@@ -1,0 +1,341 @@
+//! The only place that talks to CloudWatch Logs (aws-sdk-cloudwatchlogs).
+//!
+//! Calls are retried here with capped, jittered backoff when CloudWatch
+//! throttles, fails with a 5xx or times out; the SDK's own retries are off so
+//! that one classifier decides. Errors that retrying cannot fix come back
+//! typed: a missing group names the group and the region, a denied call names
+//! the IAM action.
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::config::{AwsConfig, StreamFilter};
+use crate::event::RawEvent;
+use crate::retry::Backoff;
+use crate::shutdown::Shutdown;
+use crate::time::EpochMs;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloudWatchError {
+    #[error(
+        "log group {group} not found in region {region}: create it or fix log_groups in the config"
+    )]
+    GroupNotFound { group: String, region: String },
+    #[error(
+        "access denied calling {operation}: the credentials lack the IAM permission logs:{operation} (on {resource}): {message}"
+    )]
+    AccessDenied {
+        operation: &'static str,
+        resource: String,
+        message: String,
+    },
+    #[error("{operation} on {resource} failed after {attempts} attempts: {message}")]
+    Exhausted {
+        operation: &'static str,
+        resource: String,
+        attempts: u32,
+        message: String,
+    },
+    #[error("{operation} on {resource} failed: {message}")]
+    Failed {
+        operation: &'static str,
+        resource: String,
+        message: String,
+    },
+    #[error("stopped by shutdown")]
+    ShutDown,
+}
+
+/// What one FilterLogEvents scan asks for.
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    pub log_group: String,
+    /// Inclusive bounds on the event timestamp, in ms.
+    pub start_ms: EpochMs,
+    pub end_ms: EpochMs,
+    pub filter_pattern: Option<String>,
+    pub streams: StreamFilter,
+}
+
+/// One page of FilterLogEvents. `next_token` set means more may follow even
+/// when `events` is empty.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub events: Vec<RawEvent>,
+    pub next_token: Option<String>,
+}
+
+/// A CloudWatch Logs client with cwtap's retry policy.
+#[derive(Clone)]
+pub struct CloudWatch {
+    client: Client,
+    region: String,
+    max_retries: u32,
+}
+
+impl std::fmt::Debug for CloudWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudWatch")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Verdict {
+    Retry(String),
+    Fail(CloudWatchError),
+}
+
+impl CloudWatch {
+    /// Builds the client from the standard AWS chain (environment, profile,
+    /// SSO, IMDS) plus the config's overrides. `AWS_ENDPOINT_URL` is honoured
+    /// by the chain itself.
+    pub async fn connect(cfg: &AwsConfig) -> CloudWatch {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(cfg.timeout)
+                    .connect_timeout(Duration::from_secs(10))
+                    .build(),
+            );
+        if let Some(region) = &cfg.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(profile) = &cfg.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &cfg.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let sdk = loader.load().await;
+        let region = sdk
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "(no region configured)".to_string());
+        CloudWatch {
+            client: Client::new(&sdk),
+            region,
+            max_retries: cfg.max_retries,
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The SDK client, for the admin paths built on this module.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn classify<E, R>(
+        &self,
+        err: &SdkError<E, R>,
+        operation: &'static str,
+        resource: &str,
+    ) -> Verdict
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let message = DisplayErrorContext(err).to_string();
+        match err {
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => {
+                return Verdict::Retry(message);
+            }
+            SdkError::ServiceError(_) => {}
+            _ => {
+                return Verdict::Fail(CloudWatchError::Failed {
+                    operation,
+                    resource: resource.to_string(),
+                    message,
+                });
+            }
+        }
+        let code = err.code().unwrap_or_default();
+        match code {
+            "ResourceNotFoundException" => Verdict::Fail(CloudWatchError::GroupNotFound {
+                group: resource.to_string(),
+                region: self.region.clone(),
+            }),
+            "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" => {
+                Verdict::Fail(CloudWatchError::AccessDenied {
+                    operation,
+                    resource: resource.to_string(),
+                    message: err.message().unwrap_or_default().to_string(),
+                })
+            }
+            "ThrottlingException"
+            | "Throttling"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException"
+            | "ServiceUnavailableException"
+            | "ServiceUnavailable"
+            | "InternalFailure"
+            | "InternalServerError"
+            | "RequestTimeout" => Verdict::Retry(message),
+            _ if message.contains("status code: 5") || code.is_empty() => Verdict::Retry(message),
+            _ => Verdict::Fail(CloudWatchError::Failed {
+                operation,
+                resource: resource.to_string(),
+                message,
+            }),
+        }
+    }
+
+    /// Runs `call` until it succeeds, fails for good, exhausts the retries or
+    /// shutdown is requested.
+    async fn retrying<T, E, R, F, Fut>(
+        &self,
+        operation: &'static str,
+        resource: &str,
+        shutdown: &Shutdown,
+        mut call: F,
+    ) -> Result<T, CloudWatchError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(20));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = tokio::select! {
+                r = call() => r,
+                _ = shutdown.wait() => return Err(CloudWatchError::ShutDown),
+            };
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            match self.classify(&err, operation, resource) {
+                Verdict::Fail(e) => return Err(e),
+                Verdict::Retry(message) if attempt > self.max_retries => {
+                    return Err(CloudWatchError::Exhausted {
+                        operation,
+                        resource: resource.to_string(),
+                        attempts: attempt,
+                        message,
+                    });
+                }
+                Verdict::Retry(message) => {
+                    tracing::warn!(operation, resource, attempt, error = %message, "CloudWatch call failed, retrying");
+                    if !backoff.sleep(shutdown).await {
+                        return Err(CloudWatchError::ShutDown);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One page of FilterLogEvents.
+    pub async fn filter_page(
+        &self,
+        req: &ScanRequest,
+        next_token: Option<&str>,
+        shutdown: &Shutdown,
+    ) -> Result<Page, CloudWatchError> {
+        let out = self
+            .retrying("FilterLogEvents", &req.log_group, shutdown, || {
+                let mut call = self
+                    .client
+                    .filter_log_events()
+                    .log_group_name(&req.log_group)
+                    .start_time(req.start_ms)
+                    .end_time(req.end_ms)
+                    .set_filter_pattern(req.filter_pattern.clone())
+                    .set_next_token(next_token.map(str::to_string));
+                match &req.streams {
+                    StreamFilter::All => {}
+                    StreamFilter::Names(names) => {
+                        call = call.set_log_stream_names(Some(names.clone()))
+                    }
+                    StreamFilter::Prefix(p) => call = call.log_stream_name_prefix(p),
+                }
+                call.send()
+            })
+            .await?;
+        let events = out
+            .events()
+            .iter()
+            .map(|e| {
+                let stream = e.log_stream_name().unwrap_or_default().to_string();
+                let timestamp_ms = e.timestamp().unwrap_or_default();
+                let message = e.message().unwrap_or_default().to_string();
+                let event_id = match e.event_id() {
+                    Some(id) => id.to_string(),
+                    // CloudWatch always sends one; a stand-in keeps the event.
+                    None => format!("{stream}:{timestamp_ms}:{:x}", fxhash(&message)),
+                };
+                RawEvent {
+                    log_group: req.log_group.clone(),
+                    log_stream: stream,
+                    event_id,
+                    timestamp_ms,
+                    ingestion_time_ms: e.ingestion_time(),
+                    message,
+                }
+            })
+            .collect();
+        Ok(Page {
+            events,
+            next_token: out
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+        })
+    }
+
+    /// Every log group whose name starts with `prefix` (all pages).
+    pub async fn discover_groups(
+        &self,
+        prefix: &str,
+        shutdown: &Shutdown,
+    ) -> Result<Vec<String>, CloudWatchError> {
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .retrying("DescribeLogGroups", prefix, shutdown, || {
+                    let mut call = self
+                        .client
+                        .describe_log_groups()
+                        .set_next_token(token.clone());
+                    if !prefix.is_empty() {
+                        call = call.log_group_name_prefix(prefix);
+                    }
+                    call.send()
+                })
+                .await?;
+            names.extend(
+                page.log_groups()
+                    .iter()
+                    .filter_map(|g| g.log_group_name().map(str::to_string)),
+            );
+            match page.next_token() {
+                Some(t) if !t.is_empty() && token.as_deref() != Some(t) => {
+                    token = Some(t.to_string())
+                }
+                _ => break,
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// A small stable hash (FNV-1a) for stand-in ids.
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}

@@ -1,0 +1,506 @@
+//! Configuration: the YAML file is read once, `${VAR}`-expanded, validated and
+//! turned into [`Config`]; the rest of cwtap never re-validates.
+//!
+//! Errors name the file and the line (YAML and type errors) or the key (values
+//! that parse but make no sense), and are reported before any AWS or HTTP call
+//! and before the state file is created.
+
+mod expand;
+pub(crate) mod raw;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::parse::RuleSet;
+use crate::time::parse_duration;
+use raw::{DurationValue, RawConfig};
+
+/// A secret value (an API key). Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Why a configuration could not be loaded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, for messages.
+    pub path: PathBuf,
+    pub aws: AwsConfig,
+    pub output: OutputConfig,
+    pub groups: Vec<GroupConfig>,
+    pub agent: AgentConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    /// Region; `None` lets the standard AWS chain decide (AWS_REGION, profile).
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Endpoint override (moto, LocalStack); `AWS_ENDPOINT_URL` also works.
+    pub endpoint_url: Option<String>,
+    /// Retries of one throttled or failed call before the poll gives up and
+    /// tries again at the next interval (nothing is lost either way).
+    pub max_retries: u32,
+    /// Timeout of one API call attempt.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum OutputConfig {
+    Vectadb(VectadbConfig),
+    Ndjson(NdjsonConfig),
+}
+
+impl OutputConfig {
+    /// Most events one delivery carries.
+    pub fn batch_size(&self) -> usize {
+        match self {
+            OutputConfig::Vectadb(v) => v.batch_size,
+            OutputConfig::Ndjson(n) => n.batch_size,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            OutputConfig::Vectadb(v) => format!(
+                "VectaDB at {} (batches of {} events, at most {} bytes; api key {})",
+                v.endpoint,
+                v.batch_size,
+                v.max_batch_bytes,
+                if v.api_key.is_some() {
+                    "set"
+                } else {
+                    "not set"
+                }
+            ),
+            OutputConfig::Ndjson(n) => match &n.path {
+                None => "NDJSON on standard output".to_string(),
+                Some(p) => format!("NDJSON file {}", p.display()),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VectadbConfig {
+    /// Base URL, without a trailing slash.
+    pub endpoint: String,
+    pub api_key: Option<Secret>,
+    pub batch_size: usize,
+    /// Bound on one request body; the server refuses bodies above 2 MiB.
+    pub max_batch_bytes: usize,
+    pub timeout: Duration,
+    /// Cap of the exponential backoff between retries of one batch.
+    pub max_backoff: Duration,
+    /// How often an event the server reported failed (HTTP 200 with
+    /// `errors`) is sent again before it is counted as rejected.
+    pub max_item_retries: u32,
+    /// Whether `GET /health` must answer before the agent starts.
+    pub health_check: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NdjsonConfig {
+    /// `None` is standard output.
+    pub path: Option<PathBuf>,
+    pub batch_size: usize,
+    /// fsync after every batch, so an acknowledged batch survives a crash.
+    pub fsync: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// Where this group sits in the file, `log_groups[2]`, for messages.
+    pub key: String,
+    pub selector: GroupSelector,
+    pub agent_id: Option<String>,
+    pub filter_pattern: Option<String>,
+    pub streams: StreamFilter,
+    pub rules: Arc<RuleSet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupSelector {
+    /// One group by its exact name.
+    Name(String),
+    /// Every group whose name starts with this, found with DescribeLogGroups.
+    Prefix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamFilter {
+    All,
+    Names(Vec<String>),
+    Prefix(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub poll_interval: Duration,
+    /// How far back a group seen for the first time starts.
+    pub lookback: Duration,
+    pub auto_create_traces: bool,
+    pub generate_embeddings: bool,
+    pub extract_relationships: bool,
+    pub state_path: PathBuf,
+    /// Guaranteed lateness: an event ingested up to this long after its
+    /// timestamp is delivered exactly once.
+    pub late_arrival: Duration,
+    /// Whether the re-read window grows past `late_arrival` for a group whose
+    /// observed delays (ingestion time minus timestamp) are longer.
+    pub adaptive_late_arrival: bool,
+    /// Upper bound of the adaptive window.
+    pub max_late_arrival: Duration,
+    /// Longest time span one scan covers before its cursor is committed.
+    pub max_window: Duration,
+    /// How often `prefix` selectors are re-discovered.
+    pub discovery_interval: Duration,
+    /// How long an in-flight delivery may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// The largest request body VectaDB accepts (axum's default limit).
+pub const VECTADB_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+impl Config {
+    /// Reads, expands and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_yaml(&text, path)
+    }
+
+    /// Validates YAML text; `path` is only used in messages.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let syntax = |e: serde_yaml::Error| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        // First pass on the text as written, so that YAML, unknown-key and type
+        // errors carry their line and column.
+        serde_yaml::from_str::<RawConfig>(text).map_err(syntax)?;
+        // Second pass: expand ${VAR} in every string value, then read again.
+        let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(syntax)?;
+        expand::expand_env(&mut value, &|name| std::env::var(name).ok()).map_err(
+            |(key, message)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                message,
+            },
+        )?;
+        let raw: RawConfig = serde_yaml::from_value(value).map_err(syntax)?;
+        validate(raw)
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                message,
+            })
+            .map(|mut c| {
+                c.path = path.to_path_buf();
+                c
+            })
+    }
+}
+
+type Invalid = (String, String);
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+    (key.into(), message.into())
+}
+
+fn duration(
+    value: &Option<DurationValue>,
+    key: &str,
+    default: Duration,
+) -> Result<Duration, Invalid> {
+    match value {
+        None => Ok(default),
+        Some(DurationValue::Secs(s)) => Ok(Duration::from_secs(*s)),
+        Some(DurationValue::Text(t)) => parse_duration(t).map_err(|e| invalid(key, e)),
+    }
+}
+
+fn non_empty(value: Option<String>, key: &str) -> Result<Option<String>, Invalid> {
+    match value {
+        Some(v) if v.trim().is_empty() => Err(invalid(key, "must not be empty")),
+        other => Ok(other),
+    }
+}
+
+/// CloudWatch's rule for group names: 1-512 of `[.\-_/#A-Za-z0-9]`.
+fn check_group_name(name: &str, key: &str, allow_empty: bool) -> Result<(), Invalid> {
+    if (name.is_empty() && !allow_empty) || name.len() > 512 {
+        return Err(invalid(key, "a log group name is 1 to 512 characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#')))
+    {
+        return Err(invalid(
+            key,
+            format!("{name:?} has {c:?}; log group names use only letters, digits and . - _ / #"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate(raw: RawConfig) -> Result<Config, Invalid> {
+    let aws = AwsConfig {
+        region: non_empty(raw.aws.region, "aws.region")?,
+        profile: non_empty(raw.aws.profile, "aws.profile")?,
+        endpoint_url: non_empty(raw.aws.endpoint_url, "aws.endpoint_url")?,
+        max_retries: raw.aws.max_retries.unwrap_or(8),
+        timeout: Duration::from_secs(raw.aws.timeout_secs.unwrap_or(30).max(1)),
+    };
+    if let Some(url) = &aws.endpoint_url {
+        check_http_url(url, "aws.endpoint_url")?;
+    }
+
+    let output = match (raw.vectadb, raw.ndjson) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "vectadb, ndjson",
+                "two outputs are configured; keep exactly one of `vectadb` and `ndjson`",
+            ));
+        }
+        (None, None) => {
+            return Err(invalid(
+                "vectadb, ndjson",
+                "no output is configured; add a `vectadb:` section or `ndjson: {path: ...}`",
+            ));
+        }
+        (Some(v), None) => {
+            let endpoint = v.endpoint.trim().trim_end_matches('/').to_string();
+            check_http_url(&endpoint, "vectadb.endpoint")?;
+            let batch_size = v.batch_size.unwrap_or(100);
+            if batch_size == 0 {
+                return Err(invalid("vectadb.batch_size", "must be at least 1"));
+            }
+            let max_batch_bytes = v.max_batch_bytes.unwrap_or(VECTADB_BODY_LIMIT - 64 * 1024);
+            if !(1024..=VECTADB_BODY_LIMIT).contains(&max_batch_bytes) {
+                return Err(invalid(
+                    "vectadb.max_batch_bytes",
+                    format!(
+                        "must be between 1024 and {VECTADB_BODY_LIMIT} (the server's body limit)"
+                    ),
+                ));
+            }
+            OutputConfig::Vectadb(VectadbConfig {
+                endpoint,
+                api_key: v.api_key.filter(|k| !k.is_empty()).map(Secret::new),
+                batch_size,
+                max_batch_bytes,
+                timeout: Duration::from_secs(v.timeout_secs.unwrap_or(30).max(1)),
+                max_backoff: Duration::from_secs(v.max_backoff_secs.unwrap_or(60).max(1)),
+                max_item_retries: v.max_item_retries.unwrap_or(5),
+                health_check: v.health_check.unwrap_or(true),
+            })
+        }
+        (None, Some(n)) => {
+            let path = n.path.trim();
+            if path.is_empty() {
+                return Err(invalid(
+                    "ndjson.path",
+                    "must be a file path or - for standard output",
+                ));
+            }
+            let batch_size = n.batch_size.unwrap_or(500);
+            if batch_size == 0 {
+                return Err(invalid("ndjson.batch_size", "must be at least 1"));
+            }
+            OutputConfig::Ndjson(NdjsonConfig {
+                path: (path != "-").then(|| PathBuf::from(path)),
+                batch_size,
+                fsync: n.fsync.unwrap_or(true),
+            })
+        }
+    };
+
+    let raw_groups = raw.log_groups.ok_or_else(|| {
+        invalid(
+            "log_groups",
+            "missing: list the log groups to poll (name: or prefix:)",
+        )
+    })?;
+    if raw_groups.is_empty() {
+        return Err(invalid(
+            "log_groups",
+            "is empty: list at least one log group (name: or prefix:)",
+        ));
+    }
+    let mut groups = Vec::with_capacity(raw_groups.len());
+    for (i, g) in raw_groups.into_iter().enumerate() {
+        let key = format!("log_groups[{i}]");
+        let selector = match (g.name, g.prefix) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(&key, "give either `name` or `prefix`, not both"));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    &key,
+                    "needs `name` (one group) or `prefix` (discovered groups)",
+                ));
+            }
+            (Some(name), None) => {
+                check_group_name(&name, &format!("{key}.name"), false)?;
+                GroupSelector::Name(name)
+            }
+            (None, Some(prefix)) => {
+                check_group_name(&prefix, &format!("{key}.prefix"), true)?;
+                GroupSelector::Prefix(prefix)
+            }
+        };
+        let streams = match (g.stream_names, g.stream_prefix) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    &key,
+                    "give either `stream_names` or `stream_prefix`, not both (CloudWatch accepts one)",
+                ));
+            }
+            (Some(names), None) if names.is_empty() => StreamFilter::All,
+            (Some(names), None) => {
+                if names.len() > 100 {
+                    return Err(invalid(
+                        format!("{key}.stream_names"),
+                        "CloudWatch accepts at most 100 stream names",
+                    ));
+                }
+                StreamFilter::Names(names)
+            }
+            (None, Some(p)) => StreamFilter::Prefix(p),
+            (None, None) => StreamFilter::All,
+        };
+        let rules = RuleSet::compile(&g.parsers, &format!("{key}.parsers"))?;
+        groups.push(GroupConfig {
+            key,
+            selector,
+            agent_id: non_empty(g.agent_id, "agent_id")?,
+            filter_pattern: g.filter_pattern.filter(|p| !p.trim().is_empty()),
+            streams,
+            rules: Arc::new(rules),
+        });
+    }
+
+    let a = raw.agent;
+    let late_arrival = duration(
+        &a.late_arrival_secs,
+        "agent.late_arrival_secs",
+        Duration::from_secs(300),
+    )?;
+    let max_late_arrival = duration(
+        &a.max_late_arrival_secs,
+        "agent.max_late_arrival_secs",
+        Duration::from_secs(3600).max(late_arrival),
+    )?;
+    if max_late_arrival < late_arrival {
+        return Err(invalid(
+            "agent.max_late_arrival_secs",
+            "must not be smaller than agent.late_arrival_secs",
+        ));
+    }
+    let poll_interval = duration(
+        &a.poll_interval_secs,
+        "agent.poll_interval_secs",
+        Duration::from_secs(10),
+    )?;
+    if poll_interval.is_zero() {
+        return Err(invalid("agent.poll_interval_secs", "must be more than 0"));
+    }
+    let max_window = duration(
+        &a.max_window_secs,
+        "agent.max_window_secs",
+        Duration::from_secs(3600),
+    )?;
+    if max_window < Duration::from_secs(1) {
+        return Err(invalid("agent.max_window_secs", "must be at least 1s"));
+    }
+    let state_path =
+        non_empty(a.state_path, "agent.state_path")?.unwrap_or_else(|| "./cwtap-state.db".into());
+    let agent = AgentConfig {
+        poll_interval,
+        lookback: duration(
+            &a.lookback_secs,
+            "agent.lookback_secs",
+            Duration::from_secs(300),
+        )?,
+        auto_create_traces: a.auto_create_traces.unwrap_or(true),
+        generate_embeddings: a.generate_embeddings.unwrap_or(true),
+        extract_relationships: a.extract_relationships.unwrap_or(false),
+        state_path: PathBuf::from(state_path),
+        late_arrival,
+        adaptive_late_arrival: a.adaptive_late_arrival.unwrap_or(true),
+        max_late_arrival,
+        max_window,
+        discovery_interval: duration(
+            &a.discovery_interval_secs,
+            "agent.discovery_interval_secs",
+            Duration::from_secs(300),
+        )?,
+        shutdown_grace: duration(
+            &a.shutdown_grace_secs,
+            "agent.shutdown_grace_secs",
+            Duration::from_secs(5),
+        )?,
+    };
+    if agent.shutdown_grace > Duration::from_secs(9) {
+        return Err(invalid(
+            "agent.shutdown_grace_secs",
+            "must be at most 9s so that cwtap exits within 10 s of SIGTERM",
+        ));
+    }
+
+    Ok(Config {
+        path: PathBuf::new(),
+        aws,
+        output,
+        groups,
+        agent,
+    })
+}
+
+fn check_http_url(url: &str, key: &str) -> Result<(), Invalid> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| invalid(key, format!("{url:?} is not an http:// or https:// URL")))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(invalid(key, format!("{url:?} has no host")));
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The two shapes an event takes: [`RawEvent`] as CloudWatch returned it, and
+//! [`OutEvent`] as every output receives it (VectaDB's batch item; one NDJSON
+//! line is the same object).
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::parse::Parsed;
+use crate::time::{EpochMs, format_ms};
+
+/// One log event as CloudWatch returned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    pub log_group: String,
+    pub log_stream: String,
+    /// Unique within the group; the de-duplication key.
+    pub event_id: String,
+    pub timestamp_ms: EpochMs,
+    pub ingestion_time_ms: Option<EpochMs>,
+    pub message: String,
+}
+
+/// Where an event came from, in VectaDB's `source` shape.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Source {
+    pub system: &'static str,
+    pub log_group: String,
+    pub log_stream: String,
+    /// The CloudWatch eventId.
+    pub log_id: String,
+}
+
+/// One event as delivered downstream.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OutEvent {
+    /// RFC 3339 with milliseconds: the CloudWatch timestamp, exactly.
+    pub timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The original fields or raw line, beside what the rules extracted.
+    pub properties: Map<String, Value>,
+    pub source: Source,
+    /// The CloudWatch timestamp in ms, for the checkpoint (not sent).
+    #[serde(skip)]
+    pub timestamp_ms: EpochMs,
+}
+
+impl OutEvent {
+    /// Builds the delivered event. `group_agent_id` (from the log group's
+    /// config) wins over an `agent_id` found in the message, as in VectaDB's agent.
+    pub fn build(raw: RawEvent, parsed: Parsed, group_agent_id: Option<&str>) -> OutEvent {
+        let mut properties = parsed.properties;
+        if let Some(ingested) = raw.ingestion_time_ms {
+            properties
+                .entry("cloudwatch_ingestion_time")
+                .or_insert_with(|| Value::String(format_ms(ingested)));
+        }
+        OutEvent {
+            timestamp: format_ms(raw.timestamp_ms),
+            event_type: parsed.event_type,
+            agent_id: group_agent_id.map(str::to_string).or(parsed.agent_id),
+            session_id: parsed.session_id,
+            properties,
+            source: Source {
+                system: "cloudwatch",
+                log_group: raw.log_group,
+                log_stream: raw.log_stream,
+                log_id: raw.event_id,
+            },
+            timestamp_ms: raw.timestamp_ms,
+        }
+    }
+}

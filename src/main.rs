@@ -1,0 +1,138 @@
+//! The `cwtap` binary: parse the command line, call the library, map errors to
+//! exit codes (2 for usage and configuration errors, 1 for the rest).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use cwtap::app::{self, AppError, BackfillRequest};
+use cwtap::cli::{Cli, Command, LogFormat};
+use cwtap::config::Config;
+use cwtap::shutdown;
+use cwtap::time::{now_ms, parse_instant};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cwtap: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, AppError> {
+    Ok(Config::load(path)?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AppError::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+/// SIGTERM and SIGINT request a clean shutdown; a second one exits at once.
+fn install_signals() -> Result<shutdown::Shutdown, AppError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let (trigger, listener) = shutdown::channel();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| AppError::Failed(format!("cannot install signal handlers: {e}")))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                if seen == 1 {
+                    tracing::info!(signal, "shutdown requested");
+                    trigger.trigger();
+                } else {
+                    eprintln!("cwtap: second signal, exiting now");
+                    std::process::exit(130);
+                }
+            }
+        })
+        .map_err(|e| AppError::Failed(format!("cannot start the signal thread: {e}")))?;
+    Ok(listener)
+}
+
+fn run(cli: Cli) -> Result<ExitCode, AppError> {
+    match cli.command {
+        Command::Check { config } => {
+            let config = load(&config.resolve())?;
+            print!("{}", app::describe(&config));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { config, json } => {
+            let config = load(&config.resolve())?;
+            print!("{}", app::status(&config, json)?);
+            if json {
+                println!();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let config = load(&config.resolve())?;
+            let shutdown = install_signals()?;
+            runtime()?.block_on(app::run(config, shutdown))?;
+            tracing::info!("stopped cleanly");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backfill {
+            config,
+            since,
+            until,
+            groups,
+            no_progress,
+        } => {
+            let config = load(&config.resolve())?;
+            let now = now_ms();
+            let since =
+                parse_instant(&since, now).map_err(|e| AppError::Usage(format!("--since: {e}")))?;
+            let until = match until {
+                Some(u) => {
+                    parse_instant(&u, now).map_err(|e| AppError::Usage(format!("--until: {e}")))?
+                }
+                None => now,
+            };
+            let request = BackfillRequest {
+                since,
+                until,
+                groups,
+                interactive: !no_progress && std::io::stderr().is_terminal(),
+            };
+            let shutdown = install_signals()?;
+            let report = runtime()?.block_on(app::backfill(config, request, shutdown))?;
+            for (group, error) in &report.groups_failed {
+                eprintln!("cwtap: backfill of {group} failed: {error}");
+            }
+            if report.interrupted {
+                eprintln!(
+                    "cwtap: backfill interrupted; run it again to continue from the checkpoint"
+                );
+                return Ok(ExitCode::from(1));
+            }
+            if !report.groups_failed.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
+            tracing::info!(groups = report.groups_done.len(), "backfill complete");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! VectaDB output: `POST /api/v1/events/batch`, following how the server
+//! really behaves (see the README's "Delivery to VectaDB"):
+//!
+//! - `options` is always sent explicitly;
+//! - a body stays under the configured byte bound, and a 413 splits the batch;
+//! - a 200 with `errors` retries only the failed indices (each at most
+//!   `max_item_retries` times, then counted as rejected);
+//! - 429, 5xx, timeouts and connection errors are retried with capped
+//!   exponential backoff and full jitter, for as long as it takes;
+//! - 400, 415 and 422 are not retried: one sample is logged, the events are
+//!   counted as rejected, delivery moves on;
+//! - the API key goes out as `X-API-Key` and `Authorization: Bearer`, and
+//!   nowhere else.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{BoxFuture, Outcome, Sink, SinkError};
+use crate::config::{AgentConfig, VectadbConfig};
+use crate::event::OutEvent;
+use crate::retry::Backoff;
+use crate::shutdown::Shutdown;
+
+pub struct VectadbSink {
+    config: VectadbConfig,
+    client: reqwest::Client,
+    /// The serialized `options` object, identical in every request.
+    options: Vec<u8>,
+    /// How long an in-flight request may finish after shutdown.
+    shutdown_grace: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchResponse {
+    #[serde(default)]
+    errors: Vec<ItemError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ItemError {
+    index: usize,
+    #[serde(default)]
+    error: String,
+}
+
+/// How one HTTP exchange ended.
+enum Reply {
+    Status(StatusCode, String),
+    Transport(String),
+    Abandoned,
+}
+
+impl VectadbSink {
+    pub fn new(config: VectadbConfig, agent: &AgentConfig) -> Result<VectadbSink, SinkError> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(10).min(config.timeout))
+            .user_agent(concat!("cwtap/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SinkError::Open(format!("cannot build the HTTP client: {e}")))?;
+        let options = serde_json::to_vec(&json!({
+            "auto_create_traces": agent.auto_create_traces,
+            "generate_embeddings": agent.generate_embeddings,
+            "extract_relationships": agent.extract_relationships,
+        }))
+        .unwrap_or_default();
+        Ok(VectadbSink {
+            config,
+            client,
+            options,
+            shutdown_grace: agent.shutdown_grace,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.config.endpoint, path));
+        if let Some(key) = &self.config.api_key {
+            req = req
+                .header("X-API-Key", key.expose())
+                .header("Authorization", format!("Bearer {}", key.expose()));
+        }
+        req
+    }
+
+    /// One POST of the given pre-serialized events.
+    async fn post(&self, items: &[&[u8]], shutdown: &Shutdown) -> Reply {
+        let size: usize = items.iter().map(|i| i.len() + 1).sum();
+        let mut body = Vec::with_capacity(size + self.options.len() + 32);
+        body.extend_from_slice(b"{\"events\":[");
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(item);
+        }
+        body.extend_from_slice(b"],\"options\":");
+        body.extend_from_slice(&self.options);
+        body.push(b'}');
+        let send = self
+            .request(reqwest::Method::POST, "/api/v1/events/batch")
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send();
+        let response = tokio::select! {
+            r = send => r,
+            _ = shutdown.deadline(self.shutdown_grace) => return Reply::Abandoned,
+        };
+        match response {
+            Ok(resp) => {
+                let status = resp.status();
+                let text = tokio::select! {
+                    t = resp.text() => t.unwrap_or_default(),
+                    _ = shutdown.deadline(self.shutdown_grace) => String::new(),
+                };
+                Reply::Status(status, text)
+            }
+            // reqwest's errors carry the URL, never headers: safe to log.
+            Err(e) => Reply::Transport(error_chain(&e)),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn excerpt(text: &str) -> &str {
+    let end = text
+        .char_indices()
+        .nth(300)
+        .map(|(i, _)| i)
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
+impl Sink for VectadbSink {
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a [OutEvent],
+        shutdown: &'a Shutdown,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let encoded: Vec<Vec<u8>> = batch
+                .iter()
+                .map(|e| serde_json::to_vec(e).unwrap_or_default())
+                .collect();
+            let mut outcome = Outcome::default();
+            let mut attempts = vec![0u32; batch.len()];
+            // Split by bytes first: each chunk's body stays under the bound.
+            let overhead = self.options.len() + 32;
+            let mut queue: VecDeque<Vec<usize>> = VecDeque::new();
+            let mut chunk = Vec::new();
+            let mut chunk_bytes = overhead;
+            for (i, item) in encoded.iter().enumerate() {
+                if !chunk.is_empty()
+                    && (chunk_bytes + item.len() + 1 > self.config.max_batch_bytes
+                        || chunk.len() >= self.config.batch_size)
+                {
+                    queue.push_back(std::mem::take(&mut chunk));
+                    chunk_bytes = overhead;
+                }
+                chunk_bytes += item.len() + 1;
+                chunk.push(i);
+            }
+            if !chunk.is_empty() {
+                queue.push_back(chunk);
+            }
+
+            let mut backoff = Backoff::new(Duration::from_millis(250), self.config.max_backoff);
+            while let Some(chunk) = queue.pop_front() {
+                if shutdown.is_triggered() {
+                    outcome.abandoned = true;
+                    return outcome;
+                }
+                let items: Vec<&[u8]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
+                let retry = match self.post(&items, shutdown).await {
+                    Reply::Abandoned => {
+                        outcome.abandoned = true;
+                        return outcome;
+                    }
+                    Reply::Status(status, body) if status.is_success() => {
+                        backoff.reset();
+                        let failed = match serde_json::from_str::<BatchResponse>(&body) {
+                            Ok(r) => r.errors,
+                            Err(_) => {
+                                tracing::warn!(status = %status, body = excerpt(&body), "VectaDB answered 2xx without a batch response; counting the batch as ingested");
+                                Vec::new()
+                            }
+                        };
+                        let mut again = Vec::new();
+                        for (pos, &i) in chunk.iter().enumerate() {
+                            match failed.iter().find(|f| f.index == pos) {
+                                None => outcome.accepted.push(i),
+                                Some(f) => {
+                                    attempts[i] += 1;
+                                    if attempts[i] > self.config.max_item_retries {
+                                        tracing::error!(log_id = %batch[i].source.log_id, error = %f.error, attempts = attempts[i], "VectaDB kept failing an event; counting it as rejected");
+                                        outcome.rejected.push(i);
+                                    } else {
+                                        again.push(i);
+                                    }
+                                }
+                            }
+                        }
+                        if again.is_empty() {
+                            None
+                        } else {
+                            tracing::warn!(failed = again.len(), sample = %failed.first().map(|f| f.error.as_str()).unwrap_or(""), "VectaDB failed some events of a batch; retrying only those");
+                            Some(again)
+                        }
+                    }
+                    Reply::Status(StatusCode::PAYLOAD_TOO_LARGE, _) if chunk.len() > 1 => {
+                        let (a, b) = chunk.split_at(chunk.len() / 2);
+                        tracing::warn!(
+                            events = chunk.len(),
+                            "VectaDB answered 413; splitting the batch"
+                        );
+                        queue.push_front(b.to_vec());
+                        queue.push_front(a.to_vec());
+                        continue;
+                    }
+                    Reply::Status(status, body)
+                        if matches!(status.as_u16(), 400 | 413 | 415 | 422) =>
+                    {
+                        tracing::error!(
+                            status = status.as_u16(),
+                            events = chunk.len(),
+                            sample_log_id = %batch[chunk[0]].source.log_id,
+                            response = excerpt(&body),
+                            "VectaDB refused a batch; not retrying, counting it as rejected"
+                        );
+                        outcome.rejected.extend(chunk.iter().copied());
+                        None
+                    }
+                    Reply::Status(status, body) => {
+                        tracing::warn!(
+                            status = status.as_u16(),
+                            response = excerpt(&body),
+                            "VectaDB delivery failed; retrying"
+                        );
+                        Some(chunk)
+                    }
+                    Reply::Transport(error) => {
+                        tracing::warn!(%error, "VectaDB unreachable; retrying");
+                        Some(chunk)
+                    }
+                };
+                if let Some(again) = retry {
+                    queue.push_front(again);
+                    if !backoff.sleep(shutdown).await {
+                        outcome.abandoned = true;
+                        return outcome;
+                    }
+                }
+            }
+            outcome
+        })
+    }
+
+    fn health<'a>(&'a self, shutdown: &'a Shutdown) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
+            let mut last = String::new();
+            for _ in 0..5 {
+                let sent = tokio::select! {
+                    r = self.request(reqwest::Method::GET, "/health").send() => r,
+                    _ = shutdown.wait() => return Err(SinkError::Unhealthy("shutdown during health check".into())),
+                };
+                match sent {
+                    Ok(resp) if resp.status().is_success() => return Ok(()),
+                    Ok(resp) => last = format!("GET /health answered {}", resp.status()),
+                    Err(e) => last = error_chain(&e),
+                }
+                tracing::warn!(endpoint = %self.config.endpoint, error = %last, "VectaDB health check failed");
+                if !backoff.sleep(shutdown).await {
+                    break;
+                }
+            }
+            Err(SinkError::Unhealthy(format!(
+                "VectaDB at {} is not healthy: {last}",
+                self.config.endpoint
+            )))
+        })
+    }
+
+    fn batch_size(&self) -> usize {
+        self.config.batch_size
+    }
+}

@@ -1,0 +1,318 @@
+//! Pulling one log group: scan windows with FilterLogEvents (every page, until
+//! no `nextToken`), drop events already delivered, parse, hand batches to the
+//! sink, and checkpoint each acknowledged batch; the cursor moves only when a
+//! whole window is delivered. See [`plan`] for how windows are chosen.
+
+pub mod plan;
+pub mod progress;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::cloudwatch::{CloudWatch, CloudWatchError, ScanRequest};
+use crate::config::{AgentConfig, GroupConfig};
+use crate::event::OutEvent;
+use crate::shutdown::Shutdown;
+use crate::sink::Sink;
+use crate::state::{Checkpoint, Coverage, StateError, StateStore};
+use crate::time::now_ms;
+use plan::{Target, Window, initial_coverage, next_window, overlap_ms};
+use progress::GroupProgress;
+
+/// What every group poller shares.
+pub struct Context {
+    pub cloudwatch: CloudWatch,
+    pub sink: Arc<dyn Sink>,
+    pub state: StateStore,
+    pub agent: AgentConfig,
+}
+
+/// A concrete log group and the config entry that selected it.
+#[derive(Debug, Clone)]
+pub struct GroupSpec {
+    pub name: String,
+    pub config: Arc<GroupConfig>,
+}
+
+/// How a group's poller ended.
+#[derive(Debug)]
+pub enum GroupEnd {
+    /// The backfill target was reached.
+    Done,
+    /// Shutdown was requested; everything acknowledged is checkpointed.
+    ShutDown,
+    /// The backfill could not finish.
+    Failed(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ScanError {
+    #[error(transparent)]
+    CloudWatch(#[from] CloudWatchError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+enum ScanEnd {
+    Complete,
+    Interrupted,
+}
+
+/// Polls one group until `target` is reached (backfill) or shutdown (live).
+pub async fn run_group(
+    ctx: Arc<Context>,
+    group: GroupSpec,
+    target: Target,
+    mut progress: GroupProgress,
+    shutdown: Shutdown,
+) -> GroupEnd {
+    let name = group.name.as_str();
+    let agent = &ctx.agent;
+    let lookback_ms = agent.lookback.as_millis() as i64;
+    let existing = match ctx.state.group(name).await {
+        Ok(g) => g,
+        Err(e) => return GroupEnd::Failed(e.to_string()),
+    };
+    let mut coverage = initial_coverage(
+        existing.as_ref().map(|g| g.coverage),
+        target,
+        now_ms(),
+        lookback_ms,
+    );
+    let mut delay_ms = existing.as_ref().map(|g| g.observed_delay_ms).unwrap_or(0);
+    if existing.as_ref().map(|g| g.coverage) != Some(coverage) {
+        if let Some(old) = existing
+            .as_ref()
+            .filter(|g| g.coverage.cursor_ms < coverage.covered_from_ms)
+        {
+            tracing::warn!(group = name, previous_cursor = %crate::time::format_ms(old.coverage.cursor_ms),
+                since = %crate::time::format_ms(coverage.covered_from_ms),
+                "backfill starts after this group's checkpoint; the gap between is not read");
+        }
+        if let Err(e) = ctx.state.set_coverage(name, coverage).await {
+            return GroupEnd::Failed(e.to_string());
+        }
+    }
+    progress.update(coverage, 0);
+    let max_window_ms = agent.max_window.as_millis() as i64;
+    let late_ms = agent.late_arrival.as_millis() as i64;
+    let cap_ms = agent.max_late_arrival.as_millis() as i64;
+
+    loop {
+        let polled: Result<(), ScanError> = async {
+            loop {
+                let overlap = overlap_ms(late_ms, delay_ms, agent.adaptive_late_arrival, cap_ms);
+                let Some(window) = next_window(coverage, target, now_ms(), overlap, max_window_ms)
+                else {
+                    return Ok(());
+                };
+                let caught_up = window.end_ms - coverage.cursor_ms < max_window_ms;
+                let before = progress.delivered();
+                match scan(
+                    &ctx,
+                    &group,
+                    coverage,
+                    window,
+                    &mut delay_ms,
+                    &mut progress,
+                    &shutdown,
+                )
+                .await?
+                {
+                    ScanEnd::Interrupted => return Ok(()),
+                    ScanEnd::Complete => {
+                        coverage = window.then;
+                        progress.update(coverage, 0);
+                        progress.window_done(window, progress.delivered() - before);
+                    }
+                }
+                if shutdown.is_triggered() || (target == Target::Live && caught_up) {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        if shutdown.is_triggered() {
+            progress.finish("stopped");
+            return GroupEnd::ShutDown;
+        }
+        let error = polled.as_ref().err().map(|e| e.to_string());
+        if let Err(e) = ctx.state.record_poll(name, error.clone()).await {
+            tracing::error!(group = name, error = %e, "cannot record the poll in the state file");
+        }
+        match (target, polled) {
+            (Target::Backfill { .. }, Ok(())) => {
+                progress.finish("done");
+                return GroupEnd::Done;
+            }
+            (Target::Backfill { .. }, Err(e)) => {
+                progress.finish("failed");
+                return GroupEnd::Failed(e.to_string());
+            }
+            (Target::Live, Ok(())) => {}
+            (
+                Target::Live,
+                Err(ScanError::CloudWatch(e @ CloudWatchError::GroupNotFound { .. })),
+            ) => {
+                tracing::warn!(group = name, error = %e, "log group missing; will look again next poll");
+            }
+            (Target::Live, Err(e)) => {
+                tracing::error!(group = name, error = %e, "poll failed; nothing was lost, retrying next poll");
+            }
+        }
+        if !shutdown.sleep(agent.poll_interval).await {
+            return GroupEnd::ShutDown;
+        }
+    }
+}
+
+/// Scans one window; on `Complete` every event of it is delivered and the
+/// cursor checkpointed.
+async fn scan(
+    ctx: &Context,
+    group: &GroupSpec,
+    coverage: Coverage,
+    window: Window,
+    delay_ms: &mut i64,
+    progress: &mut GroupProgress,
+    shutdown: &Shutdown,
+) -> Result<ScanEnd, ScanError> {
+    let name = group.name.as_str();
+    // Ids delivered earlier in this window (overlap, or a run cut short).
+    let seen: HashSet<String> = ctx.state.delivered_ids(name, window.start_ms).await?;
+    let going_up = window.then.cursor_ms > coverage.cursor_ms;
+    let request = ScanRequest {
+        log_group: group.name.clone(),
+        start_ms: window.start_ms,
+        // FilterLogEvents' endTime is inclusive; windows are half-open.
+        end_ms: window.end_ms - 1,
+        filter_pattern: group.config.filter_pattern.clone(),
+        streams: group.config.streams.clone(),
+    };
+    let batch_size = ctx.sink.batch_size();
+    let mut batch: Vec<(OutEvent, bool)> = Vec::with_capacity(batch_size);
+    let mut window_delay = 0i64;
+    let mut token: Option<String> = None;
+    let mut pages = 0u64;
+    loop {
+        let page = match ctx
+            .cloudwatch
+            .filter_page(&request, token.as_deref(), shutdown)
+            .await
+        {
+            Ok(p) => p,
+            Err(CloudWatchError::ShutDown) => return Ok(ScanEnd::Interrupted),
+            Err(e) => return Err(e.into()),
+        };
+        pages += 1;
+        for raw in page.events {
+            if raw.timestamp_ms < window.start_ms
+                || raw.timestamp_ms >= window.end_ms
+                || seen.contains(&raw.event_id)
+            {
+                continue;
+            }
+            if let Some(ingested) = raw.ingestion_time_ms {
+                window_delay = window_delay.max(ingested - raw.timestamp_ms);
+            }
+            let late = going_up && raw.timestamp_ms < coverage.cursor_ms;
+            let parsed = group.config.rules.parse(&raw.message);
+            batch.push((
+                OutEvent::build(raw, parsed, group.config.agent_id.as_deref()),
+                late,
+            ));
+            if batch.len() >= batch_size {
+                let full = std::mem::take(&mut batch);
+                if let ScanEnd::Interrupted =
+                    deliver(ctx, name, full, None, progress, shutdown).await?
+                {
+                    return Ok(ScanEnd::Interrupted);
+                }
+            }
+        }
+        match page.next_token {
+            // An empty page with a token is not the end: CloudWatch scans a
+            // bounded slice per call.
+            Some(t) => token = Some(t),
+            None => break,
+        }
+        if shutdown.is_triggered() {
+            return Ok(ScanEnd::Interrupted);
+        }
+    }
+    // Lateness seen lately, decaying slowly so one quiet window does not
+    // shrink the re-read window at once.
+    *delay_ms = window_delay.max(*delay_ms - *delay_ms / 10);
+    tracing::debug!(
+        group = name,
+        pages,
+        start = window.start_ms,
+        end = window.end_ms,
+        "window scanned"
+    );
+    let finish = Finish {
+        coverage: window.then,
+        prune_before_ms: window.then.cursor_ms - ctx.agent.max_late_arrival.as_millis() as i64,
+        observed_delay_ms: *delay_ms,
+    };
+    deliver(ctx, name, batch, Some(finish), progress, shutdown).await
+}
+
+/// The cursor move that completes a window.
+struct Finish {
+    coverage: Coverage,
+    prune_before_ms: i64,
+    observed_delay_ms: i64,
+}
+
+/// Delivers a batch and checkpoints what the sink acknowledged, with the
+/// window's cursor move when `finish` is given and all was delivered.
+async fn deliver(
+    ctx: &Context,
+    name: &str,
+    batch: Vec<(OutEvent, bool)>,
+    finish: Option<Finish>,
+    progress: &mut GroupProgress,
+    shutdown: &Shutdown,
+) -> Result<ScanEnd, ScanError> {
+    let (events, late): (Vec<OutEvent>, Vec<bool>) = batch.into_iter().unzip();
+    let outcome = if events.is_empty() {
+        Default::default()
+    } else {
+        ctx.sink.deliver(&events, shutdown).await
+    };
+    let done = outcome.accepted.iter().chain(&outcome.rejected);
+    let mut checkpoint = Checkpoint {
+        log_group: name.to_string(),
+        ids: done
+            .clone()
+            .map(|&i| (events[i].source.log_id.clone(), events[i].timestamp_ms))
+            .collect(),
+        delivered: outcome.accepted.len() as u64,
+        rejected: outcome.rejected.len() as u64,
+        late: done.filter(|&&i| late[i]).count() as u64,
+        ..Checkpoint::default()
+    };
+    if !outcome.abandoned
+        && let Some(f) = finish
+    {
+        checkpoint.coverage = Some(f.coverage);
+        checkpoint.prune_before_ms = Some(f.prune_before_ms);
+        checkpoint.observed_delay_ms = Some(f.observed_delay_ms);
+    }
+    if checkpoint.late > 0 {
+        tracing::info!(
+            group = name,
+            late = checkpoint.late,
+            "late events caught by the re-read window"
+        );
+    }
+    let delivered = checkpoint.delivered;
+    ctx.state.commit(checkpoint).await?;
+    progress.add_delivered(delivered);
+    Ok(if outcome.abandoned {
+        ScanEnd::Interrupted
+    } else {
+        ScanEnd::Complete
+    })
+}

@@ -1,0 +1,197 @@
+//! Which time window a group scans next. Pure functions, so the cursor rules
+//! can be tested without CloudWatch.
+//!
+//! A group's [`Coverage`] is the range `[covered_from_ms, cursor_ms)` whose
+//! events have been delivered. Going forward ("up"), a window starts
+//! `overlap_ms` behind the cursor so that events ingested late, after the
+//! cursor passed their timestamp, are read again; their ids tell which were
+//! already delivered. A backfill reaching back before `covered_from_ms` first
+//! fills downwards, window by window, so the covered range stays one piece.
+
+use crate::state::Coverage;
+use crate::time::EpochMs;
+
+/// What a run is trying to cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Keep up with now.
+    Live,
+    /// Cover `[since, until)` and stop.
+    Backfill { since: EpochMs, until: EpochMs },
+}
+
+/// A window to scan: events with `start_ms <= timestamp < end_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start_ms: EpochMs,
+    pub end_ms: EpochMs,
+    /// Where the covered range goes once the whole window is delivered.
+    pub then: Coverage,
+}
+
+/// The coverage a group starts from when a run begins.
+pub fn initial_coverage(
+    existing: Option<Coverage>,
+    target: Target,
+    now: EpochMs,
+    lookback_ms: i64,
+) -> Coverage {
+    let fresh = |at: EpochMs| Coverage {
+        covered_from_ms: at,
+        cursor_ms: at,
+    };
+    match (existing, target) {
+        (Some(c), Target::Live) => c,
+        (None, Target::Live) => fresh(now - lookback_ms),
+        (None, Target::Backfill { since, .. }) => fresh(since),
+        // Asked to start after what was covered: start where asked, the gap
+        // between is not wanted.
+        (Some(c), Target::Backfill { since, .. }) if since > c.cursor_ms => fresh(since),
+        (Some(c), Target::Backfill { .. }) => c,
+    }
+}
+
+/// The next window, or `None` when the target is reached.
+pub fn next_window(
+    cov: Coverage,
+    target: Target,
+    now: EpochMs,
+    overlap_ms: i64,
+    max_window_ms: i64,
+) -> Option<Window> {
+    let up_to = match target {
+        Target::Live => now,
+        Target::Backfill { since, until } => {
+            if since < cov.covered_from_ms {
+                let start = since.max(cov.covered_from_ms - max_window_ms);
+                return Some(Window {
+                    start_ms: start,
+                    end_ms: cov.covered_from_ms,
+                    then: Coverage {
+                        covered_from_ms: start,
+                        cursor_ms: cov.cursor_ms,
+                    },
+                });
+            }
+            until.min(now)
+        }
+    };
+    if cov.cursor_ms >= up_to {
+        return None;
+    }
+    let start = cov.covered_from_ms.max(cov.cursor_ms - overlap_ms);
+    let end = up_to.min(cov.cursor_ms + max_window_ms);
+    Some(Window {
+        start_ms: start,
+        end_ms: end,
+        then: Coverage {
+            covered_from_ms: cov.covered_from_ms,
+            cursor_ms: end,
+        },
+    })
+}
+
+/// The re-read window for a group: at least the configured late-arrival
+/// bound; when adaptive, twice the lateness seen lately, up to the cap.
+pub fn overlap_ms(
+    late_arrival_ms: i64,
+    observed_delay_ms: i64,
+    adaptive: bool,
+    cap_ms: i64,
+) -> i64 {
+    if adaptive {
+        late_arrival_ms.max((observed_delay_ms.saturating_mul(2)).min(cap_ms))
+    } else {
+        late_arrival_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cov(from: i64, cursor: i64) -> Coverage {
+        Coverage {
+            covered_from_ms: from,
+            cursor_ms: cursor,
+        }
+    }
+
+    #[test]
+    fn live_window_rereads_the_overlap_behind_the_cursor() {
+        let w = next_window(cov(0, 10_000), Target::Live, 12_000, 3_000, 60_000).unwrap();
+        assert_eq!((w.start_ms, w.end_ms), (7_000, 12_000));
+        assert_eq!(w.then, cov(0, 12_000));
+    }
+
+    #[test]
+    fn overlap_never_reaches_below_the_covered_range() {
+        let w = next_window(cov(9_000, 10_000), Target::Live, 12_000, 3_000, 60_000).unwrap();
+        assert_eq!(w.start_ms, 9_000);
+    }
+
+    #[test]
+    fn long_ranges_are_cut_into_windows_of_at_most_max_window() {
+        let target = Target::Backfill {
+            since: 0,
+            until: 250,
+        };
+        let mut c = initial_coverage(None, target, 1_000, 0);
+        let mut ends = Vec::new();
+        while let Some(w) = next_window(c, target, 1_000, 10, 100) {
+            assert!(w.end_ms - c.cursor_ms <= 100);
+            ends.push(w.end_ms);
+            c = w.then;
+        }
+        assert_eq!(ends, vec![100, 200, 250]);
+    }
+
+    #[test]
+    fn backfill_before_the_covered_range_fills_downwards_first() {
+        let target = Target::Backfill {
+            since: 0,
+            until: 1_000,
+        };
+        let mut c = initial_coverage(Some(cov(250, 1_000)), target, 1_000, 0);
+        let w = next_window(c, target, 1_000, 10, 100).unwrap();
+        assert_eq!((w.start_ms, w.end_ms), (150, 250));
+        c = w.then;
+        assert_eq!(c, cov(150, 1_000));
+        let mut n = 1;
+        while let Some(w) = next_window(c, target, 1_000, 10, 100) {
+            c = w.then;
+            n += 1;
+        }
+        assert_eq!(c, cov(0, 1_000));
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn backfill_after_the_covered_range_starts_where_asked() {
+        let target = Target::Backfill {
+            since: 5_000,
+            until: 6_000,
+        };
+        assert_eq!(
+            initial_coverage(Some(cov(0, 1_000)), target, 9_000, 0),
+            cov(5_000, 5_000)
+        );
+    }
+
+    #[test]
+    fn backfill_already_covered_has_nothing_to_do() {
+        let target = Target::Backfill {
+            since: 100,
+            until: 900,
+        };
+        assert_eq!(next_window(cov(0, 1_000), target, 2_000, 10, 100), None);
+    }
+
+    #[test]
+    fn adaptive_overlap_grows_with_observed_delay_up_to_the_cap() {
+        assert_eq!(overlap_ms(300, 10, true, 900), 300);
+        assert_eq!(overlap_ms(300, 200, true, 900), 400);
+        assert_eq!(overlap_ms(300, 10_000, true, 900), 900);
+        assert_eq!(overlap_ms(300, 10_000, false, 900), 300);
+    }
+}
