@@ -1,0 +1,431 @@
+//! Test harness: a real moto server (CloudWatch Logs) on 127.0.0.1, a real
+//! HTTP receiver that plays VectaDB (with scripted failures), and helpers to
+//! seed events and run the `cwtap` binary. Every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use serde_json::Value;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
+
+pub fn now_ms() -> i64 {
+    cwtap::time::now_ms()
+}
+
+// ---------------------------------------------------------------- moto
+
+/// moto's server, killed on drop.
+pub struct Moto {
+    pub url: String,
+    child: Child,
+}
+
+fn moto_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("CWTAP_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if local.exists() {
+        return local;
+    }
+    panic!("moto_server not found: run ./scripts/test.sh, which installs it into .venv");
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(moto_binary())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let up = wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "moto_server did not listen on {url} within 30 s");
+        Moto { url, child }
+    }
+
+    pub async fn client(&self) -> Client {
+        let creds = aws_sdk_cloudwatchlogs::config::Credentials::new("testing", "testing", None, None, "test");
+        let conf = aws_sdk_cloudwatchlogs::Config::builder()
+            .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
+            .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .endpoint_url(&self.url)
+            .build();
+        Client::from_conf(conf)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates the group and stream (idempotent) and puts `(timestamp, message)`
+/// events, in batches CloudWatch accepts.
+pub async fn put_events(client: &Client, group: &str, stream: &str, events: &[(i64, String)]) {
+    let _ = client.create_log_group().log_group_name(group).send().await;
+    let _ = client
+        .create_log_stream()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .send()
+        .await;
+    let mut sorted = events.to_vec();
+    sorted.sort_by_key(|(ts, _)| *ts);
+    for chunk in sorted.chunks(5_000) {
+        let batch: Vec<InputLogEvent> = chunk
+            .iter()
+            .map(|(ts, m)| InputLogEvent::builder().timestamp(*ts).message(m).build().unwrap())
+            .collect();
+        let out = client
+            .put_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .set_log_events(Some(batch))
+            .send()
+            .await
+            .expect("PutLogEvents to moto");
+        assert!(out.rejected_log_events_info().is_none(), "moto rejected events: {out:?}");
+    }
+}
+
+// ---------------------------------------------------------------- receiver
+
+/// How the fake VectaDB answers; changed by tests while it runs.
+#[derive(Default)]
+pub struct Script {
+    /// Answer these statuses to the next batch requests, in order.
+    pub statuses: VecDeque<u16>,
+    /// Answer 503 to every batch request until this instant.
+    pub down_until: Option<Instant>,
+    /// Answer 413 to a request with more events than this.
+    pub max_events: Option<usize>,
+    /// Report events whose message contains this as failed (200 + errors)
+    /// the first time each is seen.
+    pub flaky_marker: Option<String>,
+    /// Answer 422 to a request containing an event with this in its message.
+    pub poison_marker: Option<String>,
+    /// Sleep this long before answering a batch request.
+    pub delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestLog {
+    pub path: String,
+    pub status: u16,
+    pub events: usize,
+    pub log_ids: Vec<String>,
+    pub headers: HashMap<String, String>,
+    pub options: Option<Value>,
+}
+
+#[derive(Default)]
+pub struct Recorded {
+    /// Every event stored (accepted), in order.
+    pub stored: Vec<Value>,
+    pub requests: Vec<RequestLog>,
+    flaky_seen: std::collections::HashSet<String>,
+}
+
+/// A real HTTP server playing VectaDB's batch API.
+pub struct Receiver {
+    pub url: String,
+    pub script: Arc<Mutex<Script>>,
+    pub recorded: Arc<Mutex<Recorded>>,
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn message_of(event: &Value) -> String {
+    event["properties"]["message"].as_str().map(str::to_string).unwrap_or_else(|| event["properties"].to_string())
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("receiver binds"));
+        let port = server.server_addr().to_ip().expect("ip address").port();
+        let script = Arc::new(Mutex::new(Script::default()));
+        let recorded = Arc::new(Mutex::new(Recorded::default()));
+        let (s, sc, rec) = (Arc::clone(&server), Arc::clone(&script), Arc::clone(&recorded));
+        let thread = std::thread::spawn(move || {
+            for mut request in s.incoming_requests() {
+                let path = request.url().to_string();
+                let headers: HashMap<String, String> = request
+                    .headers()
+                    .iter()
+                    .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+                    .collect();
+                let mut body = String::new();
+                let _ = request.as_reader().read_to_string(&mut body);
+                let (status, reply) = handle(&path, &body, &headers, &sc, &rec);
+                let response = tiny_http::Response::from_string(reply)
+                    .with_status_code(status)
+                    .with_header(tiny_http::Header::from_bytes("Content-Type", "application/json").unwrap());
+                let _ = request.respond(response);
+            }
+        });
+        Receiver {
+            url: format!("http://127.0.0.1:{port}"),
+            script,
+            recorded,
+            server,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn stored(&self) -> Vec<Value> {
+        self.recorded.lock().unwrap().stored.clone()
+    }
+
+    pub fn stored_count(&self) -> usize {
+        self.recorded.lock().unwrap().stored.len()
+    }
+
+    pub fn requests(&self) -> Vec<RequestLog> {
+        self.recorded.lock().unwrap().requests.clone()
+    }
+
+    pub fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.script.lock().unwrap()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn handle(
+    path: &str,
+    body: &str,
+    headers: &HashMap<String, String>,
+    script: &Mutex<Script>,
+    recorded: &Mutex<Recorded>,
+) -> (u16, String) {
+    let log = |status: u16, events: &[Value], options: Option<Value>| {
+        recorded.lock().unwrap().requests.push(RequestLog {
+            path: path.to_string(),
+            status,
+            events: events.len(),
+            log_ids: events.iter().map(|e| e["source"]["log_id"].as_str().unwrap_or("").to_string()).collect(),
+            headers: headers.clone(),
+            options,
+        });
+    };
+    if path == "/health" {
+        log(200, &[], None);
+        return (200, r#"{"status":"healthy","version":"test","ontology_loaded":false}"#.into());
+    }
+    if path != "/api/v1/events/batch" {
+        log(404, &[], None);
+        return (404, "{}".into());
+    }
+    if !headers.get("content-type").is_some_and(|c| c.starts_with("application/json")) {
+        log(415, &[], None);
+        return (415, "unsupported media type".into());
+    }
+    let parsed: Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(_) => {
+            log(400, &[], None);
+            return (400, "malformed json".into());
+        }
+    };
+    let events: Vec<Value> = parsed["events"].as_array().cloned().unwrap_or_default();
+    let options = parsed.get("options").cloned();
+    let delay = script.lock().unwrap().delay;
+    if !delay.is_zero() {
+        std::thread::sleep(delay);
+    }
+    let mut sc = script.lock().unwrap();
+    if let Some(status) = sc.statuses.pop_front() {
+        drop(sc);
+        log(status, &events, options);
+        return (status, r#"{"error":"Scripted","message":"scripted failure"}"#.into());
+    }
+    if sc.down_until.is_some_and(|t| Instant::now() < t) {
+        drop(sc);
+        log(503, &events, options);
+        return (503, r#"{"error":"DatabaseNotAvailable","message":"down"}"#.into());
+    }
+    if sc.max_events.is_some_and(|m| events.len() > m) {
+        drop(sc);
+        log(413, &events, options);
+        return (413, "payload too large".into());
+    }
+    if let Some(marker) = &sc.poison_marker
+        && events.iter().any(|e| message_of(e).contains(marker.as_str()))
+    {
+        drop(sc);
+        log(422, &events, options);
+        return (422, "missing field".into());
+    }
+    let flaky = sc.flaky_marker.clone();
+    drop(sc);
+    for e in &events {
+        let ok = e["timestamp"].is_string() && e["properties"].is_object();
+        if !ok {
+            log(422, &events, options);
+            return (422, "missing field".into());
+        }
+    }
+    let mut rec = recorded.lock().unwrap();
+    let mut errors = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let id = e["source"]["log_id"].as_str().unwrap_or("").to_string();
+        if let Some(m) = &flaky
+            && message_of(e).contains(m.as_str())
+            && rec.flaky_seen.insert(id)
+        {
+            errors.push(serde_json::json!({"index": i, "error": "flaky storage"}));
+            continue;
+        }
+        rec.stored.push(e.clone());
+    }
+    drop(rec);
+    log(200, &events, options);
+    let ingested = events.len() - errors.len();
+    (
+        200,
+        serde_json::json!({"ingested": ingested, "failed": errors.len(), "trace_ids": [], "errors": errors}).to_string(),
+    )
+}
+
+// ---------------------------------------------------------------- cwtap
+
+pub fn cwtap_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cwtap")
+}
+
+/// A `cwtap` command with the AWS environment pointed at `moto`.
+pub fn cwtap(moto_url: &str) -> Command {
+    let mut cmd = Command::new(cwtap_bin());
+    cmd.env("AWS_ENDPOINT_URL", moto_url)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("CWTAP_CONFIG")
+        .env_remove("CONFIG_PATH")
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+pub fn run_to_end(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("cwtap starts");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "cwtap did not finish within {limit:?}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes a config file in `dir` and returns its path.
+pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    path
+}
+
+/// Reads an NDJSON output file (missing file: no events).
+pub fn read_ndjson(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("every output line is JSON"))
+        .collect()
+}
+
+/// Counts of each CloudWatch eventId among delivered events.
+pub fn id_counts(events: &[Value]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for e in events {
+        let id = e["source"]["log_id"].as_str().expect("source.log_id").to_string();
+        *counts.entry(id).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The messages delivered, as a multiset keyed by message.
+pub fn message_counts(events: &[Value]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for e in events {
+        *counts.entry(message_of(e)).or_insert(0) += 1;
+    }
+    counts
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Sends SIGTERM (or another signal) to a child.
+pub fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// Waits for a child to exit within `limit`, returning its status.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}

@@ -1,0 +1,187 @@
+//! Invalid configuration: exit code 2, a message naming the file and the line
+//! or key, and no state file created (nothing else is touched either: the
+//! AWS endpoint below does not exist, so any call would fail differently).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const GOOD_GROUPS: &str = "log_groups:\n  - name: /aws/lambda/app\n";
+
+struct Case {
+    name: &'static str,
+    yaml: String,
+    /// Fragments the error message must contain (besides the file name).
+    expect: &'static [&'static str],
+}
+
+fn cases() -> Vec<Case> {
+    let out = "ndjson: {path: out.ndjson}\n";
+    vec![
+        Case {
+            name: "yaml syntax error",
+            yaml: format!("{out}log_groups:\n  - name: /a\n    parsers: [\n"),
+            expect: &["line"],
+        },
+        Case {
+            name: "unknown key",
+            yaml: format!("{out}{GOOD_GROUPS}agent:\n  poll_intervall_secs: 5\n"),
+            expect: &["unknown field `poll_intervall_secs`", "line 6"],
+        },
+        Case {
+            name: "bad regex",
+            yaml: format!(
+                "{out}log_groups:\n  - name: /a\n    parsers:\n      - {{name: r, type: regex, pattern: '(unclosed'}}\n"
+            ),
+            expect: &["log_groups[0].parsers[0].pattern", "invalid regex"],
+        },
+        Case {
+            name: "missing log_groups",
+            yaml: out.to_string(),
+            expect: &["log_groups", "missing"],
+        },
+        Case {
+            name: "bad duration",
+            yaml: format!("{out}{GOOD_GROUPS}agent:\n  late_arrival_secs: 5 fortnights\n"),
+            expect: &["agent.late_arrival_secs", "invalid duration"],
+        },
+        Case {
+            name: "no output",
+            yaml: GOOD_GROUPS.to_string(),
+            expect: &["no output is configured"],
+        },
+        Case {
+            name: "two outputs",
+            yaml: format!("{out}vectadb: {{endpoint: 'http://127.0.0.1:9'}}\n{GOOD_GROUPS}"),
+            expect: &["two outputs"],
+        },
+        Case {
+            name: "wrong type",
+            yaml: format!("{out}{GOOD_GROUPS}agent:\n  auto_create_traces: maybe\n"),
+            expect: &["auto_create_traces", "line 6"],
+        },
+        Case {
+            name: "unset variable",
+            yaml: format!("vectadb: {{endpoint: 'http://127.0.0.1:9', api_key: '${{CWTAP_TEST_UNSET_VAR}}'}}\n{GOOD_GROUPS}"),
+            expect: &["vectadb.api_key", "CWTAP_TEST_UNSET_VAR"],
+        },
+        Case {
+            name: "bad group name",
+            yaml: format!("{out}log_groups:\n  - name: 'has space'\n"),
+            expect: &["log_groups[0].name"],
+        },
+        Case {
+            name: "name and prefix",
+            yaml: format!("{out}log_groups:\n  - {{name: /a, prefix: /b}}\n"),
+            expect: &["log_groups[0]", "not both"],
+        },
+    ]
+}
+
+#[test]
+fn every_invalid_config_exits_2_naming_file_and_place_before_touching_state() {
+    for case in cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        let yaml = format!("{}\n", case.yaml);
+        // Point the state file into the temp dir when the YAML allows it.
+        let yaml = if yaml.contains("agent:\n") {
+            yaml.replace("agent:\n", &format!("agent:\n  state_path: {}\n", state.display()))
+        } else if !case.name.contains("syntax") {
+            format!("{yaml}agent:\n  state_path: {}\n", state.display())
+        } else {
+            yaml
+        };
+        let config = write_config(dir.path(), &yaml);
+        for command in ["check", "run", "backfill"] {
+            let mut cmd = cwtap("http://127.0.0.1:9");
+            cmd.current_dir(dir.path()).arg(command).arg("--config").arg(&config);
+            if command == "backfill" {
+                cmd.args(["--since", "1h"]);
+            }
+            let out = run_to_end(&mut cmd, Duration::from_secs(20));
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{}: `{command}` exit code; stderr:\n{err}", case.name);
+            assert!(err.contains("config.yaml"), "{}: message names the file: {err}", case.name);
+            for fragment in case.expect {
+                assert!(err.contains(fragment), "{}: message contains {fragment:?}: {err}", case.name);
+            }
+            assert!(!state.exists(), "{}: `{command}` created the state file", case.name);
+            assert!(!dir.path().join("cwtap-state.db").exists(), "{}: default state file created", case.name);
+        }
+    }
+}
+
+#[test]
+fn missing_config_file_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_to_end(
+        cwtap("http://127.0.0.1:9").current_dir(dir.path()).args(["check"]),
+        Duration::from_secs(20),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("config.yaml"), "{err}");
+}
+
+#[test]
+fn bad_command_line_values_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &format!("ndjson: {{path: out.ndjson}}\n{GOOD_GROUPS}"));
+    for args in [
+        vec!["backfill", "--since", "7 fortnights"],
+        vec!["backfill", "--since", "1h", "--until", "2h"],
+        vec!["backfill", "--since", "1h", "--group", "/not/configured"],
+        vec!["backfill"],
+        vec!["frobnicate"],
+    ] {
+        let out = run_to_end(
+            cwtap("http://127.0.0.1:9").current_dir(dir.path()).args(&args).arg("--config").arg(&config),
+            Duration::from_secs(20),
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(!dir.path().join("cwtap-state.db").exists(), "{args:?} created the state file");
+    }
+}
+
+#[test]
+fn vectadb_agent_config_loads_unchanged_and_config_path_env_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = r#"
+aws:     { region: "us-east-1", profile: "optional" }
+vectadb: { endpoint: "http://localhost:8080", api_key: "sk-vectadb-secret-123", batch_size: 100, timeout_secs: 30 }
+log_groups:
+  - name: "/aws/lambda/x"
+    agent_id: "optional"
+    filter_pattern: "optional CloudWatch filter syntax"
+    parsers:
+      - name: "json"
+        type: "json"
+        field_mapping: { source_key: target_key }
+        event_type: "optional"
+        priority: 100
+      - name: "chain"
+        type: "regex"
+        pattern: "Entering (?P<chain>\\w+) chain"
+      - name: "lc"
+        type: "langchain"
+      - name: "li"
+        type: "llamaindex"
+agent: { poll_interval_secs: 10, lookback_secs: 300, auto_create_traces: true, generate_embeddings: true }
+"#;
+    let path = dir.path().join("vectadb-agent.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = run_to_end(
+        cwtap("http://127.0.0.1:9").current_dir(dir.path()).env("CONFIG_PATH", &path).arg("check"),
+        Duration::from_secs(20),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout.contains("/aws/lambda/x"), "{stdout}");
+    assert!(stdout.contains("4 parser rule(s)"), "{stdout}");
+    assert!(stdout.contains("VectaDB at http://localhost:8080"), "{stdout}");
+    assert!(!stdout.contains("sk-vectadb-secret-123"), "api key must not be printed: {stdout}");
+    assert!(!dir.path().join("cwtap-state.db").exists(), "check must not create the state file");
+}

@@ -1,0 +1,269 @@
+//! Pulling from CloudWatch (moto's server): pagination, late events, missing
+//! groups, discovery, backfill idempotence, clean shutdown.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn ndjson_config(dir: &Path, groups: &str, agent: &str) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "ndjson:\n  path: {}\nlog_groups:\n{groups}agent:\n  state_path: {}\n{agent}",
+            dir.join("out.ndjson").display(),
+            dir.join("state.db").display()
+        ),
+    )
+}
+
+fn status_json(moto: &Moto, config: &Path) -> Vec<Value> {
+    let out = run_to_end(
+        cwtap(&moto.url).args(["status", "--json", "--config"]).arg(config),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "status: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}
+
+fn assert_exactly_once(events: &[Value], expected: usize) {
+    let ids = id_counts(events);
+    let dups: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "{} event ids delivered more than once, e.g. {:?}", dups.len(), dups.first());
+    assert_eq!(ids.len(), expected, "distinct events delivered");
+    assert_eq!(events.len(), expected, "events delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_of_more_than_10000_events_is_paged_to_the_end_and_a_rerun_delivers_nothing_twice() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    let base = now_ms() - 20 * 60_000;
+    let a: Vec<(i64, String)> = (0..7_000).map(|i| (base + i as i64 * 7, format!("a-{i}"))).collect();
+    let b: Vec<(i64, String)> = (0..5_500).map(|i| (base + i as i64 * 11, format!("{{\"n\":{i},\"stream\":\"b\"}}"))).collect();
+    put_events(&client, "/app/big", "stream-a", &a).await;
+    put_events(&client, "/app/big", "stream-b", &b).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = ndjson_config(dir.path(), "  - name: /app/big\n    parsers: [{type: json}]\n", "");
+    let out = run_to_end(
+        cwtap(&moto.url).args(["backfill", "--since", "1h", "--config"]).arg(&config),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "backfill failed: {}", stderr(&out));
+    let events = read_ndjson(&dir.path().join("out.ndjson"));
+    assert_exactly_once(&events, 12_500);
+
+    // Every event keeps its exact timestamp, group, stream, id and message.
+    let by_message: std::collections::HashMap<String, &Value> = events
+        .iter()
+        .map(|e| {
+            let m = e["properties"]["message"].as_str().map(str::to_string).unwrap_or_else(|| {
+                format!("{{\"n\":{},\"stream\":\"b\"}}", e["properties"]["n"])
+            });
+            (m, e)
+        })
+        .collect();
+    for (ts, msg) in a.iter().chain(&b).step_by(97) {
+        let e = by_message.get(msg).unwrap_or_else(|| panic!("message {msg} not delivered"));
+        assert_eq!(e["timestamp"], cwtap::time::format_ms(*ts), "timestamp of {msg}");
+        assert_eq!(e["source"]["log_group"], "/app/big");
+        assert_eq!(e["source"]["system"], "cloudwatch");
+        let stream = if msg.starts_with("a-") { "stream-a" } else { "stream-b" };
+        assert_eq!(e["source"]["log_stream"], stream);
+    }
+
+    // The same backfill again: nothing new.
+    let out = run_to_end(
+        cwtap(&moto.url).args(["backfill", "--since", "1h", "--config"]).arg(&config),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "second backfill failed: {}", stderr(&out));
+    let again = read_ndjson(&dir.path().join("out.ndjson"));
+    assert_exactly_once(&again, 12_500);
+
+    let status = status_json(&moto, &config);
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0]["events_delivered"], 12_500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_reaching_further_back_than_the_checkpoint_fills_the_gap_once() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    let now = now_ms();
+    // One event every minute over the last 3 hours.
+    let events: Vec<(i64, String)> = (0..180).map(|i| (now - (i + 1) * 60_000, format!("minute {i}"))).collect();
+    put_events(&client, "/app/hist", "s", &events).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ndjson_config(dir.path(), "  - name: /app/hist\n", "  max_window_secs: 45m\n");
+    for since in ["1h", "3h30m", "2h"] {
+        let out = run_to_end(
+            cwtap(&moto.url).args(["backfill", "--since", since, "--config"]).arg(&config),
+            Duration::from_secs(60),
+        );
+        assert!(out.status.success(), "backfill --since {since}: {}", stderr(&out));
+    }
+    let delivered = read_ndjson(&dir.path().join("out.ndjson"));
+    assert_exactly_once(&delivered, 180);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_events_written_after_the_cursor_passed_them_are_delivered_exactly_once() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    let first: Vec<(i64, String)> = (0..50).map(|i| (now_ms() - 5_000 + i, format!("on time {i}"))).collect();
+    put_events(&client, "/app/late", "s1", &first).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = ndjson_config(
+        dir.path(),
+        "  - name: /app/late\n",
+        "  poll_interval_secs: 1\n  late_arrival_secs: 120\n  lookback_secs: 60\n",
+    );
+    let out_path = dir.path().join("out.ndjson");
+    let mut child = cwtap(&moto.url)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 50),
+        "on-time events not delivered"
+    );
+    // Let the cursor move well past the late events' timestamps.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let late_ts = now_ms() - 60_000;
+    let late: Vec<(i64, String)> = (0..30).map(|i| (late_ts + i, format!("late {i}"))).collect();
+    put_events(&client, "/app/late", "s2", &late).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 80),
+        "late events not delivered"
+    );
+    // A few more polls re-read the same overlap: nothing may come twice.
+    std::thread::sleep(Duration::from_secs(3));
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+    assert!(status.success(), "run exit status {status:?}");
+    let events = read_ndjson(&out_path);
+    assert_exactly_once(&events, 80);
+    let messages = message_counts(&events);
+    assert!((0..30).all(|i| messages.get(&format!("late {i}")) == Some(&1)));
+    let status = status_json(&moto, &config);
+    assert_eq!(status[0]["late_events"], 30, "late events counted: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_log_group_is_reported_with_its_region_and_the_other_groups_go_on() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    let events: Vec<(i64, String)> = (0..20).map(|i| (now_ms() - 10_000 + i, format!("present {i}"))).collect();
+    put_events(&client, "/app/present", "s", &events).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ndjson_config(
+        dir.path(),
+        "  - name: /app/missing\n  - name: /app/present\n",
+        "  poll_interval_secs: 1\n",
+    );
+    let mut child = cwtap(&moto.url)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out_path = dir.path().join("out.ndjson");
+    let delivered = wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 20);
+    std::thread::sleep(Duration::from_millis(2_500));
+    signal(&child, "TERM");
+    wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert!(delivered, "present group not delivered; stderr:\n{err}");
+    let reports = err.lines().filter(|l| l.contains("/app/missing") && l.contains("not found")).count();
+    assert!(reports >= 1, "missing group not reported:\n{err}");
+    assert!(err.contains("us-east-1"), "region not named:\n{err}");
+    // Once per poll interval, not in a tight loop: ~4 s of 1 s polls.
+    assert!(reports <= 8, "missing group reported {reports} times in ~4 s");
+    let status = status_json(&moto, &config);
+    let missing = status.iter().find(|g| g["log_group"] == "/app/missing").expect("status row");
+    assert!(missing["last_error"].as_str().unwrap_or("").contains("not found"), "{missing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_selection_discovers_groups_including_ones_created_later() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    put_events(&client, "/svc/a", "s", &[(now_ms() - 5_000, "from a".into())]).await;
+    put_events(&client, "/other/x", "s", &[(now_ms() - 5_000, "not selected".into())]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ndjson_config(
+        dir.path(),
+        "  - prefix: /svc/\n",
+        "  poll_interval_secs: 1\n  discovery_interval_secs: 1\n",
+    );
+    let out_path = dir.path().join("out.ndjson");
+    let mut child = cwtap(&moto.url)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 1));
+    put_events(&client, "/svc/b", "s", &[(now_ms() - 5_000, "from b".into())]).await;
+    let found = wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 2);
+    signal(&child, "TERM");
+    wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert!(found, "group created later was not discovered");
+    let messages = message_counts(&read_ndjson(&out_path));
+    assert_eq!(messages.get("from a"), Some(&1));
+    assert_eq!(messages.get("from b"), Some(&1));
+    assert_eq!(messages.get("not selected"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_zero_with_state_committed_and_a_restart_resumes_without_duplicates() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    let events: Vec<(i64, String)> = (0..100).map(|i| (now_ms() - 30_000 + i, format!("e{i}"))).collect();
+    put_events(&client, "/app/term", "s", &events).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ndjson_config(dir.path(), "  - name: /app/term\n", "  poll_interval_secs: 1\n");
+    let out_path = dir.path().join("out.ndjson");
+    let start = |cfg: &Path| {
+        cwtap(&moto.url)
+            .args(["run", "--config"])
+            .arg(cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = start(&config);
+    assert!(wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 100));
+    signal(&child, "TERM");
+    let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+    assert_eq!(exit.code(), Some(0));
+    let status = status_json(&moto, &config);
+    assert_eq!(status[0]["events_delivered"], 100);
+    let lag = status[0]["lag_secs"].as_f64().unwrap();
+    assert!(lag < 60.0, "cursor committed near now, lag {lag}s");
+
+    let more: Vec<(i64, String)> = (0..10).map(|i| (now_ms() - 1_000 + i, format!("after restart {i}"))).collect();
+    put_events(&client, "/app/term", "s2", &more).await;
+    let mut child = start(&config);
+    assert!(wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 110));
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&child, "INT");
+    let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGINT");
+    assert_eq!(exit.code(), Some(0));
+    assert_exactly_once(&read_ndjson(&out_path), 110);
+}
