@@ -8,7 +8,9 @@
 //! - 429, 5xx, timeouts and connection errors are retried with capped
 //!   exponential backoff and full jitter, for as long as it takes;
 //! - 400, 415 and 422 are not retried: one sample is logged, the events are
-//!   counted as rejected, delivery moves on;
+//!   counted as rejected, delivery moves on; since a 400 or 422 refuses a
+//!   whole request for what may be one bad event, such a batch is first
+//!   halved until the refused events stand alone (as for a 413);
 //! - the API key goes out as `X-API-Key` and `Authorization: Bearer`, and
 //!   nowhere else.
 
@@ -228,6 +230,16 @@ impl Sink for VectadbSink {
                             events = chunk.len(),
                             "VectaDB answered 413; splitting the batch"
                         );
+                        queue.push_front(b.to_vec());
+                        queue.push_front(a.to_vec());
+                        continue;
+                    }
+                    // A 400 or 422 refuses the whole request for what may be
+                    // one bad event: halve the batch until the bad events stand
+                    // alone, so the good ones still get through.
+                    Reply::Status(status, _) if matches!(status.as_u16(), 400 | 422) && chunk.len() > 1 => {
+                        let (a, b) = chunk.split_at(chunk.len() / 2);
+                        tracing::warn!(status = status.as_u16(), events = chunk.len(), "VectaDB refused a batch; splitting it to isolate the refused events");
                         queue.push_front(b.to_vec());
                         queue.push_front(a.to_vec());
                         continue;

@@ -1,0 +1,295 @@
+//! Delivery to a VectaDB-compatible API (a real HTTP receiver in the test
+//! playing the server, including its partial failures, 503s, 413 and 422),
+//! with CloudWatch played by moto's server.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn vectadb_config(dir: &Path, receiver: &Receiver, group: &str, extra_vectadb: &str, agent: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "vectadb:\n  endpoint: {}\n  max_backoff_secs: 1\n{extra_vectadb}log_groups:\n  - name: {group}\nagent:\n  state_path: {}\n{agent}",
+            receiver.url,
+            dir.join("state.db").display()
+        ),
+    )
+}
+
+fn backfill(moto: &Moto, config: &Path) -> std::process::Output {
+    run_to_end(
+        cwtap(&moto.url).args(["backfill", "--since", "1h", "--config"]).arg(config),
+        Duration::from_secs(120),
+    )
+}
+
+fn status_json(moto: &Moto, config: &Path) -> Vec<Value> {
+    let out = run_to_end(
+        cwtap(&moto.url).args(["status", "--json", "--config"]).arg(config),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "status: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}
+
+fn assert_stored_exactly_once(receiver: &Receiver, expected: usize) {
+    let stored = receiver.stored();
+    let ids = id_counts(&stored);
+    let dups = ids.values().filter(|n| **n > 1).count();
+    assert_eq!(dups, 0, "{dups} events stored more than once");
+    assert_eq!(ids.len(), expected, "distinct events stored");
+}
+
+async fn seed(moto: &Moto, group: &str, n: usize, message: impl Fn(usize) -> String) -> Vec<(i64, String)> {
+    let client = moto.client().await;
+    let base = now_ms() - 10 * 60_000;
+    let events: Vec<(i64, String)> = (0..n).map(|i| (base + i as i64, message(i))).collect();
+    put_events(&client, group, "stream-1", &events).await;
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_first_then_batches_with_explicit_options_source_and_both_auth_headers() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    seed(&moto, "/app/api", 250, |i| format!("{{\"session_id\":\"s-{}\",\"i\":{i}}}", i % 3)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = vectadb_config(
+        dir.path(),
+        &receiver,
+        "/app/api\n    agent_id: checkout\n    parsers: [{type: json}]",
+        "  api_key: ${CWTAP_TEST_KEY}\n  batch_size: 40\n",
+        "  auto_create_traces: false\n  generate_embeddings: true\n",
+    );
+    let out = run_to_end(
+        cwtap(&moto.url)
+            .env("CWTAP_TEST_KEY", "sk-live-very-secret")
+            .env("RUST_LOG", "debug")
+            .args(["backfill", "--since", "1h", "--config"])
+            .arg(&config),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("sk-live-very-secret"), "the API key leaked into the logs");
+    assert_stored_exactly_once(&receiver, 250);
+
+    let requests = receiver.requests();
+    assert_eq!(requests[0].path, "/health", "GET /health comes before any batch");
+    let batches: Vec<_> = requests.iter().filter(|r| r.path == "/api/v1/events/batch").collect();
+    assert_eq!(batches.len(), 7, "250 events in batches of at most 40");
+    for r in &batches {
+        assert!(r.events <= 40);
+        assert_eq!(r.headers.get("x-api-key").map(String::as_str), Some("sk-live-very-secret"));
+        assert_eq!(
+            r.headers.get("authorization").map(String::as_str),
+            Some("Bearer sk-live-very-secret")
+        );
+        let options = r.options.as_ref().expect("options always sent");
+        assert_eq!(options["auto_create_traces"], false);
+        assert_eq!(options["generate_embeddings"], true);
+        assert_eq!(options["extract_relationships"], false);
+    }
+    let e = &receiver.stored()[0];
+    assert_eq!(e["source"]["system"], "cloudwatch");
+    assert_eq!(e["source"]["log_group"], "/app/api");
+    assert_eq!(e["source"]["log_stream"], "stream-1");
+    assert!(e["source"]["log_id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(e["agent_id"], "checkout");
+    assert!(e["session_id"].as_str().is_some_and(|s| s.starts_with("s-")));
+    assert!(e["properties"]["i"].is_number(), "original JSON fields kept: {e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downstream_down_for_a_while_holds_the_cursor_then_delivers_everything_once() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    seed(&moto, "/app/down", 300, |i| format!("event {i}")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = vectadb_config(dir.path(), &receiver, "/app/down", "  batch_size: 50\n", "");
+    receiver.script().down_until = Some(Instant::now() + Duration::from_secs(5));
+    let mut child = cwtap(&moto.url)
+        .args(["backfill", "--since", "1h", "--no-progress", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // While the downstream answers 503, nothing is checkpointed.
+    assert!(wait_until(Duration::from_secs(10), || receiver
+        .requests()
+        .iter()
+        .filter(|r| r.status == 503)
+        .count()
+        >= 2));
+    let during = status_json(&moto, &config);
+    assert_eq!(during[0]["events_delivered"], 0, "{during:?}");
+    assert_eq!(during[0]["cursor"], during[0]["covered_from"], "cursor must not move while down");
+    let exit = wait_exit(&mut child, Duration::from_secs(60)).expect("backfill finishes once the downstream is back");
+    assert!(exit.success());
+    assert_stored_exactly_once(&receiver, 300);
+    let after = status_json(&moto, &config);
+    assert_eq!(after[0]["events_delivered"], 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_failures_in_a_200_are_retried_by_index_only() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    let events = seed(&moto, "/app/partial", 200, |i| {
+        if i % 7 == 0 { format!("flaky event {i}") } else { format!("event {i}") }
+    })
+    .await;
+    let flaky = events.iter().filter(|(_, m)| m.starts_with("flaky")).count();
+    receiver.script().flaky_marker = Some("flaky".into());
+    let dir = tempfile::tempdir().unwrap();
+    let config = vectadb_config(dir.path(), &receiver, "/app/partial", "  batch_size: 50\n", "");
+    let out = backfill(&moto, &config);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_stored_exactly_once(&receiver, 200);
+
+    let stored = receiver.stored();
+    let message_by_id: HashMap<String, String> = stored
+        .iter()
+        .map(|e| {
+            (
+                e["source"]["log_id"].as_str().unwrap().to_string(),
+                e["properties"]["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let batches: Vec<_> = receiver.requests().into_iter().filter(|r| r.path.ends_with("/batch")).collect();
+    let sent: usize = batches.iter().map(|r| r.events).sum();
+    assert_eq!(sent, 200 + flaky, "every event sent once, failed ones once more");
+    let retries: Vec<_> = batches
+        .iter()
+        .filter(|r| r.log_ids.iter().all(|id| message_by_id[id].starts_with("flaky")))
+        .collect();
+    assert_eq!(retries.len(), 4, "one retry per batch of 50, carrying only the failed events");
+    assert_eq!(retries.iter().map(|r| r.events).sum::<usize>(), flaky);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_413_splits_the_batch_until_it_fits() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    seed(&moto, "/app/big", 120, |i| format!("event {i}")).await;
+    receiver.script().max_events = Some(7);
+    let dir = tempfile::tempdir().unwrap();
+    let config = vectadb_config(dir.path(), &receiver, "/app/big", "  batch_size: 60\n", "");
+    let out = backfill(&moto, &config);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_stored_exactly_once(&receiver, 120);
+    let requests = receiver.requests();
+    assert!(requests.iter().any(|r| r.status == 413));
+    assert!(requests.iter().filter(|r| r.status == 200 && r.path.ends_with("/batch")).all(|r| r.events <= 7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stay_under_the_byte_bound() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    // ~2 KB messages: 100 of them would be ~200 KB; the bound is 20 KB.
+    seed(&moto, "/app/bytes", 100, |i| format!("{i} {}", "x".repeat(2_000))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = vectadb_config(
+        dir.path(),
+        &receiver,
+        "/app/bytes",
+        "  batch_size: 100\n  max_batch_bytes: 20480\n",
+        "",
+    );
+    let out = backfill(&moto, &config);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_stored_exactly_once(&receiver, 100);
+    let batches: Vec<_> = receiver.requests().into_iter().filter(|r| r.path.ends_with("/batch")).collect();
+    assert!(batches.len() >= 10, "split by bytes: {} requests", batches.len());
+    assert!(batches.iter().all(|r| r.events <= 9));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_event_is_isolated_counted_and_not_retried() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    seed(&moto, "/app/poison", 64, |i| if i == 21 { "poison pill".into() } else { format!("event {i}") }).await;
+    receiver.script().poison_marker = Some("poison".into());
+    let dir = tempfile::tempdir().unwrap();
+    let config = vectadb_config(dir.path(), &receiver, "/app/poison", "  batch_size: 32\n", "");
+    let out = backfill(&moto, &config);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_stored_exactly_once(&receiver, 63);
+    let poisoned_alone = receiver
+        .requests()
+        .iter()
+        .filter(|r| r.status == 422 && r.events == 1)
+        .count();
+    assert_eq!(poisoned_alone, 1, "the refused event is sent alone exactly once, never retried");
+    assert!(err.contains("422") && err.contains("rejected"), "one sample logged: {err}");
+    let status = status_json(&moto, &config);
+    assert_eq!(status[0]["events_rejected"], 1);
+    assert_eq!(status[0]["events_delivered"], 63);
+    // A re-run does not try it again.
+    let out = backfill(&moto, &config);
+    assert!(out.status.success());
+    assert_eq!(receiver.requests().iter().filter(|r| r.status == 422 && r.events == 1).count(), 1);
+}
+
+fn start_run(moto: &Moto, config: &Path) -> Child {
+    cwtap(&moto.url)
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_then_restart_loses_nothing_even_with_thousands_of_events_on_one_millisecond() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    let client = moto.client().await;
+    let ts = now_ms() - 60_000;
+    // 3,000 events on one millisecond, split over two streams.
+    let a: Vec<(i64, String)> = (0..1_500).map(|i| (ts, format!("same ms a{i}"))).collect();
+    let b: Vec<(i64, String)> = (0..1_500).map(|i| (ts, format!("same ms b{i}"))).collect();
+    put_events(&client, "/app/crash", "a", &a).await;
+    put_events(&client, "/app/crash", "b", &b).await;
+    receiver.script().delay = Duration::from_millis(60);
+    let dir = tempfile::tempdir().unwrap();
+    let config = vectadb_config(
+        dir.path(),
+        &receiver,
+        "/app/crash",
+        "  batch_size: 100\n",
+        "  poll_interval_secs: 1\n  lookback_secs: 10m\n",
+    );
+    let mut child = start_run(&moto, &config);
+    assert!(wait_until(Duration::from_secs(30), || receiver.stored_count() >= 800));
+    child.kill().unwrap(); // SIGKILL: no chance to commit anything
+    child.wait().unwrap();
+    let at_kill = receiver.stored_count();
+    assert!(at_kill < 3_000, "the kill came too late to test anything ({at_kill} stored)");
+
+    let mut child = start_run(&moto, &config);
+    let complete = wait_until(Duration::from_secs(60), || id_counts(&receiver.stored()).len() >= 3_000);
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&child, "TERM");
+    wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert!(complete, "events lost after kill -9: {} of 3000", id_counts(&receiver.stored()).len());
+    let stored = receiver.stored();
+    let ids = id_counts(&stored);
+    assert_eq!(ids.len(), 3_000);
+    // The only duplicates possible: the batch the server accepted just before
+    // the kill, whose checkpoint never happened.
+    let duplicates = stored.len() - ids.len();
+    assert!(duplicates <= 100, "{duplicates} duplicates, more than one batch");
+}
