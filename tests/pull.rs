@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -266,4 +265,42 @@ async fn sigterm_exits_zero_with_state_committed_and_a_restart_resumes_without_d
     let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGINT");
     assert_eq!(exit.code(), Some(0));
     assert_exactly_once(&read_ndjson(&out_path), 110);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reread_window_adapts_to_a_group_whose_events_arrive_later_than_configured() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    // This group's producer is ~40 s behind: its events are ingested 40 s
+    // after their timestamps, far beyond the configured 5 s.
+    let first: Vec<(i64, String)> = (0..20).map(|i| (now_ms() - 40_000 + i, format!("slow {i}"))).collect();
+    put_events(&client, "/app/slow", "s1", &first).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ndjson_config(
+        dir.path(),
+        "  - name: /app/slow\n",
+        "  poll_interval_secs: 1\n  late_arrival_secs: 5\n  max_late_arrival_secs: 5m\n  lookback_secs: 2m\n",
+    );
+    let out_path = dir.path().join("out.ndjson");
+    let mut child = cwtap(&moto.url)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 20));
+    std::thread::sleep(Duration::from_millis(2_500));
+    // 60 s late: outside the configured 5 s, inside twice the observed 40 s.
+    let late: Vec<(i64, String)> = (0..10).map(|i| (now_ms() - 60_000 + i, format!("later {i}"))).collect();
+    put_events(&client, "/app/slow", "s2", &late).await;
+    let caught = wait_until(Duration::from_secs(20), || read_ndjson(&out_path).len() >= 30);
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&child, "TERM");
+    wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert!(caught, "late events of a slow group were not caught by the adapted window");
+    assert_exactly_once(&read_ndjson(&out_path), 30);
+    let status = status_json(&moto, &config);
+    let delay = status[0]["observed_delay_ms"].as_i64().unwrap();
+    assert!(delay >= 39_000, "observed delay recorded: {delay}");
 }

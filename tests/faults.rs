@@ -1,0 +1,116 @@
+//! CloudWatch faults moto cannot produce on demand, injected by a proxy in
+//! front of moto's server: throttling and 5xx are retried with backoff and lose
+//! nothing; AccessDenied names the missing IAM action; a backfill that cannot
+//! finish exits non-zero and a re-run completes it exactly once.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::proxy::{Fault, FaultProxy};
+use common::*;
+
+fn config(dir: &Path, extra_aws: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "aws:\n  region: us-east-1\n{extra_aws}ndjson:\n  path: {}\nlog_groups:\n  - name: /app/faulty\nagent:\n  state_path: {}\n  max_window_secs: 10m\n",
+            dir.join("out.ndjson").display(),
+            dir.join("state.db").display()
+        ),
+    )
+}
+
+async fn seed(moto: &Moto) {
+    let client = moto.client().await;
+    let base = now_ms() - 50 * 60_000;
+    let events: Vec<(i64, String)> = (0..500).map(|i| (base + i * 6_000, format!("event {i}"))).collect();
+    put_events(&client, "/app/faulty", "s", &events).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_server_errors_are_retried_and_lose_nothing() {
+    let moto = Moto::start();
+    seed(&moto).await;
+    let proxy = FaultProxy::start(&moto.url, "FilterLogEvents");
+    proxy.script().faults.extend([
+        Fault::Throttle,
+        Fault::Throttle,
+        Fault::Unavailable,
+        Fault::Internal,
+        Fault::Throttle,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let out = run_to_end(
+        cwtap(&proxy.url).args(["backfill", "--since", "1h", "--config"]).arg(&cfg),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(proxy.script().injected, 5);
+    assert!(err.contains("ThrottlingException"), "retries are logged: {err}");
+    let events = read_ndjson(&dir.path().join("out.ndjson"));
+    assert_eq!(id_counts(&events).len(), 500);
+    assert_eq!(events.len(), 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_names_the_missing_iam_action_and_fails_the_backfill() {
+    let moto = Moto::start();
+    seed(&moto).await;
+    let proxy = FaultProxy::start(&moto.url, "FilterLogEvents");
+    proxy.script().always = Some(Fault::AccessDenied);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let out = run_to_end(
+        cwtap(&proxy.url).args(["backfill", "--since", "1h", "--config"]).arg(&cfg),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("logs:FilterLogEvents"), "names the IAM action: {err}");
+    assert!(err.contains("/app/faulty"), "names the group: {err}");
+    assert_eq!(proxy.script().injected, 1, "access denied is not retried");
+    assert!(read_ndjson(&dir.path().join("out.ndjson")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_that_cannot_finish_exits_non_zero_and_a_rerun_completes_it_once() {
+    let moto = Moto::start();
+    seed(&moto).await;
+    let proxy = FaultProxy::start(&moto.url, "FilterLogEvents");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "  max_retries: 2\n");
+    // Let the first windows through, then throttle for good.
+    let out = {
+        let mut child = cwtap(&proxy.url)
+            .args(["backfill", "--since", "1h", "--no-progress", "--config"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out_path = dir.path().join("out.ndjson");
+        assert!(wait_until(Duration::from_secs(30), || !read_ndjson(&out_path).is_empty()));
+        proxy.script().always = Some(Fault::Throttle);
+        wait_exit(&mut child, Duration::from_secs(60)).expect("backfill gives up");
+        child.wait_with_output().unwrap()
+    };
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("after 3 attempts"), "{err}");
+    let partial = read_ndjson(&dir.path().join("out.ndjson")).len();
+    assert!(partial < 500, "the throttling came too late to test anything");
+
+    proxy.script().always = None;
+    let out = run_to_end(
+        cwtap(&proxy.url).args(["backfill", "--since", "1h", "--config"]).arg(&cfg),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = read_ndjson(&dir.path().join("out.ndjson"));
+    assert_eq!(id_counts(&events).len(), 500);
+    assert_eq!(events.len(), 500, "nothing delivered twice");
+}
