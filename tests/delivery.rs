@@ -293,3 +293,58 @@ async fn kill_9_mid_run_then_restart_loses_nothing_even_with_thousands_of_events
     let duplicates = stored.len() - ids.len();
     assert!(duplicates <= 100, "{duplicates} duplicates, more than one batch");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_slow_delivery_lets_it_finish_commits_it_and_exits_zero() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    seed(&moto, "/app/slow", 50, |i| format!("event {i}")).await;
+    receiver.script().delay = Duration::from_secs(2);
+    let dir = tempfile::tempdir().unwrap();
+    let config = vectadb_config(dir.path(), &receiver, "/app/slow", "  batch_size: 50\n", "  lookback_secs: 1h\n");
+    let mut child = start_run(&moto, &config);
+    // Wait for the batch request to be in flight (the receiver logs it after
+    // its delay, so watch the health check and give the batch time to start).
+    assert!(wait_until(Duration::from_secs(20), || !receiver.requests().is_empty()));
+    std::thread::sleep(Duration::from_millis(800));
+    let sent = Instant::now();
+    signal(&child, "TERM");
+    let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+    assert_eq!(exit.code(), Some(0));
+    assert!(sent.elapsed() < Duration::from_secs(10));
+    assert_stored_exactly_once(&receiver, 50);
+    let status = status_json(&moto, &config);
+    assert_eq!(status[0]["events_delivered"], 50, "the finished delivery was committed");
+    // A restart sends nothing again.
+    receiver.script().delay = Duration::ZERO;
+    let mut child = start_run(&moto, &config);
+    std::thread::sleep(Duration::from_secs(3));
+    signal(&child, "TERM");
+    wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
+    assert_eq!(receiver.stored().len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_the_downstream_is_down_exits_zero_promptly_and_keeps_everything_for_later() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    seed(&moto, "/app/outage", 80, |i| format!("event {i}")).await;
+    receiver.script().down_until = Some(Instant::now() + Duration::from_secs(3600));
+    let dir = tempfile::tempdir().unwrap();
+    let config = vectadb_config(dir.path(), &receiver, "/app/outage", "  batch_size: 20\n", "  lookback_secs: 1h\n");
+    let mut child = start_run(&moto, &config);
+    assert!(wait_until(Duration::from_secs(20), || receiver.requests().iter().any(|r| r.status == 503)));
+    std::thread::sleep(Duration::from_secs(1));
+    signal(&child, "TERM");
+    let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+    assert_eq!(exit.code(), Some(0));
+    assert_eq!(receiver.stored_count(), 0);
+    // Back up: the next run delivers all of it.
+    receiver.script().down_until = None;
+    let mut child = start_run(&moto, &config);
+    let all = wait_until(Duration::from_secs(30), || receiver.stored_count() >= 80);
+    signal(&child, "TERM");
+    wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
+    assert!(all, "events held during the outage were not delivered after it");
+    assert_stored_exactly_once(&receiver, 80);
+}
