@@ -64,7 +64,9 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "unset variable",
-            yaml: format!("vectadb: {{endpoint: 'http://127.0.0.1:9', api_key: '${{CWTAP_TEST_UNSET_VAR}}'}}\n{GOOD_GROUPS}"),
+            yaml: format!(
+                "vectadb: {{endpoint: 'http://127.0.0.1:9', api_key: '${{CWTAP_TEST_UNSET_VAR}}'}}\n{GOOD_GROUPS}"
+            ),
             expect: &["vectadb.api_key", "CWTAP_TEST_UNSET_VAR"],
         },
         Case {
@@ -88,7 +90,10 @@ fn every_invalid_config_exits_2_naming_file_and_place_before_touching_state() {
         let yaml = format!("{}\n", case.yaml);
         // Point the state file into the temp dir when the YAML allows it.
         let yaml = if yaml.contains("agent:\n") {
-            yaml.replace("agent:\n", &format!("agent:\n  state_path: {}\n", state.display()))
+            yaml.replace(
+                "agent:\n",
+                &format!("agent:\n  state_path: {}\n", state.display()),
+            )
         } else if !case.name.contains("syntax") {
             format!("{yaml}agent:\n  state_path: {}\n", state.display())
         } else {
@@ -97,19 +102,43 @@ fn every_invalid_config_exits_2_naming_file_and_place_before_touching_state() {
         let config = write_config(dir.path(), &yaml);
         for command in ["check", "run", "backfill"] {
             let mut cmd = cwtap("http://127.0.0.1:9");
-            cmd.current_dir(dir.path()).arg(command).arg("--config").arg(&config);
+            cmd.current_dir(dir.path())
+                .arg(command)
+                .arg("--config")
+                .arg(&config);
             if command == "backfill" {
                 cmd.args(["--since", "1h"]);
             }
             let out = run_to_end(&mut cmd, Duration::from_secs(20));
             let err = stderr(&out);
-            assert_eq!(out.status.code(), Some(2), "{}: `{command}` exit code; stderr:\n{err}", case.name);
-            assert!(err.contains("config.yaml"), "{}: message names the file: {err}", case.name);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{}: `{command}` exit code; stderr:\n{err}",
+                case.name
+            );
+            assert!(
+                err.contains("config.yaml"),
+                "{}: message names the file: {err}",
+                case.name
+            );
             for fragment in case.expect {
-                assert!(err.contains(fragment), "{}: message contains {fragment:?}: {err}", case.name);
+                assert!(
+                    err.contains(fragment),
+                    "{}: message contains {fragment:?}: {err}",
+                    case.name
+                );
             }
-            assert!(!state.exists(), "{}: `{command}` created the state file", case.name);
-            assert!(!dir.path().join("cwtap-state.db").exists(), "{}: default state file created", case.name);
+            assert!(
+                !state.exists(),
+                "{}: `{command}` created the state file",
+                case.name
+            );
+            assert!(
+                !dir.path().join("cwtap-state.db").exists(),
+                "{}: default state file created",
+                case.name
+            );
         }
     }
 }
@@ -118,7 +147,9 @@ fn every_invalid_config_exits_2_naming_file_and_place_before_touching_state() {
 fn missing_config_file_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_to_end(
-        cwtap("http://127.0.0.1:9").current_dir(dir.path()).args(["check"]),
+        cwtap("http://127.0.0.1:9")
+            .current_dir(dir.path())
+            .args(["check"]),
         Duration::from_secs(20),
     );
     let err = stderr(&out);
@@ -129,7 +160,10 @@ fn missing_config_file_is_a_usage_error() {
 #[test]
 fn bad_command_line_values_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &format!("ndjson: {{path: out.ndjson}}\n{GOOD_GROUPS}"));
+    let config = write_config(
+        dir.path(),
+        &format!("ndjson: {{path: out.ndjson}}\n{GOOD_GROUPS}"),
+    );
     for args in [
         vec!["backfill", "--since", "7 fortnights"],
         vec!["backfill", "--since", "1h", "--until", "2h"],
@@ -138,11 +172,18 @@ fn bad_command_line_values_exit_2() {
         vec!["frobnicate"],
     ] {
         let out = run_to_end(
-            cwtap("http://127.0.0.1:9").current_dir(dir.path()).args(&args).arg("--config").arg(&config),
+            cwtap("http://127.0.0.1:9")
+                .current_dir(dir.path())
+                .args(&args)
+                .arg("--config")
+                .arg(&config),
             Duration::from_secs(20),
         );
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(!dir.path().join("cwtap-state.db").exists(), "{args:?} created the state file");
+        assert!(
+            !dir.path().join("cwtap-state.db").exists(),
+            "{args:?} created the state file"
+        );
     }
 }
 
@@ -174,14 +215,26 @@ agent: { poll_interval_secs: 10, lookback_secs: 300, auto_create_traces: true, g
     let path = dir.path().join("vectadb-agent.yaml");
     std::fs::write(&path, yaml).unwrap();
     let out = run_to_end(
-        cwtap("http://127.0.0.1:9").current_dir(dir.path()).env("CONFIG_PATH", &path).arg("check"),
+        cwtap("http://127.0.0.1:9")
+            .current_dir(dir.path())
+            .env("CONFIG_PATH", &path)
+            .arg("check"),
         Duration::from_secs(20),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout.contains("/aws/lambda/x"), "{stdout}");
     assert!(stdout.contains("4 parser rule(s)"), "{stdout}");
-    assert!(stdout.contains("VectaDB at http://localhost:8080"), "{stdout}");
-    assert!(!stdout.contains("sk-vectadb-secret-123"), "api key must not be printed: {stdout}");
-    assert!(!dir.path().join("cwtap-state.db").exists(), "check must not create the state file");
+    assert!(
+        stdout.contains("VectaDB at http://localhost:8080"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("sk-vectadb-secret-123"),
+        "api key must not be printed: {stdout}"
+    );
+    assert!(
+        !dir.path().join("cwtap-state.db").exists(),
+        "check must not create the state file"
+    );
 }

@@ -12,7 +12,13 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-fn vectadb_config(dir: &Path, receiver: &Receiver, group: &str, extra_vectadb: &str, agent: &str) -> PathBuf {
+fn vectadb_config(
+    dir: &Path,
+    receiver: &Receiver,
+    group: &str,
+    extra_vectadb: &str,
+    agent: &str,
+) -> PathBuf {
     write_config(
         dir,
         &format!(
@@ -25,14 +31,18 @@ fn vectadb_config(dir: &Path, receiver: &Receiver, group: &str, extra_vectadb: &
 
 fn backfill(moto: &Moto, config: &Path) -> std::process::Output {
     run_to_end(
-        cwtap(&moto.url).args(["backfill", "--since", "1h", "--config"]).arg(config),
+        cwtap(&moto.url)
+            .args(["backfill", "--since", "1h", "--config"])
+            .arg(config),
         Duration::from_secs(120),
     )
 }
 
 fn status_json(moto: &Moto, config: &Path) -> Vec<Value> {
     let out = run_to_end(
-        cwtap(&moto.url).args(["status", "--json", "--config"]).arg(config),
+        cwtap(&moto.url)
+            .args(["status", "--json", "--config"])
+            .arg(config),
         Duration::from_secs(20),
     );
     assert!(out.status.success(), "status: {}", stderr(&out));
@@ -47,7 +57,12 @@ fn assert_stored_exactly_once(receiver: &Receiver, expected: usize) {
     assert_eq!(ids.len(), expected, "distinct events stored");
 }
 
-async fn seed(moto: &Moto, group: &str, n: usize, message: impl Fn(usize) -> String) -> Vec<(i64, String)> {
+async fn seed(
+    moto: &Moto,
+    group: &str,
+    n: usize,
+    message: impl Fn(usize) -> String,
+) -> Vec<(i64, String)> {
     let client = moto.client().await;
     let base = now_ms() - 10 * 60_000;
     let events: Vec<(i64, String)> = (0..n).map(|i| (base + i as i64, message(i))).collect();
@@ -59,7 +74,10 @@ async fn seed(moto: &Moto, group: &str, n: usize, message: impl Fn(usize) -> Str
 async fn health_first_then_batches_with_explicit_options_source_and_both_auth_headers() {
     let moto = Moto::start();
     let receiver = Receiver::start();
-    seed(&moto, "/app/api", 250, |i| format!("{{\"session_id\":\"s-{}\",\"i\":{i}}}", i % 3)).await;
+    seed(&moto, "/app/api", 250, |i| {
+        format!("{{\"session_id\":\"s-{}\",\"i\":{i}}}", i % 3)
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = vectadb_config(
         dir.path(),
@@ -78,16 +96,28 @@ async fn health_first_then_batches_with_explicit_options_source_and_both_auth_he
     );
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
-    assert!(!err.contains("sk-live-very-secret"), "the API key leaked into the logs");
+    assert!(
+        !err.contains("sk-live-very-secret"),
+        "the API key leaked into the logs"
+    );
     assert_stored_exactly_once(&receiver, 250);
 
     let requests = receiver.requests();
-    assert_eq!(requests[0].path, "/health", "GET /health comes before any batch");
-    let batches: Vec<_> = requests.iter().filter(|r| r.path == "/api/v1/events/batch").collect();
+    assert_eq!(
+        requests[0].path, "/health",
+        "GET /health comes before any batch"
+    );
+    let batches: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == "/api/v1/events/batch")
+        .collect();
     assert_eq!(batches.len(), 7, "250 events in batches of at most 40");
     for r in &batches {
         assert!(r.events <= 40);
-        assert_eq!(r.headers.get("x-api-key").map(String::as_str), Some("sk-live-very-secret"));
+        assert_eq!(
+            r.headers.get("x-api-key").map(String::as_str),
+            Some("sk-live-very-secret")
+        );
         assert_eq!(
             r.headers.get("authorization").map(String::as_str),
             Some("Bearer sk-live-very-secret")
@@ -101,10 +131,21 @@ async fn health_first_then_batches_with_explicit_options_source_and_both_auth_he
     assert_eq!(e["source"]["system"], "cloudwatch");
     assert_eq!(e["source"]["log_group"], "/app/api");
     assert_eq!(e["source"]["log_stream"], "stream-1");
-    assert!(e["source"]["log_id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(
+        e["source"]["log_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
     assert_eq!(e["agent_id"], "checkout");
-    assert!(e["session_id"].as_str().is_some_and(|s| s.starts_with("s-")));
-    assert!(e["properties"]["i"].is_number(), "original JSON fields kept: {e}");
+    assert!(
+        e["session_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("s-"))
+    );
+    assert!(
+        e["properties"]["i"].is_number(),
+        "original JSON fields kept: {e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,8 +172,12 @@ async fn downstream_down_for_a_while_holds_the_cursor_then_delivers_everything_o
         >= 2));
     let during = status_json(&moto, &config);
     assert_eq!(during[0]["events_delivered"], 0, "{during:?}");
-    assert_eq!(during[0]["cursor"], during[0]["covered_from"], "cursor must not move while down");
-    let exit = wait_exit(&mut child, Duration::from_secs(60)).expect("backfill finishes once the downstream is back");
+    assert_eq!(
+        during[0]["cursor"], during[0]["covered_from"],
+        "cursor must not move while down"
+    );
+    let exit = wait_exit(&mut child, Duration::from_secs(60))
+        .expect("backfill finishes once the downstream is back");
     assert!(exit.success());
     assert_stored_exactly_once(&receiver, 300);
     let after = status_json(&moto, &config);
@@ -144,13 +189,26 @@ async fn partial_failures_in_a_200_are_retried_by_index_only() {
     let moto = Moto::start();
     let receiver = Receiver::start();
     let events = seed(&moto, "/app/partial", 200, |i| {
-        if i % 7 == 0 { format!("flaky event {i}") } else { format!("event {i}") }
+        if i % 7 == 0 {
+            format!("flaky event {i}")
+        } else {
+            format!("event {i}")
+        }
     })
     .await;
-    let flaky = events.iter().filter(|(_, m)| m.starts_with("flaky")).count();
+    let flaky = events
+        .iter()
+        .filter(|(_, m)| m.starts_with("flaky"))
+        .count();
     receiver.script().flaky_marker = Some("flaky".into());
     let dir = tempfile::tempdir().unwrap();
-    let config = vectadb_config(dir.path(), &receiver, "/app/partial", "  batch_size: 50\n", "");
+    let config = vectadb_config(
+        dir.path(),
+        &receiver,
+        "/app/partial",
+        "  batch_size: 50\n",
+        "",
+    );
     let out = backfill(&moto, &config);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_stored_exactly_once(&receiver, 200);
@@ -165,14 +223,30 @@ async fn partial_failures_in_a_200_are_retried_by_index_only() {
             )
         })
         .collect();
-    let batches: Vec<_> = receiver.requests().into_iter().filter(|r| r.path.ends_with("/batch")).collect();
+    let batches: Vec<_> = receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/batch"))
+        .collect();
     let sent: usize = batches.iter().map(|r| r.events).sum();
-    assert_eq!(sent, 200 + flaky, "every event sent once, failed ones once more");
+    assert_eq!(
+        sent,
+        200 + flaky,
+        "every event sent once, failed ones once more"
+    );
     let retries: Vec<_> = batches
         .iter()
-        .filter(|r| r.log_ids.iter().all(|id| message_by_id[id].starts_with("flaky")))
+        .filter(|r| {
+            r.log_ids
+                .iter()
+                .all(|id| message_by_id[id].starts_with("flaky"))
+        })
         .collect();
-    assert_eq!(retries.len(), 4, "one retry per batch of 50, carrying only the failed events");
+    assert_eq!(
+        retries.len(),
+        4,
+        "one retry per batch of 50, carrying only the failed events"
+    );
     assert_eq!(retries.iter().map(|r| r.events).sum::<usize>(), flaky);
 }
 
@@ -189,7 +263,12 @@ async fn a_413_splits_the_batch_until_it_fits() {
     assert_stored_exactly_once(&receiver, 120);
     let requests = receiver.requests();
     assert!(requests.iter().any(|r| r.status == 413));
-    assert!(requests.iter().filter(|r| r.status == 200 && r.path.ends_with("/batch")).all(|r| r.events <= 7));
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.status == 200 && r.path.ends_with("/batch"))
+            .all(|r| r.events <= 7)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,7 +276,10 @@ async fn bodies_stay_under_the_byte_bound() {
     let moto = Moto::start();
     let receiver = Receiver::start();
     // ~2 KB messages: 100 of them would be ~200 KB; the bound is 20 KB.
-    seed(&moto, "/app/bytes", 100, |i| format!("{i} {}", "x".repeat(2_000))).await;
+    seed(&moto, "/app/bytes", 100, |i| {
+        format!("{i} {}", "x".repeat(2_000))
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = vectadb_config(
         dir.path(),
@@ -209,8 +291,16 @@ async fn bodies_stay_under_the_byte_bound() {
     let out = backfill(&moto, &config);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_stored_exactly_once(&receiver, 100);
-    let batches: Vec<_> = receiver.requests().into_iter().filter(|r| r.path.ends_with("/batch")).collect();
-    assert!(batches.len() >= 10, "split by bytes: {} requests", batches.len());
+    let batches: Vec<_> = receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/batch"))
+        .collect();
+    assert!(
+        batches.len() >= 10,
+        "split by bytes: {} requests",
+        batches.len()
+    );
     assert!(batches.iter().all(|r| r.events <= 9));
 }
 
@@ -218,10 +308,23 @@ async fn bodies_stay_under_the_byte_bound() {
 async fn a_refused_event_is_isolated_counted_and_not_retried() {
     let moto = Moto::start();
     let receiver = Receiver::start();
-    seed(&moto, "/app/poison", 64, |i| if i == 21 { "poison pill".into() } else { format!("event {i}") }).await;
+    seed(&moto, "/app/poison", 64, |i| {
+        if i == 21 {
+            "poison pill".into()
+        } else {
+            format!("event {i}")
+        }
+    })
+    .await;
     receiver.script().poison_marker = Some("poison".into());
     let dir = tempfile::tempdir().unwrap();
-    let config = vectadb_config(dir.path(), &receiver, "/app/poison", "  batch_size: 32\n", "");
+    let config = vectadb_config(
+        dir.path(),
+        &receiver,
+        "/app/poison",
+        "  batch_size: 32\n",
+        "",
+    );
     let out = backfill(&moto, &config);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
@@ -231,15 +334,28 @@ async fn a_refused_event_is_isolated_counted_and_not_retried() {
         .iter()
         .filter(|r| r.status == 422 && r.events == 1)
         .count();
-    assert_eq!(poisoned_alone, 1, "the refused event is sent alone exactly once, never retried");
-    assert!(err.contains("422") && err.contains("rejected"), "one sample logged: {err}");
+    assert_eq!(
+        poisoned_alone, 1,
+        "the refused event is sent alone exactly once, never retried"
+    );
+    assert!(
+        err.contains("422") && err.contains("rejected"),
+        "one sample logged: {err}"
+    );
     let status = status_json(&moto, &config);
     assert_eq!(status[0]["events_rejected"], 1);
     assert_eq!(status[0]["events_delivered"], 63);
     // A re-run does not try it again.
     let out = backfill(&moto, &config);
     assert!(out.status.success());
-    assert_eq!(receiver.requests().iter().filter(|r| r.status == 422 && r.events == 1).count(), 1);
+    assert_eq!(
+        receiver
+            .requests()
+            .iter()
+            .filter(|r| r.status == 422 && r.events == 1)
+            .count(),
+        1
+    );
 }
 
 fn start_run(moto: &Moto, config: &Path) -> Child {
@@ -253,7 +369,8 @@ fn start_run(moto: &Moto, config: &Path) -> Child {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_run_then_restart_loses_nothing_even_with_thousands_of_events_on_one_millisecond() {
+async fn kill_9_mid_run_then_restart_loses_nothing_even_with_thousands_of_events_on_one_millisecond()
+ {
     let moto = Moto::start();
     let receiver = Receiver::start();
     let client = moto.client().await;
@@ -273,25 +390,39 @@ async fn kill_9_mid_run_then_restart_loses_nothing_even_with_thousands_of_events
         "  poll_interval_secs: 1\n  lookback_secs: 10m\n",
     );
     let mut child = start_run(&moto, &config);
-    assert!(wait_until(Duration::from_secs(30), || receiver.stored_count() >= 800));
+    assert!(wait_until(Duration::from_secs(30), || receiver
+        .stored_count()
+        >= 800));
     child.kill().unwrap(); // SIGKILL: no chance to commit anything
     child.wait().unwrap();
     let at_kill = receiver.stored_count();
-    assert!(at_kill < 3_000, "the kill came too late to test anything ({at_kill} stored)");
+    assert!(
+        at_kill < 3_000,
+        "the kill came too late to test anything ({at_kill} stored)"
+    );
 
     let mut child = start_run(&moto, &config);
-    let complete = wait_until(Duration::from_secs(60), || id_counts(&receiver.stored()).len() >= 3_000);
+    let complete = wait_until(Duration::from_secs(60), || {
+        id_counts(&receiver.stored()).len() >= 3_000
+    });
     std::thread::sleep(Duration::from_secs(2));
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
-    assert!(complete, "events lost after kill -9: {} of 3000", id_counts(&receiver.stored()).len());
+    assert!(
+        complete,
+        "events lost after kill -9: {} of 3000",
+        id_counts(&receiver.stored()).len()
+    );
     let stored = receiver.stored();
     let ids = id_counts(&stored);
     assert_eq!(ids.len(), 3_000);
     // The only duplicates possible: the batch the server accepted just before
     // the kill, whose checkpoint never happened.
     let duplicates = stored.len() - ids.len();
-    assert!(duplicates <= 100, "{duplicates} duplicates, more than one batch");
+    assert!(
+        duplicates <= 100,
+        "{duplicates} duplicates, more than one batch"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,20 +432,32 @@ async fn sigterm_during_a_slow_delivery_lets_it_finish_commits_it_and_exits_zero
     seed(&moto, "/app/slow", 50, |i| format!("event {i}")).await;
     receiver.script().delay = Duration::from_secs(2);
     let dir = tempfile::tempdir().unwrap();
-    let config = vectadb_config(dir.path(), &receiver, "/app/slow", "  batch_size: 50\n", "  lookback_secs: 1h\n");
+    let config = vectadb_config(
+        dir.path(),
+        &receiver,
+        "/app/slow",
+        "  batch_size: 50\n",
+        "  lookback_secs: 1h\n",
+    );
     let mut child = start_run(&moto, &config);
     // Wait for the batch request to be in flight (the receiver logs it after
     // its delay, so watch the health check and give the batch time to start).
-    assert!(wait_until(Duration::from_secs(20), || !receiver.requests().is_empty()));
+    assert!(wait_until(Duration::from_secs(20), || !receiver
+        .requests()
+        .is_empty()));
     std::thread::sleep(Duration::from_millis(800));
     let sent = Instant::now();
     signal(&child, "TERM");
-    let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+    let exit =
+        wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
     assert_eq!(exit.code(), Some(0));
     assert!(sent.elapsed() < Duration::from_secs(10));
     assert_stored_exactly_once(&receiver, 50);
     let status = status_json(&moto, &config);
-    assert_eq!(status[0]["events_delivered"], 50, "the finished delivery was committed");
+    assert_eq!(
+        status[0]["events_delivered"], 50,
+        "the finished delivery was committed"
+    );
     // A restart sends nothing again.
     receiver.script().delay = Duration::ZERO;
     let mut child = start_run(&moto, &config);
@@ -331,12 +474,22 @@ async fn sigterm_while_the_downstream_is_down_exits_zero_promptly_and_keeps_ever
     seed(&moto, "/app/outage", 80, |i| format!("event {i}")).await;
     receiver.script().down_until = Some(Instant::now() + Duration::from_secs(3600));
     let dir = tempfile::tempdir().unwrap();
-    let config = vectadb_config(dir.path(), &receiver, "/app/outage", "  batch_size: 20\n", "  lookback_secs: 1h\n");
+    let config = vectadb_config(
+        dir.path(),
+        &receiver,
+        "/app/outage",
+        "  batch_size: 20\n",
+        "  lookback_secs: 1h\n",
+    );
     let mut child = start_run(&moto, &config);
-    assert!(wait_until(Duration::from_secs(20), || receiver.requests().iter().any(|r| r.status == 503)));
+    assert!(wait_until(Duration::from_secs(20), || receiver
+        .requests()
+        .iter()
+        .any(|r| r.status == 503)));
     std::thread::sleep(Duration::from_secs(1));
     signal(&child, "TERM");
-    let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+    let exit =
+        wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
     assert_eq!(exit.code(), Some(0));
     assert_eq!(receiver.stored_count(), 0);
     // Back up: the next run delivers all of it.
@@ -345,6 +498,9 @@ async fn sigterm_while_the_downstream_is_down_exits_zero_promptly_and_keeps_ever
     let all = wait_until(Duration::from_secs(30), || receiver.stored_count() >= 80);
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
-    assert!(all, "events held during the outage were not delivered after it");
+    assert!(
+        all,
+        "events held during the outage were not delivered after it"
+    );
     assert_stored_exactly_once(&receiver, 80);
 }

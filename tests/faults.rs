@@ -25,7 +25,9 @@ fn config(dir: &Path, extra_aws: &str) -> PathBuf {
 async fn seed(moto: &Moto) {
     let client = moto.client().await;
     let base = now_ms() - 50 * 60_000;
-    let events: Vec<(i64, String)> = (0..500).map(|i| (base + i * 6_000, format!("event {i}"))).collect();
+    let events: Vec<(i64, String)> = (0..500)
+        .map(|i| (base + i * 6_000, format!("event {i}")))
+        .collect();
     put_events(&client, "/app/faulty", "s", &events).await;
 }
 
@@ -44,13 +46,18 @@ async fn throttling_and_server_errors_are_retried_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "");
     let out = run_to_end(
-        cwtap(&proxy.url).args(["backfill", "--since", "1h", "--config"]).arg(&cfg),
+        cwtap(&proxy.url)
+            .args(["backfill", "--since", "1h", "--config"])
+            .arg(&cfg),
         Duration::from_secs(120),
     );
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert_eq!(proxy.script().injected, 5);
-    assert!(err.contains("ThrottlingException"), "retries are logged: {err}");
+    assert!(
+        err.contains("ThrottlingException"),
+        "retries are logged: {err}"
+    );
     let events = read_ndjson(&dir.path().join("out.ndjson"));
     assert_eq!(id_counts(&events).len(), 500);
     assert_eq!(events.len(), 500);
@@ -65,12 +72,17 @@ async fn access_denied_names_the_missing_iam_action_and_fails_the_backfill() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "");
     let out = run_to_end(
-        cwtap(&proxy.url).args(["backfill", "--since", "1h", "--config"]).arg(&cfg),
+        cwtap(&proxy.url)
+            .args(["backfill", "--since", "1h", "--config"])
+            .arg(&cfg),
         Duration::from_secs(60),
     );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("logs:FilterLogEvents"), "names the IAM action: {err}");
+    assert!(
+        err.contains("logs:FilterLogEvents"),
+        "names the IAM action: {err}"
+    );
     assert!(err.contains("/app/faulty"), "names the group: {err}");
     assert_eq!(proxy.script().injected, 1, "access denied is not retried");
     assert!(read_ndjson(&dir.path().join("out.ndjson")).is_empty());
@@ -93,7 +105,10 @@ async fn a_backfill_that_cannot_finish_exits_non_zero_and_a_rerun_completes_it_o
             .spawn()
             .unwrap();
         let out_path = dir.path().join("out.ndjson");
-        assert!(wait_until(Duration::from_secs(30), || !read_ndjson(&out_path).is_empty()));
+        assert!(wait_until(Duration::from_secs(30), || !read_ndjson(
+            &out_path
+        )
+        .is_empty()));
         proxy.script().always = Some(Fault::Throttle);
         wait_exit(&mut child, Duration::from_secs(60)).expect("backfill gives up");
         child.wait_with_output().unwrap()
@@ -102,11 +117,16 @@ async fn a_backfill_that_cannot_finish_exits_non_zero_and_a_rerun_completes_it_o
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("after 3 attempts"), "{err}");
     let partial = read_ndjson(&dir.path().join("out.ndjson")).len();
-    assert!(partial < 500, "the throttling came too late to test anything");
+    assert!(
+        partial < 500,
+        "the throttling came too late to test anything"
+    );
 
     proxy.script().always = None;
     let out = run_to_end(
-        cwtap(&proxy.url).args(["backfill", "--since", "1h", "--config"]).arg(&cfg),
+        cwtap(&proxy.url)
+            .args(["backfill", "--since", "1h", "--config"])
+            .arg(&cfg),
         Duration::from_secs(60),
     );
     assert!(out.status.success(), "{}", stderr(&out));

@@ -23,7 +23,9 @@ fn ndjson_config(dir: &Path, groups: &str, agent: &str) -> std::path::PathBuf {
 
 fn status_json(moto: &Moto, config: &Path) -> Vec<Value> {
     let out = run_to_end(
-        cwtap(&moto.url).args(["status", "--json", "--config"]).arg(config),
+        cwtap(&moto.url)
+            .args(["status", "--json", "--config"])
+            .arg(config),
         Duration::from_secs(20),
     );
     assert!(out.status.success(), "status: {}", stderr(&out));
@@ -33,25 +35,46 @@ fn status_json(moto: &Moto, config: &Path) -> Vec<Value> {
 fn assert_exactly_once(events: &[Value], expected: usize) {
     let ids = id_counts(events);
     let dups: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(dups.is_empty(), "{} event ids delivered more than once, e.g. {:?}", dups.len(), dups.first());
+    assert!(
+        dups.is_empty(),
+        "{} event ids delivered more than once, e.g. {:?}",
+        dups.len(),
+        dups.first()
+    );
     assert_eq!(ids.len(), expected, "distinct events delivered");
     assert_eq!(events.len(), expected, "events delivered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_window_of_more_than_10000_events_is_paged_to_the_end_and_a_rerun_delivers_nothing_twice() {
+async fn a_window_of_more_than_10000_events_is_paged_to_the_end_and_a_rerun_delivers_nothing_twice()
+{
     let moto = Moto::start();
     let client = moto.client().await;
     let base = now_ms() - 20 * 60_000;
-    let a: Vec<(i64, String)> = (0..7_000).map(|i| (base + i as i64 * 7, format!("a-{i}"))).collect();
-    let b: Vec<(i64, String)> = (0..5_500).map(|i| (base + i as i64 * 11, format!("{{\"n\":{i},\"stream\":\"b\"}}"))).collect();
+    let a: Vec<(i64, String)> = (0..7_000)
+        .map(|i| (base + i as i64 * 7, format!("a-{i}")))
+        .collect();
+    let b: Vec<(i64, String)> = (0..5_500)
+        .map(|i| {
+            (
+                base + i as i64 * 11,
+                format!("{{\"n\":{i},\"stream\":\"b\"}}"),
+            )
+        })
+        .collect();
     put_events(&client, "/app/big", "stream-a", &a).await;
     put_events(&client, "/app/big", "stream-b", &b).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = ndjson_config(dir.path(), "  - name: /app/big\n    parsers: [{type: json}]\n", "");
+    let config = ndjson_config(
+        dir.path(),
+        "  - name: /app/big\n    parsers: [{type: json}]\n",
+        "",
+    );
     let out = run_to_end(
-        cwtap(&moto.url).args(["backfill", "--since", "1h", "--config"]).arg(&config),
+        cwtap(&moto.url)
+            .args(["backfill", "--since", "1h", "--config"])
+            .arg(&config),
         Duration::from_secs(120),
     );
     assert!(out.status.success(), "backfill failed: {}", stderr(&out));
@@ -62,27 +85,44 @@ async fn a_window_of_more_than_10000_events_is_paged_to_the_end_and_a_rerun_deli
     let by_message: std::collections::HashMap<String, &Value> = events
         .iter()
         .map(|e| {
-            let m = e["properties"]["message"].as_str().map(str::to_string).unwrap_or_else(|| {
-                format!("{{\"n\":{},\"stream\":\"b\"}}", e["properties"]["n"])
-            });
+            let m = e["properties"]["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{{\"n\":{},\"stream\":\"b\"}}", e["properties"]["n"]));
             (m, e)
         })
         .collect();
     for (ts, msg) in a.iter().chain(&b).step_by(97) {
-        let e = by_message.get(msg).unwrap_or_else(|| panic!("message {msg} not delivered"));
-        assert_eq!(e["timestamp"], cwtap::time::format_ms(*ts), "timestamp of {msg}");
+        let e = by_message
+            .get(msg)
+            .unwrap_or_else(|| panic!("message {msg} not delivered"));
+        assert_eq!(
+            e["timestamp"],
+            cwtap::time::format_ms(*ts),
+            "timestamp of {msg}"
+        );
         assert_eq!(e["source"]["log_group"], "/app/big");
         assert_eq!(e["source"]["system"], "cloudwatch");
-        let stream = if msg.starts_with("a-") { "stream-a" } else { "stream-b" };
+        let stream = if msg.starts_with("a-") {
+            "stream-a"
+        } else {
+            "stream-b"
+        };
         assert_eq!(e["source"]["log_stream"], stream);
     }
 
     // The same backfill again: nothing new.
     let out = run_to_end(
-        cwtap(&moto.url).args(["backfill", "--since", "1h", "--config"]).arg(&config),
+        cwtap(&moto.url)
+            .args(["backfill", "--since", "1h", "--config"])
+            .arg(&config),
         Duration::from_secs(120),
     );
-    assert!(out.status.success(), "second backfill failed: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "second backfill failed: {}",
+        stderr(&out)
+    );
     let again = read_ndjson(&dir.path().join("out.ndjson"));
     assert_exactly_once(&again, 12_500);
 
@@ -97,16 +137,28 @@ async fn a_backfill_reaching_further_back_than_the_checkpoint_fills_the_gap_once
     let client = moto.client().await;
     let now = now_ms();
     // One event every minute over the last 3 hours.
-    let events: Vec<(i64, String)> = (0..180).map(|i| (now - (i + 1) * 60_000, format!("minute {i}"))).collect();
+    let events: Vec<(i64, String)> = (0..180)
+        .map(|i| (now - (i + 1) * 60_000, format!("minute {i}")))
+        .collect();
     put_events(&client, "/app/hist", "s", &events).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = ndjson_config(dir.path(), "  - name: /app/hist\n", "  max_window_secs: 45m\n");
+    let config = ndjson_config(
+        dir.path(),
+        "  - name: /app/hist\n",
+        "  max_window_secs: 45m\n",
+    );
     for since in ["1h", "3h30m", "2h"] {
         let out = run_to_end(
-            cwtap(&moto.url).args(["backfill", "--since", since, "--config"]).arg(&config),
+            cwtap(&moto.url)
+                .args(["backfill", "--since", since, "--config"])
+                .arg(&config),
             Duration::from_secs(60),
         );
-        assert!(out.status.success(), "backfill --since {since}: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "backfill --since {since}: {}",
+            stderr(&out)
+        );
     }
     let delivered = read_ndjson(&dir.path().join("out.ndjson"));
     assert_exactly_once(&delivered, 180);
@@ -116,14 +168,16 @@ async fn a_backfill_reaching_further_back_than_the_checkpoint_fills_the_gap_once
 async fn late_events_written_after_the_cursor_passed_them_are_delivered_exactly_once() {
     let moto = Moto::start();
     let client = moto.client().await;
-    let first: Vec<(i64, String)> = (0..50).map(|i| (now_ms() - 5_000 + i, format!("on time {i}"))).collect();
+    let first: Vec<(i64, String)> = (0..50)
+        .map(|i| (now_ms() - 5_000 + i, format!("on time {i}")))
+        .collect();
     put_events(&client, "/app/late", "s1", &first).await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = ndjson_config(
         dir.path(),
         "  - name: /app/late\n",
-        "  poll_interval_secs: 1\n  late_arrival_secs: 120\n  lookback_secs: 60\n",
+        "  poll_interval_secs: 1\n  late_arrival_secs: 20\n  lookback_secs: 60\n",
     );
     let out_path = dir.path().join("out.ndjson");
     let mut child = cwtap(&moto.url)
@@ -134,36 +188,48 @@ async fn late_events_written_after_the_cursor_passed_them_are_delivered_exactly_
         .spawn()
         .unwrap();
     assert!(
-        wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 50),
+        wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len()
+            >= 50),
         "on-time events not delivered"
     );
     // Let the cursor move well past the late events' timestamps.
     std::thread::sleep(Duration::from_millis(2_500));
-    let late_ts = now_ms() - 60_000;
-    let late: Vec<(i64, String)> = (0..30).map(|i| (late_ts + i, format!("late {i}"))).collect();
+    // 15 s late: beyond an ordinary poll's short re-read (10 s here), within
+    // the 20 s bound, so only the periodic sweep (every 10 s) can catch them.
+    let late_ts = now_ms() - 15_000;
+    let late: Vec<(i64, String)> = (0..30)
+        .map(|i| (late_ts + i, format!("late {i}")))
+        .collect();
     put_events(&client, "/app/late", "s2", &late).await;
     assert!(
-        wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 80),
+        wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len()
+            >= 80),
         "late events not delivered"
     );
     // A few more polls re-read the same overlap: nothing may come twice.
     std::thread::sleep(Duration::from_secs(3));
     signal(&child, "TERM");
-    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+    let status =
+        wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
     assert!(status.success(), "run exit status {status:?}");
     let events = read_ndjson(&out_path);
     assert_exactly_once(&events, 80);
     let messages = message_counts(&events);
     assert!((0..30).all(|i| messages.get(&format!("late {i}")) == Some(&1)));
     let status = status_json(&moto, &config);
-    assert_eq!(status[0]["late_events"], 30, "late events counted: {status:?}");
+    assert_eq!(
+        status[0]["late_events"], 30,
+        "late events counted: {status:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_log_group_is_reported_with_its_region_and_the_other_groups_go_on() {
     let moto = Moto::start();
     let client = moto.client().await;
-    let events: Vec<(i64, String)> = (0..20).map(|i| (now_ms() - 10_000 + i, format!("present {i}"))).collect();
+    let events: Vec<(i64, String)> = (0..20)
+        .map(|i| (now_ms() - 10_000 + i, format!("present {i}")))
+        .collect();
     put_events(&client, "/app/present", "s", &events).await;
     let dir = tempfile::tempdir().unwrap();
     let config = ndjson_config(
@@ -179,29 +245,58 @@ async fn a_missing_log_group_is_reported_with_its_region_and_the_other_groups_go
         .spawn()
         .unwrap();
     let out_path = dir.path().join("out.ndjson");
-    let delivered = wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 20);
+    let delivered = wait_until(Duration::from_secs(30), || {
+        read_ndjson(&out_path).len() >= 20
+    });
     std::thread::sleep(Duration::from_millis(2_500));
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
     let output = child.wait_with_output().unwrap();
     let err = stderr(&output);
     assert!(delivered, "present group not delivered; stderr:\n{err}");
-    let reports = err.lines().filter(|l| l.contains("/app/missing") && l.contains("not found")).count();
+    let reports = err
+        .lines()
+        .filter(|l| l.contains("/app/missing") && l.contains("not found"))
+        .count();
     assert!(reports >= 1, "missing group not reported:\n{err}");
     assert!(err.contains("us-east-1"), "region not named:\n{err}");
     // Once per poll interval, not in a tight loop: ~4 s of 1 s polls.
-    assert!(reports <= 8, "missing group reported {reports} times in ~4 s");
+    assert!(
+        reports <= 8,
+        "missing group reported {reports} times in ~4 s"
+    );
     let status = status_json(&moto, &config);
-    let missing = status.iter().find(|g| g["log_group"] == "/app/missing").expect("status row");
-    assert!(missing["last_error"].as_str().unwrap_or("").contains("not found"), "{missing}");
+    let missing = status
+        .iter()
+        .find(|g| g["log_group"] == "/app/missing")
+        .expect("status row");
+    assert!(
+        missing["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not found"),
+        "{missing}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefix_selection_discovers_groups_including_ones_created_later() {
     let moto = Moto::start();
     let client = moto.client().await;
-    put_events(&client, "/svc/a", "s", &[(now_ms() - 5_000, "from a".into())]).await;
-    put_events(&client, "/other/x", "s", &[(now_ms() - 5_000, "not selected".into())]).await;
+    put_events(
+        &client,
+        "/svc/a",
+        "s",
+        &[(now_ms() - 5_000, "from a".into())],
+    )
+    .await;
+    put_events(
+        &client,
+        "/other/x",
+        "s",
+        &[(now_ms() - 5_000, "not selected".into())],
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = ndjson_config(
         dir.path(),
@@ -216,9 +311,21 @@ async fn prefix_selection_discovers_groups_including_ones_created_later() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 1));
-    put_events(&client, "/svc/b", "s", &[(now_ms() - 5_000, "from b".into())]).await;
-    let found = wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 2);
+    assert!(wait_until(Duration::from_secs(30), || read_ndjson(
+        &out_path
+    )
+    .len()
+        >= 1));
+    put_events(
+        &client,
+        "/svc/b",
+        "s",
+        &[(now_ms() - 5_000, "from b".into())],
+    )
+    .await;
+    let found = wait_until(Duration::from_secs(30), || {
+        read_ndjson(&out_path).len() >= 2
+    });
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
     assert!(found, "group created later was not discovered");
@@ -232,10 +339,16 @@ async fn prefix_selection_discovers_groups_including_ones_created_later() {
 async fn sigterm_exits_zero_with_state_committed_and_a_restart_resumes_without_duplicates() {
     let moto = Moto::start();
     let client = moto.client().await;
-    let events: Vec<(i64, String)> = (0..100).map(|i| (now_ms() - 30_000 + i, format!("e{i}"))).collect();
+    let events: Vec<(i64, String)> = (0..100)
+        .map(|i| (now_ms() - 30_000 + i, format!("e{i}")))
+        .collect();
     put_events(&client, "/app/term", "s", &events).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = ndjson_config(dir.path(), "  - name: /app/term\n", "  poll_interval_secs: 1\n");
+    let config = ndjson_config(
+        dir.path(),
+        "  - name: /app/term\n",
+        "  poll_interval_secs: 1\n",
+    );
     let out_path = dir.path().join("out.ndjson");
     let start = |cfg: &Path| {
         cwtap(&moto.url)
@@ -247,19 +360,30 @@ async fn sigterm_exits_zero_with_state_committed_and_a_restart_resumes_without_d
             .unwrap()
     };
     let mut child = start(&config);
-    assert!(wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 100));
+    assert!(wait_until(Duration::from_secs(30), || read_ndjson(
+        &out_path
+    )
+    .len()
+        >= 100));
     signal(&child, "TERM");
-    let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+    let exit =
+        wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
     assert_eq!(exit.code(), Some(0));
     let status = status_json(&moto, &config);
     assert_eq!(status[0]["events_delivered"], 100);
     let lag = status[0]["lag_secs"].as_f64().unwrap();
     assert!(lag < 60.0, "cursor committed near now, lag {lag}s");
 
-    let more: Vec<(i64, String)> = (0..10).map(|i| (now_ms() - 1_000 + i, format!("after restart {i}"))).collect();
+    let more: Vec<(i64, String)> = (0..10)
+        .map(|i| (now_ms() - 1_000 + i, format!("after restart {i}")))
+        .collect();
     put_events(&client, "/app/term", "s2", &more).await;
     let mut child = start(&config);
-    assert!(wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 110));
+    assert!(wait_until(Duration::from_secs(30), || read_ndjson(
+        &out_path
+    )
+    .len()
+        >= 110));
     std::thread::sleep(Duration::from_secs(2));
     signal(&child, "INT");
     let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGINT");
@@ -273,7 +397,9 @@ async fn the_reread_window_adapts_to_a_group_whose_events_arrive_later_than_conf
     let client = moto.client().await;
     // This group's producer is ~40 s behind: its events are ingested 40 s
     // after their timestamps, far beyond the configured 5 s.
-    let first: Vec<(i64, String)> = (0..20).map(|i| (now_ms() - 40_000 + i, format!("slow {i}"))).collect();
+    let first: Vec<(i64, String)> = (0..20)
+        .map(|i| (now_ms() - 40_000 + i, format!("slow {i}")))
+        .collect();
     put_events(&client, "/app/slow", "s1", &first).await;
     let dir = tempfile::tempdir().unwrap();
     let config = ndjson_config(
@@ -289,16 +415,27 @@ async fn the_reread_window_adapts_to_a_group_whose_events_arrive_later_than_conf
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(30), || read_ndjson(&out_path).len() >= 20));
+    assert!(wait_until(Duration::from_secs(30), || read_ndjson(
+        &out_path
+    )
+    .len()
+        >= 20));
     std::thread::sleep(Duration::from_millis(2_500));
     // 60 s late: outside the configured 5 s, inside twice the observed 40 s.
-    let late: Vec<(i64, String)> = (0..10).map(|i| (now_ms() - 60_000 + i, format!("later {i}"))).collect();
+    let late: Vec<(i64, String)> = (0..10)
+        .map(|i| (now_ms() - 60_000 + i, format!("later {i}")))
+        .collect();
     put_events(&client, "/app/slow", "s2", &late).await;
-    let caught = wait_until(Duration::from_secs(20), || read_ndjson(&out_path).len() >= 30);
+    let caught = wait_until(Duration::from_secs(20), || {
+        read_ndjson(&out_path).len() >= 30
+    });
     std::thread::sleep(Duration::from_secs(2));
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
-    assert!(caught, "late events of a slow group were not caught by the adapted window");
+    assert!(
+        caught,
+        "late events of a slow group were not caught by the adapted window"
+    );
     assert_exactly_once(&read_ndjson(&out_path), 30);
     let status = status_json(&moto, &config);
     let delay = status[0]["observed_delay_ms"].as_i64().unwrap();

@@ -426,7 +426,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     let max_late_arrival = duration(
         &a.max_late_arrival_secs,
         "agent.max_late_arrival_secs",
-        Duration::from_secs(3600).max(late_arrival),
+        Duration::from_secs(900).max(late_arrival),
     )?;
     if max_late_arrival < late_arrival {
         return Err(invalid(

@@ -237,9 +237,15 @@ impl Sink for VectadbSink {
                     // A 400 or 422 refuses the whole request for what may be
                     // one bad event: halve the batch until the bad events stand
                     // alone, so the good ones still get through.
-                    Reply::Status(status, _) if matches!(status.as_u16(), 400 | 422) && chunk.len() > 1 => {
+                    Reply::Status(status, _)
+                        if matches!(status.as_u16(), 400 | 422) && chunk.len() > 1 =>
+                    {
                         let (a, b) = chunk.split_at(chunk.len() / 2);
-                        tracing::warn!(status = status.as_u16(), events = chunk.len(), "VectaDB refused a batch; splitting it to isolate the refused events");
+                        tracing::warn!(
+                            status = status.as_u16(),
+                            events = chunk.len(),
+                            "VectaDB refused a batch; splitting it to isolate the refused events"
+                        );
                         queue.push_front(b.to_vec());
                         queue.push_front(a.to_vec());
                         continue;

@@ -16,7 +16,7 @@ use crate::shutdown::Shutdown;
 use crate::sink::Sink;
 use crate::state::{Checkpoint, Coverage, StateError, StateStore};
 use crate::time::now_ms;
-use plan::{Target, Window, initial_coverage, next_window, overlap_ms};
+use plan::{Overlap, Target, Window, initial_coverage, next_window, overlap_ms};
 use progress::GroupProgress;
 
 /// What every group poller shares.
@@ -97,11 +97,36 @@ pub async fn run_group(
     let max_window_ms = agent.max_window.as_millis() as i64;
     let late_ms = agent.late_arrival.as_millis() as i64;
     let cap_ms = agent.max_late_arrival.as_millis() as i64;
+    let poll_ms = agent.poll_interval.as_millis() as i64;
+    let cap_ms_eff = if agent.adaptive_late_arrival {
+        cap_ms
+    } else {
+        late_ms
+    };
+    let retention_ms = Overlap::retention_ms(cap_ms_eff, poll_ms);
+    // The first poll of a run is a sweep: it re-reads the whole late bound.
+    let mut last_sweep_ms = i64::MIN / 2;
 
     loop {
         let polled: Result<(), ScanError> = async {
+            let mut first_window = true;
             loop {
-                let overlap = overlap_ms(late_ms, delay_ms, agent.adaptive_late_arrival, cap_ms);
+                let late_eff = overlap_ms(late_ms, delay_ms, agent.adaptive_late_arrival, cap_ms);
+                let overlap = match target {
+                    // A backfill re-reads the whole bound behind its checkpoint.
+                    Target::Backfill { .. } => late_eff,
+                    Target::Live => {
+                        let o = Overlap::new(late_eff, delay_ms, poll_ms);
+                        let now = now_ms();
+                        if first_window && now - last_sweep_ms >= o.sweep_every_ms {
+                            last_sweep_ms = now;
+                            o.sweep_ms
+                        } else {
+                            o.short_ms
+                        }
+                    }
+                };
+                first_window = false;
                 let Some(window) = next_window(coverage, target, now_ms(), overlap, max_window_ms)
                 else {
                     return Ok(());
@@ -113,6 +138,7 @@ pub async fn run_group(
                     &group,
                     coverage,
                     window,
+                    retention_ms,
                     &mut delay_ms,
                     &mut progress,
                     &shutdown,
@@ -173,6 +199,7 @@ async fn scan(
     group: &GroupSpec,
     coverage: Coverage,
     window: Window,
+    retention_ms: i64,
     delay_ms: &mut i64,
     progress: &mut GroupProgress,
     shutdown: &Shutdown,
@@ -252,7 +279,7 @@ async fn scan(
     );
     let finish = Finish {
         coverage: window.then,
-        prune_before_ms: window.then.cursor_ms - ctx.agent.max_late_arrival.as_millis() as i64,
+        prune_before_ms: window.then.cursor_ms - retention_ms,
         observed_delay_ms: *delay_ms,
     };
     deliver(ctx, name, batch, Some(finish), progress, shutdown).await

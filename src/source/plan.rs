@@ -91,8 +91,9 @@ pub fn next_window(
     })
 }
 
-/// The re-read window for a group: at least the configured late-arrival
-/// bound; when adaptive, twice the lateness seen lately, up to the cap.
+/// The lateness a group is guaranteed against: at least the configured
+/// late-arrival bound; when adaptive, twice the lateness seen lately, up to
+/// the cap.
 pub fn overlap_ms(
     late_arrival_ms: i64,
     observed_delay_ms: i64,
@@ -103,6 +104,47 @@ pub fn overlap_ms(
         late_arrival_ms.max((observed_delay_ms.saturating_mul(2)).min(cap_ms))
     } else {
         late_arrival_ms
+    }
+}
+
+/// How far behind the cursor a live poll re-reads.
+///
+/// Re-reading the whole late-arrival bound `late_ms` on every poll would read
+/// each event `late / poll` times. Instead an ordinary poll re-reads a short
+/// overlap (twice the lateness seen lately, at least two poll intervals and
+/// 5 s), and every `late_ms / 2` a sweep re-reads `late_ms + late_ms / 2 +
+/// poll_ms`. Why that is enough: an event with timestamp `t`, ingested at
+/// `t + L` with `L <= late_ms`, is either inside the short overlap of the first
+/// poll after it became visible, or a sweep happens at some `Q` in
+/// `[t + L, t + late + late/2]` (sweeps are at most `late/2 + poll` apart), and
+/// that sweep's window starts `late + late/2 + poll` behind a cursor that is
+/// at most `Q`, so at or before `t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overlap {
+    pub short_ms: i64,
+    pub sweep_ms: i64,
+    pub sweep_every_ms: i64,
+}
+
+impl Overlap {
+    pub fn new(late_ms: i64, observed_delay_ms: i64, poll_ms: i64) -> Overlap {
+        let sweep_every_ms = (late_ms / 2).max(1);
+        Overlap {
+            short_ms: late_ms.min(
+                observed_delay_ms
+                    .saturating_mul(2)
+                    .max(2 * poll_ms)
+                    .max(5_000),
+            ),
+            sweep_ms: late_ms + sweep_every_ms + poll_ms,
+            sweep_every_ms,
+        }
+    }
+
+    /// The largest re-read any poll can make for a lateness cap: delivered ids
+    /// are kept that far behind the cursor.
+    pub fn retention_ms(cap_ms: i64, poll_ms: i64) -> i64 {
+        cap_ms + cap_ms / 2 + poll_ms
     }
 }
 
@@ -185,6 +227,50 @@ mod tests {
             until: 900,
         };
         assert_eq!(next_window(cov(0, 1_000), target, 2_000, 10, 100), None);
+    }
+
+    #[test]
+    fn ordinary_polls_reread_a_short_overlap_and_sweeps_cover_the_late_bound() {
+        let o = Overlap::new(300_000, 1_000, 10_000);
+        assert_eq!(o.short_ms, 20_000);
+        assert_eq!(o.sweep_every_ms, 150_000);
+        assert_eq!(o.sweep_ms, 460_000);
+        // A slow group's short overlap follows its observed delay, never past the bound.
+        assert_eq!(Overlap::new(300_000, 100_000, 10_000).short_ms, 200_000);
+        assert_eq!(Overlap::new(300_000, 400_000, 10_000).short_ms, 300_000);
+    }
+
+    /// Simulates polls and sweeps against events of every lateness up to the
+    /// bound and checks each is inside some window after it became visible.
+    #[test]
+    fn every_event_within_the_late_bound_is_inside_some_window_after_it_is_visible() {
+        let (late, poll) = (60_000i64, 7_000i64);
+        let o = Overlap::new(late, 0, poll);
+        // Polls at irregular times (processing takes a while).
+        let mut polls = Vec::new();
+        let (mut t, mut last_sweep, mut cursor) = (1_000_000i64, i64::MIN / 2, 1_000_000i64);
+        while t < 1_400_000 {
+            let sweep = t - last_sweep >= o.sweep_every_ms;
+            if sweep {
+                last_sweep = t;
+            }
+            let start = cursor - if sweep { o.sweep_ms } else { o.short_ms };
+            polls.push((t, start));
+            cursor = t;
+            t += poll + (t / 1000) % 3_000;
+        }
+        for ts in (1_050_000..1_200_000).step_by(997) {
+            for lateness in (0..=late).step_by(1_499) {
+                let visible = ts + lateness;
+                let seen = polls
+                    .iter()
+                    .any(|&(at, start)| at >= visible && start <= ts);
+                assert!(
+                    seen,
+                    "event at {ts} ingested {lateness} ms late is never read"
+                );
+            }
+        }
     }
 
     #[test]

@@ -77,7 +77,9 @@ impl Moto {
     }
 
     pub async fn client(&self) -> Client {
-        let creds = aws_sdk_cloudwatchlogs::config::Credentials::new("testing", "testing", None, None, "test");
+        let creds = aws_sdk_cloudwatchlogs::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        );
         let conf = aws_sdk_cloudwatchlogs::Config::builder()
             .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
             .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
@@ -110,7 +112,13 @@ pub async fn put_events(client: &Client, group: &str, stream: &str, events: &[(i
     for chunk in sorted.chunks(5_000) {
         let batch: Vec<InputLogEvent> = chunk
             .iter()
-            .map(|(ts, m)| InputLogEvent::builder().timestamp(*ts).message(m).build().unwrap())
+            .map(|(ts, m)| {
+                InputLogEvent::builder()
+                    .timestamp(*ts)
+                    .message(m)
+                    .build()
+                    .unwrap()
+            })
             .collect();
         let out = client
             .put_log_events()
@@ -120,7 +128,10 @@ pub async fn put_events(client: &Client, group: &str, stream: &str, events: &[(i
             .send()
             .await
             .expect("PutLogEvents to moto");
-        assert!(out.rejected_log_events_info().is_none(), "moto rejected events: {out:?}");
+        assert!(
+            out.rejected_log_events_info().is_none(),
+            "moto rejected events: {out:?}"
+        );
     }
 }
 
@@ -172,7 +183,10 @@ pub struct Receiver {
 }
 
 fn message_of(event: &Value) -> String {
-    event["properties"]["message"].as_str().map(str::to_string).unwrap_or_else(|| event["properties"].to_string())
+    event["properties"]["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| event["properties"].to_string())
 }
 
 impl Receiver {
@@ -181,21 +195,32 @@ impl Receiver {
         let port = server.server_addr().to_ip().expect("ip address").port();
         let script = Arc::new(Mutex::new(Script::default()));
         let recorded = Arc::new(Mutex::new(Recorded::default()));
-        let (s, sc, rec) = (Arc::clone(&server), Arc::clone(&script), Arc::clone(&recorded));
+        let (s, sc, rec) = (
+            Arc::clone(&server),
+            Arc::clone(&script),
+            Arc::clone(&recorded),
+        );
         let thread = std::thread::spawn(move || {
             for mut request in s.incoming_requests() {
                 let path = request.url().to_string();
                 let headers: HashMap<String, String> = request
                     .headers()
                     .iter()
-                    .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+                    .map(|h| {
+                        (
+                            h.field.as_str().as_str().to_ascii_lowercase(),
+                            h.value.as_str().to_string(),
+                        )
+                    })
                     .collect();
                 let mut body = String::new();
                 let _ = request.as_reader().read_to_string(&mut body);
                 let (status, reply) = handle(&path, &body, &headers, &sc, &rec);
                 let response = tiny_http::Response::from_string(reply)
                     .with_status_code(status)
-                    .with_header(tiny_http::Header::from_bytes("Content-Type", "application/json").unwrap());
+                    .with_header(
+                        tiny_http::Header::from_bytes("Content-Type", "application/json").unwrap(),
+                    );
                 let _ = request.respond(response);
             }
         });
@@ -246,20 +271,29 @@ fn handle(
             path: path.to_string(),
             status,
             events: events.len(),
-            log_ids: events.iter().map(|e| e["source"]["log_id"].as_str().unwrap_or("").to_string()).collect(),
+            log_ids: events
+                .iter()
+                .map(|e| e["source"]["log_id"].as_str().unwrap_or("").to_string())
+                .collect(),
             headers: headers.clone(),
             options,
         });
     };
     if path == "/health" {
         log(200, &[], None);
-        return (200, r#"{"status":"healthy","version":"test","ontology_loaded":false}"#.into());
+        return (
+            200,
+            r#"{"status":"healthy","version":"test","ontology_loaded":false}"#.into(),
+        );
     }
     if path != "/api/v1/events/batch" {
         log(404, &[], None);
         return (404, "{}".into());
     }
-    if !headers.get("content-type").is_some_and(|c| c.starts_with("application/json")) {
+    if !headers
+        .get("content-type")
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
         log(415, &[], None);
         return (415, "unsupported media type".into());
     }
@@ -280,12 +314,18 @@ fn handle(
     if let Some(status) = sc.statuses.pop_front() {
         drop(sc);
         log(status, &events, options);
-        return (status, r#"{"error":"Scripted","message":"scripted failure"}"#.into());
+        return (
+            status,
+            r#"{"error":"Scripted","message":"scripted failure"}"#.into(),
+        );
     }
     if sc.down_until.is_some_and(|t| Instant::now() < t) {
         drop(sc);
         log(503, &events, options);
-        return (503, r#"{"error":"DatabaseNotAvailable","message":"down"}"#.into());
+        return (
+            503,
+            r#"{"error":"DatabaseNotAvailable","message":"down"}"#.into(),
+        );
     }
     if sc.max_events.is_some_and(|m| events.len() > m) {
         drop(sc);
@@ -293,7 +333,9 @@ fn handle(
         return (413, "payload too large".into());
     }
     if let Some(marker) = &sc.poison_marker
-        && events.iter().any(|e| message_of(e).contains(marker.as_str()))
+        && events
+            .iter()
+            .any(|e| message_of(e).contains(marker.as_str()))
     {
         drop(sc);
         log(422, &events, options);
@@ -352,7 +394,11 @@ pub fn cwtap(moto_url: &str) -> Command {
 }
 
 pub fn run_to_end(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("cwtap starts");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cwtap starts");
     let start = Instant::now();
     loop {
         if child.try_wait().expect("wait").is_some() {
@@ -391,7 +437,10 @@ pub fn read_ndjson(path: &Path) -> Vec<Value> {
 pub fn id_counts(events: &[Value]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for e in events {
-        let id = e["source"]["log_id"].as_str().expect("source.log_id").to_string();
+        let id = e["source"]["log_id"]
+            .as_str()
+            .expect("source.log_id")
+            .to_string();
         *counts.entry(id).or_insert(0) += 1;
     }
     counts

@@ -17,9 +17,18 @@ pub enum Fault {
 impl Fault {
     fn response(self) -> (u16, &'static str) {
         match self {
-            Fault::Throttle => (400, r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
-            Fault::Unavailable => (503, r#"{"__type":"ServiceUnavailableException","message":"The service is unavailable"}"#),
-            Fault::Internal => (500, r#"{"__type":"InternalFailure","message":"internal error"}"#),
+            Fault::Throttle => (
+                400,
+                r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+            ),
+            Fault::Unavailable => (
+                503,
+                r#"{"__type":"ServiceUnavailableException","message":"The service is unavailable"}"#,
+            ),
+            Fault::Internal => (
+                500,
+                r#"{"__type":"InternalFailure","message":"internal error"}"#,
+            ),
             Fault::AccessDenied => (
                 400,
                 r#"{"__type":"AccessDeniedException","message":"User: arn:aws:iam::123456789012:user/test is not authorized to perform: logs:FilterLogEvents"}"#,
@@ -57,15 +66,29 @@ impl FaultProxy {
             operation: operation.to_string(),
             ..ProxyScript::default()
         }));
-        let (s, sc, upstream) = (Arc::clone(&server), Arc::clone(&script), upstream.to_string());
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let (s, sc, upstream) = (
+            Arc::clone(&server),
+            Arc::clone(&script),
+            upstream.to_string(),
+        );
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
         let thread = std::thread::spawn(move || {
             for mut request in s.incoming_requests() {
                 let target = request
                     .headers()
                     .iter()
                     .find(|h| h.field.equiv("X-Amz-Target"))
-                    .map(|h| h.value.as_str().rsplit('.').next().unwrap_or("").to_string())
+                    .map(|h| {
+                        h.value
+                            .as_str()
+                            .rsplit('.')
+                            .next()
+                            .unwrap_or("")
+                            .to_string()
+                    })
                     .unwrap_or_default();
                 let fault = {
                     let mut sc = sc.lock().unwrap();
@@ -87,7 +110,13 @@ impl FaultProxy {
                     let _ = request.respond(
                         tiny_http::Response::from_string(body)
                             .with_status_code(status)
-                            .with_header(tiny_http::Header::from_bytes("Content-Type", "application/x-amz-json-1.1").unwrap()),
+                            .with_header(
+                                tiny_http::Header::from_bytes(
+                                    "Content-Type",
+                                    "application/x-amz-json-1.1",
+                                )
+                                .unwrap(),
+                            ),
                     );
                     continue;
                 }
@@ -98,7 +127,9 @@ impl FaultProxy {
                     .uri(format!("{upstream}{}", request.url()));
                 for h in request.headers() {
                     let name = h.field.as_str().as_str();
-                    if !name.eq_ignore_ascii_case("host") && !name.eq_ignore_ascii_case("content-length") {
+                    if !name.eq_ignore_ascii_case("host")
+                        && !name.eq_ignore_ascii_case("content-length")
+                    {
                         builder = builder.header(name, h.value.as_str());
                     }
                 }
@@ -116,11 +147,16 @@ impl FaultProxy {
                         let _ = request.respond(
                             tiny_http::Response::from_data(bytes)
                                 .with_status_code(status)
-                                .with_header(tiny_http::Header::from_bytes("Content-Type", content_type).unwrap()),
+                                .with_header(
+                                    tiny_http::Header::from_bytes("Content-Type", content_type)
+                                        .unwrap(),
+                                ),
                         );
                     }
                     None => {
-                        let _ = request.respond(tiny_http::Response::from_string("bad gateway").with_status_code(502));
+                        let _ = request.respond(
+                            tiny_http::Response::from_string("bad gateway").with_status_code(502),
+                        );
                     }
                 }
             }
