@@ -142,15 +142,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
                 shutdown.clone(),
             ));
         }
-        let next = if has_prefix {
-            config.agent.discovery_interval
-        } else {
-            Duration::MAX
-        };
-        if !shutdown
-            .sleep(next.min(Duration::from_secs(365 * 86400)))
-            .await
-        {
+        if !has_prefix {
+            shutdown.wait().await;
+            break;
+        }
+        if !shutdown.sleep(config.agent.discovery_interval).await {
             break;
         }
     }

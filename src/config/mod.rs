@@ -504,3 +504,40 @@ fn check_http_url(url: &str, key: &str) -> Result<(), Invalid> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_api_key() {
+        let yaml = "vectadb: {endpoint: 'http://127.0.0.1:1', api_key: sk-do-not-print}\nlog_groups: [{name: /a}]\n";
+        let config = Config::from_yaml(yaml, Path::new("c.yaml")).unwrap();
+        let shown = format!("{config:?} {:?}", config.output);
+        assert!(!shown.contains("sk-do-not-print"), "{shown}");
+        assert!(shown.contains("redacted"));
+        let raw: raw::RawConfig = serde_yaml::from_str(yaml).unwrap();
+        assert!(!format!("{raw:?}").contains("sk-do-not-print"));
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = Config::from_yaml(
+            "ndjson: {path: '-'}\nlog_groups: [{name: /a}]\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let a = &config.agent;
+        assert_eq!(a.poll_interval, Duration::from_secs(10));
+        assert_eq!(a.lookback, Duration::from_secs(300));
+        assert_eq!(a.late_arrival, Duration::from_secs(300));
+        assert_eq!(a.max_late_arrival, Duration::from_secs(900));
+        assert_eq!(a.max_window, Duration::from_secs(3600));
+        assert_eq!(a.state_path, PathBuf::from("./cwtap-state.db"));
+        assert!(a.auto_create_traces && a.generate_embeddings && !a.extract_relationships);
+        assert!(matches!(
+            config.output,
+            OutputConfig::Ndjson(NdjsonConfig { path: None, .. })
+        ));
+    }
+}

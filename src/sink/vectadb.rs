@@ -202,9 +202,11 @@ impl Sink for VectadbSink {
                                 Vec::new()
                             }
                         };
+                        let failed_at: std::collections::HashMap<usize, &ItemError> =
+                            failed.iter().map(|f| (f.index, f)).collect();
                         let mut again = Vec::new();
                         for (pos, &i) in chunk.iter().enumerate() {
-                            match failed.iter().find(|f| f.index == pos) {
+                            match failed_at.get(&pos) {
                                 None => outcome.accepted.push(i),
                                 Some(f) => {
                                     attempts[i] += 1;

@@ -93,7 +93,7 @@ pub async fn run_group(
             return GroupEnd::Failed(e.to_string());
         }
     }
-    progress.update(coverage, 0);
+    progress.update(coverage);
     let max_window_ms = agent.max_window.as_millis() as i64;
     let late_ms = agent.late_arrival.as_millis() as i64;
     let cap_ms = agent.max_late_arrival.as_millis() as i64;
@@ -148,7 +148,7 @@ pub async fn run_group(
                     ScanEnd::Interrupted => return Ok(()),
                     ScanEnd::Complete => {
                         coverage = window.then;
-                        progress.update(coverage, 0);
+                        progress.update(coverage);
                         progress.window_done(window, progress.delivered() - before);
                     }
                 }

@@ -84,7 +84,7 @@ impl GroupProgress {
         self.delivered += n;
     }
 
-    pub fn update(&mut self, cov: Coverage, _delivered: u64) {
+    pub fn update(&mut self, cov: Coverage) {
         if let Some(bar) = &self.bar {
             bar.set_position(self.covered(cov));
             bar.set_message(format!("{} events, {:.0}/s", self.delivered, self.rate()));
