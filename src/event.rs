@@ -61,9 +61,11 @@ impl OutEvent {
         }
         OutEvent {
             timestamp: format_ms(raw.timestamp_ms),
-            event_type: parsed.event_type,
-            agent_id: group_agent_id.map(str::to_string).or(parsed.agent_id),
-            session_id: parsed.session_id,
+            event_type: parsed.fields.event_type,
+            agent_id: group_agent_id
+                .map(str::to_string)
+                .or(parsed.fields.agent_id),
+            session_id: parsed.fields.session_id,
             properties,
             source: Source {
                 system: "cloudwatch",

@@ -15,14 +15,38 @@ use serde_json::{Map, Value};
 
 use crate::config::raw::RawParser;
 
+/// The canonical fields every rule can fill. Trace grouping reads these;
+/// the delivered event carries them in `properties` beside the original data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields {
+    /// Trace id: a W3C trace id (32 hex), an X-Ray root (`1-xxxxxxxx-...`) or
+    /// an application's own id.
+    pub trace_id: Option<String>,
+    /// Request id (a Lambda RequestId, an API Gateway requestId, ...).
+    pub request_id: Option<String>,
+    pub span_id: Option<String>,
+    pub parent_span_id: Option<String>,
+    pub session_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub service: Option<String>,
+    /// Lower-case level name: trace, debug, info, warn, error, fatal.
+    pub level: Option<String>,
+    /// The human-readable message, without prefixes the rule took apart.
+    pub message: Option<String>,
+    /// `lambda_start`, `lambda_end` and `lambda_report` are understood by trace
+    /// grouping (with `request_id`).
+    pub event_type: Option<String>,
+    pub duration_ms: Option<f64>,
+    /// Error type or message, when the line reports one.
+    pub error: Option<String>,
+}
+
 /// What the rules made of one message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
-    /// Name of the rule that matched; `None` for the fallback.
+    /// Name of the (first) rule that matched; `None` for the fallback.
     pub rule: Option<String>,
-    pub event_type: Option<String>,
-    pub session_id: Option<String>,
-    pub agent_id: Option<String>,
+    pub fields: Fields,
     /// The original fields (JSON) or the raw line, beside what was extracted.
     pub properties: Map<String, Value>,
 }
@@ -158,10 +182,13 @@ impl RuleSet {
                     .or(default_event_type);
                 return Parsed {
                     rule: Some(rule.name.clone()),
-                    event_type,
-                    session_id: string_field(&properties, "session_id")
-                        .or_else(|| find_session_id(message)),
-                    agent_id: string_field(&properties, "agent_id"),
+                    fields: Fields {
+                        event_type,
+                        session_id: string_field(&properties, "session_id")
+                            .or_else(|| find_session_id(message)),
+                        agent_id: string_field(&properties, "agent_id"),
+                        ..Fields::default()
+                    },
                     properties,
                 };
             }
@@ -171,9 +198,10 @@ impl RuleSet {
         properties.insert("raw_log".into(), Value::Bool(true));
         Parsed {
             rule: None,
-            event_type: None,
-            session_id: find_session_id(message),
-            agent_id: None,
+            fields: Fields {
+                session_id: find_session_id(message),
+                ..Fields::default()
+            },
             properties,
         }
     }
@@ -250,7 +278,7 @@ mod tests {
         );
         let p = set.parse(r#"{"level":"info","sid":"s-1","err":{"kind":"Timeout"},"n":3}"#);
         assert_eq!(p.rule.as_deref(), Some("j"));
-        assert_eq!(p.session_id.as_deref(), Some("s-1"));
+        assert_eq!(p.fields.session_id.as_deref(), Some("s-1"));
         assert_eq!(p.properties["level"], "info");
         assert_eq!(p.properties["n"], 3);
         assert_eq!(p.properties["sid"], "s-1");
@@ -263,7 +291,7 @@ mod tests {
             r#"- {name: r, type: regex, pattern: '^(?P<level>[A-Z]+) (?P<user>\w+) did', event_type: action}"#,
         );
         let p = set.parse("INFO alice did a thing");
-        assert_eq!(p.event_type.as_deref(), Some("action"));
+        assert_eq!(p.fields.event_type.as_deref(), Some("action"));
         assert_eq!(p.properties["level"], "INFO");
         assert_eq!(p.properties["user"], "alice");
         assert_eq!(p.properties["message"], "INFO alice did a thing");
@@ -287,7 +315,7 @@ mod tests {
             "plain text request_id=abc-123 done"
         );
         assert_eq!(p.properties["raw_log"], true);
-        assert_eq!(p.session_id.as_deref(), Some("abc-123"));
+        assert_eq!(p.fields.session_id.as_deref(), Some("abc-123"));
     }
 
     #[test]
