@@ -1,0 +1,55 @@
+# syntax=docker/dockerfile:1
+#
+# cwtap container image.
+#
+#   docker build -t cwtap .
+#   docker run --rm -v "$PWD/config.yaml:/etc/cwtap/config.yaml:ro" \
+#       -v cwtap-state:/var/lib/cwtap -e AWS_REGION -e VECTADB_API_KEY cwtap
+#
+# The config is read from $CWTAP_CONFIG (/etc/cwtap/config.yaml): mount yours
+# there. The working directory /var/lib/cwtap is a volume, so the default
+# agent.state_path (./cwtap-state.db) survives container restarts; keep that
+# volume, or a restarted container reads (and delivers) from scratch.
+# `docker run ... cwtap check` validates the mounted config; `backfill --since 7d`
+# and `status` work the same way.
+
+# ---------------------------------------------------------------- build
+FROM rust:1-bookworm AS builder
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+# The registry and target caches make rebuilds incremental (BuildKit).
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked \
+    && install -m 0755 target/release/cwtap /usr/local/bin/cwtap
+
+# ---------------------------------------------------------------- runtime
+FROM debian:bookworm-slim
+
+# ca-certificates: TLS to AWS and VectaDB (rustls reads the system roots).
+# Unpinned on purpose: the bookworm security updates are what we want.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN groupadd --system --gid 10001 cwtap \
+    && useradd --system --uid 10001 --gid cwtap --no-create-home \
+        --home-dir /var/lib/cwtap --shell /usr/sbin/nologin cwtap \
+    && mkdir -p /etc/cwtap /var/lib/cwtap \
+    && chown cwtap:cwtap /var/lib/cwtap
+
+COPY --from=builder /usr/local/bin/cwtap /usr/local/bin/cwtap
+COPY config.example.yaml /etc/cwtap/config.example.yaml
+
+# The cwtap user, by number so that Kubernetes' runAsNonRoot can verify it.
+USER 10001:10001
+WORKDIR /var/lib/cwtap
+VOLUME ["/var/lib/cwtap"]
+ENV CWTAP_CONFIG=/etc/cwtap/config.yaml
+
+# `run` polls until SIGTERM, then finishes in-flight deliveries and exits
+# within 10 s (docker stop's default grace period).
+ENTRYPOINT ["cwtap"]
+CMD ["run"]

@@ -1,0 +1,31 @@
+# shellcheck shell=bash
+# Sourced by scripts/test.sh and scripts/demo.sh: makes sure .venv in the repo
+# root holds moto's server (CloudWatch Logs emulator, plus boto3), creating the
+# venv on first use, and exports CWTAP_MOTO_SERVER for the tests.
+#
+# Needs only python3 (with the venv module; on Debian/Ubuntu: apt install python3-venv).
+
+_cwtap_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CWTAP_VENV="$_cwtap_root/.venv"
+
+if [[ ! -x "$CWTAP_VENV/bin/moto_server" ]]; then
+    if ! command -v python3 >/dev/null 2>&1; then
+        echo "error: python3 is required to run moto (the CloudWatch Logs emulator)" >&2
+        exit 1
+    fi
+    echo "setting up $CWTAP_VENV with moto[server] (first run only)..." >&2
+    if [[ ! -x "$CWTAP_VENV/bin/python" ]] && ! python3 -m venv "$CWTAP_VENV"; then
+        echo "error: 'python3 -m venv' failed; on Debian/Ubuntu install python3-venv" >&2
+        rm -rf "$CWTAP_VENV"
+        exit 1
+    fi
+    "$CWTAP_VENV/bin/python" -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+    if [[ ! -x "$CWTAP_VENV/bin/moto_server" ]]; then
+        echo "error: pip installed moto but $CWTAP_VENV/bin/moto_server is missing" >&2
+        exit 1
+    fi
+fi
+
+export CWTAP_VENV
+export CWTAP_MOTO_SERVER="$CWTAP_VENV/bin/moto_server"
+unset _cwtap_root
