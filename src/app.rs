@@ -17,6 +17,7 @@ use crate::source::progress::Progress;
 use crate::source::{Context, GroupEnd, GroupSpec, run_group};
 use crate::state::{StateError, StateStore};
 use crate::time::{EpochMs, format_ms, now_ms};
+use crate::trace;
 
 /// Why a command failed. [`AppError::exit_code`] maps it for `main`.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +117,56 @@ async fn resolve_groups(
     (found, errors)
 }
 
+/// Delivers the summaries of closed traces that have not been delivered yet,
+/// and records them as sent once the output acknowledged them.
+pub async fn emit_summaries(ctx: &Context, shutdown: &Shutdown) -> Result<usize, AppError> {
+    let mut total = 0;
+    loop {
+        let pending = ctx.state.pending_summaries(ctx.sink.batch_size()).await?;
+        if pending.is_empty() || shutdown.is_triggered() {
+            return Ok(total);
+        }
+        let events: Vec<_> = pending
+            .iter()
+            .map(|s| trace::summary_event(s, ctx.agent.trace_key_field))
+            .collect();
+        let outcome = ctx.sink.deliver(&events, shutdown).await;
+        let sent: Vec<(String, i64)> = outcome
+            .accepted
+            .iter()
+            .chain(&outcome.rejected)
+            .map(|&i| (pending[i].trace_key.clone(), pending[i].revision))
+            .collect();
+        total += outcome.accepted.len();
+        ctx.state.mark_summaries_sent(sent).await?;
+        if outcome.abandoned {
+            return Ok(total);
+        }
+    }
+}
+
+/// Closes traces idle for `agent.trace_idle_secs` and emits pending summaries,
+/// every poll interval, until shutdown.
+async fn summary_loop(ctx: Arc<Context>, shutdown: Shutdown) {
+    let idle_ms = ctx.agent.trace_idle.as_millis() as i64;
+    while shutdown.sleep(ctx.agent.poll_interval).await {
+        let result = async {
+            let closed = ctx
+                .state
+                .close_idle_traces(now_ms() - idle_ms, false)
+                .await?;
+            if closed > 0 {
+                tracing::debug!(closed, "idle traces closed");
+            }
+            emit_summaries(&ctx, &shutdown).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "emitting trace summaries failed; retrying next interval");
+        }
+    }
+}
+
 /// `cwtap run`: polls every group until `shutdown`, then commits and returns.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
     let ctx = context(&config, &shutdown).await?;
@@ -126,6 +177,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
         .any(|g| matches!(g.selector, GroupSelector::Prefix(_)));
     let mut known = HashSet::new();
     let mut tasks = JoinSet::new();
+    if config.agent.group_traces {
+        tasks.spawn(summary_loop(Arc::clone(&ctx), shutdown.clone()));
+    }
     loop {
         let (found, errors) = resolve_groups(&config, &ctx.cloudwatch, &mut known, &shutdown).await;
         for e in errors {
@@ -134,13 +188,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
         for spec in found {
             tracing::info!(group = %spec.name, "polling log group");
             let progress = crate::source::progress::GroupProgress::quiet(&spec.name);
-            tasks.spawn(run_group(
-                Arc::clone(&ctx),
-                spec,
-                Target::Live,
-                progress,
-                shutdown.clone(),
-            ));
+            let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
+            tasks.spawn(async move {
+                run_group(ctx, spec, Target::Live, progress, shutdown).await;
+            });
         }
         if !has_prefix {
             shutdown.wait().await;
@@ -225,6 +276,19 @@ pub async fn backfill(
             }
             Err(e) => report.groups_failed.push(("(task)".into(), e.to_string())),
         }
+    }
+    if config.agent.group_traces && !report.interrupted && report.groups_failed.is_empty() {
+        let idle_ms = config.agent.trace_idle.as_millis() as i64;
+        let closed = ctx
+            .state
+            .close_idle_traces(request.until - idle_ms, true)
+            .await?;
+        let sent = emit_summaries(&ctx, &shutdown).await?;
+        tracing::info!(
+            closed_idle = closed,
+            summaries = sent,
+            "trace summaries delivered"
+        );
     }
     Ok(report)
 }

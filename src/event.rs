@@ -33,6 +33,10 @@ pub struct Source {
 /// One event as delivered downstream.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct OutEvent {
+    /// Set only when the trace key is configured to travel as `trace_id`
+    /// (VectaDB then uses it as-is and creates no trace record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// RFC 3339 with milliseconds: the CloudWatch timestamp, exactly.
     pub timestamp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,12 +58,41 @@ impl OutEvent {
     /// config) wins over an `agent_id` found in the message, as in VectaDB's agent.
     pub fn build(raw: RawEvent, parsed: Parsed, group_agent_id: Option<&str>) -> OutEvent {
         let mut properties = parsed.properties;
+        // The canonical fields the rules extracted, beside the original data
+        // (an original field of the same name wins).
+        let f = &parsed.fields;
+        let strings = [
+            ("trace_id", &f.trace_id),
+            ("request_id", &f.request_id),
+            ("span_id", &f.span_id),
+            ("parent_span_id", &f.parent_span_id),
+            ("session_id", &f.session_id),
+            ("service", &f.service),
+            ("level", &f.level),
+            ("error", &f.error),
+        ];
+        for (key, value) in strings {
+            if let Some(v) = value {
+                properties
+                    .entry(key)
+                    .or_insert_with(|| Value::String(v.clone()));
+            }
+        }
+        if let Some(d) = f.duration_ms.and_then(serde_json::Number::from_f64) {
+            properties.entry("duration_ms").or_insert(Value::Number(d));
+        }
+        if let Some(m) = &f.message {
+            properties
+                .entry("message")
+                .or_insert_with(|| Value::String(m.clone()));
+        }
         if let Some(ingested) = raw.ingestion_time_ms {
             properties
                 .entry("cloudwatch_ingestion_time")
                 .or_insert_with(|| Value::String(format_ms(ingested)));
         }
         OutEvent {
+            trace_id: None,
             timestamp: format_ms(raw.timestamp_ms),
             event_type: parsed.fields.event_type,
             agent_id: group_agent_id

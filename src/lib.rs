@@ -26,6 +26,7 @@
 //! - [`parse`]: parser rules (json, regex) and the session id search.
 //! - [`event`]: the raw CloudWatch event and the delivered event shape.
 //! - [`sink`]: outputs behind the [`sink::Sink`] trait: VectaDB, NDJSON.
+//! - [`trace`]: grouping events into traces; trace state and summaries.
 //! - [`state`]: the SQLite state file: schema, migrations, checkpoints.
 //! - [`retry`], [`shutdown`], [`time`]: backoff, shutdown signal, time values.
 
@@ -41,3 +42,4 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod time;
+pub mod trace;

@@ -110,6 +110,7 @@ async fn health_first_then_batches_with_explicit_options_source_and_both_auth_he
     let batches: Vec<_> = requests
         .iter()
         .filter(|r| r.path == "/api/v1/events/batch")
+        .filter(|r| !r.log_ids.iter().all(|id| id.starts_with("trace-summary:")))
         .collect();
     assert_eq!(batches.len(), 7, "250 events in batches of at most 40");
     for r in &batches {
@@ -137,15 +138,28 @@ async fn health_first_then_batches_with_explicit_options_source_and_both_auth_he
             .is_some_and(|s| !s.is_empty())
     );
     assert_eq!(e["agent_id"], "checkout");
-    assert!(
-        e["session_id"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("s-"))
-    );
+    // The trace key travels as session_id; the original stays in properties.
+    let original = e["properties"]["session_id"]
+        .as_str()
+        .expect("original session id kept");
+    assert_eq!(e["session_id"], format!("s:{original}"));
     assert!(
         e["properties"]["i"].is_number(),
         "original JSON fields kept: {e}"
     );
+    // One trace per session, each closed (idle by the end of the window) with one summary.
+    let summaries = summaries(&receiver.stored());
+    let mut keys: Vec<_> = summaries
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap().to_string())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, vec!["s:s-0", "s:s-1", "s:s-2"]);
+    let counts: i64 = summaries
+        .iter()
+        .map(|s| s["properties"]["event_count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(counts, 250);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -191,6 +191,12 @@ pub struct AgentConfig {
     pub discovery_interval: Duration,
     /// How long an in-flight delivery may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Whether events are grouped into traces (and summaries emitted).
+    pub group_traces: bool,
+    /// A trace without events for this long is closed.
+    pub trace_idle: Duration,
+    /// How delivered events carry their trace key.
+    pub trace_key_field: crate::trace::KeyField,
 }
 
 /// The largest request body VectaDB accepts (axum's default limit).
@@ -477,6 +483,21 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
             "agent.shutdown_grace_secs",
             Duration::from_secs(5),
         )?,
+        group_traces: a.group_traces.unwrap_or(true),
+        trace_idle: duration(
+            &a.trace_idle_secs,
+            "agent.trace_idle_secs",
+            Duration::from_secs(300),
+        )?,
+        trace_key_field: match a.trace_key_field.as_deref() {
+            None => crate::trace::KeyField::default(),
+            Some(text) => crate::trace::KeyField::parse(text).ok_or_else(|| {
+                invalid(
+                    "agent.trace_key_field",
+                    format!("{text:?} is not one of session_id, trace_id, none"),
+                )
+            })?,
+        },
     };
     if agent.shutdown_grace > Duration::from_secs(9) {
         return Err(invalid(

@@ -102,6 +102,9 @@ pub struct RawAgent {
     pub max_window_secs: Option<DurationValue>,
     pub discovery_interval_secs: Option<DurationValue>,
     pub shutdown_grace_secs: Option<DurationValue>,
+    pub group_traces: Option<bool>,
+    pub trace_idle_secs: Option<DurationValue>,
+    pub trace_key_field: Option<String>,
 }
 
 /// A number of seconds, or a duration string such as `90s`, `5m`, `1h`.

@@ -16,8 +16,10 @@ use crate::shutdown::Shutdown;
 use crate::sink::Sink;
 use crate::state::{Checkpoint, Coverage, StateError, StateStore};
 use crate::time::now_ms;
+use crate::trace::{Assignment, KeyField, TraceInput};
 use plan::{Overlap, Target, Window, initial_coverage, next_window, overlap_ms};
 use progress::GroupProgress;
+use serde_json::Value;
 
 /// What every group poller shares.
 pub struct Context {
@@ -217,7 +219,7 @@ async fn scan(
         streams: group.config.streams.clone(),
     };
     let batch_size = ctx.sink.batch_size();
-    let mut batch: Vec<(OutEvent, bool)> = Vec::with_capacity(batch_size);
+    let mut batch: Vec<Pending> = Vec::with_capacity(batch_size);
     let mut window_delay = 0i64;
     let mut token: Option<String> = None;
     let mut pages = 0u64;
@@ -244,10 +246,14 @@ async fn scan(
             }
             let late = going_up && raw.timestamp_ms < coverage.cursor_ms;
             let parsed = group.config.rules.parse(&raw.message);
-            batch.push((
-                OutEvent::build(raw, parsed, group.config.agent_id.as_deref()),
+            let trace = ctx.agent.group_traces.then(|| {
+                TraceInput::from_parsed(&raw.log_group, &raw.log_stream, raw.timestamp_ms, &parsed)
+            });
+            batch.push(Pending {
+                event: OutEvent::build(raw, parsed, group.config.agent_id.as_deref()),
                 late,
-            ));
+                trace,
+            });
             if batch.len() >= batch_size {
                 let full = std::mem::take(&mut batch);
                 if let ScanEnd::Interrupted =
@@ -267,9 +273,15 @@ async fn scan(
             return Ok(ScanEnd::Interrupted);
         }
     }
-    // Lateness seen lately, decaying slowly so one quiet window does not
-    // shrink the re-read window at once.
-    *delay_ms = window_delay.max(*delay_ms - *delay_ms / 10);
+    // Lateness seen lately. A live poll lets it decay slowly (10% a poll) so
+    // one quiet poll does not shrink the re-read window at once; a backfill's
+    // windows are history and only ever raise it.
+    *delay_ms =
+        if going_up && window.end_ms >= now_ms() - ctx.agent.poll_interval.as_millis() as i64 {
+            window_delay.max(*delay_ms - *delay_ms / 10)
+        } else {
+            window_delay.max(*delay_ms)
+        };
     tracing::debug!(
         group = name,
         pages,
@@ -292,32 +304,83 @@ struct Finish {
     observed_delay_ms: i64,
 }
 
+/// An event on its way: the delivered shape, whether it was caught behind
+/// the cursor, and its grouping facts (when traces are grouped).
+struct Pending {
+    event: OutEvent,
+    late: bool,
+    trace: Option<TraceInput>,
+}
+
+/// Puts each event's trace key where the downstream expects it.
+fn stamp_trace_keys(events: &mut [OutEvent], assignments: Vec<Assignment>, key_field: KeyField) {
+    for (event, a) in events.iter_mut().zip(assignments) {
+        if let Some(r) = a.request_id {
+            event
+                .properties
+                .entry("request_id")
+                .or_insert(Value::String(r));
+        }
+        let Some(key) = a.trace_key else { continue };
+        event
+            .properties
+            .insert("trace_key".into(), Value::String(key.clone()));
+        match key_field {
+            KeyField::SessionId => event.session_id = Some(key),
+            KeyField::TraceId => event.trace_id = Some(key),
+            KeyField::None => {}
+        }
+    }
+}
+
 /// Delivers a batch and checkpoints what the sink acknowledged, with the
 /// window's cursor move when `finish` is given and all was delivered.
 async fn deliver(
     ctx: &Context,
     name: &str,
-    batch: Vec<(OutEvent, bool)>,
+    batch: Vec<Pending>,
     finish: Option<Finish>,
     progress: &mut GroupProgress,
     shutdown: &Shutdown,
 ) -> Result<ScanEnd, ScanError> {
-    let (events, late): (Vec<OutEvent>, Vec<bool>) = batch.into_iter().unzip();
+    let mut events = Vec::with_capacity(batch.len());
+    let mut late = Vec::with_capacity(batch.len());
+    let mut traces = Vec::with_capacity(batch.len());
+    for p in batch {
+        events.push(p.event);
+        late.push(p.late);
+        traces.push(p.trace);
+    }
+    let inputs: Vec<TraceInput> = traces.iter().flatten().cloned().collect();
+    if !inputs.is_empty() && inputs.len() == events.len() {
+        // Where the events land given the committed trace state; the state
+        // itself changes only in the checkpoint below.
+        let assignments = ctx.state.resolve_traces(inputs).await?;
+        stamp_trace_keys(&mut events, assignments, ctx.agent.trace_key_field);
+    }
     let outcome = if events.is_empty() {
         Default::default()
     } else {
         ctx.sink.deliver(&events, shutdown).await
     };
-    let done = outcome.accepted.iter().chain(&outcome.rejected);
+    // In batch order: grouping depends on it (START before the lines it brackets).
+    let mut done: Vec<usize> = outcome
+        .accepted
+        .iter()
+        .chain(&outcome.rejected)
+        .copied()
+        .collect();
+    done.sort_unstable();
     let mut checkpoint = Checkpoint {
         log_group: name.to_string(),
         ids: done
-            .clone()
+            .iter()
             .map(|&i| (events[i].source.log_id.clone(), events[i].timestamp_ms))
             .collect(),
         delivered: outcome.accepted.len() as u64,
         rejected: outcome.rejected.len() as u64,
-        late: done.filter(|&&i| late[i]).count() as u64,
+        late: done.iter().filter(|&&i| late[i]).count() as u64,
+        traces: done.iter().filter_map(|&i| traces[i].take()).collect(),
         ..Checkpoint::default()
     };
     if !outcome.abandoned

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::time::EpochMs;
+use crate::trace::{self, Assignment, TraceInput, TraceSummary};
 
 /// Schema migrations; entry `i` brings a file from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -38,6 +39,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (log_group, event_id)
     ) WITHOUT ROWID;
     CREATE INDEX delivered_by_time ON delivered (log_group, timestamp_ms);",
+    // 2: trace grouping.
+    crate::trace::SCHEMA,
 ];
 
 /// The schema version this build writes.
@@ -99,6 +102,9 @@ pub struct Checkpoint {
     /// Delivered ids older than this are dropped: no scan re-reads them.
     pub prune_before_ms: Option<EpochMs>,
     pub observed_delay_ms: Option<i64>,
+    /// The same events' grouping facts, applied to the trace state in the
+    /// same transaction.
+    pub traces: Vec<TraceInput>,
 }
 
 /// A handle on the state file; cheap to clone.
@@ -273,6 +279,51 @@ impl StateStore {
         self.with(move |c| commit_tx(c, &checkpoint)).await
     }
 
+    /// Where `events` would land in the trace state as it is committed now,
+    /// without changing it (the transaction is rolled back).
+    pub async fn resolve_traces(
+        &self,
+        events: Vec<TraceInput>,
+    ) -> Result<Vec<Assignment>, StateError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let out = trace::apply(&tx, &events, crate::time::now_ms())?;
+            tx.rollback()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Closes idle traces: by wall clock (`run`) or by event time (`backfill`).
+    pub async fn close_idle_traces(
+        &self,
+        before_ms: EpochMs,
+        by_event_time: bool,
+    ) -> Result<usize, StateError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let n = trace::close_idle(&tx, before_ms, by_event_time)?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Closed traces whose summary is not delivered yet.
+    pub async fn pending_summaries(&self, limit: usize) -> Result<Vec<TraceSummary>, StateError> {
+        self.with(move |c| trace::pending_summaries(c, limit)).await
+    }
+
+    /// Records summaries as delivered: (trace key, revision).
+    pub async fn mark_summaries_sent(&self, sent: Vec<(String, i64)>) -> Result<(), StateError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            trace::mark_sent(&tx, &sent)?;
+            tx.commit()
+        })
+        .await
+    }
+
     /// Records the outcome of a poll: `None` clears the last error.
     pub async fn record_poll(
         &self,
@@ -362,6 +413,9 @@ fn commit_tx(c: &mut Connection, cp: &Checkpoint) -> rusqlite::Result<()> {
             "UPDATE groups SET observed_delay_ms = ?2 WHERE log_group = ?1",
             params![cp.log_group, delay],
         )?;
+    }
+    if !cp.traces.is_empty() {
+        trace::apply(&tx, &cp.traces, crate::time::now_ms())?;
     }
     if let Some(before) = cp.prune_before_ms {
         // Only ids inside the covered range can go: ids below it belong to a

@@ -433,10 +433,20 @@ pub fn read_ndjson(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Counts of each CloudWatch eventId among delivered events.
+pub fn is_summary(event: &Value) -> bool {
+    event["event_type"] == "trace_summary"
+}
+
+/// The `trace_summary` events among delivered events.
+pub fn summaries(events: &[Value]) -> Vec<Value> {
+    events.iter().filter(|e| is_summary(e)).cloned().collect()
+}
+
+/// Counts of each CloudWatch eventId among delivered log events (trace
+/// summaries left out).
 pub fn id_counts(events: &[Value]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
-    for e in events {
+    for e in events.iter().filter(|e| !is_summary(e)) {
         let id = e["source"]["log_id"]
             .as_str()
             .expect("source.log_id")
@@ -449,7 +459,7 @@ pub fn id_counts(events: &[Value]) -> HashMap<String, usize> {
 /// The messages delivered, as a multiset keyed by message.
 pub fn message_counts(events: &[Value]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
-    for e in events {
+    for e in events.iter().filter(|e| !is_summary(e)) {
         *counts.entry(message_of(e)).or_insert(0) += 1;
     }
     counts
