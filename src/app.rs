@@ -405,3 +405,146 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
     }
     Ok(out)
 }
+
+/// `cwtap parse-test`: runs `text` (raw lines, or fixture JSON lines with a
+/// `message`) through the rules of `group` and through trace grouping, and
+/// reports per line the rule and canonical fields, then the traces.
+pub fn parse_test(
+    config: &Config,
+    group: &str,
+    text: &str,
+    json: bool,
+) -> Result<String, AppError> {
+    let selected = config
+        .groups
+        .iter()
+        .find(|c| match &c.selector {
+            GroupSelector::Name(n) => n == group,
+            GroupSelector::Prefix(p) => group.starts_with(p.as_str()),
+        })
+        .ok_or_else(|| {
+            AppError::Usage(format!(
+                "--group {group}: not selected by any log_groups entry in {}",
+                config.path.display()
+            ))
+        })?;
+    let mut conn =
+        rusqlite::Connection::open_in_memory().map_err(|e| AppError::Failed(e.to_string()))?;
+    conn.execute_batch(trace::SCHEMA)
+        .map_err(|e| AppError::Failed(e.to_string()))?;
+    let tx = conn
+        .transaction()
+        .map_err(|e| AppError::Failed(e.to_string()))?;
+    let mut out = String::new();
+    let mut matched = 0usize;
+    let mut lines = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        lines += 1;
+        // A captured fixture line carries the message and where it came from.
+        let fixture: Option<serde_json::Value> =
+            serde_json::from_str(line)
+                .ok()
+                .filter(|v: &serde_json::Value| {
+                    v.get("message").is_some_and(|m| m.is_string()) && v.get("timestamp").is_some()
+                });
+        let (message, stream, ts) = match &fixture {
+            Some(v) => (
+                v["message"].as_str().unwrap_or_default().to_string(),
+                v["log_stream"].as_str().unwrap_or("parse-test").to_string(),
+                v["timestamp"].as_i64().unwrap_or(n as i64),
+            ),
+            None => (line.to_string(), "parse-test".to_string(), n as i64),
+        };
+        let parsed = selected.rules.parse(&message);
+        if parsed.rule.is_some() {
+            matched += 1;
+        }
+        let input = trace::TraceInput::from_parsed(group, &stream, ts, &parsed);
+        let assignment = trace::apply(&tx, std::slice::from_ref(&input), ts)
+            .map_err(|e| AppError::Failed(e.to_string()))?
+            .pop();
+        let f = &parsed.fields;
+        let mut fields = serde_json::Map::new();
+        for (k, v) in [
+            ("trace_id", &f.trace_id),
+            ("request_id", &f.request_id),
+            ("span_id", &f.span_id),
+            ("parent_span_id", &f.parent_span_id),
+            ("session_id", &f.session_id),
+            ("agent_id", &f.agent_id),
+            ("service", &f.service),
+            ("level", &f.level),
+            ("event_type", &f.event_type),
+            ("error", &f.error),
+            ("message", &f.message),
+        ] {
+            if let Some(v) = v {
+                fields.insert(k.into(), serde_json::Value::String(v.clone()));
+            }
+        }
+        if let Some(d) = f.duration_ms {
+            fields.insert("duration_ms".into(), serde_json::json!(d));
+        }
+        let key = assignment.as_ref().and_then(|a| a.trace_key.clone());
+        if json {
+            out.push_str(
+                &serde_json::json!({"line": n + 1, "rule": parsed.rule, "fields": fields, "trace_key": key}).to_string(),
+            );
+            out.push('\n');
+        } else {
+            let shown: Vec<String> = fields
+                .iter()
+                .filter(|(k, _)| *k != "message")
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    )
+                })
+                .collect();
+            out.push_str(&format!(
+                "{:>4}  {:<24} {:<28} {}\n",
+                n + 1,
+                parsed.rule.as_deref().unwrap_or("(fallback)"),
+                key.as_deref().unwrap_or("-"),
+                shown.join(" ")
+            ));
+        }
+    }
+    let keys = trace::all_keys(&tx).map_err(|e| AppError::Failed(e.to_string()))?;
+    let mut summaries = Vec::new();
+    for key in keys {
+        if let Some(s) = trace::summary(&tx, &key).map_err(|e| AppError::Failed(e.to_string()))? {
+            summaries.push(s);
+        }
+    }
+    if json {
+        for s in &summaries {
+            out.push_str(&serde_json::json!({"trace": s}).to_string());
+            out.push('\n');
+        }
+    } else {
+        out.push_str(&format!(
+            "\n{matched} of {lines} lines matched a rule; {} trace(s):\n",
+            summaries.len()
+        ));
+        for s in &summaries {
+            out.push_str(&format!(
+                "  {}  {} events, {} errors, {} ms, services [{}], spans {}, {}\n",
+                s.trace_key,
+                s.event_count,
+                s.error_count,
+                s.duration_ms,
+                s.services.join(", "),
+                s.spans.len(),
+                if s.closed { "closed" } else { "open" }
+            ));
+        }
+    }
+    Ok(out)
+}

@@ -85,6 +85,22 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Parse raw lines (or a captured fixture) with a group's rules and show
+    /// the matching rule, the canonical fields and the traces that form.
+    ParseTest {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The log group whose rules apply (a configured name, or a name a
+        /// configured prefix selects).
+        #[arg(long)]
+        group: String,
+        /// Input file: raw lines, or a fixture of JSON lines with `message`
+        /// (`-` or nothing: standard input).
+        input: Option<PathBuf>,
+        /// JSON lines (one per input line, then one per trace) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show each log group's cursor, lag, counts and last error.
     Status {
         #[command(flatten)]

@@ -40,6 +40,15 @@ fn load(path: &std::path::Path) -> Result<Config, AppError> {
     Ok(Config::load(path)?)
 }
 
+fn read_stdin() -> Result<String, AppError> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| AppError::Usage(format!("cannot read standard input: {e}")))?;
+    Ok(text)
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -85,6 +94,22 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             if json {
                 println!();
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ParseTest {
+            config,
+            group,
+            input,
+            json,
+        } => {
+            let config = load(&config.resolve())?;
+            let text = match input.as_deref() {
+                None => read_stdin()?,
+                Some(p) if p.as_os_str() == "-" => read_stdin()?,
+                Some(p) => std::fs::read_to_string(p)
+                    .map_err(|e| AppError::Usage(format!("cannot read {}: {e}", p.display())))?,
+            };
+            print!("{}", app::parse_test(&config, &group, &text, json)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {

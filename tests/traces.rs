@@ -1,0 +1,160 @@
+//! Trace grouping end to end, with the shipped rule sets, against moto: a
+//! Lambda request that spans a restart is one trace with one summary; a trace
+//! crossing log groups is one trace.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn config(dir: &Path, groups: &str, agent: &str) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "ndjson:\n  path: {}\nlog_groups:\n{groups}agent:\n  state_path: {}\n{agent}",
+            dir.join("out.ndjson").display(),
+            dir.join("state.db").display()
+        ),
+    )
+}
+
+fn run_until(moto: &Moto, config: &Path, out: &Path, done: impl Fn(&[Value]) -> bool) -> bool {
+    let mut child = cwtap(&moto.url)
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ok = wait_until(Duration::from_secs(30), || done(&read_ndjson(out)));
+    signal(&child, "TERM");
+    let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+    assert!(exit.success());
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lambda_request_spanning_a_restart_is_one_trace_with_one_summary() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    let group = "/aws/lambda/checkout";
+    let stream = "2026/11/22/[$LATEST]0123456789abcdef0123456789abcdef";
+    let req = "8f5c0a3e-1b2d-4c5e-8f7a-9b0c1d2e3f40";
+    let t0 = now_ms() - 20_000;
+    put_events(
+        &client,
+        group,
+        stream,
+        &[
+            (t0, format!("START RequestId: {req} Version: $LATEST")),
+            (t0 + 5, format!("2026-11-22T08:00:00.005Z\t{req}\tINFO\tcharging card")),
+            (t0 + 9, "a bare print() line with no id".to_string()),
+            (t0 + 12, format!("2026-11-22T08:00:00.012Z\t{req}\tERROR\tcard declined")),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!("  - name: {group}\n    parsers: [{{use: lambda}}]\n"),
+        "  poll_interval_secs: 1\n  lookback_secs: 2m\n  trace_idle_secs: 1h\n",
+    );
+    let out = dir.path().join("out.ndjson");
+    assert!(run_until(&moto, &cfg, &out, |e| e.len() >= 4), "first half not delivered");
+    assert!(summaries(&read_ndjson(&out)).is_empty(), "the trace is still open before the restart");
+
+    // After the restart the request ends.
+    put_events(
+        &client,
+        group,
+        stream,
+        &[
+            (now_ms() - 2_000, format!("END RequestId: {req}")),
+            (
+                now_ms() - 1_999,
+                format!(
+                    "REPORT RequestId: {req}\tDuration: 41.20 ms\tBilled Duration: 42 ms\tMemory Size: 512 MB\tMax Memory Used: 90 MB\tInit Duration: 230.50 ms"
+                ),
+            ),
+        ],
+    )
+    .await;
+    assert!(
+        run_until(&moto, &cfg, &out, |e| !summaries(e).is_empty()),
+        "no summary after the request ended"
+    );
+    let events = read_ndjson(&out);
+    let sums = summaries(&events);
+    assert_eq!(sums.len(), 1, "one summary: {sums:?}");
+    let s = &sums[0]["properties"];
+    assert_eq!(s["trace_key"], format!("r:{req}"));
+    assert_eq!(s["event_count"], 6);
+    assert_eq!(s["error_count"], 1);
+    assert_eq!(s["lambda"][req]["duration_ms"], 41.2);
+    assert_eq!(s["lambda"][req]["cold_start"], true);
+    let logs: Vec<&Value> = events.iter().filter(|e| !is_summary(e)).collect();
+    assert_eq!(logs.len(), 6);
+    for e in &logs {
+        assert_eq!(e["session_id"], format!("r:{req}"), "every line of the request, the bare print too: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_crossing_log_groups_is_one_trace() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    let trace = "1-6740a1b2-5f0e9d8c7b6a5f4e3d2c1b0a";
+    let t0 = now_ms() - 30 * 60_000;
+    put_events(
+        &client,
+        "/aws/apigateway/shop",
+        "gw",
+        &[(
+            t0,
+            format!(
+                r#"{{"requestId":"gw-req-1","xrayTraceId":"{trace}","httpMethod":"POST","path":"/checkout","status":"200","responseLatency":"120"}}"#
+            ),
+        )],
+    )
+    .await;
+    for (i, (group, req)) in [("/aws/lambda/a", "aaaaaaaa-0000-0000-0000-000000000001"), ("/aws/lambda/b", "bbbbbbbb-0000-0000-0000-000000000002")]
+        .iter()
+        .enumerate()
+    {
+        let t = t0 + 10 + i as i64 * 20;
+        put_events(
+            &client,
+            group,
+            "s",
+            &[
+                (t, format!("START RequestId: {req} Version: $LATEST")),
+                (t + 1, format!(r#"{{"level":"info","trace_id":"{trace}","span_id":"s{i}","message":"working"}}"#)),
+                (t + 2, format!("END RequestId: {req}")),
+                (t + 3, format!("REPORT RequestId: {req}\tDuration: 5.00 ms\tBilled Duration: 5 ms\tMemory Size: 128 MB\tMax Memory Used: 60 MB")),
+            ],
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "  - prefix: /aws/lambda/\n    parsers: [{use: lambda}, {use: json}, {use: xray}]\n  - prefix: /aws/apigateway/\n    parsers: [{use: apigateway}]\n",
+        "  trace_idle_secs: 5m\n",
+    );
+    let out = run_to_end(
+        cwtap(&moto.url).args(["backfill", "--since", "1h", "--config"]).arg(&cfg),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = read_ndjson(&dir.path().join("out.ndjson"));
+    let sums = summaries(&events);
+    assert_eq!(sums.len(), 1, "one trace across the three groups: {sums:#?}");
+    let s = &sums[0]["properties"];
+    assert_eq!(s["event_count"], 9);
+    assert_eq!(s["log_groups"].as_array().unwrap().len(), 3);
+    assert_eq!(s["lambda"].as_object().unwrap().len(), 2);
+}
