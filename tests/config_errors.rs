@@ -238,3 +238,17 @@ agent: { poll_interval_secs: 10, lookback_secs: 300, auto_create_traces: true, g
         "check must not create the state file"
     );
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+    let out = run_to_end(
+        cwtap("http://127.0.0.1:9")
+            .env("VECTADB_API_KEY", "example-key")
+            .args(["check", "--config"])
+            .arg(&example),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("example-key"));
+}
