@@ -172,65 +172,210 @@ fn json_text<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
-fn lookup_alias(tx: &Transaction<'_>, alias: &str) -> rusqlite::Result<Option<String>> {
-    tx.prepare_cached("SELECT trace_key FROM trace_aliases WHERE alias = ?1")?
-        .query_row([alias], |r| r.get(0))
-        .optional()
+/// One trace row, held in memory while a batch is applied.
+#[derive(Debug, Clone)]
+struct TraceRow {
+    first_ts: i64,
+    last_ts: i64,
+    event_count: i64,
+    error_count: i64,
+    services: BTreeSet<String>,
+    log_groups: BTreeSet<String>,
+    open_requests: BTreeSet<String>,
+    lambda: serde_json::Map<String, Value>,
+    last_seen_ms: i64,
+    closed: bool,
+    revision: i64,
+    summary_sent: bool,
 }
 
-/// Merges trace `from` into trace `into`: aliases, spans, counters, sets.
-fn merge(tx: &Transaction<'_>, into: &str, from: &str) -> rusqlite::Result<()> {
-    if into == from {
-        return Ok(());
+/// The rows one `apply` call touches: read once, written back once at the
+/// end. Aliases and spans are written as they come (merges rewrite them in
+/// SQL, which must see every earlier write).
+struct Work<'t, 'c> {
+    tx: &'t Transaction<'c>,
+    traces: std::collections::HashMap<String, TraceRow>,
+    deleted: BTreeSet<String>,
+    aliases: std::collections::HashMap<String, Option<String>>,
+    brackets: std::collections::HashMap<(String, String), Option<String>>,
+}
+
+impl<'t, 'c> Work<'t, 'c> {
+    fn new(tx: &'t Transaction<'c>) -> Self {
+        Work {
+            tx,
+            traces: Default::default(),
+            deleted: BTreeSet::new(),
+            aliases: Default::default(),
+            brackets: Default::default(),
+        }
     }
-    tx.execute(
-        "UPDATE trace_aliases SET trace_key = ?1 WHERE trace_key = ?2",
-        params![into, from],
-    )?;
-    tx.execute(
-        "INSERT OR IGNORE INTO trace_spans (trace_key, span_id, parent_span_id, service, first_ts)
-         SELECT ?1, span_id, parent_span_id, service, first_ts FROM trace_spans WHERE trace_key = ?2",
-        params![into, from],
-    )?;
-    tx.execute("DELETE FROM trace_spans WHERE trace_key = ?1", [from])?;
-    type Row = (i64, i64, i64, i64, String, String, String, String, i64, i64);
-    let read = |key: &str| -> rusqlite::Result<Row> {
-        tx.query_row(
-            "SELECT first_ts, last_ts, event_count, error_count, services, log_groups, open_requests, lambda, last_seen_ms, closed FROM traces WHERE trace_key = ?1",
-            [key],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?)),
-        )
-    };
-    let (a, b) = (read(into)?, read(from)?);
-    let union = |x: &str, y: &str| {
-        let mut s = json_set(x);
-        s.extend(json_set(y));
-        json_text(&s)
-    };
-    let mut lambda: serde_json::Map<String, Value> = serde_json::from_str(&a.7).unwrap_or_default();
-    let other: serde_json::Map<String, Value> = serde_json::from_str(&b.7).unwrap_or_default();
-    lambda.extend(other);
-    tx.execute(
-        "UPDATE traces SET first_ts = ?2, last_ts = ?3, event_count = ?4, error_count = ?5, services = ?6,
-                log_groups = ?7, open_requests = ?8, lambda = ?9, last_seen_ms = ?10, closed = ?11
-         WHERE trace_key = ?1",
-        params![
-            into,
-            a.0.min(b.0),
-            a.1.max(b.1),
-            a.2 + b.2,
-            a.3 + b.3,
-            union(&a.4, &b.4),
-            union(&a.5, &b.5),
-            union(&a.6, &b.6),
-            json_text(&lambda),
-            a.8.max(b.8),
+
+    fn alias(&mut self, alias: &str) -> rusqlite::Result<Option<String>> {
+        if let Some(cached) = self.aliases.get(alias) {
+            return Ok(cached.clone());
+        }
+        let key: Option<String> = self
+            .tx
+            .prepare_cached("SELECT trace_key FROM trace_aliases WHERE alias = ?1")?
+            .query_row([alias], |r| r.get(0))
+            .optional()?;
+        self.aliases.insert(alias.to_string(), key.clone());
+        Ok(key)
+    }
+
+    fn set_alias(&mut self, alias: &str, key: &str) -> rusqlite::Result<()> {
+        if self.alias(alias)?.is_none() {
+            self.tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO trace_aliases (alias, trace_key) VALUES (?1, ?2)",
+                )?
+                .execute(params![alias, key])?;
+            self.aliases
+                .insert(alias.to_string(), Some(key.to_string()));
+        }
+        Ok(())
+    }
+
+    fn trace(&mut self, key: &str) -> rusqlite::Result<Option<&mut TraceRow>> {
+        if !self.traces.contains_key(key) {
+            let row = self
+                .tx
+                .prepare_cached(
+                    "SELECT first_ts, last_ts, event_count, error_count, services, log_groups, open_requests,
+                            lambda, last_seen_ms, closed, revision, summary_sent
+                     FROM traces WHERE trace_key = ?1",
+                )?
+                .query_row([key], |r| {
+                    Ok(TraceRow {
+                        first_ts: r.get(0)?,
+                        last_ts: r.get(1)?,
+                        event_count: r.get(2)?,
+                        error_count: r.get(3)?,
+                        services: json_set(&r.get::<_, String>(4)?),
+                        log_groups: json_set(&r.get::<_, String>(5)?),
+                        open_requests: json_set(&r.get::<_, String>(6)?),
+                        lambda: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
+                        last_seen_ms: r.get(8)?,
+                        closed: r.get::<_, i64>(9)? == 1,
+                        revision: r.get(10)?,
+                        summary_sent: r.get::<_, i64>(11)? == 1,
+                    })
+                })
+                .optional()?;
+            match row {
+                Some(row) => {
+                    self.traces.insert(key.to_string(), row);
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(self.traces.get_mut(key))
+    }
+
+    fn bracket(&mut self, group: &str, stream: &str) -> rusqlite::Result<Option<String>> {
+        let k = (group.to_string(), stream.to_string());
+        if let Some(cached) = self.brackets.get(&k) {
+            return Ok(cached.clone());
+        }
+        let request: Option<String> = self
+            .tx
+            .prepare_cached(
+                "SELECT request_id FROM lambda_brackets WHERE log_group = ?1 AND log_stream = ?2",
+            )?
+            .query_row(params![group, stream], |r| r.get(0))
+            .optional()?;
+        self.brackets.insert(k, request.clone());
+        Ok(request)
+    }
+
+    /// Merges trace `from` into `into`: aliases, spans, counters, sets.
+    fn merge(&mut self, into: &str, from: &str) -> rusqlite::Result<()> {
+        if into == from {
+            return Ok(());
+        }
+        let Some(other) = self.trace(from)?.cloned() else {
+            return Ok(());
+        };
+        self.tx.execute(
+            "UPDATE trace_aliases SET trace_key = ?1 WHERE trace_key = ?2",
+            params![into, from],
+        )?;
+        for v in self.aliases.values_mut() {
+            if v.as_deref() == Some(from) {
+                *v = Some(into.to_string());
+            }
+        }
+        self.tx.execute(
+            "INSERT OR IGNORE INTO trace_spans (trace_key, span_id, parent_span_id, service, first_ts)
+             SELECT ?1, span_id, parent_span_id, service, first_ts FROM trace_spans WHERE trace_key = ?2",
+            params![into, from],
+        )?;
+        self.tx
+            .execute("DELETE FROM trace_spans WHERE trace_key = ?1", [from])?;
+        if let Some(t) = self.trace(into)? {
+            t.first_ts = t.first_ts.min(other.first_ts);
+            t.last_ts = t.last_ts.max(other.last_ts);
+            t.event_count += other.event_count;
+            t.error_count += other.error_count;
+            t.services.extend(other.services);
+            t.log_groups.extend(other.log_groups);
+            t.open_requests.extend(other.open_requests);
+            for (k, v) in other.lambda {
+                t.lambda.entry(k).or_insert(v);
+            }
+            t.last_seen_ms = t.last_seen_ms.max(other.last_seen_ms);
             // Merged traces are open unless both were closed.
-            (a.9 == 1 && b.9 == 1) as i64,
-        ],
-    )?;
-    tx.execute("DELETE FROM traces WHERE trace_key = ?1", [from])?;
-    Ok(())
+            t.closed = t.closed && other.closed;
+        }
+        self.traces.remove(from);
+        self.deleted.insert(from.to_string());
+        Ok(())
+    }
+
+    /// Writes every touched row back.
+    fn flush(self) -> rusqlite::Result<()> {
+        for key in &self.deleted {
+            self.tx
+                .execute("DELETE FROM traces WHERE trace_key = ?1", [key])?;
+        }
+        let mut upsert = self.tx.prepare_cached(
+            "INSERT OR REPLACE INTO traces (trace_key, first_ts, last_ts, event_count, error_count, services,
+                 log_groups, open_requests, lambda, last_seen_ms, closed, revision, summary_sent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        for (key, t) in &self.traces {
+            upsert.execute(params![
+                key,
+                t.first_ts,
+                t.last_ts,
+                t.event_count,
+                t.error_count,
+                json_text(&t.services),
+                json_text(&t.log_groups),
+                json_text(&t.open_requests),
+                json_text(&t.lambda),
+                t.last_seen_ms,
+                t.closed as i64,
+                t.revision,
+                t.summary_sent as i64,
+            ])?;
+        }
+        for ((group, stream), request) in &self.brackets {
+            match request {
+                Some(r) => self.tx.execute(
+                    "INSERT INTO lambda_brackets (log_group, log_stream, request_id) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (log_group, log_stream) DO UPDATE SET request_id = excluded.request_id",
+                    params![group, stream, r],
+                )?,
+                None => self.tx.execute(
+                    "DELETE FROM lambda_brackets WHERE log_group = ?1 AND log_stream = ?2",
+                    params![group, stream],
+                )?,
+            };
+        }
+        Ok(())
+    }
 }
 
 /// Applies events to the trace state in `tx`, in order, and returns where each
@@ -240,43 +385,36 @@ pub fn apply(
     events: &[TraceInput],
     now_ms: EpochMs,
 ) -> rusqlite::Result<Vec<Assignment>> {
+    let mut work = Work::new(tx);
     let mut out = Vec::with_capacity(events.len());
     for e in events {
-        out.push(apply_one(tx, e, now_ms)?);
+        out.push(apply_one(&mut work, e, now_ms)?);
     }
+    work.flush()?;
     Ok(out)
 }
 
 fn apply_one(
-    tx: &Transaction<'_>,
+    w: &mut Work<'_, '_>,
     e: &TraceInput,
     now_ms: EpochMs,
 ) -> rusqlite::Result<Assignment> {
     let event_type = e.event_type.as_deref().unwrap_or("");
     // Lambda bracketing, per stream.
     let mut request_id = e.request_id.clone();
+    let stream_key = (e.log_group.clone(), e.log_stream.clone());
     if event_type == "lambda_start" {
         if let Some(r) = &request_id {
-            tx.execute(
-                "INSERT INTO lambda_brackets (log_group, log_stream, request_id) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (log_group, log_stream) DO UPDATE SET request_id = excluded.request_id",
-                params![e.log_group, e.log_stream, r],
-            )?;
+            w.brackets.insert(stream_key.clone(), Some(r.clone()));
         }
     } else if request_id.is_none() {
-        request_id = tx
-            .prepare_cached(
-                "SELECT request_id FROM lambda_brackets WHERE log_group = ?1 AND log_stream = ?2",
-            )?
-            .query_row(params![e.log_group, e.log_stream], |r| r.get(0))
-            .optional()?;
+        request_id = w.bracket(&e.log_group, &e.log_stream)?;
     }
-    let closes_request = matches!(event_type, "lambda_report" | "lambda_end");
-    if closes_request && let Some(r) = &request_id {
-        tx.execute(
-            "DELETE FROM lambda_brackets WHERE log_group = ?1 AND log_stream = ?2 AND request_id = ?3",
-            params![e.log_group, e.log_stream, r],
-        )?;
+    if matches!(event_type, "lambda_report" | "lambda_end")
+        && let Some(r) = &request_id
+        && w.bracket(&e.log_group, &e.log_stream)?.as_deref() == Some(r.as_str())
+    {
+        w.brackets.insert(stream_key, None);
     }
 
     // Correlation keys, most specific first.
@@ -300,128 +438,115 @@ fn apply_one(
     }
 
     // Find the traces these keys already belong to; merge them into the oldest.
-    let mut found: Vec<String> = Vec::new();
+    let mut found: Vec<(i64, String)> = Vec::new();
     for alias in &aliases {
-        if let Some(key) = lookup_alias(tx, alias)?
-            && !found.contains(&key)
+        if let Some(key) = w.alias(alias)?
+            && !found.iter().any(|(_, k)| *k == key)
         {
-            found.push(key);
+            let first = w.trace(&key)?.map(|t| t.first_ts).unwrap_or(i64::MAX);
+            found.push((first, key));
         }
     }
-    let key = match found.len() {
-        0 => {
+    found.sort();
+    let key = match found.first() {
+        None => {
             let key = aliases[0].clone();
-            tx.execute(
-                "INSERT INTO traces (trace_key, first_ts, last_ts, last_seen_ms) VALUES (?1, ?2, ?2, ?3)",
-                params![key, e.timestamp_ms, now_ms],
-            )?;
+            w.traces.insert(
+                key.clone(),
+                TraceRow {
+                    first_ts: e.timestamp_ms,
+                    last_ts: e.timestamp_ms,
+                    event_count: 0,
+                    error_count: 0,
+                    services: BTreeSet::new(),
+                    log_groups: BTreeSet::new(),
+                    open_requests: BTreeSet::new(),
+                    lambda: serde_json::Map::new(),
+                    last_seen_ms: now_ms,
+                    closed: false,
+                    revision: 0,
+                    summary_sent: false,
+                },
+            );
             key
         }
-        _ => {
-            found.sort_by_key(|k| {
-                tx.query_row(
-                    "SELECT first_ts FROM traces WHERE trace_key = ?1",
-                    [k],
-                    |r| r.get::<_, i64>(0),
-                )
-                .unwrap_or(i64::MAX)
-            });
-            let into = found[0].clone();
-            for other in &found[1..] {
-                merge(tx, &into, other)?;
+        Some((_, into)) => {
+            let into = into.clone();
+            for (_, other) in &found[1..] {
+                w.merge(&into, other)?;
             }
             into
         }
     };
     for alias in &aliases {
-        tx.execute(
-            "INSERT OR IGNORE INTO trace_aliases (alias, trace_key) VALUES (?1, ?2)",
-            params![alias, key],
-        )?;
+        w.set_alias(alias, &key)?;
+    }
+    if let Some(span) = &e.span_id {
+        w.tx.prepare_cached(
+            "INSERT INTO trace_spans (trace_key, span_id, parent_span_id, service, first_ts) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (trace_key, span_id) DO UPDATE SET
+               parent_span_id = COALESCE(trace_spans.parent_span_id, excluded.parent_span_id),
+               first_ts = MIN(trace_spans.first_ts, excluded.first_ts)",
+        )?
+        .execute(params![key, span, e.parent_span_id, e.service, e.timestamp_ms])?;
     }
 
     // Update the trace.
-    let (services, groups, open, lambda, closed): (String, String, String, String, i64) = tx.query_row(
-        "SELECT services, log_groups, open_requests, lambda, closed FROM traces WHERE trace_key = ?1",
-        [&key],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-    )?;
-    let mut services = json_set(&services);
+    let Some(t) = w.trace(&key)? else {
+        return Ok(Assignment {
+            trace_key: Some(key),
+            request_id,
+        });
+    };
+    t.first_ts = t.first_ts.min(e.timestamp_ms);
+    t.last_ts = t.last_ts.max(e.timestamp_ms);
+    t.event_count += 1;
+    t.error_count += e.is_error as i64;
     if let Some(s) = &e.service {
-        services.insert(s.clone());
+        t.services.insert(s.clone());
     }
-    let mut groups = json_set(&groups);
-    groups.insert(e.log_group.clone());
-    let mut open = json_set(&open);
-    let mut lambda: serde_json::Map<String, Value> =
-        serde_json::from_str(&lambda).unwrap_or_default();
-    let mut close_now = false;
+    t.log_groups.insert(e.log_group.clone());
+    t.last_seen_ms = now_ms;
+    // An event for a closed trace reopens it.
+    if t.closed {
+        t.closed = false;
+        t.summary_sent = false;
+    }
     if let Some(r) = &request_id {
         match event_type {
             "lambda_start" => {
-                open.insert(r.clone());
-                let entry = lambda.entry(r.clone()).or_insert_with(|| json!({}));
+                t.open_requests.insert(r.clone());
+                let entry = t.lambda.entry(r.clone()).or_insert_with(|| json!({}));
                 entry["log_group"] = json!(e.log_group);
                 entry["start"] = json!(format_ms(e.timestamp_ms));
             }
             "lambda_end" => {
-                open.remove(r);
+                t.open_requests.remove(r);
             }
             "lambda_report" => {
-                open.remove(r);
-                let entry = lambda.entry(r.clone()).or_insert_with(|| json!({}));
+                t.open_requests.remove(r);
+                let entry = t.lambda.entry(r.clone()).or_insert_with(|| json!({}));
                 entry["log_group"] = json!(e.log_group);
                 if let Some(rep) = &e.report {
-                    let report = serde_json::to_value(rep).unwrap_or(Value::Null);
-                    if let (Some(obj), Some(src)) = (entry.as_object_mut(), report.as_object()) {
+                    if let (Some(obj), Ok(Value::Object(src))) =
+                        (entry.as_object_mut(), serde_json::to_value(rep))
+                    {
                         for (k, v) in src {
                             if !v.is_null() {
-                                obj.insert(k.clone(), v.clone());
+                                obj.insert(k, v);
                             }
                         }
                     }
                     entry["cold_start"] = json!(rep.init_duration_ms.is_some());
                 }
-                close_now = open.is_empty();
+                if t.open_requests.is_empty() {
+                    t.closed = true;
+                    t.summary_sent = false;
+                    t.revision += 1;
+                }
             }
             _ => {}
         }
-    }
-    // An event for a closed trace reopens it.
-    let reopen = closed == 1;
-    tx.execute(
-        "UPDATE traces SET first_ts = MIN(first_ts, ?2), last_ts = MAX(last_ts, ?2),
-                event_count = event_count + 1, error_count = error_count + ?3,
-                services = ?4, log_groups = ?5, open_requests = ?6, lambda = ?7, last_seen_ms = ?8,
-                closed = ?9, summary_sent = CASE WHEN ?10 THEN 0 ELSE summary_sent END
-         WHERE trace_key = ?1",
-        params![
-            key,
-            e.timestamp_ms,
-            e.is_error as i64,
-            json_text(&services),
-            json_text(&groups),
-            json_text(&open),
-            json_text(&lambda),
-            now_ms,
-            close_now as i64,
-            reopen || close_now,
-        ],
-    )?;
-    if close_now {
-        tx.execute(
-            "UPDATE traces SET revision = revision + 1 WHERE trace_key = ?1",
-            [&key],
-        )?;
-    }
-    if let Some(span) = &e.span_id {
-        tx.execute(
-            "INSERT INTO trace_spans (trace_key, span_id, parent_span_id, service, first_ts) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (trace_key, span_id) DO UPDATE SET
-               parent_span_id = COALESCE(trace_spans.parent_span_id, excluded.parent_span_id),
-               first_ts = MIN(trace_spans.first_ts, excluded.first_ts)",
-            params![key, span, e.parent_span_id, e.service, e.timestamp_ms],
-        )?;
     }
     Ok(Assignment {
         trace_key: Some(key),
