@@ -32,7 +32,8 @@ fn run_until(moto: &Moto, config: &Path, out: &Path, done: impl Fn(&[Value]) -> 
         .unwrap();
     let ok = wait_until(Duration::from_secs(30), || done(&read_ndjson(out)));
     signal(&child, "TERM");
-    let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+    let exit =
+        wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
     assert!(exit.success());
     ok
 }
@@ -51,9 +52,15 @@ async fn a_lambda_request_spanning_a_restart_is_one_trace_with_one_summary() {
         stream,
         &[
             (t0, format!("START RequestId: {req} Version: $LATEST")),
-            (t0 + 5, format!("2026-11-22T08:00:00.005Z\t{req}\tINFO\tcharging card")),
+            (
+                t0 + 5,
+                format!("2026-11-22T08:00:00.005Z\t{req}\tINFO\tcharging card"),
+            ),
             (t0 + 9, "a bare print() line with no id".to_string()),
-            (t0 + 12, format!("2026-11-22T08:00:00.012Z\t{req}\tERROR\tcard declined")),
+            (
+                t0 + 12,
+                format!("2026-11-22T08:00:00.012Z\t{req}\tERROR\tcard declined"),
+            ),
         ],
     )
     .await;
@@ -64,8 +71,14 @@ async fn a_lambda_request_spanning_a_restart_is_one_trace_with_one_summary() {
         "  poll_interval_secs: 1\n  lookback_secs: 2m\n  trace_idle_secs: 1h\n",
     );
     let out = dir.path().join("out.ndjson");
-    assert!(run_until(&moto, &cfg, &out, |e| e.len() >= 4), "first half not delivered");
-    assert!(summaries(&read_ndjson(&out)).is_empty(), "the trace is still open before the restart");
+    assert!(
+        run_until(&moto, &cfg, &out, |e| e.len() >= 4),
+        "first half not delivered"
+    );
+    assert!(
+        summaries(&read_ndjson(&out)).is_empty(),
+        "the trace is still open before the restart"
+    );
 
     // After the restart the request ends.
     put_events(
@@ -99,7 +112,11 @@ async fn a_lambda_request_spanning_a_restart_is_one_trace_with_one_summary() {
     let logs: Vec<&Value> = events.iter().filter(|e| !is_summary(e)).collect();
     assert_eq!(logs.len(), 6);
     for e in &logs {
-        assert_eq!(e["session_id"], format!("r:{req}"), "every line of the request, the bare print too: {e}");
+        assert_eq!(
+            e["session_id"],
+            format!("r:{req}"),
+            "every line of the request, the bare print too: {e}"
+        );
     }
 }
 
@@ -121,9 +138,12 @@ async fn a_trace_crossing_log_groups_is_one_trace() {
         )],
     )
     .await;
-    for (i, (group, req)) in [("/aws/lambda/a", "aaaaaaaa-0000-0000-0000-000000000001"), ("/aws/lambda/b", "bbbbbbbb-0000-0000-0000-000000000002")]
-        .iter()
-        .enumerate()
+    for (i, (group, req)) in [
+        ("/aws/lambda/a", "aaaaaaaa-0000-0000-0000-000000000001"),
+        ("/aws/lambda/b", "bbbbbbbb-0000-0000-0000-000000000002"),
+    ]
+    .iter()
+    .enumerate()
     {
         let t = t0 + 10 + i as i64 * 20;
         put_events(
@@ -146,13 +166,19 @@ async fn a_trace_crossing_log_groups_is_one_trace() {
         "  trace_idle_secs: 5m\n",
     );
     let out = run_to_end(
-        cwtap(&moto.url).args(["backfill", "--since", "1h", "--config"]).arg(&cfg),
+        cwtap(&moto.url)
+            .args(["backfill", "--since", "1h", "--config"])
+            .arg(&cfg),
         Duration::from_secs(60),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let events = read_ndjson(&dir.path().join("out.ndjson"));
     let sums = summaries(&events);
-    assert_eq!(sums.len(), 1, "one trace across the three groups: {sums:#?}");
+    assert_eq!(
+        sums.len(),
+        1,
+        "one trace across the three groups: {sums:#?}"
+    );
     let s = &sums[0]["properties"];
     assert_eq!(s["event_count"], 9);
     assert_eq!(s["log_groups"].as_array().unwrap().len(), 3);
