@@ -228,6 +228,9 @@ impl CloudWatch {
         shutdown: &Shutdown,
     ) -> Result<Created, AdminError> {
         check_group(name)?;
+        if let Some(days) = retention_days {
+            check_retention(i64::from(days))?;
+        }
         let tag_map = (!tags.is_empty()).then(|| tags.clone().into_iter().collect());
         let result = self
             .retrying_typed("CreateLogGroup", name, shutdown, || {
@@ -254,7 +257,12 @@ impl CloudWatch {
         Ok(created)
     }
 
-    fn refused<E, R>(&self, operation: &'static str, resource: &str, f: super::Failure<E, R>) -> AdminError
+    fn refused<E, R>(
+        &self,
+        operation: &'static str,
+        resource: &str,
+        f: super::Failure<E, R>,
+    ) -> AdminError
     where
         E: aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata,
     {
@@ -277,7 +285,9 @@ impl CloudWatch {
         shutdown: &Shutdown,
     ) -> Result<Vec<GroupInfo>, AdminError> {
         if let Some(problem) = group_name_problem(prefix, true) {
-            return Err(AdminError::InvalidName(format!("invalid prefix: {problem}")));
+            return Err(AdminError::InvalidName(format!(
+                "invalid prefix: {problem}"
+            )));
         }
         let mut groups = Vec::new();
         let mut token: Option<String> = None;
@@ -291,15 +301,17 @@ impl CloudWatch {
                         .send()
                 })
                 .await?;
-            groups.extend(page.log_groups().iter().map(|g| GroupInfo {
-                name: g.log_group_name().unwrap_or_default().to_string(),
-                arn: g
-                    .log_group_arn()
-                    .map(str::to_string)
-                    .or_else(|| g.arn().map(|a| a.trim_end_matches(":*").to_string())),
-                created_ms: g.creation_time(),
-                retention_days: g.retention_in_days(),
-                stored_bytes: g.stored_bytes(),
+            groups.extend(page.log_groups().iter().map(|g| {
+                GroupInfo {
+                    name: g.log_group_name().unwrap_or_default().to_string(),
+                    arn: g
+                        .log_group_arn()
+                        .map(str::to_string)
+                        .or_else(|| g.arn().map(|a| a.trim_end_matches(":*").to_string())),
+                    created_ms: g.creation_time(),
+                    retention_days: g.retention_in_days(),
+                    stored_bytes: g.stored_bytes(),
+                }
             }));
             match page.next_token() {
                 Some(t) if !t.is_empty() && token.as_deref() != Some(t) => {
@@ -474,7 +486,11 @@ impl CloudWatch {
     }
 
     /// Makes a group keep its events forever.
-    pub async fn delete_retention(&self, group: &str, shutdown: &Shutdown) -> Result<(), AdminError> {
+    pub async fn delete_retention(
+        &self,
+        group: &str,
+        shutdown: &Shutdown,
+    ) -> Result<(), AdminError> {
         check_group(group)?;
         self.retrying("DeleteRetentionPolicy", group, shutdown, || {
             self.client
@@ -542,16 +558,18 @@ impl CloudWatch {
                 })
                 .await
                 .map_err(|e| self.on_group(group, e))?;
-            filters.extend(page.subscription_filters().iter().map(|f| {
-                SubscriptionFilterInfo {
-                    name: f.filter_name().unwrap_or_default().to_string(),
-                    group: f.log_group_name().unwrap_or(group).to_string(),
-                    pattern: f.filter_pattern().unwrap_or_default().to_string(),
-                    destination_arn: f.destination_arn().unwrap_or_default().to_string(),
-                    role_arn: f.role_arn().filter(|r| !r.is_empty()).map(str::to_string),
-                    distribution: f.distribution().map(|d| d.as_str().to_string()),
-                }
-            }));
+            filters.extend(
+                page.subscription_filters()
+                    .iter()
+                    .map(|f| SubscriptionFilterInfo {
+                        name: f.filter_name().unwrap_or_default().to_string(),
+                        group: f.log_group_name().unwrap_or(group).to_string(),
+                        pattern: f.filter_pattern().unwrap_or_default().to_string(),
+                        destination_arn: f.destination_arn().unwrap_or_default().to_string(),
+                        role_arn: f.role_arn().filter(|r| !r.is_empty()).map(str::to_string),
+                        distribution: f.distribution().map(|d| d.as_str().to_string()),
+                    }),
+            );
             match page.next_token() {
                 Some(t) if !t.is_empty() && token.as_deref() != Some(t) => {
                     token = Some(t.to_string())
@@ -724,7 +742,10 @@ impl CloudWatch {
         let arn = self.group_arn(group, shutdown).await?;
         let out = self
             .retrying("ListTagsForResource", group, shutdown, || {
-                self.client.list_tags_for_resource().resource_arn(&arn).send()
+                self.client
+                    .list_tags_for_resource()
+                    .resource_arn(&arn)
+                    .send()
             })
             .await
             .map_err(|e| self.on_group(group, e))?;

@@ -222,7 +222,9 @@ impl CloudWatch {
                         region: self.region.clone(),
                     },
                     Some(
-                        "UnknownOperationException" | "InvalidAction" | "NotImplemented"
+                        "UnknownOperationException"
+                        | "InvalidAction"
+                        | "NotImplemented"
                         | "UnsupportedOperation",
                     ) => InsightsError::Unavailable {
                         message: f.error.to_string(),
@@ -301,7 +303,10 @@ impl CloudWatch {
                 }
                 ref s if in_progress(s) => {}
                 other => {
-                    tracing::debug!(status = other.as_str(), "unknown query status; still waiting");
+                    tracing::debug!(
+                        status = other.as_str(),
+                        "unknown query status; still waiting"
+                    );
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -325,8 +330,13 @@ impl CloudWatch {
         let call = self.client.stop_query().query_id(query_id).send();
         match tokio::time::timeout(Duration::from_secs(10), call).await {
             Ok(Ok(_)) => tracing::info!(query_id, "query stopped"),
-            Ok(Err(e)) => tracing::warn!(query_id, error = %aws_sdk_cloudwatchlogs::error::DisplayErrorContext(&e), "StopQuery failed; the query runs until CloudWatch ends it"),
-            Err(_) => tracing::warn!(query_id, "StopQuery timed out; the query runs until CloudWatch ends it"),
+            Ok(Err(e)) => {
+                tracing::warn!(query_id, error = %aws_sdk_cloudwatchlogs::error::DisplayErrorContext(&e), "StopQuery failed; the query runs until CloudWatch ends it")
+            }
+            Err(_) => tracing::warn!(
+                query_id,
+                "StopQuery timed out; the query runs until CloudWatch ends it"
+            ),
         }
     }
 
@@ -392,11 +402,8 @@ impl CloudWatch {
                 );
             }
             for row in outcome.rows {
-                let field = |name: &str| {
-                    row.iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.as_str())
-                };
+                let field =
+                    |name: &str| row.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
                 let message = field("@message").unwrap_or_default();
                 if !message.contains(req.id.as_str()) {
                     continue;

@@ -81,7 +81,10 @@ impl Default for BatchLimits {
 impl BatchLimits {
     /// CloudWatch's batch limits with a chosen event size limit, which must
     /// lie between 1 KiB and the batch size (1 MiB).
-    pub fn with_event_limit(max_event_bytes: usize, oversize: Oversize) -> Result<Self, WriteError> {
+    pub fn with_event_limit(
+        max_event_bytes: usize,
+        oversize: Oversize,
+    ) -> Result<Self, WriteError> {
         if !(1024..=MAX_BATCH_BYTES).contains(&max_event_bytes) {
             return Err(WriteError::EventLimit(max_event_bytes));
         }
@@ -229,7 +232,9 @@ pub fn truncate_message(message: &str, max_bytes: usize) -> String {
     if message.len() <= max_bytes {
         return message.to_string();
     }
-    let mut cut = max_bytes.saturating_sub(TRUNCATION_MARKER.len()).min(message.len());
+    let mut cut = max_bytes
+        .saturating_sub(TRUNCATION_MARKER.len())
+        .min(message.len());
     while !message.is_char_boundary(cut) {
         cut -= 1;
     }
