@@ -37,6 +37,8 @@ pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
 pub const TRUNCATION_MARKER: &str = "...[truncated by cwtap]";
 /// How far back CloudWatch accepts events.
 const MAX_AGE_MS: i64 = 14 * 24 * 60 * 60 * 1000;
+/// How far ahead CloudWatch accepts events.
+const MAX_AHEAD_MS: i64 = 2 * 60 * 60 * 1000;
 
 /// One event to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,10 +262,15 @@ impl From<&RejectedLogEventsInfo> for RejectedInfo {
     }
 }
 
-/// Which events of a sent batch (by position) CloudWatch refused. The end
-/// indices are exclusive in the API reference; some emulators report the
-/// last refused event instead, so the event at `too_old_end` is also counted
-/// when its own timestamp is beyond the 14-day bound.
+/// Which events of a sent batch (by position) CloudWatch refused.
+///
+/// The API reference has `tooOldLogEventEndIndex` and
+/// `expiredLogEventEndIndex` exclusive and `tooNewLogEventStartIndex`
+/// inclusive. Some emulators report the last too-old event, or the last
+/// too-new one, instead. A batch is in timestamp order, so too-old events are
+/// a prefix and too-new ones a suffix: when CloudWatch reports either, every
+/// event beyond the same bound by its own timestamp (14 days back, 2 hours
+/// ahead of `now`) is counted with them.
 pub fn rejected_positions(
     timestamps: &[EpochMs],
     info: RejectedInfo,
@@ -272,10 +279,11 @@ pub fn rejected_positions(
     let n = timestamps.len();
     let mut reasons: Vec<Option<RejectReason>> = vec![None; n];
     if let Some(end) = info.too_old_end {
-        let mut end = end.min(n);
-        if end < n && timestamps[end] < now - MAX_AGE_MS {
-            end += 1;
-        }
+        let by_clock = timestamps
+            .iter()
+            .take_while(|&&t| t < now - MAX_AGE_MS)
+            .count();
+        let end = end.min(n).max(by_clock);
         reasons[..end].fill(Some(RejectReason::TooOld));
     }
     if let Some(end) = info.expired_end {
@@ -284,7 +292,13 @@ pub fn rejected_positions(
         }
     }
     if let Some(start) = info.too_new_start {
-        for r in reasons.iter_mut().skip(start.min(n)) {
+        let by_clock = n - timestamps
+            .iter()
+            .rev()
+            .take_while(|&&t| t > now + MAX_AHEAD_MS)
+            .count();
+        let start = start.min(n).min(by_clock);
+        for r in reasons.iter_mut().skip(start) {
             r.get_or_insert(RejectReason::TooNew);
         }
     }
@@ -658,12 +672,25 @@ mod tests {
             (4, RejectReason::TooNew),
         ];
         assert_eq!(rejected_positions(&ts, api, now), expected);
-        // An emulator reporting the last too-old event (inclusive).
+        // An emulator reporting the last too-old event (inclusive) and the
+        // last too-new one instead of the first.
         let inclusive = RejectedInfo {
             too_old_end: Some(1),
-            ..api
+            too_new_start: Some(4),
+            expired_end: None,
         };
         assert_eq!(rejected_positions(&ts, inclusive, now), expected);
+        let ts2 = [now, now + 3 * 3_600_000, now + 4 * 3_600_000];
+        let last_new = RejectedInfo {
+            too_new_start: Some(2),
+            ..RejectedInfo::default()
+        };
+        assert_eq!(
+            rejected_positions(&ts2, last_new, now),
+            vec![(1, RejectReason::TooNew), (2, RejectReason::TooNew)]
+        );
+        // Without a report from CloudWatch, the clock alone rejects nothing.
+        assert!(rejected_positions(&ts2, RejectedInfo::default(), now).is_empty());
         let expired = RejectedInfo {
             expired_end: Some(3),
             too_old_end: None,
