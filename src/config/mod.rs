@@ -554,6 +554,29 @@ mod tests {
     }
 
     #[test]
+    fn an_aws_only_file_loads_for_commands_that_need_only_aws() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aws.yaml");
+        std::fs::write(
+            &path,
+            "aws:\n  region: eu-west-1\n  endpoint_url: http://127.0.0.1:4566\n",
+        )
+        .unwrap();
+        let aws = Config::load_aws_only(&path).unwrap();
+        assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(aws.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
+        assert_eq!(aws.max_retries, 8);
+        // The full loader still wants log groups and an output.
+        assert!(Config::load(&path).is_err());
+        // Unknown keys and bad values are still errors naming the key.
+        std::fs::write(&path, "aws:\n  endpoint_url: ftp://x\n").unwrap();
+        let e = Config::load_aws_only(&path).unwrap_err().to_string();
+        assert!(e.contains("aws.endpoint_url"), "{e}");
+        std::fs::write(&path, "awz: {}\n").unwrap();
+        assert!(Config::load_aws_only(&path).is_err());
+    }
+
+    #[test]
     fn defaults_match_the_documentation() {
         let config = Config::from_yaml(
             "ndjson: {path: '-'}\nlog_groups: [{name: /a}]\n",
