@@ -126,6 +126,7 @@ pub enum GroupsAction {
     },
     /// Create a log group; an existing one is success (its retention and tags are set).
     Create {
+        /// Log group name, e.g. /aws/lambda/checkout.
         name: String,
         /// Retention in days (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653).
         #[arg(long)]
@@ -135,7 +136,10 @@ pub enum GroupsAction {
         tags: Vec<String>,
     },
     /// Delete a log group and all its events.
-    Delete { name: String },
+    Delete {
+        /// Log group name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -150,6 +154,7 @@ pub enum StreamOrderArg {
 pub enum StreamsAction {
     /// List the streams of a group (all pages).
     List {
+        /// Log group name.
         group: String,
         /// Only streams whose name starts with this (not with --order last-event).
         #[arg(long)]
@@ -158,24 +163,44 @@ pub enum StreamsAction {
         order: StreamOrderArg,
     },
     /// Create a stream; an existing one is success.
-    Create { group: String, stream: String },
+    Create {
+        /// Log group name.
+        group: String,
+        /// Log stream name.
+        stream: String,
+    },
     /// Delete a stream and its events.
-    Delete { group: String, stream: String },
+    Delete {
+        /// Log group name.
+        group: String,
+        /// Log stream name.
+        stream: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RetentionAction {
     /// Keep a group's events this many days (only CloudWatch's allowed values).
-    Set { group: String, days: i64 },
+    Set {
+        /// Log group name.
+        group: String,
+        /// Days to keep events.
+        days: i64,
+    },
     /// Keep a group's events forever.
-    Delete { group: String },
+    Delete {
+        /// Log group name.
+        group: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SubscriptionFiltersAction {
     /// Create or replace a subscription filter.
     Put {
+        /// Log group name.
         group: String,
+        /// Filter name.
         name: String,
         /// ARN of the Kinesis stream, Firehose, Lambda or logs destination.
         #[arg(long)]
@@ -192,19 +217,27 @@ pub enum SubscriptionFiltersAction {
     },
     /// List a group's subscription filters.
     List {
+        /// Log group name.
         group: String,
         #[arg(long)]
         prefix: Option<String>,
     },
     /// Delete a subscription filter.
-    Delete { group: String, name: String },
+    Delete {
+        /// Log group name.
+        group: String,
+        /// Filter name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum MetricFiltersAction {
     /// Create or replace a metric filter.
     Put {
+        /// Log group name.
         group: String,
+        /// Filter name.
         name: String,
         /// Filter pattern, e.g. '"ERROR"' or '{ $.level = "error" }'.
         #[arg(long)]
@@ -222,26 +255,37 @@ pub enum MetricFiltersAction {
     },
     /// List metric filters (of one group, or of every group).
     List {
+        /// Log group name [default: every group].
         group: Option<String>,
         #[arg(long)]
         prefix: Option<String>,
     },
     /// Delete a metric filter.
-    Delete { group: String, name: String },
+    Delete {
+        /// Log group name.
+        group: String,
+        /// Filter name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TagsAction {
     /// Show a group's tags.
-    List { group: String },
+    List {
+        /// Log group name.
+        group: String,
+    },
     /// Add or overwrite tags: KEY=VALUE ...
     Add {
+        /// Log group name.
         group: String,
         #[arg(required = true, value_name = "KEY=VALUE")]
         tags: Vec<String>,
     },
     /// Remove tags by key.
     Remove {
+        /// Log group name.
         group: String,
         #[arg(required = true, value_name = "KEY")]
         keys: Vec<String>,

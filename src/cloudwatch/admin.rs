@@ -23,30 +23,37 @@ pub const RETENTION_DAYS: [i32; 22] = [
 /// Why an admin operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
+    /// The log group does not exist.
     #[error(
         "log group {group} not found in region {region}: check the name with `cwtap groups list`, or create it with `cwtap groups create`"
     )]
     GroupNotFound { group: String, region: String },
+    /// A stream or filter of an existing group does not exist.
     #[error("{what} not found in log group {group} (region {region})")]
     NotFound {
         what: String,
         group: String,
         region: String,
     },
+    /// A retention CloudWatch does not accept (checked before any call).
     #[error(
         "a retention of {days} days is not allowed: CloudWatch accepts 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653"
     )]
     Retention { days: i64 },
+    /// A group or stream name CloudWatch would refuse.
     #[error("{0}")]
     InvalidName(String),
+    /// Options that cannot go together.
     #[error("{0}")]
     Usage(String),
+    /// CloudWatch refused the values (InvalidParameter, LimitExceeded).
     #[error("{operation} on {resource} was refused: {message}")]
     Refused {
         operation: &'static str,
         resource: String,
         message: String,
     },
+    /// Any other failed call.
     #[error(transparent)]
     CloudWatch(#[from] CloudWatchError),
 }
@@ -112,7 +119,9 @@ pub fn check_stream_name(name: &str) -> Result<(), AdminError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Created {
+    /// It was created.
     New,
+    /// It existed already.
     Existed,
 }
 

@@ -30,28 +30,36 @@ pub const MAX_QUERY_ROWS: i32 = 10_000;
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
 pub enum InsightsError {
+    /// MalformedQueryException, with CloudWatch's reason.
     #[error("the query is malformed: {message}\n  query: {query}")]
     Malformed { query: String, message: String },
+    /// The query ended without results (Failed, Cancelled, Timeout).
     #[error("query {query_id} ended with status {status}: {hint}")]
     Ended {
         query_id: String,
         status: String,
         hint: &'static str,
     },
+    /// cwtap stopped waiting and stopped the query.
     #[error(
         "query {query_id} did not complete within {timeout:?} and was stopped: narrow --since/--until or raise --timeout"
     )]
     TimedOut { query_id: String, timeout: Duration },
+    /// Shutdown (Ctrl-C) came first; the query was stopped.
     #[error("query {query_id} was interrupted and stopped")]
     Interrupted { query_id: String },
+    /// The endpoint has no Insights (or refuses StartQuery).
     #[error("Logs Insights is not available at this endpoint: {message}")]
     Unavailable { message: String },
+    /// A named group does not exist.
     #[error(
         "a log group of the query was not found in region {region} ({groups}): check the names with `cwtap groups list`"
     )]
     GroupNotFound { groups: String, region: String },
+    /// Values out of range (groups, limit, time window, id).
     #[error("{0}")]
     Usage(String),
+    /// Any other failed call.
     #[error(transparent)]
     CloudWatch(#[from] CloudWatchError),
 }
@@ -96,7 +104,10 @@ pub struct QueryOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TraceMethod {
+    /// A Logs Insights query.
+    /// Logs Insights only.
     Insights,
+    /// FilterLogEvents with the quoted id as pattern.
     FilterLogEvents,
 }
 

@@ -312,6 +312,7 @@ pub fn rejected_positions(
 /// Why writing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// The group or stream is missing and creating was not asked for.
     #[error(
         "log group {group} or its log stream {stream} does not exist in region {region}: pass --create, or create them with `cwtap groups create` and `cwtap streams create`"
     )]
@@ -320,16 +321,20 @@ pub enum WriteError {
         stream: String,
         region: String,
     },
+    /// An event size limit outside 1 KiB to 1 MiB.
     #[error("an event size limit of {0} bytes is out of range: use 1024 to 1048576")]
     EventLimit(usize),
+    /// CloudWatch refused the batch as a whole (InvalidParameter).
     #[error("PutLogEvents to {group} / {stream} was refused: {message}")]
     Refused {
         group: String,
         stream: String,
         message: String,
     },
+    /// Creating the missing group or stream failed.
     #[error(transparent)]
     Create(#[from] AdminError),
+    /// Any other failed call (retries exhausted, access denied, ...).
     #[error(transparent)]
     CloudWatch(#[from] CloudWatchError),
 }

@@ -35,24 +35,30 @@ use fixture::{FixtureEvent, FixtureWriter};
 /// Why a capture, replay or generation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    /// A fixture or output file could not be read or written.
     #[error("cannot {action} {path}: {source}")]
     Io {
         path: PathBuf,
         action: &'static str,
         source: std::io::Error,
     },
+    /// A fixture line is not a fixture event.
     #[error("{path}:{line}: {message}")]
     Line {
         path: PathBuf,
         line: usize,
         message: String,
     },
+    /// Options that make no sense.
     #[error("{0}")]
     Usage(String),
+    /// Writing to CloudWatch failed.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// Reading from CloudWatch failed.
     #[error(transparent)]
     CloudWatch(#[from] CloudWatchError),
+    /// The configured output could not be opened or is not healthy.
     #[error(transparent)]
     Sink(#[from] SinkError),
 }
