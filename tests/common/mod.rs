@@ -374,8 +374,14 @@ fn handle(
 
 // ---------------------------------------------------------------- cwtap
 
-pub fn cwtap_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cwtap")
+/// The binary under test: Cargo's build of it, or `$CWTAP_BIN` when set (a
+/// release build, or a copy kept apart from a target directory that other
+/// checkouts also build into).
+pub fn cwtap_bin() -> PathBuf {
+    std::env::var_os("CWTAP_BIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cwtap")))
 }
 
 /// A `cwtap` command with the AWS environment pointed at `moto`.
