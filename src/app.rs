@@ -1,4 +1,5 @@
-//! The commands, as library functions: `run`, `backfill`, `check`, `status`.
+//! The agent's commands, as library functions: `run`, `backfill`, `check`,
+//! `status` (the operator commands are in [`crate::ops`]).
 //! Each takes a validated [`Config`]; `run` and `backfill` take a
 //! [`Shutdown`] so that tests and embedders can stop them.
 
@@ -30,6 +31,14 @@ pub enum AppError {
     State(#[from] StateError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Admin(#[from] crate::cloudwatch::admin::AdminError),
+    #[error(transparent)]
+    Write(#[from] crate::cloudwatch::write::WriteError),
+    #[error(transparent)]
+    Insights(#[from] crate::cloudwatch::insights::InsightsError),
+    #[error(transparent)]
+    Replay(#[from] crate::replay::ReplayError),
     #[error("{0}")]
     Failed(String),
 }
@@ -39,6 +48,10 @@ impl AppError {
     pub fn exit_code(&self) -> i32 {
         match self {
             AppError::Config(_) | AppError::Usage(_) => 2,
+            AppError::Admin(e) if e.is_usage() => 2,
+            AppError::Insights(e) if e.is_usage() => 2,
+            AppError::Replay(e) if e.is_usage() => 2,
+            AppError::Write(crate::cloudwatch::write::WriteError::EventLimit(_)) => 2,
             _ => 1,
         }
     }

@@ -1,4 +1,5 @@
-//! Command-line interface: one `Command` variant per subcommand.
+//! Command-line interface: one `Command` variant per subcommand; the
+//! operator commands (admin, Insights, fixtures) are in [`OpsCommand`].
 
 use std::path::PathBuf;
 
@@ -108,5 +109,419 @@ pub enum Command {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    #[command(flatten)]
+    Ops(OpsCommand),
+}
+
+/// Where admin, query and fixture commands find CloudWatch.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AwsArgs {
+    /// Config file whose `aws:` section to use (a file with only `aws:` is
+    /// enough) [default: the standard AWS environment: AWS_REGION,
+    /// AWS_ENDPOINT_URL, AWS_PROFILE, credentials chain]
+    #[arg(long, short = 'c', global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// Table or JSON output.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FormatArgs {
+    /// JSON on standard output instead of a table (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsAction {
+    /// List log groups (all pages), by name.
+    List {
+        /// Only groups whose name starts with this, e.g. /aws/lambda/.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Create a log group; an existing one is success (its retention and tags are set).
+    Create {
+        /// Log group name, e.g. /aws/lambda/checkout.
+        name: String,
+        /// Retention in days (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653).
+        #[arg(long)]
+        retention: Option<i64>,
+        /// A tag as KEY=VALUE (repeatable).
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+    },
+    /// Delete a log group and all its events.
+    Delete {
+        /// Log group name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StreamOrderArg {
+    /// By name, ascending.
+    Name,
+    /// Most recent event first (CloudWatch's lastEventTimestamp may lag up to an hour).
+    LastEvent,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StreamsAction {
+    /// List the streams of a group (all pages).
+    List {
+        /// Log group name.
+        group: String,
+        /// Only streams whose name starts with this (not with --order last-event).
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long, value_enum, default_value_t = StreamOrderArg::Name)]
+        order: StreamOrderArg,
+    },
+    /// Create a stream; an existing one is success.
+    Create {
+        /// Log group name.
+        group: String,
+        /// Log stream name.
+        stream: String,
+    },
+    /// Delete a stream and its events.
+    Delete {
+        /// Log group name.
+        group: String,
+        /// Log stream name.
+        stream: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionAction {
+    /// Keep a group's events this many days (only CloudWatch's allowed values).
+    Set {
+        /// Log group name.
+        group: String,
+        /// Days to keep events.
+        days: i64,
+    },
+    /// Keep a group's events forever.
+    Delete {
+        /// Log group name.
+        group: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionFiltersAction {
+    /// Create or replace a subscription filter.
+    Put {
+        /// Log group name.
+        group: String,
+        /// Filter name.
+        name: String,
+        /// ARN of the Kinesis stream, Firehose, Lambda or logs destination.
+        #[arg(long)]
+        destination_arn: String,
+        /// Filter pattern; empty matches every event.
+        #[arg(long, default_value = "")]
+        pattern: String,
+        /// Role CloudWatch assumes to deliver (Kinesis, Firehose).
+        #[arg(long)]
+        role_arn: Option<String>,
+        /// Spread events by log stream instead of at random.
+        #[arg(long)]
+        by_log_stream: bool,
+    },
+    /// List a group's subscription filters.
+    List {
+        /// Log group name.
+        group: String,
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Delete a subscription filter.
+    Delete {
+        /// Log group name.
+        group: String,
+        /// Filter name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricFiltersAction {
+    /// Create or replace a metric filter.
+    Put {
+        /// Log group name.
+        group: String,
+        /// Filter name.
+        name: String,
+        /// Filter pattern, e.g. '"ERROR"' or '{ $.level = "error" }'.
+        #[arg(long)]
+        pattern: String,
+        #[arg(long)]
+        metric_name: String,
+        #[arg(long)]
+        namespace: String,
+        /// Value published per matching event: a number or $.field.
+        #[arg(long, default_value = "1")]
+        value: String,
+        /// Value published when nothing matches.
+        #[arg(long)]
+        default_value: Option<f64>,
+    },
+    /// List metric filters (of one group, or of every group).
+    List {
+        /// Log group name [default: every group].
+        group: Option<String>,
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Delete a metric filter.
+    Delete {
+        /// Log group name.
+        group: String,
+        /// Filter name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagsAction {
+    /// Show a group's tags.
+    List {
+        /// Log group name.
+        group: String,
+    },
+    /// Add or overwrite tags: KEY=VALUE ...
+    Add {
+        /// Log group name.
+        group: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+    },
+    /// Remove tags by key.
+    Remove {
+        /// Log group name.
+        group: String,
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceViaArg {
+    /// Logs Insights, else FilterLogEvents where Insights is unavailable.
+    Auto,
+    Insights,
+    /// FilterLogEvents with the quoted id as filter pattern.
+    Filter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplayTarget {
+    /// PutLogEvents into a CloudWatch endpoint (AWS, LocalStack, moto).
+    Cloudwatch,
+    /// The config's parser rules and output, without CloudWatch.
+    Downstream,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OversizeArg {
+    /// Cut at a char boundary and mark it.
+    Truncate,
+    /// Leave it out and report it.
+    Reject,
+}
+
+/// The operator commands: admin, Insights and fixtures.
+#[derive(Debug, Subcommand)]
+pub enum OpsCommand {
+    /// Log groups: list, create, delete.
+    Groups {
+        #[command(flatten)]
+        aws: AwsArgs,
+        #[command(flatten)]
+        format: FormatArgs,
+        #[command(subcommand)]
+        action: GroupsAction,
+    },
+    /// Log streams: list, create, delete.
+    Streams {
+        #[command(flatten)]
+        aws: AwsArgs,
+        #[command(flatten)]
+        format: FormatArgs,
+        #[command(subcommand)]
+        action: StreamsAction,
+    },
+    /// Retention: set, delete.
+    Retention {
+        #[command(flatten)]
+        aws: AwsArgs,
+        #[command(flatten)]
+        format: FormatArgs,
+        #[command(subcommand)]
+        action: RetentionAction,
+    },
+    /// Subscription filters: put, list, delete.
+    SubscriptionFilters {
+        #[command(flatten)]
+        aws: AwsArgs,
+        #[command(flatten)]
+        format: FormatArgs,
+        #[command(subcommand)]
+        action: SubscriptionFiltersAction,
+    },
+    /// Metric filters: put, list, delete.
+    MetricFilters {
+        #[command(flatten)]
+        aws: AwsArgs,
+        #[command(flatten)]
+        format: FormatArgs,
+        #[command(subcommand)]
+        action: MetricFiltersAction,
+    },
+    /// Tags of a log group: list, add, remove.
+    Tags {
+        #[command(flatten)]
+        aws: AwsArgs,
+        #[command(flatten)]
+        format: FormatArgs,
+        #[command(subcommand)]
+        action: TagsAction,
+    },
+    /// Run a Logs Insights query and print the results.
+    Query {
+        /// The query, e.g. 'fields @timestamp, @message | sort @timestamp desc | limit 20'.
+        query: String,
+        /// Log group name or ARN (repeatable, at most 50).
+        #[arg(long = "group", required = true)]
+        groups: Vec<String>,
+        /// Start: a duration ago (30m, 6h, 7d) or an RFC 3339 UTC time.
+        #[arg(long)]
+        since: String,
+        /// End, same forms [default: now].
+        #[arg(long)]
+        until: Option<String>,
+        /// Most rows (1 to 10000).
+        #[arg(long)]
+        limit: Option<i32>,
+        /// Stop the query (StopQuery) when it has not completed after this long.
+        #[arg(long, default_value = "60s")]
+        timeout: String,
+        /// One JSON array of row objects.
+        #[arg(long, conflicts_with = "ndjson")]
+        json: bool,
+        /// One JSON object per row per line.
+        #[arg(long)]
+        ndjson: bool,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Every event of one trace or request across groups, in time order.
+    Trace {
+        /// The trace id, request id or any correlation id.
+        id: String,
+        /// Log group (repeatable).
+        #[arg(long = "group", required = true)]
+        groups: Vec<String>,
+        #[arg(long)]
+        since: String,
+        #[arg(long)]
+        until: Option<String>,
+        /// How to search.
+        #[arg(long, value_enum, default_value_t = TraceViaArg::Auto)]
+        via: TraceViaArg,
+        /// Stop the Insights query after this long.
+        #[arg(long, default_value = "60s")]
+        timeout: String,
+        /// An agent config: its aws: section, and its log_groups' parser
+        /// rules to show each event's parsed fields.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy raw events of log groups into a fixture file.
+    Capture {
+        /// Log group (repeatable).
+        #[arg(long = "group", required = true)]
+        groups: Vec<String>,
+        #[arg(long)]
+        since: String,
+        #[arg(long)]
+        until: Option<String>,
+        /// Fixture file (gzip when it ends in .gz) [default: standard output].
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Put a fixture into CloudWatch, or through the parsers into the output.
+    Replay {
+        /// Fixture file (.ndjson or .ndjson.gz).
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        to: ReplayTarget,
+        /// Send every event to this log group instead of its own.
+        #[arg(long)]
+        group: Option<String>,
+        /// Send every event to this log stream instead of its own.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Create missing log groups and streams (cloudwatch).
+        #[arg(long)]
+        create: bool,
+        /// Shift timestamps so the newest event lands at: now, an RFC 3339
+        /// time, or keep [default: now for cloudwatch, keep for downstream].
+        #[arg(long)]
+        rebase: Option<String>,
+        /// Pace: N times real time, or max (cloudwatch).
+        #[arg(long, default_value = "max")]
+        speed: String,
+        /// Largest event in bytes (message + 26); larger ones are handled by --oversize.
+        #[arg(long, default_value_t = crate::cloudwatch::write::DEFAULT_MAX_EVENT_BYTES)]
+        max_event_bytes: usize,
+        #[arg(long, value_enum, default_value_t = OversizeArg::Truncate)]
+        oversize: OversizeArg,
+        /// cloudwatch: a config whose aws: section to use; downstream
+        /// (required): the agent config with log_groups and the output.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write synthetic correlated logs (gateway -> Lambdas) as a fixture.
+    Generate {
+        /// Fixture file (gzip when it ends in .gz).
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// Number of gateway requests.
+        #[arg(long, default_value_t = 50)]
+        traces: usize,
+        /// Lambda services in call order, comma-separated.
+        #[arg(
+            long,
+            default_value = "checkout,payments,inventory",
+            value_delimiter = ','
+        )]
+        services: Vec<String>,
+        /// Share of requests that fail with a stack trace.
+        #[arg(long, default_value_t = 0.05)]
+        error_rate: f64,
+        /// Start of the time range: a duration ago or an RFC 3339 time.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// End of the time range [default: now].
+        #[arg(long)]
+        until: Option<String>,
+        /// The same seed and range give the same file.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// API Gateway name (its group is /aws/apigateway/NAME).
+        #[arg(long, default_value = "demo-gw")]
+        gateway: String,
     },
 }

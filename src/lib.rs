@@ -21,13 +21,17 @@
 //! - [`cli`]: the command line (clap).
 //! - [`app`]: the commands as functions: run, backfill, check, status.
 //! - [`config`]: YAML -> validated [`config::Config`], `${VAR}` expansion.
-//! - [`cloudwatch`]: the only module that calls aws-sdk-cloudwatchlogs; retries.
+//! - [`cloudwatch`]: the only module that calls aws-sdk-cloudwatchlogs: reads,
+//!   retries, the write path (`write`), admin (`admin`), Insights (`insights`).
 //! - [`source`]: group pollers, window planning (the cursor rules), progress.
 //! - [`parse`]: parser rules (json, regex) and the session id search.
 //! - [`event`]: the raw CloudWatch event and the delivered event shape.
 //! - [`sink`]: outputs behind the [`sink::Sink`] trait: VectaDB, NDJSON.
 //! - [`trace`]: grouping events into traces; trace state and summaries.
 //! - [`state`]: the SQLite state file: schema, migrations, checkpoints.
+//! - [`replay`]: fixtures: capture, replay (to CloudWatch or downstream), generate.
+//! - [`ops`]: the operator commands (admin, query, trace, fixtures) and their
+//!   table / JSON output.
 //! - [`retry`], [`shutdown`], [`time`]: backoff, shutdown signal, time values.
 
 pub mod app;
@@ -35,7 +39,9 @@ pub mod cli;
 pub mod cloudwatch;
 pub mod config;
 pub mod event;
+pub mod ops;
 pub mod parse;
+pub mod replay;
 pub mod retry;
 pub mod shutdown;
 pub mod sink;

@@ -83,6 +83,11 @@ fn install_signals() -> Result<shutdown::Shutdown, AppError> {
 
 fn run(cli: Cli) -> Result<ExitCode, AppError> {
     match cli.command {
+        Command::Ops(command) => {
+            let shutdown = install_signals()?;
+            let code = runtime()?.block_on(cwtap::ops::execute(command, shutdown))?;
+            Ok(ExitCode::from(code))
+        }
         Command::Check { config } => {
             let config = load(&config.resolve())?;
             print!("{}", app::describe(&config));

@@ -5,6 +5,14 @@
 //! that one classifier decides. Errors that retrying cannot fix come back
 //! typed: a missing group names the group and the region, a denied call names
 //! the IAM action.
+//!
+//! - [`write`]: PutLogEvents batching and the stream writer.
+//! - [`admin`]: groups, streams, retention, subscription and metric filters, tags.
+//! - [`insights`]: Logs Insights queries (StartQuery / GetQueryResults / StopQuery).
+
+pub mod admin;
+pub mod insights;
+pub mod write;
 
 use std::time::Duration;
 
@@ -20,12 +28,15 @@ use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::time::EpochMs;
 
+/// A CloudWatch call that failed for good; callers match on it.
 #[derive(Debug, thiserror::Error)]
 pub enum CloudWatchError {
+    /// `ResourceNotFoundException` (for reads, the log group).
     #[error(
         "log group {group} not found in region {region}: create it or fix log_groups in the config"
     )]
     GroupNotFound { group: String, region: String },
+    /// `AccessDeniedException`, with the IAM action that is missing.
     #[error(
         "access denied calling {operation}: the credentials lack the IAM permission logs:{operation} (on {resource}): {message}"
     )]
@@ -34,6 +45,7 @@ pub enum CloudWatchError {
         resource: String,
         message: String,
     },
+    /// Still throttled or failing after every retry.
     #[error("{operation} on {resource} failed after {attempts} attempts: {message}")]
     Exhausted {
         operation: &'static str,
@@ -41,14 +53,40 @@ pub enum CloudWatchError {
         attempts: u32,
         message: String,
     },
+    /// An error retrying cannot fix (invalid parameter, limit exceeded, ...).
     #[error("{operation} on {resource} failed: {message}")]
     Failed {
         operation: &'static str,
         resource: String,
         message: String,
     },
+    /// Shutdown was requested before the call finished.
     #[error("stopped by shutdown")]
     ShutDown,
+}
+
+/// A failed call: the error cwtap reports, and the SDK's own error when the
+/// service answered, for callers that must look at a typed field
+/// (`expectedSequenceToken`) or an error code.
+#[derive(Debug)]
+pub(crate) struct Failure<E, R> {
+    pub error: CloudWatchError,
+    pub source: Option<SdkError<E, R>>,
+}
+
+impl<E, R> Failure<E, R>
+where
+    E: ProvideErrorMetadata,
+{
+    /// The service's error code (`ResourceAlreadyExistsException`, ...).
+    pub fn code(&self) -> Option<&str> {
+        self.source.as_ref().and_then(|e| e.code())
+    }
+
+    /// The service's error message.
+    pub fn message(&self) -> Option<&str> {
+        self.source.as_ref().and_then(|e| e.message())
+    }
 }
 
 /// What one FilterLogEvents scan asks for.
@@ -125,6 +163,7 @@ impl CloudWatch {
         }
     }
 
+    /// The region calls go to, for messages.
     pub fn region(&self) -> &str {
         &self.region
     }
@@ -193,13 +232,32 @@ impl CloudWatch {
 
     /// Runs `call` until it succeeds, fails for good, exhausts the retries or
     /// shutdown is requested.
-    async fn retrying<T, E, R, F, Fut>(
+    pub(crate) async fn retrying<T, E, R, F, Fut>(
+        &self,
+        operation: &'static str,
+        resource: &str,
+        shutdown: &Shutdown,
+        call: F,
+    ) -> Result<T, CloudWatchError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    {
+        self.retrying_typed(operation, resource, shutdown, call)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// [`Self::retrying`], keeping the SDK error of the last attempt.
+    pub(crate) async fn retrying_typed<T, E, R, F, Fut>(
         &self,
         operation: &'static str,
         resource: &str,
         shutdown: &Shutdown,
         mut call: F,
-    ) -> Result<T, CloudWatchError>
+    ) -> Result<T, Failure<E, R>>
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
@@ -210,28 +268,40 @@ impl CloudWatch {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let shut_down = || Failure {
+                error: CloudWatchError::ShutDown,
+                source: None,
+            };
             let result = tokio::select! {
                 r = call() => r,
-                _ = shutdown.wait() => return Err(CloudWatchError::ShutDown),
+                _ = shutdown.wait() => return Err(shut_down()),
             };
             let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
             match self.classify(&err, operation, resource) {
-                Verdict::Fail(e) => return Err(e),
+                Verdict::Fail(error) => {
+                    return Err(Failure {
+                        error,
+                        source: Some(err),
+                    });
+                }
                 Verdict::Retry(message) if attempt > self.max_retries => {
-                    return Err(CloudWatchError::Exhausted {
-                        operation,
-                        resource: resource.to_string(),
-                        attempts: attempt,
-                        message,
+                    return Err(Failure {
+                        error: CloudWatchError::Exhausted {
+                            operation,
+                            resource: resource.to_string(),
+                            attempts: attempt,
+                            message,
+                        },
+                        source: Some(err),
                     });
                 }
                 Verdict::Retry(message) => {
                     tracing::warn!(operation, resource, attempt, error = %message, "CloudWatch call failed, retrying");
                     if !backoff.sleep(shutdown).await {
-                        return Err(CloudWatchError::ShutDown);
+                        return Err(shut_down());
                     }
                 }
             }

@@ -65,6 +65,7 @@ pub struct Config {
     pub agent: AgentConfig,
 }
 
+/// The `aws:` section: where CloudWatch is and how calls are retried.
 #[derive(Debug, Clone)]
 pub struct AwsConfig {
     /// Region; `None` lets the standard AWS chain decide (AWS_REGION, profile).
@@ -77,6 +78,20 @@ pub struct AwsConfig {
     pub max_retries: u32,
     /// Timeout of one API call attempt.
     pub timeout: Duration,
+}
+
+impl Default for AwsConfig {
+    /// Everything from the standard AWS environment (`AWS_REGION`,
+    /// `AWS_ENDPOINT_URL`, profile, ...), with cwtap's retry defaults.
+    fn default() -> Self {
+        AwsConfig {
+            region: None,
+            profile: None,
+            endpoint_url: None,
+            max_retries: 8,
+            timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -212,16 +227,31 @@ impl Config {
         Config::from_yaml(&text, path)
     }
 
-    /// Validates YAML text; `path` is only used in messages.
-    pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    /// Reads only the `aws:` section of `path`, for the commands that talk
+    /// to CloudWatch and deliver nowhere (admin, query, capture, replay to
+    /// CloudWatch): a file with nothing but `aws:` is enough. The whole file
+    /// is still checked for YAML and unknown keys.
+    pub fn load_aws_only(path: &Path) -> Result<AwsConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw = Self::expanded(&text, path)?;
+        validate_aws(raw.aws).map_err(|(key, message)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        })
+    }
+
+    /// Parses the text twice (as written, for line numbers; then with
+    /// `${VAR}` expanded) into the raw structs.
+    fn expanded(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
         let syntax = |e: serde_yaml::Error| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
-        // First pass on the text as written, so that YAML, unknown-key and type
-        // errors carry their line and column.
         serde_yaml::from_str::<RawConfig>(text).map_err(syntax)?;
-        // Second pass: expand ${VAR} in every string value, then read again.
         let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(syntax)?;
         expand::expand_env(&mut value, &|name| std::env::var(name).ok()).map_err(
             |(key, message)| ConfigError::Invalid {
@@ -230,7 +260,14 @@ impl Config {
                 message,
             },
         )?;
-        let raw: RawConfig = serde_yaml::from_value(value).map_err(syntax)?;
+        serde_yaml::from_value(value).map_err(syntax)
+    }
+
+    /// Validates YAML text; `path` is only used in messages.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        // First pass on the text as written, so that YAML, unknown-key and type
+        // errors carry their line and column; then ${VAR} is expanded.
+        let raw = Self::expanded(text, path)?;
         validate(raw)
             .map_err(|(key, message)| ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -271,32 +308,28 @@ fn non_empty(value: Option<String>, key: &str) -> Result<Option<String>, Invalid
 
 /// CloudWatch's rule for group names: 1-512 of `[.\-_/#A-Za-z0-9]`.
 fn check_group_name(name: &str, key: &str, allow_empty: bool) -> Result<(), Invalid> {
-    if (name.is_empty() && !allow_empty) || name.len() > 512 {
-        return Err(invalid(key, "a log group name is 1 to 512 characters"));
+    match crate::cloudwatch::admin::group_name_problem(name, allow_empty) {
+        Some(problem) => Err(invalid(key, problem)),
+        None => Ok(()),
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#')))
-    {
-        return Err(invalid(
-            key,
-            format!("{name:?} has {c:?}; log group names use only letters, digits and . - _ / #"),
-        ));
-    }
-    Ok(())
 }
 
-fn validate(raw: RawConfig) -> Result<Config, Invalid> {
+fn validate_aws(raw: raw::RawAws) -> Result<AwsConfig, Invalid> {
     let aws = AwsConfig {
-        region: non_empty(raw.aws.region, "aws.region")?,
-        profile: non_empty(raw.aws.profile, "aws.profile")?,
-        endpoint_url: non_empty(raw.aws.endpoint_url, "aws.endpoint_url")?,
-        max_retries: raw.aws.max_retries.unwrap_or(8),
-        timeout: Duration::from_secs(raw.aws.timeout_secs.unwrap_or(30).max(1)),
+        region: non_empty(raw.region, "aws.region")?,
+        profile: non_empty(raw.profile, "aws.profile")?,
+        endpoint_url: non_empty(raw.endpoint_url, "aws.endpoint_url")?,
+        max_retries: raw.max_retries.unwrap_or(8),
+        timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(30).max(1)),
     };
     if let Some(url) = &aws.endpoint_url {
         check_http_url(url, "aws.endpoint_url")?;
     }
+    Ok(aws)
+}
+
+fn validate(raw: RawConfig) -> Result<Config, Invalid> {
+    let aws = validate_aws(raw.aws)?;
 
     let output = match (raw.vectadb, raw.ndjson) {
         (Some(_), Some(_)) => {
@@ -539,6 +572,29 @@ mod tests {
         assert!(shown.contains("redacted"));
         let raw: raw::RawConfig = serde_yaml::from_str(yaml).unwrap();
         assert!(!format!("{raw:?}").contains("sk-do-not-print"));
+    }
+
+    #[test]
+    fn an_aws_only_file_loads_for_commands_that_need_only_aws() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aws.yaml");
+        std::fs::write(
+            &path,
+            "aws:\n  region: eu-west-1\n  endpoint_url: http://127.0.0.1:4566\n",
+        )
+        .unwrap();
+        let aws = Config::load_aws_only(&path).unwrap();
+        assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(aws.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
+        assert_eq!(aws.max_retries, 8);
+        // The full loader still wants log groups and an output.
+        assert!(Config::load(&path).is_err());
+        // Unknown keys and bad values are still errors naming the key.
+        std::fs::write(&path, "aws:\n  endpoint_url: ftp://x\n").unwrap();
+        let e = Config::load_aws_only(&path).unwrap_err().to_string();
+        assert!(e.contains("aws.endpoint_url"), "{e}");
+        std::fs::write(&path, "awz: {}\n").unwrap();
+        assert!(Config::load_aws_only(&path).is_err());
     }
 
     #[test]

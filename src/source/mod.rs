@@ -313,7 +313,11 @@ struct Pending {
 }
 
 /// Puts each event's trace key where the downstream expects it.
-fn stamp_trace_keys(events: &mut [OutEvent], assignments: Vec<Assignment>, key_field: KeyField) {
+pub(crate) fn stamp_trace_keys(
+    events: &mut [OutEvent],
+    assignments: Vec<Assignment>,
+    key_field: KeyField,
+) {
     for (event, a) in events.iter_mut().zip(assignments) {
         if let Some(r) = a.request_id {
             event

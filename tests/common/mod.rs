@@ -374,8 +374,14 @@ fn handle(
 
 // ---------------------------------------------------------------- cwtap
 
-pub fn cwtap_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cwtap")
+/// The binary under test: Cargo's build of it, or `$CWTAP_BIN` when set (a
+/// release build, or a copy kept apart from a target directory that other
+/// checkouts also build into).
+pub fn cwtap_bin() -> PathBuf {
+    std::env::var_os("CWTAP_BIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cwtap")))
 }
 
 /// A `cwtap` command with the AWS environment pointed at `moto`.
@@ -488,4 +494,75 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::Exi
         std::thread::sleep(Duration::from_millis(20));
     }
     None
+}
+
+// ---------------------------------------------------------------- fixtures
+
+/// One fixture line (the capture format).
+pub fn fixture_event(group: &str, stream: &str, ts: i64, message: &str) -> Value {
+    serde_json::json!({
+        "log_group": group,
+        "log_stream": stream,
+        "timestamp": ts,
+        "ingestion_time": ts + 500,
+        "event_id": format!("{ts:019}{:037}", message.len()),
+        "message": message,
+    })
+}
+
+/// Writes fixture lines to `path`.
+pub fn write_fixture(path: &Path, events: &[Value]) {
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(path, text).expect("write fixture");
+}
+
+/// Every event stored in `group` as (stream, timestamp, message), all pages,
+/// in FilterLogEvents order.
+pub async fn stored_events(client: &Client, group: &str) -> Vec<(String, i64, String)> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .filter_log_events()
+            .log_group_name(group)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .expect("FilterLogEvents on moto");
+        for e in page.events() {
+            out.push((
+                e.log_stream_name().unwrap_or_default().to_string(),
+                e.timestamp().unwrap_or_default(),
+                e.message().unwrap_or_default().to_string(),
+            ));
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    out
+}
+
+/// Runs a command that must succeed within `limit`; returns its stdout.
+pub fn run_ok(cmd: &mut Command, limit: Duration) -> String {
+    let out = run_to_end(cmd, limit);
+    assert!(
+        out.status.success(),
+        "command failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command within `limit` and returns (exit code, stdout, stderr).
+pub fn run_code(cmd: &mut Command, limit: Duration) -> (i32, String, String) {
+    let out = run_to_end(cmd, limit);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr(&out),
+    )
 }

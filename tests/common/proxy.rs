@@ -1,7 +1,9 @@
 //! A fault-injecting HTTP proxy in front of moto's server: it forwards every
-//! request unchanged, except that it answers scripted AWS errors (throttling,
-//! service unavailable, internal error, access denied) for chosen operations,
-//! which moto itself cannot produce on demand.
+//! request unchanged, except that it answers scripted AWS answers for a
+//! chosen operation, which moto itself cannot produce on demand: throttling,
+//! service unavailable, internal error, access denied, sequence-token errors
+//! of older emulators, a malformed query, an unsupported operation, and a
+//! query that never completes.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,14 @@ pub enum Fault {
     Unavailable,
     Internal,
     AccessDenied,
+    /// PutLogEvents of an older emulator: the expected token is "49612345".
+    InvalidSequenceToken,
+    DataAlreadyAccepted,
+    MalformedQuery,
+    /// An endpoint without the operation (Insights on some emulators).
+    Unsupported,
+    /// GetQueryResults: still running, no rows.
+    QueryRunning,
 }
 
 impl Fault {
@@ -33,6 +43,23 @@ impl Fault {
                 400,
                 r#"{"__type":"AccessDeniedException","message":"User: arn:aws:iam::123456789012:user/test is not authorized to perform: logs:FilterLogEvents"}"#,
             ),
+            Fault::InvalidSequenceToken => (
+                400,
+                r#"{"__type":"InvalidSequenceTokenException","message":"The given sequenceToken is invalid. The next expected sequenceToken is: 49612345","expectedSequenceToken":"49612345"}"#,
+            ),
+            Fault::DataAlreadyAccepted => (
+                400,
+                r#"{"__type":"DataAlreadyAcceptedException","message":"The given batch of log events has already been accepted.","expectedSequenceToken":"49612346"}"#,
+            ),
+            Fault::MalformedQuery => (
+                400,
+                r#"{"__type":"MalformedQueryException","message":"unexpected symbol found bogus at line 1 and position 9","queryCompileError":{"location":{"startCharOffset":8,"endCharOffset":13},"message":"unexpected symbol"}}"#,
+            ),
+            Fault::Unsupported => (
+                400,
+                r#"{"__type":"UnknownOperationException","message":"The operation is not supported by this endpoint"}"#,
+            ),
+            Fault::QueryRunning => (200, r#"{"status":"Running","results":[]}"#),
         }
     }
 }
@@ -49,6 +76,8 @@ pub struct ProxyScript {
     pub injected: usize,
     /// Calls forwarded to moto per operation.
     pub forwarded: Vec<String>,
+    /// Bodies of the calls of `operation` forwarded to moto, in order.
+    pub bodies: Vec<String>,
 }
 
 pub struct FaultProxy {
@@ -122,6 +151,12 @@ impl FaultProxy {
                 }
                 let mut body = Vec::new();
                 let _ = request.as_reader().read_to_end(&mut body);
+                {
+                    let mut sc = sc.lock().unwrap();
+                    if target == sc.operation {
+                        sc.bodies.push(String::from_utf8_lossy(&body).into_owned());
+                    }
+                }
                 let mut builder = ureq::http::Request::builder()
                     .method(request.method().as_str())
                     .uri(format!("{upstream}{}", request.url()));
