@@ -78,10 +78,8 @@ export AWS_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
 step "loading $(wc -l <"$FIXTURE" | tr -d ' ') captured events (timestamps moved to the last ~20 minutes)"
-LOAD_MSG="$(bounded 120 "$PY" scripts/load_fixture.py --endpoint "$ENDPOINT" --region "$AWS_REGION" \
-    --rebase-to-now "$FIXTURE")"
-echo "$LOAD_MSG"
-LOADED="$(echo "$LOAD_MSG" | awk '{print $2}')"
+bounded 120 "$CWTAP" replay "$FIXTURE" --to cloudwatch --create --rebase now --speed max
+LOADED="$(grep -c . "$FIXTURE")"
 
 OUT_DIR="$WORK/demo-out"
 OUT="$OUT_DIR/events.ndjson"
@@ -107,7 +105,8 @@ step "cwtap check"
 # Per-window progress lines are debug-level noise for a demo; keep the rest.
 LOG=(--log-level "info,cwtap::source::progress=warn")
 
-count() { if [[ -f "$OUT" ]]; then wc -l <"$OUT" | tr -d ' '; else echo 0; fi; }
+# Log events delivered (trace summaries are counted apart).
+count() { if [[ -f "$OUT" ]]; then grep -vc '"event_type":"trace_summary"' "$OUT" || true; else echo 0; fi; }
 
 step "cwtap backfill --since 7d (first run)"
 bounded 300 "$CWTAP" "${LOG[@]}" backfill --config "$CFG" --since 7d --no-progress
@@ -128,7 +127,9 @@ import json
 import sys
 
 with open(sys.argv[1], encoding="utf-8") as f:
-    events = [json.loads(line) for line in f if line.strip()]
+    everything = [json.loads(line) for line in f if line.strip()]
+events = [e for e in everything if e.get("event_type") != "trace_summary"]
+summaries = [e for e in everything if e.get("event_type") == "trace_summary"]
 ids = collections.Counter((e["source"]["log_group"], e["source"]["log_id"]) for e in events)
 dups = sum(n - 1 for n in ids.values() if n > 1)
 print(f"events in {sys.argv[1].rsplit('/', 2)[-2]}/events.ndjson: {len(events)} ({dups} duplicates)")
@@ -136,7 +137,14 @@ print("per log group:")
 for group, n in sorted(collections.Counter(e["source"]["log_group"] for e in events).items()):
     print(f"  {group:<32} {n:>5}")
 sessions = {e["session_id"] for e in events if e.get("session_id")}
-print(f"distinct session_id values: {len(sessions)}")
+print(f"traces (distinct session_id values): {len(sessions)}")
+print(f"trace summaries delivered: {len(summaries)}")
+rules = collections.Counter(e.get("event_type") or "-" for e in events)
+print("event types:", ", ".join(f"{t} {n}" for t, n in rules.most_common()))
+if summaries:
+    s = max(summaries, key=lambda e: e["properties"]["event_count"])["properties"]
+    print(f"largest trace: {s['trace_key']}: {s['event_count']} events, {s['error_count']} errors, "
+          f"{s['duration_ms']} ms, services {', '.join(s['services'])}, groups {', '.join(s['log_groups'])}")
 structured = sum(1 for e in events if not e["properties"].get("raw_log"))
 print(f"parsed as JSON: {structured}, raw lines: {len(events) - structured}")
 print("first 3 events:")
