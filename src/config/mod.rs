@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::parse::RuleSet;
+use crate::parse::{LoadOptions, RedactConfig, RuleSet, redact::DEFAULT_FIELD_NAMES};
 use crate::time::parse_duration;
-use raw::{DurationValue, RawConfig};
+use raw::{DurationValue, RawConfig, RawRedact, RawRedactFields};
 
 /// A secret value (an API key). Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -225,7 +225,8 @@ impl Config {
             },
         )?;
         let raw: RawConfig = serde_yaml::from_value(value).map_err(syntax)?;
-        validate(raw)
+        let base = path.parent().unwrap_or(Path::new(""));
+        validate(raw, base)
             .map_err(|(key, message)| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 key,
@@ -280,7 +281,29 @@ fn check_group_name(name: &str, key: &str, allow_empty: bool) -> Result<(), Inva
     Ok(())
 }
 
-fn validate(raw: RawConfig) -> Result<Config, Invalid> {
+/// `redact:` as configured; every kind is off unless switched on.
+fn redact_config(raw: Option<&RawRedact>) -> RedactConfig {
+    let Some(r) = raw else {
+        return RedactConfig::default();
+    };
+    RedactConfig {
+        emails: r.emails.unwrap_or(false),
+        card_numbers: r.card_numbers.unwrap_or(false),
+        us_ssn: r.us_ssn.unwrap_or(false),
+        phone_numbers: r.phone_numbers.unwrap_or(false),
+        fields: match &r.fields {
+            None | Some(RawRedactFields::Switch(false)) => Vec::new(),
+            Some(RawRedactFields::Switch(true)) => {
+                DEFAULT_FIELD_NAMES.iter().map(|s| s.to_string()).collect()
+            }
+            Some(RawRedactFields::Names(names)) => names.clone(),
+        },
+    }
+}
+
+/// `base` is the config file's folder: a relative `parsers_dir` is read
+/// from there.
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
     let aws = AwsConfig {
         region: non_empty(raw.aws.region, "aws.region")?,
         profile: non_empty(raw.aws.profile, "aws.profile")?,
@@ -364,6 +387,23 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
             "is empty: list at least one log group (name: or prefix:)",
         ));
     }
+    let parsers_dir = match non_empty(raw.parsers_dir, "parsers_dir")? {
+        None => None,
+        Some(dir) => {
+            let dir = base.join(dir);
+            if !dir.is_dir() {
+                return Err(invalid(
+                    "parsers_dir",
+                    format!(
+                        "{} is not a folder (a relative path is read from the config file's folder)",
+                        dir.display()
+                    ),
+                ));
+            }
+            Some(dir)
+        }
+    };
+    let default_redact = redact_config(raw.redact.as_ref());
     let mut groups = Vec::with_capacity(raw_groups.len());
     for (i, g) in raw_groups.into_iter().enumerate() {
         let key = format!("log_groups[{i}]");
@@ -406,7 +446,23 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
             (None, Some(p)) => StreamFilter::Prefix(p),
             (None, None) => StreamFilter::All,
         };
-        let rules = RuleSet::compile(&g.parsers, &format!("{key}.parsers"))?;
+        let options = LoadOptions {
+            parsers_dir: parsers_dir.clone(),
+            redact: match &g.redact {
+                Some(r) => redact_config(Some(r)),
+                None => default_redact.clone(),
+            },
+        };
+        let rules =
+            RuleSet::load(&g.parsers, &format!("{key}.parsers"), &options).map_err(|e| {
+                let (k, m) = e.into_pair();
+                // Redaction errors are reported under the key they came from.
+                if k == "redact.fields" && g.redact.is_some() {
+                    (format!("{key}.redact.fields"), m)
+                } else {
+                    (k, m)
+                }
+            })?;
         groups.push(GroupConfig {
             key,
             selector,

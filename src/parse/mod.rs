@@ -1,33 +1,65 @@
 //! Parser rules: turn one CloudWatch message into the fields of an event.
 //!
-//! The rule types are the VectaDB CloudWatch agent's (`json`, `regex`,
-//! `langchain`, `llamaindex`) with its semantics: rules run in `priority` order
-//! (lower first, then file order), the first that matches wins, and a message
-//! no rule matches becomes `{message, raw_log: true}`. Unlike that agent, regex
-//! named captures are kept as properties. `session_id` is found in the message
-//! as VectaDB's agent finds it: `session_id`, else `request_id`, `req_id` or
-//! `trace_id` (with `-`, `_` or nothing between the words).
+//! A [`RuleSet`] holds one log group's compiled rules, sorted by `priority`
+//! (lower first, then list order). Rule kinds ([`rule`] has every key):
+//!
+//! - `json`: the message is a JSON object (or, with `embedded: true`, has one
+//!   after a text prefix such as Lambda's `<ts>\t<request id>\tINFO\t{...}`);
+//!   every original field stays in the properties; `fields` reads canonical
+//!   values by dotted paths (`trace.id`, `error.stack.0`), several candidates each.
+//! - `regex`: one of `patterns` matches; named captures become properties.
+//! - `kv`: `key=value` / `key: value` pairs (logfmt).
+//! - `langchain`, `llamaindex`: the VectaDB agent's framework types, run as
+//!   the shipped rule sets of those names.
+//!
+//! A `first` rule that matches ends the search; a `merge` rule adds what it
+//! found and the search goes on. The deciding `first` rule's values win;
+//! merge rules fill only what is still empty, in priority order. A message no
+//! rule matches becomes `{message, raw_log: true}`, as in VectaDB's agent.
+//! When no rule found a trace, request or session id, the message is searched
+//! the way VectaDB's agent does (`session_id`, `request_id`, `req_id`,
+//! `trace_id` as `key: value` or `key=value`), and each id found goes to its
+//! canonical field.
+//!
+//! Rule sets shipped in `parsers/` are embedded in the binary ([`load`]);
+//! optional PII redaction ([`redact`]) runs inside [`RuleSet::parse`], so what
+//! it returns is already redacted.
+
+mod kv;
+pub mod load;
+mod normalize;
+mod path;
+pub mod redact;
+pub mod rule;
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use crate::config::raw::RawParser;
+pub use load::{LoadOptions, RuleError, builtin_names};
+pub use redact::{RedactConfig, Redactor};
+use rule::{Extract, Input, Mode, Rule};
 
 /// The canonical fields every rule can fill. Trace grouping reads these;
 /// the delivered event carries them in `properties` beside the original data.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fields {
     /// Trace id: a W3C trace id (32 hex), an X-Ray root (`1-xxxxxxxx-...`) or
-    /// an application's own id.
+    /// an application's own id. X-Ray headers and traceparents are taken apart.
     pub trace_id: Option<String>,
     /// Request id (a Lambda RequestId, an API Gateway requestId, ...).
     pub request_id: Option<String>,
+    /// This event's span.
     pub span_id: Option<String>,
+    /// The span this event's span hangs under (X-Ray Parent, traceparent's
+    /// parent id).
     pub parent_span_id: Option<String>,
+    /// A conversation or user session.
     pub session_id: Option<String>,
+    /// The agent that wrote the line, when the line says.
     pub agent_id: Option<String>,
+    /// The service or application name.
     pub service: Option<String>,
     /// Lower-case level name: trace, debug, info, warn, error, fatal.
     pub level: Option<String>,
@@ -36,206 +68,179 @@ pub struct Fields {
     /// `lambda_start`, `lambda_end` and `lambda_report` are understood by trace
     /// grouping (with `request_id`).
     pub event_type: Option<String>,
+    /// How long the operation the line reports took.
     pub duration_ms: Option<f64>,
     /// Error type or message, when the line reports one.
     pub error: Option<String>,
 }
 
+impl Fields {
+    /// Fills every empty field from `other`.
+    fn fill_from(&mut self, other: Fields) {
+        macro_rules! fill {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = other.$f; } )* };
+        }
+        fill!(
+            trace_id,
+            request_id,
+            span_id,
+            parent_span_id,
+            session_id,
+            agent_id,
+            service,
+            level,
+            message,
+            event_type,
+            duration_ms,
+            error
+        );
+    }
+}
+
 /// What the rules made of one message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
-    /// Name of the (first) rule that matched; `None` for the fallback.
+    /// Name of the rule that decided: the `first` rule that matched, else the
+    /// first merge rule that added something; `None` for the fallback.
     pub rule: Option<String>,
     pub fields: Fields,
     /// The original fields (JSON) or the raw line, beside what was extracted.
     pub properties: Map<String, Value>,
-}
-
-#[derive(Debug, Clone)]
-enum Kind {
-    /// The message is a JSON object (optionally also matching `pattern`).
-    Json {
-        pattern: Option<Regex>,
-        default_event_type: Option<String>,
-    },
-    /// The pattern matches; named captures become properties.
-    Regex(Regex),
-}
-
-#[derive(Debug, Clone)]
-struct Rule {
-    name: String,
-    kind: Kind,
-    field_mapping: Vec<(String, String)>,
-    event_type: Option<String>,
-    priority: i64,
+    /// Merge rules that added something, in the order they ran (without
+    /// `rule` itself).
+    pub merged: Vec<String>,
 }
 
 /// The compiled rules of one log group, in the order they are tried.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    redactor: Option<Redactor>,
 }
 
 impl RuleSet {
-    /// Compiles rules; errors are (key, message), the key like
-    /// `log_groups[0].parsers[1].pattern`.
-    pub(crate) fn compile(raw: &[RawParser], key: &str) -> Result<RuleSet, (String, String)> {
-        let mut rules = Vec::with_capacity(raw.len());
-        for (i, p) in raw.iter().enumerate() {
-            let key = format!("{key}[{i}]");
-            let compile = |pattern: &str| {
-                Regex::new(pattern)
-                    .map_err(|e| (format!("{key}.pattern"), format!("invalid regex: {e}")))
-            };
-            let kind = match p.kind.as_str() {
-                "json" | "langchain" | "llamaindex" => Kind::Json {
-                    pattern: p.pattern.as_deref().map(compile).transpose()?,
-                    default_event_type: (p.kind != "json").then(|| p.kind.clone()),
-                },
-                "regex" => {
-                    let pattern = p.pattern.as_deref().ok_or_else(|| {
-                        (
-                            format!("{key}.pattern"),
-                            "is required when type is regex".to_string(),
-                        )
-                    })?;
-                    Kind::Regex(compile(pattern)?)
-                }
-                other => {
-                    return Err((
-                        format!("{key}.type"),
-                        format!(
-                            "unknown parser type {other:?}; expected json, regex, langchain or llamaindex"
-                        ),
-                    ));
-                }
-            };
-            rules.push(Rule {
-                name: p.name.clone().unwrap_or_else(|| format!("{}#{i}", p.kind)),
-                kind,
-                field_mapping: p
-                    .field_mapping
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                event_type: p.event_type.clone(),
-                priority: p.priority.unwrap_or(100),
-            });
-        }
-        // Stable: equal priorities keep file order.
-        rules.sort_by_key(|r| r.priority);
-        Ok(RuleSet { rules })
+    /// Compiles a `parsers` list without `parsers_dir` or redaction; errors
+    /// are (key, message), the key like `log_groups[0].parsers[1].pattern`.
+    #[cfg(test)]
+    pub(crate) fn compile(
+        raw: &[crate::config::raw::RawParser],
+        key: &str,
+    ) -> Result<RuleSet, (String, String)> {
+        RuleSet::load(raw, key, &LoadOptions::default()).map_err(RuleError::into_pair)
     }
 
+    fn from_rules(mut rules: Vec<Rule>, redactor: Option<Redactor>) -> RuleSet {
+        // Stable: equal priorities keep list order.
+        rules.sort_by_key(|r| r.priority);
+        RuleSet { rules, redactor }
+    }
+
+    /// The same rules, with PII redaction.
+    pub fn with_redaction(mut self, config: RedactConfig) -> Result<RuleSet, String> {
+        self.redactor = Redactor::new(config)?;
+        Ok(self)
+    }
+
+    /// Number of rules.
     pub fn len(&self) -> usize {
         self.rules.len()
     }
 
+    /// Whether there is no rule (every message is the fallback).
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
+    /// Rule names in the order they are tried.
+    pub fn rule_names(&self) -> Vec<&str> {
+        self.rules.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// Whether PII redaction is on.
+    pub fn redacts(&self) -> bool {
+        self.redactor.is_some()
+    }
+
     /// Parses one message. Never fails: no match is the fallback event.
     pub fn parse(&self, message: &str) -> Parsed {
-        let mut json: Option<Option<Map<String, Value>>> = None;
+        let mut input = Input::new(message);
+        let mut merges: Vec<(&str, Extract)> = Vec::new();
+        let mut decided: Option<(&str, Extract)> = None;
         for rule in &self.rules {
-            let matched = match &rule.kind {
-                Kind::Json {
-                    pattern,
-                    default_event_type,
-                } => {
-                    if pattern.as_ref().is_some_and(|p| !p.is_match(message)) {
-                        continue;
-                    }
-                    let object = json.get_or_insert_with(|| parse_object(message));
-                    object
-                        .clone()
-                        .map(|props| (props, default_event_type.clone()))
-                }
-                Kind::Regex(re) => re.captures(message).map(|caps| {
-                    let mut props = Map::new();
-                    for name in re.capture_names().flatten() {
-                        if let Some(m) = caps.name(name) {
-                            props.insert(name.to_string(), Value::String(m.as_str().to_string()));
-                        }
-                    }
-                    let raw_key = if props.contains_key("message") {
-                        "raw_message"
-                    } else {
-                        "message"
-                    };
-                    props.insert(raw_key.to_string(), Value::String(message.to_string()));
-                    (props, None)
-                }),
+            let Some(extract) = rule.apply(&mut input) else {
+                continue;
             };
-            if let Some((mut properties, default_event_type)) = matched {
-                for (from, to) in &rule.field_mapping {
-                    if let Some(v) = lookup(&properties, from).cloned() {
-                        properties.insert(to.clone(), v);
-                    }
+            match rule.mode {
+                Mode::Merge => merges.push((&rule.name, extract)),
+                Mode::First => {
+                    decided = Some((&rule.name, extract));
+                    break;
                 }
-                let event_type = rule
-                    .event_type
-                    .clone()
-                    .or_else(|| string_field(&properties, "event_type"))
-                    .or(default_event_type);
-                return Parsed {
-                    rule: Some(rule.name.clone()),
-                    fields: Fields {
-                        event_type,
-                        session_id: string_field(&properties, "session_id")
-                            .or_else(|| find_session_id(message)),
-                        agent_id: string_field(&properties, "agent_id"),
-                        ..Fields::default()
-                    },
-                    properties,
-                };
             }
         }
-        let mut properties = Map::new();
-        properties.insert("message".into(), Value::String(message.to_string()));
-        properties.insert("raw_log".into(), Value::Bool(true));
-        Parsed {
-            rule: None,
-            fields: Fields {
-                session_id: find_session_id(message),
-                ..Fields::default()
-            },
-            properties,
+
+        let mut parsed = if decided.is_none() && merges.is_empty() {
+            let mut properties = Map::new();
+            properties.insert("message".into(), Value::String(message.to_string()));
+            properties.insert("raw_log".into(), Value::Bool(true));
+            Parsed {
+                rule: None,
+                fields: Fields::default(),
+                properties,
+                merged: Vec::new(),
+            }
+        } else {
+            let mut merges = merges.into_iter();
+            let (rule, first) = match decided {
+                Some(d) => d,
+                // Merge rules only: the first one names the result.
+                None => merges.next().map_or(("", Extract::default()), |m| m),
+            };
+            let mut text_like = !first.from_json;
+            let mut properties = first.props;
+            let mut fields = first.fields;
+            let mut merged = Vec::new();
+            for (name, m) in merges {
+                merged.push(name.to_string());
+                fields.fill_from(m.fields);
+                text_like &= !m.from_json;
+                for (k, v) in m.props {
+                    properties.entry(k).or_insert(v);
+                }
+            }
+            if text_like {
+                // A text rule keeps the raw line; a JSON object is kept as its fields.
+                let key = if properties.contains_key("message") {
+                    "raw_message"
+                } else {
+                    "message"
+                };
+                properties.insert(key.to_string(), Value::String(message.to_string()));
+            }
+            Parsed {
+                rule: Some(rule.to_string()),
+                fields,
+                properties,
+                merged,
+            }
+        };
+
+        if parsed.fields.trace_id.is_none()
+            && parsed.fields.request_id.is_none()
+            && parsed.fields.session_id.is_none()
+        {
+            let f = &mut parsed.fields;
+            f.session_id = find_id(&ID_PATTERNS[0], message);
+            f.request_id =
+                find_id(&ID_PATTERNS[1], message).or_else(|| find_id(&ID_PATTERNS[2], message));
+            f.trace_id = find_id(&ID_PATTERNS[3], message);
         }
-    }
-}
 
-fn parse_object(message: &str) -> Option<Map<String, Value>> {
-    let trimmed = message.trim();
-    if !trimmed.starts_with('{') {
-        return None;
-    }
-    match serde_json::from_str::<Value>(trimmed) {
-        Ok(Value::Object(map)) => Some(map),
-        _ => None,
-    }
-}
-
-/// A top-level key, or a dotted path into nested objects (`error.type`).
-fn lookup<'a>(props: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(v) = props.get(path) {
-        return Some(v);
-    }
-    let mut parts = path.split('.');
-    let mut current = props.get(parts.next()?)?;
-    for part in parts {
-        current = current.as_object()?.get(part)?;
-    }
-    Some(current)
-}
-
-fn string_field(props: &Map<String, Value>, key: &str) -> Option<String> {
-    match props.get(key)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+        if let Some(r) = &self.redactor {
+            r.redact_map(&mut parsed.properties);
+            r.redact_fields(&mut parsed.fields);
+        }
+        parsed
     }
 }
 
@@ -254,17 +259,20 @@ static ID_PATTERNS: LazyLock<[Regex; 4]> = LazyLock::new(|| {
     ]
 });
 
+fn find_id(re: &Regex, message: &str) -> Option<String> {
+    re.captures(message).map(|c| c[1].to_string())
+}
+
 /// The VectaDB agent's session id search: `session_id`, else `request_id`,
 /// `req_id`, `trace_id`, in that order, as `key: value` or `key=value`.
 pub fn find_session_id(message: &str) -> Option<String> {
-    ID_PATTERNS
-        .iter()
-        .find_map(|re| re.captures(message).map(|c| c[1].to_string()))
+    ID_PATTERNS.iter().find_map(|re| find_id(re, message))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::raw::RawParser;
 
     fn rules(yaml: &str) -> RuleSet {
         let raw: Vec<RawParser> = serde_yaml::from_str(yaml).unwrap();
@@ -315,7 +323,7 @@ mod tests {
             "plain text request_id=abc-123 done"
         );
         assert_eq!(p.properties["raw_log"], true);
-        assert_eq!(p.fields.session_id.as_deref(), Some("abc-123"));
+        assert_eq!(p.fields.request_id.as_deref(), Some("abc-123"));
     }
 
     #[test]
