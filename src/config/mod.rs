@@ -596,4 +596,37 @@ mod tests {
             OutputConfig::Ndjson(NdjsonConfig { path: None, .. })
         ));
     }
+
+    #[test]
+    fn parsers_dir_is_read_from_the_config_files_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        std::fs::write(
+            dir.path().join("rules/mine.yaml"),
+            "- {name: mine, type: regex, pattern: '^hello'}\n",
+        )
+        .unwrap();
+        let yaml = "ndjson: {path: '-'}\nparsers_dir: rules\nlog_groups: [{name: /a, parsers: [{use: mine}, {use: json}]}]\n";
+        let config = Config::from_yaml(yaml, &dir.path().join("c.yaml")).unwrap();
+        let rules = &config.groups[0].rules;
+        assert_eq!(rules.parse("hello there").rule.as_deref(), Some("mine"));
+        let missing = "ndjson: {path: '-'}\nparsers_dir: nowhere\nlog_groups: [{name: /a}]\n";
+        let e = Config::from_yaml(missing, &dir.path().join("c.yaml")).unwrap_err();
+        assert!(e.to_string().contains("parsers_dir"), "{e}");
+    }
+
+    #[test]
+    fn a_groups_redact_replaces_the_top_level_one() {
+        let yaml = "ndjson: {path: '-'}\nredact: {emails: true}\nlog_groups:\n  - {name: /a}\n  - {name: /b, redact: {fields: true}}\n  - {name: /c, redact: {}}\n";
+        let config = Config::from_yaml(yaml, Path::new("c.yaml")).unwrap();
+        let line = "mail a@example.com token=abc";
+        let got: Vec<_> = config
+            .groups
+            .iter()
+            .map(|g| g.rules.parse(line).properties["message"].clone())
+            .collect();
+        assert_eq!(got[0], "mail [REDACTED:email] token=abc");
+        assert_eq!(got[1], "mail a@example.com token=[REDACTED:field]");
+        assert_eq!(got[2], line);
+    }
 }

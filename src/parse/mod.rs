@@ -260,7 +260,10 @@ static ID_PATTERNS: LazyLock<[Regex; 4]> = LazyLock::new(|| {
 });
 
 fn find_id(re: &Regex, message: &str) -> Option<String> {
-    re.captures(message).map(|c| c[1].to_string())
+    re.captures(message)
+        .map(|c| c[1].to_string())
+        // All-zero ids mean "no active trace" (OpenTelemetry).
+        .filter(|id| !id.bytes().all(|b| b == b'0'))
 }
 
 /// The VectaDB agent's session id search: `session_id`, else `request_id`,
@@ -351,5 +354,319 @@ mod tests {
         assert_eq!(RuleSet::compile(&raw, "p").unwrap_err().0, "p[0].pattern");
         let raw: Vec<RawParser> = serde_yaml::from_str("- {type: xml}").unwrap();
         assert_eq!(RuleSet::compile(&raw, "p").unwrap_err().0, "p[0].type");
+    }
+
+    #[test]
+    fn every_builtin_set_compiles_and_names_every_rule() {
+        for name in builtin_names() {
+            let set = RuleSet::builtin(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!set.is_empty(), "{name} has no rules");
+            assert!(set.rule_names().iter().all(|n| !n.contains('#')), "{name}");
+        }
+    }
+
+    fn entries(yaml: &str) -> Vec<RawParser> {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn load(yaml: &str, options: &LoadOptions) -> Result<RuleSet, RuleError> {
+        RuleSet::load(&entries(yaml), "log_groups[0].parsers", options)
+    }
+
+    #[test]
+    fn lambda_report_gives_durations_memory_cold_start_and_xray_trace() {
+        let set = RuleSet::builtin("lambda").unwrap();
+        let cold = set.parse(
+            "REPORT RequestId: 5e5c4176-5df6-4817-b099-2bcf60ec6db2\tDuration: 40.47 ms\tBilled Duration: 41 ms\tMemory Size: 512 MB\tMax Memory Used: 128 MB\tInit Duration: 226.07 ms\t\nXRAY TraceId: 1-6afffe01-96d38ff58c3f846cc6a942d3\tSegmentId: 3c5ab1d2e4f60718\tSampled: true\t",
+        );
+        assert_eq!(cold.fields.event_type.as_deref(), Some("lambda_report"));
+        assert_eq!(
+            cold.fields.request_id.as_deref(),
+            Some("5e5c4176-5df6-4817-b099-2bcf60ec6db2")
+        );
+        assert_eq!(cold.fields.duration_ms, Some(40.47));
+        assert_eq!(
+            cold.fields.trace_id.as_deref(),
+            Some("1-6afffe01-96d38ff58c3f846cc6a942d3")
+        );
+        assert_eq!(cold.properties["billed_duration_ms"], 41);
+        assert_eq!(cold.properties["memory_size_mb"], 512);
+        assert_eq!(cold.properties["max_memory_used_mb"], 128);
+        assert_eq!(cold.properties["init_duration_ms"], 226.07);
+        let warm = set.parse(
+            "REPORT RequestId: 1a695bcc-29ff-4451-9e5d-e16df8dbf71d\tDuration: 582.42 ms\tBilled Duration: 583 ms\tMemory Size: 256 MB\tMax Memory Used: 69 MB\t",
+        );
+        assert!(!warm.properties.contains_key("init_duration_ms"));
+        assert_eq!(warm.fields.trace_id, None);
+        let start =
+            set.parse("START RequestId: 1a695bcc-29ff-4451-9e5d-e16df8dbf71d Version: $LATEST");
+        assert_eq!(start.fields.event_type.as_deref(), Some("lambda_start"));
+        assert_eq!(start.properties["version"], "$LATEST");
+        let end = set.parse("END RequestId: 1a695bcc-29ff-4451-9e5d-e16df8dbf71d");
+        assert_eq!(end.fields.event_type.as_deref(), Some("lambda_end"));
+        let init =
+            set.parse("INIT_START Runtime Version: python:3.12.v38\tRuntime Version ARN: arn:x");
+        assert_eq!(init.fields.event_type.as_deref(), Some("lambda_init_start"));
+    }
+
+    #[test]
+    fn a_merge_rule_adds_to_the_rule_that_decides_and_matching_goes_on() {
+        let set = load("[{use: lambda}, {use: langchain}]", &LoadOptions::default()).unwrap();
+        let p = set.parse(
+            "2026-11-20T08:00:01.001Z\t5e5c4176-5df6-4817-b099-2bcf60ec6db2\tINFO\t> Entering new AgentExecutor chain...",
+        );
+        assert_eq!(p.rule.as_deref(), Some("langchain-chain-start"));
+        assert_eq!(p.merged, vec!["lambda-node-text".to_string()]);
+        assert_eq!(p.fields.event_type.as_deref(), Some("chain_start"));
+        assert_eq!(
+            p.fields.request_id.as_deref(),
+            Some("5e5c4176-5df6-4817-b099-2bcf60ec6db2")
+        );
+        assert_eq!(p.fields.level.as_deref(), Some("info"));
+        assert_eq!(p.properties["chain_type"], "AgentExecutor");
+    }
+
+    #[test]
+    fn the_deciding_rules_values_win_and_merge_rules_fill_only_empty_fields() {
+        let set = load(
+            "- {use: xray}\n- {name: j, type: json, fields: {trace_id: [traceId], service: [svc]}}",
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let p = set.parse(
+            r#"{"traceId":"app-trace-1","svc":"api","hdr":"Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"}"#,
+        );
+        assert_eq!(p.rule.as_deref(), Some("j"));
+        assert_eq!(p.fields.trace_id.as_deref(), Some("app-trace-1"));
+        assert_eq!(p.fields.parent_span_id.as_deref(), Some("53995c3f42cd8ad8"));
+        assert_eq!(p.fields.service.as_deref(), Some("api"));
+        assert!(p.merged.contains(&"xray-header".to_string()));
+        // Only merge rules matched: the first names the result.
+        let only = set.parse("calling with Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0");
+        assert_eq!(only.rule.as_deref(), Some("xray-header"));
+        assert_eq!(
+            only.fields.trace_id.as_deref(),
+            Some("1-5759e988-bd862e3fe1be46a994272793")
+        );
+        assert_eq!(
+            only.properties["message"],
+            "calling with Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0"
+        );
+    }
+
+    #[test]
+    fn xray_headers_and_traceparents_in_json_fields_become_trace_and_parent() {
+        let set = rules("- {name: j, type: json, fields: {trace_id: [trace.header, traceparent]}}");
+        let x = set.parse(r#"{"trace":{"header":"Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"}}"#);
+        assert_eq!(
+            x.fields.trace_id.as_deref(),
+            Some("1-5759e988-bd862e3fe1be46a994272793")
+        );
+        assert_eq!(x.fields.parent_span_id.as_deref(), Some("53995c3f42cd8ad8"));
+        let w = set
+            .parse(r#"{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}"#);
+        assert_eq!(
+            w.fields.trace_id.as_deref(),
+            Some("0af7651916cd43dd8448eb211c80319c")
+        );
+        assert_eq!(w.fields.parent_span_id.as_deref(), Some("b7ad6b7169203331"));
+    }
+
+    #[test]
+    fn json_paths_reach_into_arrays_and_the_first_present_candidate_wins() {
+        let set = rules(
+            "- {name: j, type: json, fields: {request_id: [missing, records.1.id, rid], error: [err.type, err.message], first_stack: 'err.stack[0]'}}",
+        );
+        let p = set.parse(
+            r#"{"records":[{"id":"r0"},{"id":"r1"}],"rid":"x","err":{"message":"boom","stack":["at a","at b"]}}"#,
+        );
+        assert_eq!(p.fields.request_id.as_deref(), Some("r1"));
+        assert_eq!(p.fields.error.as_deref(), Some("boom"));
+        assert_eq!(p.properties["first_stack"], "at a");
+        assert_eq!(p.properties["rid"], "x");
+    }
+
+    #[test]
+    fn embedded_json_after_a_text_prefix_is_taken_apart() {
+        let set = RuleSet::builtin("lambda").unwrap();
+        let p = set.parse(
+            "2026-11-20T08:04:34.348Z\ta2e8f6e0-f878-4ccf-9dda-c46687d8b1eb\tERROR\tInvoke Error \t{\"errorType\":\"TypeError\",\"errorMessage\":\"boom\",\"stack\":[\"TypeError: boom\"]}",
+        );
+        assert_eq!(p.rule.as_deref(), Some("lambda-node-json"));
+        assert_eq!(p.fields.error.as_deref(), Some("TypeError"));
+        assert_eq!(p.fields.level.as_deref(), Some("error"));
+        assert_eq!(p.properties["stack"][0], "TypeError: boom");
+        assert_eq!(p.properties["text"], "Invoke Error");
+    }
+
+    #[test]
+    fn kv_rules_read_logfmt_pairs_and_need_enough_of_them() {
+        let set = RuleSet::builtin("kv").unwrap();
+        let p = set.parse(r#"level=warn msg="slow handler" took=1.2s trace_id=abc"#);
+        assert_eq!(p.rule.as_deref(), Some("kv-logfmt"));
+        assert_eq!(p.fields.level.as_deref(), Some("warn"));
+        assert_eq!(p.fields.message.as_deref(), Some("slow handler"));
+        assert_eq!(p.fields.duration_ms, Some(1200.0));
+        assert_eq!(p.fields.trace_id.as_deref(), Some("abc"));
+        assert_eq!(p.properties["msg"], "slow handler");
+        assert_eq!(
+            p.properties["message"],
+            r#"level=warn msg="slow handler" took=1.2s trace_id=abc"#
+        );
+        assert_eq!(set.parse("ok=true").rule, None);
+    }
+
+    #[test]
+    fn when_conditions_skip_rules_cheaply() {
+        let set = rules(
+            "- {name: p, type: regex, pattern: '(?P<x>\\w+)', when: {prefix: 'A '}}\n- {name: j, type: json, when: {json_field: a.b}}\n- {name: r, type: regex, pattern: '.', when: {regex: '^\\d+$', contains: '7'}}",
+        );
+        assert_eq!(set.parse("A thing").rule.as_deref(), Some("p"));
+        assert_eq!(set.parse(r#"{"a":{"b":1}}"#).rule.as_deref(), Some("j"));
+        assert_eq!(set.parse(r#"{"a":{"c":1}}"#).rule, None);
+        assert_eq!(set.parse("1271").rule.as_deref(), Some("r"));
+        assert_eq!(set.parse("1211").rule, None);
+    }
+
+    #[test]
+    fn event_types_can_name_captured_values() {
+        let set = rules(
+            "- {name: r, type: regex, pattern: '\\[(?P<kind>\\w+)/(?P<phase>\\w+)\\]', event_type: '{kind|lower}_{phase}'}",
+        );
+        assert_eq!(
+            set.parse("[LLM/end] x").fields.event_type.as_deref(),
+            Some("llm_end")
+        );
+    }
+
+    #[test]
+    fn numeric_levels_follow_the_rules_scale() {
+        let set = rules(
+            "- {name: py, type: json, level_numbers: python, fields: {level: levelno}}\n- {name: pino, type: regex, pattern: '^(?P<level>\\d+)$'}",
+        );
+        assert_eq!(
+            set.parse(r#"{"levelno":10}"#).fields.level.as_deref(),
+            Some("debug")
+        );
+        assert_eq!(set.parse("10").fields.level.as_deref(), Some("trace"));
+        assert_eq!(set.parse("60").fields.level.as_deref(), Some("fatal"));
+    }
+
+    #[test]
+    fn langchain_type_extracts_what_the_vectadb_agent_extracts() {
+        // VectaDB's agent: framework plus chain_type / tool_name / input.
+        let set = rules("- {name: lc, type: langchain, priority: 7}");
+        let chain = set.parse("> Entering new AgentExecutor chain...");
+        assert_eq!(chain.properties["framework"], "langchain");
+        assert_eq!(chain.properties["chain_type"], "AgentExecutor");
+        let tool = set.parse("Running WebSearch tool with input: weather forecast");
+        assert_eq!(tool.properties["tool_name"], "WebSearch");
+        assert_eq!(tool.properties["input"], "weather forecast");
+        let llama = rules("- {type: llamaindex}");
+        let r = llama.parse("Retrieved 4 nodes");
+        assert_eq!(r.properties["framework"], "llamaindex");
+        assert_eq!(r.properties["node_count"], 4);
+    }
+
+    #[test]
+    fn use_reads_parsers_dir_before_the_builtin_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("lambda.yaml"),
+            "# mine\n- name: my-lambda\n  type: regex\n  pattern: '^START'\n  event_type: mine\n",
+        )
+        .unwrap();
+        let options = LoadOptions {
+            parsers_dir: Some(dir.path().to_path_buf()),
+            ..LoadOptions::default()
+        };
+        let set = load("[{use: lambda}, {use: kv}]", &options).unwrap();
+        assert_eq!(
+            set.parse("START RequestId: x").rule.as_deref(),
+            Some("my-lambda")
+        );
+        assert!(set.rule_names().contains(&"kv-logfmt"));
+    }
+
+    #[test]
+    fn an_unknown_set_names_the_key_and_lists_the_builtin_sets() {
+        let e = load("[{use: lambda}, {use: nginx}]", &LoadOptions::default()).unwrap_err();
+        assert_eq!(e.key(), "log_groups[0].parsers[1].use");
+        let msg = e.to_string();
+        assert!(msg.contains("\"nginx\""), "{msg}");
+        for name in builtin_names() {
+            assert!(msg.contains(name), "{msg}");
+        }
+        let e = load("[{use: lambda, priority: 3}]", &LoadOptions::default()).unwrap_err();
+        assert_eq!(e.key(), "log_groups[0].parsers[0].use");
+    }
+
+    #[test]
+    fn errors_in_rule_files_name_the_file_the_rule_and_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mine.yaml"),
+            "# my rules\n- name: ok\n  type: regex\n  pattern: 'a'\n\n- name: broken\n  type: regex\n  pattern: '(unclosed'\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("typo.yaml"),
+            "- name: t\n  type: regex\n  patern: 'a'\n",
+        )
+        .unwrap();
+        let options = LoadOptions {
+            parsers_dir: Some(dir.path().to_path_buf()),
+            ..LoadOptions::default()
+        };
+        let e = load("[{use: mine}]", &options).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(&e, RuleError::FileRule { rule, line: 6, .. } if rule == "broken"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("mine.yaml") && msg.contains("pattern: invalid regex"),
+            "{msg}"
+        );
+        let e = load("[{use: typo}]", &options).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("typo.yaml") && msg.contains("patern") && msg.contains("line 3"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn parse_returns_redacted_messages_properties_and_fields() {
+        let set = RuleSet::builtin("json")
+            .unwrap()
+            .with_redaction(RedactConfig {
+                emails: true,
+                card_numbers: true,
+                fields: vec!["password".into()],
+                ..RedactConfig::default()
+            })
+            .unwrap();
+        let p = set.parse(
+            r#"{"msg":"order by jane@example.com paid with 4111-1111-1111-1111","password":"hunter2","user":{"email":"bob@example.org"}}"#,
+        );
+        assert_eq!(
+            p.fields.message.as_deref(),
+            Some("order by [REDACTED:email] paid with [REDACTED:card_number]")
+        );
+        assert_eq!(p.properties["password"], "[REDACTED:field]");
+        assert_eq!(p.properties["user"]["email"], "[REDACTED:email]");
+        let text = set.parse("login failed for jane@example.com password=hunter2");
+        assert_eq!(
+            text.properties["message"],
+            "login failed for [REDACTED:email] password=[REDACTED:field]"
+        );
+        // Off by default.
+        let plain = RuleSet::builtin("json").unwrap();
+        assert!(!plain.redacts());
+        assert_eq!(
+            plain.parse("x jane@example.com").properties["message"],
+            "x jane@example.com"
+        );
     }
 }

@@ -85,9 +85,7 @@ pub(crate) fn duration_ms(value: &Value, unit_ms: f64) -> Option<f64> {
         Value::Number(n) => n.as_f64().map(|n| n * unit_ms),
         Value::String(s) => {
             let s = s.trim();
-            let split = s
-                .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-                .unwrap_or(s.len());
+            let split = number_end(s);
             let number: f64 = s[..split].parse().ok()?;
             let per_unit = match s[split..].trim() {
                 "" => unit_ms,
@@ -103,6 +101,24 @@ pub(crate) fn duration_ms(value: &Value, unit_ms: f64) -> Option<f64> {
         }
         _ => None,
     }
+}
+
+/// Where the number at the start of `s` ends (`1.9e-05 seconds` -> 7).
+fn number_end(s: &str) -> usize {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let exponent = matches!(b[i], b'e' | b'E')
+            && i > 0
+            && b[i - 1].is_ascii_digit()
+            && b.get(i + 1)
+                .is_some_and(|&n| n.is_ascii_digit() || n == b'-' || n == b'+');
+        if !(b[i].is_ascii_digit() || matches!(b[i], b'.' | b'-' | b'+') || exponent) {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// Milliseconds per unit for a rule's `duration_unit`.
@@ -205,6 +221,10 @@ mod tests {
         assert_eq!(duration_ms(&json!("350ms"), 1.0), Some(350.0));
         assert_eq!(duration_ms(&json!("40.47"), 1.0), Some(40.47));
         assert_eq!(duration_ms(&json!("1500us"), 1.0), Some(1.5));
+        assert_eq!(
+            duration_ms(&json!("1.9e-05 seconds"), 1.0),
+            Some(1.9e-05 * 1000.0)
+        );
         assert_eq!(duration_ms(&json!("soon"), 1.0), None);
         assert_eq!(duration_ms(&json!("3 fortnights"), 1.0), None);
     }

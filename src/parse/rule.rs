@@ -696,10 +696,19 @@ impl Rule {
             Canon::TraceId => {
                 let Some(t) = text() else { return false };
                 let (trace, parent) = normalize::trace_id(&t);
+                if all_zero(&trace) {
+                    return false;
+                }
                 f.trace_id = Some(trace);
                 if f.parent_span_id.is_none() {
-                    f.parent_span_id = parent;
+                    f.parent_span_id = parent.filter(|p| !all_zero(p));
                 }
+            }
+            Canon::SpanId | Canon::ParentSpanId => {
+                let Some(t) = text().filter(|t| !all_zero(t)) else {
+                    return false;
+                };
+                *slot(f, c) = Some(t);
             }
             Canon::Level => match normalize::level(value, self.level_numbers) {
                 Some(l) => f.level = Some(l),
@@ -716,6 +725,11 @@ impl Rule {
         }
         true
     }
+}
+
+/// OpenTelemetry writes all-zero ids when there is no active span.
+fn all_zero(id: &str) -> bool {
+    id.bytes().all(|b| b == b'0')
 }
 
 /// Whether a canonical field is set.
