@@ -54,6 +54,38 @@ impl Path {
         })
     }
 
+    /// The path as written (a top-level key, possibly with dots).
+    pub(crate) fn raw(&self) -> &str {
+        &self.raw
+    }
+
+    /// The first segment: the top-level key a walk starts from.
+    pub(crate) fn first(&self) -> &str {
+        self.segments
+            .first()
+            .map_or(self.raw.as_str(), String::as_str)
+    }
+
+    /// The value at this path, given the object's entry `key: value`
+    /// (the path as one key, or a walk from its first segment).
+    pub(crate) fn from_entry<'a>(&self, key: &str, value: &'a Value) -> Option<&'a Value> {
+        if key == self.raw {
+            return Some(value);
+        }
+        if self.segments.len() < 2 || key != self.segments[0] {
+            return None;
+        }
+        let mut current = value;
+        for segment in &self.segments[1..] {
+            current = match current {
+                Value::Object(m) => m.get(segment)?,
+                Value::Array(a) => a.get(segment.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+
     /// The value at this path, if any.
     pub(crate) fn lookup<'a>(&self, map: &'a Map<String, Value>) -> Option<&'a Value> {
         if let Some(v) = map.get(&self.raw) {
@@ -100,6 +132,10 @@ mod tests {
         assert_eq!(get("records[0].id"), Some(json!("r0")));
         assert_eq!(get("records.2.id"), None);
         assert_eq!(get("trace.id.more"), None);
+        let p = Path::parse("records.1.id").unwrap();
+        assert_eq!(p.first(), "records");
+        assert_eq!(p.from_entry("records", &m["records"]), Some(&json!("r1")));
+        assert_eq!(p.from_entry("trace", &m["trace"]), None);
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //!   `field_mapping` (VectaDB's: copy a field to a new name), `event_type`
 //!   (may name properties: `{phase}`, `{kind|lower}`).
 
+use std::collections::HashMap;
+
 use regex::Regex;
 use serde_json::{Map, Number, Value};
 
@@ -206,6 +208,9 @@ pub(crate) struct Rule {
     kind: Kind,
     when: When,
     extract: Vec<(Target, Vec<Path>)>,
+    /// Top-level key -> (index in `extract`, candidate rank): one hash lookup
+    /// per key of the message finds every candidate path it can satisfy.
+    index: HashMap<String, Vec<(usize, usize)>>,
     defaults: Vec<(Target, String)>,
     field_mapping: Vec<(Path, String)>,
     numbers: Vec<String>,
@@ -439,6 +444,22 @@ impl Rule {
             Target::Property(_) => Canon::ALL.len(),
         });
 
+        let mut key_index: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        for (t, (_, paths)) in extract.iter().enumerate() {
+            for (c, path) in paths.iter().enumerate() {
+                key_index
+                    .entry(path.raw().to_string())
+                    .or_default()
+                    .push((t, c));
+                if path.first() != path.raw() {
+                    key_index
+                        .entry(path.first().to_string())
+                        .or_default()
+                        .push((t, c));
+                }
+            }
+        }
+
         let field_mapping = p
             .field_mapping
             .iter()
@@ -474,6 +495,7 @@ impl Rule {
             kind,
             when,
             extract,
+            index: key_index,
             defaults: p
                 .defaults
                 .iter()
@@ -622,25 +644,39 @@ impl Rule {
 
         let mut fields = Fields::default();
         let mut found = false;
-        for (target, paths) in &self.extract {
-            let Some(value) = paths
-                .iter()
-                .find_map(|p| p.lookup(&props).filter(|v| present(v)))
-            else {
+        // The best (lowest-ranked) present candidate of every target.
+        let mut best: Vec<Option<(usize, &Value)>> = vec![None; self.extract.len()];
+        for (key, value) in &props {
+            let Some(hits) = self.index.get(key.as_str()) else {
                 continue;
             };
-            match target {
-                Target::Canonical(c) => {
-                    found |= self.set(&mut fields, *c, value);
+            for &(t, c) in hits {
+                if best[t].is_some_and(|(ranked, _)| ranked <= c) {
+                    continue;
                 }
+                if let Some(v) = self.extract[t].1[c].from_entry(key, value)
+                    && present(v)
+                {
+                    best[t] = Some((c, v));
+                }
+            }
+        }
+        let mut new_props = Vec::new();
+        for ((target, _), hit) in self.extract.iter().zip(&best) {
+            let Some((_, value)) = hit else { continue };
+            match target {
+                Target::Canonical(c) => found |= self.set(&mut fields, *c, value),
                 Target::Property(name) => {
                     if !props.contains_key(name) {
-                        let value = value.clone();
-                        props.insert(name.clone(), value);
-                        found = true;
+                        new_props.push((name.clone(), (*value).clone()));
                     }
                 }
             }
+        }
+        drop(best);
+        for (name, value) in new_props {
+            props.insert(name, value);
+            found = true;
         }
         for (target, value) in &self.defaults {
             match target {
