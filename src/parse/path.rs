@@ -68,7 +68,7 @@ impl Path {
 
     /// The value at this path, given the object's entry `key: value`
     /// (the path as one key, or a walk from its first segment).
-    pub(crate) fn from_entry<'a>(&self, key: &str, value: &'a Value) -> Option<&'a Value> {
+    pub(crate) fn lookup_in_entry<'a>(&self, key: &str, value: &'a Value) -> Option<&'a Value> {
         if key == self.raw {
             return Some(value);
         }
@@ -134,8 +134,11 @@ mod tests {
         assert_eq!(get("trace.id.more"), None);
         let p = Path::parse("records.1.id").unwrap();
         assert_eq!(p.first(), "records");
-        assert_eq!(p.from_entry("records", &m["records"]), Some(&json!("r1")));
-        assert_eq!(p.from_entry("trace", &m["trace"]), None);
+        assert_eq!(
+            p.lookup_in_entry("records", &m["records"]),
+            Some(&json!("r1"))
+        );
+        assert_eq!(p.lookup_in_entry("trace", &m["trace"]), None);
     }
 
     #[test]

@@ -654,7 +654,7 @@ impl Rule {
                 if best[t].is_some_and(|(ranked, _)| ranked <= c) {
                     continue;
                 }
-                if let Some(v) = self.extract[t].1[c].from_entry(key, value)
+                if let Some(v) = self.extract[t].1[c].lookup_in_entry(key, value)
                     && present(v)
                 {
                     best[t] = Some((c, v));
