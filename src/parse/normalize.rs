@@ -63,19 +63,49 @@ fn level_number(n: f64, numbers: LevelNumbers) -> &'static str {
 /// Level names of the common libraries, folded onto trace, debug, info,
 /// warn, error and fatal; anything else is kept, lower-cased.
 pub(crate) fn level_name(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    let canonical = match lower.as_str() {
-        "trace" | "trc" | "verbose" | "vrb" | "finest" | "finer" => "trace",
-        "debug" | "dbg" | "dbug" | "fine" => "debug",
-        "info" | "inf" | "information" | "informational" | "notice" => "info",
-        "warn" | "warning" | "wrn" | "wrng" => "warn",
-        "error" | "err" | "eror" | "erro" | "severe" => "error",
-        "fatal" | "ftl" | "critical" | "crit" | "crt" | "panic" | "dpanic" | "emergency"
-        | "emerg" | "alert" => "fatal",
-        _ => return lower,
-    };
-    canonical.to_string()
+    LEVEL_ALIASES
+        .iter()
+        .find(|(alias, _)| name.eq_ignore_ascii_case(alias))
+        .map_or_else(|| name.to_ascii_lowercase(), |(_, level)| level.to_string())
 }
+
+/// (alias, canonical level), compared without regard to case.
+const LEVEL_ALIASES: &[(&str, &str)] = &[
+    ("info", "info"),
+    ("error", "error"),
+    ("warn", "warn"),
+    ("warning", "warn"),
+    ("debug", "debug"),
+    ("trace", "trace"),
+    ("fatal", "fatal"),
+    ("critical", "fatal"),
+    ("information", "info"),
+    ("informational", "info"),
+    ("notice", "info"),
+    ("inf", "info"),
+    ("err", "error"),
+    ("eror", "error"),
+    ("erro", "error"),
+    ("severe", "error"),
+    ("wrn", "warn"),
+    ("wrng", "warn"),
+    ("dbg", "debug"),
+    ("dbug", "debug"),
+    ("fine", "debug"),
+    ("trc", "trace"),
+    ("verbose", "trace"),
+    ("vrb", "trace"),
+    ("finest", "trace"),
+    ("finer", "trace"),
+    ("ftl", "fatal"),
+    ("crit", "fatal"),
+    ("crt", "fatal"),
+    ("panic", "fatal"),
+    ("dpanic", "fatal"),
+    ("emergency", "fatal"),
+    ("emerg", "fatal"),
+    ("alert", "fatal"),
+];
 
 /// A duration in milliseconds. A bare number is in the rule's unit
 /// (`unit_ms` milliseconds per unit); text may carry its own unit: `350ms`,

@@ -19,6 +19,7 @@
 //!   (may name properties: `{phase}`, `{kind|lower}`).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use regex::Regex;
 use serde_json::{Map, Number, Value};
@@ -199,6 +200,43 @@ impl Template {
     }
 }
 
+/// A fast hasher for the key index (FxHash's mixing). SipHash's flooding
+/// protection is not needed: the index is built from the rules, and input
+/// only looks keys up.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl KeyHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.mix(u64::from(n));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A compiled rule.
 #[derive(Debug, Clone)]
 pub(crate) struct Rule {
@@ -210,7 +248,7 @@ pub(crate) struct Rule {
     extract: Vec<(Target, Vec<Path>)>,
     /// Top-level key -> (index in `extract`, candidate rank): one hash lookup
     /// per key of the message finds every candidate path it can satisfy.
-    index: HashMap<String, Vec<(usize, usize)>>,
+    index: HashMap<String, Vec<(usize, usize)>, BuildHasherDefault<KeyHasher>>,
     defaults: Vec<(Target, String)>,
     field_mapping: Vec<(Path, String)>,
     numbers: Vec<String>,
@@ -444,7 +482,8 @@ impl Rule {
             Target::Property(_) => Canon::ALL.len(),
         });
 
-        let mut key_index: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        let mut key_index: HashMap<String, Vec<(usize, usize)>, BuildHasherDefault<KeyHasher>> =
+            HashMap::default();
         for (t, (_, paths)) in extract.iter().enumerate() {
             for (c, path) in paths.iter().enumerate() {
                 key_index
@@ -645,7 +684,15 @@ impl Rule {
         let mut fields = Fields::default();
         let mut found = false;
         // The best (lowest-ranked) present candidate of every target.
-        let mut best: Vec<Option<(usize, &Value)>> = vec![None; self.extract.len()];
+        // On the stack for the usual number of targets.
+        let mut on_stack = [None; 32];
+        let mut on_heap;
+        let best: &mut [Option<(usize, &Value)>] = if self.extract.len() <= on_stack.len() {
+            &mut on_stack[..self.extract.len()]
+        } else {
+            on_heap = vec![None; self.extract.len()];
+            &mut on_heap
+        };
         for (key, value) in &props {
             let Some(hits) = self.index.get(key.as_str()) else {
                 continue;
@@ -662,7 +709,7 @@ impl Rule {
             }
         }
         let mut new_props = Vec::new();
-        for ((target, _), hit) in self.extract.iter().zip(&best) {
+        for ((target, _), hit) in self.extract.iter().zip(best.iter()) {
             let Some((_, value)) = hit else { continue };
             match target {
                 Target::Canonical(c) => found |= self.set(&mut fields, *c, value),
@@ -673,7 +720,6 @@ impl Rule {
                 }
             }
         }
-        drop(best);
         for (name, value) in new_props {
             props.insert(name, value);
             found = true;
