@@ -23,7 +23,8 @@
 //! - [`config`]: YAML -> validated [`config::Config`], `${VAR}` expansion.
 //! - [`cloudwatch`]: the only module that calls aws-sdk-cloudwatchlogs; retries.
 //! - [`source`]: group pollers, window planning (the cursor rules), progress.
-//! - [`parse`]: parser rules (json, regex) and the session id search.
+//! - [`parse`]: parser rules (json, regex, kv), the rule sets shipped in
+//!   `parsers/`, PII redaction, and the session id search.
 //! - [`event`]: the raw CloudWatch event and the delivered event shape.
 //! - [`sink`]: outputs behind the [`sink::Sink`] trait: VectaDB, NDJSON.
 //! - [`state`]: the SQLite state file: schema, migrations, checkpoints.
