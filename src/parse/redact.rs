@@ -68,6 +68,8 @@ pub struct Redactor {
     names: Vec<String>,
     /// `name = value` / `"name": "value"` in text.
     field_text: Option<Regex>,
+    /// Just the names: a cheap test before `field_text` runs.
+    field_names: Option<Regex>,
 }
 
 /// Lower case without `_`, `-` and `.`, for comparing field names.
@@ -76,6 +78,17 @@ fn normalise(name: &str) -> String {
         .filter(|c| !matches!(c, '_' | '-' | '.'))
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// Whether `key`, normalised like [`normalise`], ends with `name` (already
+/// normalised), without allocating.
+fn ends_with_normalised(key: &str, name: &str) -> bool {
+    let mut key_chars = key
+        .chars()
+        .rev()
+        .filter(|c| !matches!(c, '_' | '-' | '.'))
+        .flat_map(char::to_lowercase);
+    name.chars().rev().all(|n| key_chars.next() == Some(n))
 }
 
 impl Redactor {
@@ -102,6 +115,12 @@ impl Redactor {
             alternatives.push(parts.join("[_.-]?"));
             names.push(n);
         }
+        let field_names = if alternatives.is_empty() {
+            None
+        } else {
+            let pattern = format!("(?i){}", alternatives.join("|"));
+            Some(Regex::new(&pattern).map_err(|e| e.to_string())?)
+        };
         let field_text = if alternatives.is_empty() {
             None
         } else {
@@ -115,21 +134,20 @@ impl Redactor {
             config,
             names,
             field_text,
+            field_names,
         }))
     }
 
     fn is_secret_name(&self, key: &str) -> bool {
-        if self.names.is_empty() {
-            return false;
-        }
-        let key = normalise(key);
-        self.names.iter().any(|n| key.ends_with(n.as_str()))
+        self.names.iter().any(|n| ends_with_normalised(key, n))
     }
 
     /// `text` with every configured kind replaced; borrowed when unchanged.
     pub fn redact_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(text);
-        if let Some(re) = &self.field_text {
+        if let (Some(re), Some(names)) = (&self.field_text, &self.field_names)
+            && names.is_match(&out)
+        {
             out = apply(out, re, |c: &Captures| {
                 let replaced = match c["value"].as_bytes().first() {
                     Some(b'"') => "\"[REDACTED:field]\"",
