@@ -185,6 +185,23 @@ fn item_lines(text: &str) -> Vec<usize> {
     lines
 }
 
+/// The `name:` of the list item that holds `line` (1-based), if it has one.
+fn rule_at_line(text: &str, line: usize) -> Option<String> {
+    let starts = item_lines(text);
+    let item = starts.iter().rposition(|&start| start <= line)?;
+    let end = starts.get(item + 1).copied().unwrap_or(usize::MAX);
+    text.lines()
+        .enumerate()
+        .skip(starts[item] - 1)
+        .take_while(|(n, _)| n + 1 < end)
+        .find_map(|(_, l)| {
+            let l = l.trim_start().trim_start_matches("- ").trim_start();
+            let rest = l.strip_prefix("name:")?;
+            Some(rest.trim().trim_matches(['"', '\'']).to_string())
+        })
+        .filter(|n| !n.is_empty())
+}
+
 /// Upper bound on `use`/framework-type nesting (a file using a set that
 /// uses a set ...), so a cycle is an error rather than a hang.
 const MAX_DEPTH: usize = 4;
@@ -201,7 +218,10 @@ fn compile_file(
         serde_yaml::from_str(text).map_err(|e| RuleError::FileSyntax {
             key: key.to_string(),
             file: file.to_string(),
-            message: e.to_string(),
+            message: match e.location().and_then(|l| rule_at_line(text, l.line())) {
+                Some(rule) => format!("rule {rule:?}: {e}"),
+                None => e.to_string(),
+            },
         })?;
     compile_entries(
         &entries,

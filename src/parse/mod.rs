@@ -631,7 +631,10 @@ mod tests {
         let e = load("[{use: typo}]", &options).unwrap_err();
         let msg = e.to_string();
         assert!(
-            msg.contains("typo.yaml") && msg.contains("patern") && msg.contains("line 3"),
+            msg.contains("typo.yaml")
+                && msg.contains("rule \"t\"")
+                && msg.contains("patern")
+                && msg.contains("line 3"),
             "{msg}"
         );
     }
