@@ -24,7 +24,8 @@
 //! - [`cloudwatch`]: the only module that calls aws-sdk-cloudwatchlogs: reads,
 //!   retries, the write path (`write`), admin (`admin`), Insights (`insights`).
 //! - [`source`]: group pollers, window planning (the cursor rules), progress.
-//! - [`parse`]: parser rules (json, regex) and the session id search.
+//! - [`parse`]: parser rules (json, regex, kv), the rule sets shipped in
+//!   `parsers/`, PII redaction, and the session id search.
 //! - [`event`]: the raw CloudWatch event and the delivered event shape.
 //! - [`sink`]: outputs behind the [`sink::Sink`] trait: VectaDB, NDJSON.
 //! - [`trace`]: grouping events into traces; trace state and summaries.

@@ -38,6 +38,22 @@ fn cases() -> Vec<Case> {
             expect: &["log_groups[0].parsers[0].pattern", "invalid regex"],
         },
         Case {
+            name: "unknown rule set",
+            yaml: format!(
+                "{out}log_groups:\n  - name: /a\n    parsers: [{{use: lambda}}, {{use: nginx}}]\n"
+            ),
+            expect: &[
+                "log_groups[0].parsers[1].use",
+                "\"nginx\"",
+                "built-in sets: lambda",
+            ],
+        },
+        Case {
+            name: "unknown redaction kind",
+            yaml: format!("{out}{GOOD_GROUPS}redact: {{emails: true, ibans: true}}\n"),
+            expect: &["unknown field `ibans`", "line 4"],
+        },
+        Case {
             name: "missing log_groups",
             yaml: out.to_string(),
             expect: &["log_groups", "missing"],
@@ -224,7 +240,13 @@ agent: { poll_interval_secs: 10, lookback_secs: 300, auto_create_traces: true, g
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout.contains("/aws/lambda/x"), "{stdout}");
-    assert!(stdout.contains("4 parser rule(s)"), "{stdout}");
+    // json, regex, and the framework types run as the shipped sets.
+    let framework_rules = ["langchain", "llamaindex"]
+        .iter()
+        .map(|s| cwtap::parse::RuleSet::builtin(s).unwrap().len())
+        .sum::<usize>();
+    let rules = format!("{} parser rule(s)", 2 + framework_rules);
+    assert!(stdout.contains(&rules), "{rules}: {stdout}");
     assert!(
         stdout.contains("VectaDB at http://localhost:8080"),
         "{stdout}"

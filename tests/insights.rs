@@ -342,7 +342,7 @@ async fn trace_shows_each_events_parsed_fields_with_the_groups_rules() {
             .starts_with('s')
     );
     let api = events.iter().find(|e| e["log_group"] == "/q/api").unwrap();
-    assert_eq!(api["fields"]["session_id"], "t-1", "found in the raw line");
+    assert_eq!(api["fields"]["trace_id"], "t-1", "found in the raw line");
 
     // The text form: time, group, stream, fields, then the message.
     let out = run_ok(

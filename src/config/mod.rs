@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::parse::RuleSet;
+use crate::parse::{LoadOptions, RedactConfig, RuleSet, redact::DEFAULT_FIELD_NAMES};
 use crate::time::parse_duration;
-use raw::{DurationValue, RawConfig};
+use raw::{DurationValue, RawConfig, RawRedact, RawRedactFields};
 
 /// A secret value (an API key). Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -263,12 +263,14 @@ impl Config {
         serde_yaml::from_value(value).map_err(syntax)
     }
 
-    /// Validates YAML text; `path` is only used in messages.
+    /// Validates YAML text; `path` is used in messages, and its folder is
+    /// where a relative `parsers_dir` is read from.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         // First pass on the text as written, so that YAML, unknown-key and type
         // errors carry their line and column; then ${VAR} is expanded.
         let raw = Self::expanded(text, path)?;
-        validate(raw)
+        let base = path.parent().unwrap_or(Path::new(""));
+        validate(raw, base)
             .map_err(|(key, message)| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 key,
@@ -314,6 +316,26 @@ fn check_group_name(name: &str, key: &str, allow_empty: bool) -> Result<(), Inva
     }
 }
 
+/// `redact:` as configured; every kind is off unless switched on.
+fn redact_config(raw: Option<&RawRedact>) -> RedactConfig {
+    let Some(r) = raw else {
+        return RedactConfig::default();
+    };
+    RedactConfig {
+        emails: r.emails.unwrap_or(false),
+        card_numbers: r.card_numbers.unwrap_or(false),
+        us_ssn: r.us_ssn.unwrap_or(false),
+        phone_numbers: r.phone_numbers.unwrap_or(false),
+        fields: match &r.fields {
+            None | Some(RawRedactFields::Switch(false)) => Vec::new(),
+            Some(RawRedactFields::Switch(true)) => {
+                DEFAULT_FIELD_NAMES.iter().map(|s| s.to_string()).collect()
+            }
+            Some(RawRedactFields::Names(names)) => names.clone(),
+        },
+    }
+}
+
 fn validate_aws(raw: raw::RawAws) -> Result<AwsConfig, Invalid> {
     let aws = AwsConfig {
         region: non_empty(raw.region, "aws.region")?,
@@ -328,7 +350,9 @@ fn validate_aws(raw: raw::RawAws) -> Result<AwsConfig, Invalid> {
     Ok(aws)
 }
 
-fn validate(raw: RawConfig) -> Result<Config, Invalid> {
+/// `base` is the config file's folder: a relative `parsers_dir` is read
+/// from there.
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
     let aws = validate_aws(raw.aws)?;
 
     let output = match (raw.vectadb, raw.ndjson) {
@@ -403,6 +427,23 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
             "is empty: list at least one log group (name: or prefix:)",
         ));
     }
+    let parsers_dir = match non_empty(raw.parsers_dir, "parsers_dir")? {
+        None => None,
+        Some(dir) => {
+            let dir = base.join(dir);
+            if !dir.is_dir() {
+                return Err(invalid(
+                    "parsers_dir",
+                    format!(
+                        "{} is not a folder (a relative path is read from the config file's folder)",
+                        dir.display()
+                    ),
+                ));
+            }
+            Some(dir)
+        }
+    };
+    let default_redact = redact_config(raw.redact.as_ref());
     let mut groups = Vec::with_capacity(raw_groups.len());
     for (i, g) in raw_groups.into_iter().enumerate() {
         let key = format!("log_groups[{i}]");
@@ -445,7 +486,23 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
             (None, Some(p)) => StreamFilter::Prefix(p),
             (None, None) => StreamFilter::All,
         };
-        let rules = RuleSet::compile(&g.parsers, &format!("{key}.parsers"))?;
+        let options = LoadOptions {
+            parsers_dir: parsers_dir.clone(),
+            redact: match &g.redact {
+                Some(r) => redact_config(Some(r)),
+                None => default_redact.clone(),
+            },
+        };
+        let rules =
+            RuleSet::load(&g.parsers, &format!("{key}.parsers"), &options).map_err(|e| {
+                let (k, m) = e.into_pair();
+                // Redaction errors are reported under the key they came from.
+                if k == "redact.fields" && g.redact.is_some() {
+                    (format!("{key}.redact.fields"), m)
+                } else {
+                    (k, m)
+                }
+            })?;
         groups.push(GroupConfig {
             key,
             selector,
@@ -616,5 +673,38 @@ mod tests {
             config.output,
             OutputConfig::Ndjson(NdjsonConfig { path: None, .. })
         ));
+    }
+
+    #[test]
+    fn parsers_dir_is_read_from_the_config_files_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        std::fs::write(
+            dir.path().join("rules/mine.yaml"),
+            "- {name: mine, type: regex, pattern: '^hello'}\n",
+        )
+        .unwrap();
+        let yaml = "ndjson: {path: '-'}\nparsers_dir: rules\nlog_groups: [{name: /a, parsers: [{use: mine}, {use: json}]}]\n";
+        let config = Config::from_yaml(yaml, &dir.path().join("c.yaml")).unwrap();
+        let rules = &config.groups[0].rules;
+        assert_eq!(rules.parse("hello there").rule.as_deref(), Some("mine"));
+        let missing = "ndjson: {path: '-'}\nparsers_dir: nowhere\nlog_groups: [{name: /a}]\n";
+        let e = Config::from_yaml(missing, &dir.path().join("c.yaml")).unwrap_err();
+        assert!(e.to_string().contains("parsers_dir"), "{e}");
+    }
+
+    #[test]
+    fn a_groups_redact_replaces_the_top_level_one() {
+        let yaml = "ndjson: {path: '-'}\nredact: {emails: true}\nlog_groups:\n  - {name: /a}\n  - {name: /b, redact: {fields: true}}\n  - {name: /c, redact: {}}\n";
+        let config = Config::from_yaml(yaml, Path::new("c.yaml")).unwrap();
+        let line = "mail a@example.com token=abc";
+        let got: Vec<_> = config
+            .groups
+            .iter()
+            .map(|g| g.rules.parse(line).properties["message"].clone())
+            .collect();
+        assert_eq!(got[0], "mail [REDACTED:email] token=abc");
+        assert_eq!(got[1], "mail a@example.com token=[REDACTED:field]");
+        assert_eq!(got[2], line);
     }
 }

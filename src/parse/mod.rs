@@ -1,33 +1,65 @@
 //! Parser rules: turn one CloudWatch message into the fields of an event.
 //!
-//! The rule types are the VectaDB CloudWatch agent's (`json`, `regex`,
-//! `langchain`, `llamaindex`) with its semantics: rules run in `priority` order
-//! (lower first, then file order), the first that matches wins, and a message
-//! no rule matches becomes `{message, raw_log: true}`. Unlike that agent, regex
-//! named captures are kept as properties. `session_id` is found in the message
-//! as VectaDB's agent finds it: `session_id`, else `request_id`, `req_id` or
-//! `trace_id` (with `-`, `_` or nothing between the words).
+//! A [`RuleSet`] holds one log group's compiled rules, sorted by `priority`
+//! (lower first, then list order). Rule kinds ([`rule`] has every key):
+//!
+//! - `json`: the message is a JSON object (or, with `embedded: true`, has one
+//!   after a text prefix such as Lambda's `<ts>\t<request id>\tINFO\t{...}`);
+//!   every original field stays in the properties; `fields` reads canonical
+//!   values by dotted paths (`trace.id`, `error.stack.0`), several candidates each.
+//! - `regex`: one of `patterns` matches; named captures become properties.
+//! - `kv`: `key=value` / `key: value` pairs (logfmt).
+//! - `langchain`, `llamaindex`: the VectaDB agent's framework types, run as
+//!   the shipped rule sets of those names.
+//!
+//! A `first` rule that matches ends the search; a `merge` rule adds what it
+//! found and the search goes on. The deciding `first` rule's values win;
+//! merge rules fill only what is still empty, in priority order. A message no
+//! rule matches becomes `{message, raw_log: true}`, as in VectaDB's agent.
+//! When no rule found a trace, request or session id, the message is searched
+//! the way VectaDB's agent does (`session_id`, `request_id`, `req_id`,
+//! `trace_id` as `key: value` or `key=value`), and each id found goes to its
+//! canonical field.
+//!
+//! Rule sets shipped in `parsers/` are embedded in the binary ([`load`]);
+//! optional PII redaction ([`redact`]) runs inside [`RuleSet::parse`], so what
+//! it returns is already redacted.
+
+mod kv;
+pub mod load;
+mod normalize;
+mod path;
+pub mod redact;
+pub mod rule;
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use crate::config::raw::RawParser;
+pub use load::{LoadOptions, RuleError, builtin_names};
+pub use redact::{RedactConfig, Redactor};
+use rule::{Extract, Input, Mode, Rule};
 
 /// The canonical fields every rule can fill. Trace grouping reads these;
 /// the delivered event carries them in `properties` beside the original data.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fields {
     /// Trace id: a W3C trace id (32 hex), an X-Ray root (`1-xxxxxxxx-...`) or
-    /// an application's own id.
+    /// an application's own id. X-Ray headers and traceparents are taken apart.
     pub trace_id: Option<String>,
     /// Request id (a Lambda RequestId, an API Gateway requestId, ...).
     pub request_id: Option<String>,
+    /// This event's span.
     pub span_id: Option<String>,
+    /// The span this event's span hangs under (X-Ray Parent, traceparent's
+    /// parent id).
     pub parent_span_id: Option<String>,
+    /// A conversation or user session.
     pub session_id: Option<String>,
+    /// The agent that wrote the line, when the line says.
     pub agent_id: Option<String>,
+    /// The service or application name.
     pub service: Option<String>,
     /// Lower-case level name: trace, debug, info, warn, error, fatal.
     pub level: Option<String>,
@@ -36,206 +68,179 @@ pub struct Fields {
     /// `lambda_start`, `lambda_end` and `lambda_report` are understood by trace
     /// grouping (with `request_id`).
     pub event_type: Option<String>,
+    /// How long the operation the line reports took.
     pub duration_ms: Option<f64>,
     /// Error type or message, when the line reports one.
     pub error: Option<String>,
 }
 
+impl Fields {
+    /// Fills every empty field from `other`.
+    fn fill_from(&mut self, other: Fields) {
+        macro_rules! fill {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = other.$f; } )* };
+        }
+        fill!(
+            trace_id,
+            request_id,
+            span_id,
+            parent_span_id,
+            session_id,
+            agent_id,
+            service,
+            level,
+            message,
+            event_type,
+            duration_ms,
+            error
+        );
+    }
+}
+
 /// What the rules made of one message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
-    /// Name of the (first) rule that matched; `None` for the fallback.
+    /// Name of the rule that decided: the `first` rule that matched, else the
+    /// first merge rule that added something; `None` for the fallback.
     pub rule: Option<String>,
     pub fields: Fields,
     /// The original fields (JSON) or the raw line, beside what was extracted.
     pub properties: Map<String, Value>,
-}
-
-#[derive(Debug, Clone)]
-enum Kind {
-    /// The message is a JSON object (optionally also matching `pattern`).
-    Json {
-        pattern: Option<Regex>,
-        default_event_type: Option<String>,
-    },
-    /// The pattern matches; named captures become properties.
-    Regex(Regex),
-}
-
-#[derive(Debug, Clone)]
-struct Rule {
-    name: String,
-    kind: Kind,
-    field_mapping: Vec<(String, String)>,
-    event_type: Option<String>,
-    priority: i64,
+    /// Merge rules that added something, in the order they ran (without
+    /// `rule` itself).
+    pub merged: Vec<String>,
 }
 
 /// The compiled rules of one log group, in the order they are tried.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    redactor: Option<Redactor>,
 }
 
 impl RuleSet {
-    /// Compiles rules; errors are (key, message), the key like
-    /// `log_groups[0].parsers[1].pattern`.
-    pub(crate) fn compile(raw: &[RawParser], key: &str) -> Result<RuleSet, (String, String)> {
-        let mut rules = Vec::with_capacity(raw.len());
-        for (i, p) in raw.iter().enumerate() {
-            let key = format!("{key}[{i}]");
-            let compile = |pattern: &str| {
-                Regex::new(pattern)
-                    .map_err(|e| (format!("{key}.pattern"), format!("invalid regex: {e}")))
-            };
-            let kind = match p.kind.as_str() {
-                "json" | "langchain" | "llamaindex" => Kind::Json {
-                    pattern: p.pattern.as_deref().map(compile).transpose()?,
-                    default_event_type: (p.kind != "json").then(|| p.kind.clone()),
-                },
-                "regex" => {
-                    let pattern = p.pattern.as_deref().ok_or_else(|| {
-                        (
-                            format!("{key}.pattern"),
-                            "is required when type is regex".to_string(),
-                        )
-                    })?;
-                    Kind::Regex(compile(pattern)?)
-                }
-                other => {
-                    return Err((
-                        format!("{key}.type"),
-                        format!(
-                            "unknown parser type {other:?}; expected json, regex, langchain or llamaindex"
-                        ),
-                    ));
-                }
-            };
-            rules.push(Rule {
-                name: p.name.clone().unwrap_or_else(|| format!("{}#{i}", p.kind)),
-                kind,
-                field_mapping: p
-                    .field_mapping
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                event_type: p.event_type.clone(),
-                priority: p.priority.unwrap_or(100),
-            });
-        }
-        // Stable: equal priorities keep file order.
-        rules.sort_by_key(|r| r.priority);
-        Ok(RuleSet { rules })
+    /// Compiles a `parsers` list without `parsers_dir` or redaction; errors
+    /// are (key, message), the key like `log_groups[0].parsers[1].pattern`.
+    #[cfg(test)]
+    pub(crate) fn compile(
+        raw: &[crate::config::raw::RawParser],
+        key: &str,
+    ) -> Result<RuleSet, (String, String)> {
+        RuleSet::load(raw, key, &LoadOptions::default()).map_err(RuleError::into_pair)
     }
 
+    fn from_rules(mut rules: Vec<Rule>, redactor: Option<Redactor>) -> RuleSet {
+        // Stable: equal priorities keep list order.
+        rules.sort_by_key(|r| r.priority);
+        RuleSet { rules, redactor }
+    }
+
+    /// The same rules, with PII redaction.
+    pub fn with_redaction(mut self, config: RedactConfig) -> Result<RuleSet, String> {
+        self.redactor = Redactor::new(config)?;
+        Ok(self)
+    }
+
+    /// Number of rules.
     pub fn len(&self) -> usize {
         self.rules.len()
     }
 
+    /// Whether there is no rule (every message is the fallback).
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
+    /// Rule names in the order they are tried.
+    pub fn rule_names(&self) -> Vec<&str> {
+        self.rules.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// Whether PII redaction is on.
+    pub fn redacts(&self) -> bool {
+        self.redactor.is_some()
+    }
+
     /// Parses one message. Never fails: no match is the fallback event.
     pub fn parse(&self, message: &str) -> Parsed {
-        let mut json: Option<Option<Map<String, Value>>> = None;
+        let mut input = Input::new(message);
+        let mut merges: Vec<(&str, Extract)> = Vec::new();
+        let mut decided: Option<(&str, Extract)> = None;
         for rule in &self.rules {
-            let matched = match &rule.kind {
-                Kind::Json {
-                    pattern,
-                    default_event_type,
-                } => {
-                    if pattern.as_ref().is_some_and(|p| !p.is_match(message)) {
-                        continue;
-                    }
-                    let object = json.get_or_insert_with(|| parse_object(message));
-                    object
-                        .clone()
-                        .map(|props| (props, default_event_type.clone()))
-                }
-                Kind::Regex(re) => re.captures(message).map(|caps| {
-                    let mut props = Map::new();
-                    for name in re.capture_names().flatten() {
-                        if let Some(m) = caps.name(name) {
-                            props.insert(name.to_string(), Value::String(m.as_str().to_string()));
-                        }
-                    }
-                    let raw_key = if props.contains_key("message") {
-                        "raw_message"
-                    } else {
-                        "message"
-                    };
-                    props.insert(raw_key.to_string(), Value::String(message.to_string()));
-                    (props, None)
-                }),
+            let Some(extract) = rule.apply(&mut input) else {
+                continue;
             };
-            if let Some((mut properties, default_event_type)) = matched {
-                for (from, to) in &rule.field_mapping {
-                    if let Some(v) = lookup(&properties, from).cloned() {
-                        properties.insert(to.clone(), v);
-                    }
+            match rule.mode {
+                Mode::Merge => merges.push((&rule.name, extract)),
+                Mode::First => {
+                    decided = Some((&rule.name, extract));
+                    break;
                 }
-                let event_type = rule
-                    .event_type
-                    .clone()
-                    .or_else(|| string_field(&properties, "event_type"))
-                    .or(default_event_type);
-                return Parsed {
-                    rule: Some(rule.name.clone()),
-                    fields: Fields {
-                        event_type,
-                        session_id: string_field(&properties, "session_id")
-                            .or_else(|| find_session_id(message)),
-                        agent_id: string_field(&properties, "agent_id"),
-                        ..Fields::default()
-                    },
-                    properties,
-                };
             }
         }
-        let mut properties = Map::new();
-        properties.insert("message".into(), Value::String(message.to_string()));
-        properties.insert("raw_log".into(), Value::Bool(true));
-        Parsed {
-            rule: None,
-            fields: Fields {
-                session_id: find_session_id(message),
-                ..Fields::default()
-            },
-            properties,
+
+        let mut parsed = if decided.is_none() && merges.is_empty() {
+            let mut properties = Map::new();
+            properties.insert("message".into(), Value::String(message.to_string()));
+            properties.insert("raw_log".into(), Value::Bool(true));
+            Parsed {
+                rule: None,
+                fields: Fields::default(),
+                properties,
+                merged: Vec::new(),
+            }
+        } else {
+            let mut merges = merges.into_iter();
+            let (rule, first) = match decided {
+                Some(d) => d,
+                // Merge rules only: the first one names the result.
+                None => merges.next().map_or(("", Extract::default()), |m| m),
+            };
+            let mut text_like = !first.from_json;
+            let mut properties = first.props;
+            let mut fields = first.fields;
+            let mut merged = Vec::new();
+            for (name, m) in merges {
+                merged.push(name.to_string());
+                fields.fill_from(m.fields);
+                text_like &= !m.from_json;
+                for (k, v) in m.props {
+                    properties.entry(k).or_insert(v);
+                }
+            }
+            if text_like {
+                // A text rule keeps the raw line; a JSON object is kept as its fields.
+                let key = if properties.contains_key("message") {
+                    "raw_message"
+                } else {
+                    "message"
+                };
+                properties.insert(key.to_string(), Value::String(message.to_string()));
+            }
+            Parsed {
+                rule: Some(rule.to_string()),
+                fields,
+                properties,
+                merged,
+            }
+        };
+
+        if parsed.fields.trace_id.is_none()
+            && parsed.fields.request_id.is_none()
+            && parsed.fields.session_id.is_none()
+        {
+            let f = &mut parsed.fields;
+            f.session_id = find_id(&ID_PATTERNS[0], message);
+            f.request_id =
+                find_id(&ID_PATTERNS[1], message).or_else(|| find_id(&ID_PATTERNS[2], message));
+            f.trace_id = find_id(&ID_PATTERNS[3], message);
         }
-    }
-}
 
-fn parse_object(message: &str) -> Option<Map<String, Value>> {
-    let trimmed = message.trim();
-    if !trimmed.starts_with('{') {
-        return None;
-    }
-    match serde_json::from_str::<Value>(trimmed) {
-        Ok(Value::Object(map)) => Some(map),
-        _ => None,
-    }
-}
-
-/// A top-level key, or a dotted path into nested objects (`error.type`).
-fn lookup<'a>(props: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(v) = props.get(path) {
-        return Some(v);
-    }
-    let mut parts = path.split('.');
-    let mut current = props.get(parts.next()?)?;
-    for part in parts {
-        current = current.as_object()?.get(part)?;
-    }
-    Some(current)
-}
-
-fn string_field(props: &Map<String, Value>, key: &str) -> Option<String> {
-    match props.get(key)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+        if let Some(r) = &self.redactor {
+            r.redact_map(&mut parsed.properties);
+            r.redact_fields(&mut parsed.fields);
+        }
+        parsed
     }
 }
 
@@ -254,17 +259,23 @@ static ID_PATTERNS: LazyLock<[Regex; 4]> = LazyLock::new(|| {
     ]
 });
 
+fn find_id(re: &Regex, message: &str) -> Option<String> {
+    re.captures(message)
+        .map(|c| c[1].to_string())
+        // All-zero ids mean "no active trace" (OpenTelemetry).
+        .filter(|id| !id.bytes().all(|b| b == b'0'))
+}
+
 /// The VectaDB agent's session id search: `session_id`, else `request_id`,
 /// `req_id`, `trace_id`, in that order, as `key: value` or `key=value`.
 pub fn find_session_id(message: &str) -> Option<String> {
-    ID_PATTERNS
-        .iter()
-        .find_map(|re| re.captures(message).map(|c| c[1].to_string()))
+    ID_PATTERNS.iter().find_map(|re| find_id(re, message))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::raw::RawParser;
 
     fn rules(yaml: &str) -> RuleSet {
         let raw: Vec<RawParser> = serde_yaml::from_str(yaml).unwrap();
@@ -315,7 +326,7 @@ mod tests {
             "plain text request_id=abc-123 done"
         );
         assert_eq!(p.properties["raw_log"], true);
-        assert_eq!(p.fields.session_id.as_deref(), Some("abc-123"));
+        assert_eq!(p.fields.request_id.as_deref(), Some("abc-123"));
     }
 
     #[test]
@@ -343,5 +354,322 @@ mod tests {
         assert_eq!(RuleSet::compile(&raw, "p").unwrap_err().0, "p[0].pattern");
         let raw: Vec<RawParser> = serde_yaml::from_str("- {type: xml}").unwrap();
         assert_eq!(RuleSet::compile(&raw, "p").unwrap_err().0, "p[0].type");
+    }
+
+    #[test]
+    fn every_builtin_set_compiles_and_names_every_rule() {
+        for name in builtin_names() {
+            let set = RuleSet::builtin(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!set.is_empty(), "{name} has no rules");
+            assert!(set.rule_names().iter().all(|n| !n.contains('#')), "{name}");
+        }
+    }
+
+    fn entries(yaml: &str) -> Vec<RawParser> {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn load(yaml: &str, options: &LoadOptions) -> Result<RuleSet, RuleError> {
+        RuleSet::load(&entries(yaml), "log_groups[0].parsers", options)
+    }
+
+    #[test]
+    fn lambda_report_gives_durations_memory_cold_start_and_xray_trace() {
+        let set = RuleSet::builtin("lambda").unwrap();
+        let cold = set.parse(
+            "REPORT RequestId: 5e5c4176-5df6-4817-b099-2bcf60ec6db2\tDuration: 40.47 ms\tBilled Duration: 41 ms\tMemory Size: 512 MB\tMax Memory Used: 128 MB\tInit Duration: 226.07 ms\t\nXRAY TraceId: 1-6afffe01-96d38ff58c3f846cc6a942d3\tSegmentId: 3c5ab1d2e4f60718\tSampled: true\t",
+        );
+        assert_eq!(cold.fields.event_type.as_deref(), Some("lambda_report"));
+        assert_eq!(
+            cold.fields.request_id.as_deref(),
+            Some("5e5c4176-5df6-4817-b099-2bcf60ec6db2")
+        );
+        assert_eq!(cold.fields.duration_ms, Some(40.47));
+        assert_eq!(
+            cold.fields.trace_id.as_deref(),
+            Some("1-6afffe01-96d38ff58c3f846cc6a942d3")
+        );
+        assert_eq!(cold.properties["billed_duration_ms"], 41);
+        assert_eq!(cold.properties["memory_size_mb"], 512);
+        assert_eq!(cold.properties["max_memory_used_mb"], 128);
+        assert_eq!(cold.properties["init_duration_ms"], 226.07);
+        let warm = set.parse(
+            "REPORT RequestId: 1a695bcc-29ff-4451-9e5d-e16df8dbf71d\tDuration: 582.42 ms\tBilled Duration: 583 ms\tMemory Size: 256 MB\tMax Memory Used: 69 MB\t",
+        );
+        assert!(!warm.properties.contains_key("init_duration_ms"));
+        assert_eq!(warm.fields.trace_id, None);
+        let start =
+            set.parse("START RequestId: 1a695bcc-29ff-4451-9e5d-e16df8dbf71d Version: $LATEST");
+        assert_eq!(start.fields.event_type.as_deref(), Some("lambda_start"));
+        assert_eq!(start.properties["version"], "$LATEST");
+        let end = set.parse("END RequestId: 1a695bcc-29ff-4451-9e5d-e16df8dbf71d");
+        assert_eq!(end.fields.event_type.as_deref(), Some("lambda_end"));
+        let init =
+            set.parse("INIT_START Runtime Version: python:3.12.v38\tRuntime Version ARN: arn:x");
+        assert_eq!(init.fields.event_type.as_deref(), Some("lambda_init_start"));
+    }
+
+    #[test]
+    fn a_merge_rule_adds_to_the_rule_that_decides_and_matching_goes_on() {
+        let set = load("[{use: lambda}, {use: langchain}]", &LoadOptions::default()).unwrap();
+        let p = set.parse(
+            "2026-11-20T08:00:01.001Z\t5e5c4176-5df6-4817-b099-2bcf60ec6db2\tINFO\t> Entering new AgentExecutor chain...",
+        );
+        assert_eq!(p.rule.as_deref(), Some("langchain-chain-start"));
+        assert_eq!(p.merged, vec!["lambda-node-text".to_string()]);
+        assert_eq!(p.fields.event_type.as_deref(), Some("chain_start"));
+        assert_eq!(
+            p.fields.request_id.as_deref(),
+            Some("5e5c4176-5df6-4817-b099-2bcf60ec6db2")
+        );
+        assert_eq!(p.fields.level.as_deref(), Some("info"));
+        assert_eq!(p.properties["chain_type"], "AgentExecutor");
+    }
+
+    #[test]
+    fn the_deciding_rules_values_win_and_merge_rules_fill_only_empty_fields() {
+        let set = load(
+            "- {use: xray}\n- {name: j, type: json, fields: {trace_id: [traceId], service: [svc]}}",
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let p = set.parse(
+            r#"{"traceId":"app-trace-1","svc":"api","hdr":"Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"}"#,
+        );
+        assert_eq!(p.rule.as_deref(), Some("j"));
+        assert_eq!(p.fields.trace_id.as_deref(), Some("app-trace-1"));
+        assert_eq!(p.fields.parent_span_id.as_deref(), Some("53995c3f42cd8ad8"));
+        assert_eq!(p.fields.service.as_deref(), Some("api"));
+        assert!(p.merged.contains(&"xray-header".to_string()));
+        // Only merge rules matched: the first names the result.
+        let only = set.parse("calling with Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0");
+        assert_eq!(only.rule.as_deref(), Some("xray-header"));
+        assert_eq!(
+            only.fields.trace_id.as_deref(),
+            Some("1-5759e988-bd862e3fe1be46a994272793")
+        );
+        assert_eq!(
+            only.properties["message"],
+            "calling with Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0"
+        );
+    }
+
+    #[test]
+    fn xray_headers_and_traceparents_in_json_fields_become_trace_and_parent() {
+        let set = rules("- {name: j, type: json, fields: {trace_id: [trace.header, traceparent]}}");
+        let x = set.parse(r#"{"trace":{"header":"Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"}}"#);
+        assert_eq!(
+            x.fields.trace_id.as_deref(),
+            Some("1-5759e988-bd862e3fe1be46a994272793")
+        );
+        assert_eq!(x.fields.parent_span_id.as_deref(), Some("53995c3f42cd8ad8"));
+        let w = set
+            .parse(r#"{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}"#);
+        assert_eq!(
+            w.fields.trace_id.as_deref(),
+            Some("0af7651916cd43dd8448eb211c80319c")
+        );
+        assert_eq!(w.fields.parent_span_id.as_deref(), Some("b7ad6b7169203331"));
+    }
+
+    #[test]
+    fn json_paths_reach_into_arrays_and_the_first_present_candidate_wins() {
+        let set = rules(
+            "- {name: j, type: json, fields: {request_id: [missing, records.1.id, rid], error: [err.type, err.message], first_stack: 'err.stack[0]'}}",
+        );
+        let p = set.parse(
+            r#"{"records":[{"id":"r0"},{"id":"r1"}],"rid":"x","err":{"message":"boom","stack":["at a","at b"]}}"#,
+        );
+        assert_eq!(p.fields.request_id.as_deref(), Some("r1"));
+        assert_eq!(p.fields.error.as_deref(), Some("boom"));
+        assert_eq!(p.properties["first_stack"], "at a");
+        assert_eq!(p.properties["rid"], "x");
+    }
+
+    #[test]
+    fn embedded_json_after_a_text_prefix_is_taken_apart() {
+        let set = RuleSet::builtin("lambda").unwrap();
+        let p = set.parse(
+            "2026-11-20T08:04:34.348Z\ta2e8f6e0-f878-4ccf-9dda-c46687d8b1eb\tERROR\tInvoke Error \t{\"errorType\":\"TypeError\",\"errorMessage\":\"boom\",\"stack\":[\"TypeError: boom\"]}",
+        );
+        assert_eq!(p.rule.as_deref(), Some("lambda-node-json"));
+        assert_eq!(p.fields.error.as_deref(), Some("TypeError"));
+        assert_eq!(p.fields.level.as_deref(), Some("error"));
+        assert_eq!(p.properties["stack"][0], "TypeError: boom");
+        assert_eq!(p.properties["text"], "Invoke Error");
+    }
+
+    #[test]
+    fn kv_rules_read_logfmt_pairs_and_need_enough_of_them() {
+        let set = RuleSet::builtin("kv").unwrap();
+        let p = set.parse(r#"level=warn msg="slow handler" took=1.2s trace_id=abc"#);
+        assert_eq!(p.rule.as_deref(), Some("kv-logfmt"));
+        assert_eq!(p.fields.level.as_deref(), Some("warn"));
+        assert_eq!(p.fields.message.as_deref(), Some("slow handler"));
+        assert_eq!(p.fields.duration_ms, Some(1200.0));
+        assert_eq!(p.fields.trace_id.as_deref(), Some("abc"));
+        assert_eq!(p.properties["msg"], "slow handler");
+        assert_eq!(
+            p.properties["message"],
+            r#"level=warn msg="slow handler" took=1.2s trace_id=abc"#
+        );
+        assert_eq!(set.parse("ok=true").rule, None);
+    }
+
+    #[test]
+    fn when_conditions_skip_rules_cheaply() {
+        let set = rules(
+            "- {name: p, type: regex, pattern: '(?P<x>\\w+)', when: {prefix: 'A '}}\n- {name: j, type: json, when: {json_field: a.b}}\n- {name: r, type: regex, pattern: '.', when: {regex: '^\\d+$', contains: '7'}}",
+        );
+        assert_eq!(set.parse("A thing").rule.as_deref(), Some("p"));
+        assert_eq!(set.parse(r#"{"a":{"b":1}}"#).rule.as_deref(), Some("j"));
+        assert_eq!(set.parse(r#"{"a":{"c":1}}"#).rule, None);
+        assert_eq!(set.parse("1271").rule.as_deref(), Some("r"));
+        assert_eq!(set.parse("1211").rule, None);
+    }
+
+    #[test]
+    fn event_types_can_name_captured_values() {
+        let set = rules(
+            "- {name: r, type: regex, pattern: '\\[(?P<kind>\\w+)/(?P<phase>\\w+)\\]', event_type: '{kind|lower}_{phase}'}",
+        );
+        assert_eq!(
+            set.parse("[LLM/end] x").fields.event_type.as_deref(),
+            Some("llm_end")
+        );
+    }
+
+    #[test]
+    fn numeric_levels_follow_the_rules_scale() {
+        let set = rules(
+            "- {name: py, type: json, level_numbers: python, fields: {level: levelno}}\n- {name: pino, type: regex, pattern: '^(?P<level>\\d+)$'}",
+        );
+        assert_eq!(
+            set.parse(r#"{"levelno":10}"#).fields.level.as_deref(),
+            Some("debug")
+        );
+        assert_eq!(set.parse("10").fields.level.as_deref(), Some("trace"));
+        assert_eq!(set.parse("60").fields.level.as_deref(), Some("fatal"));
+    }
+
+    #[test]
+    fn langchain_type_extracts_what_the_vectadb_agent_extracts() {
+        // VectaDB's agent: framework plus chain_type / tool_name / input.
+        let set = rules("- {name: lc, type: langchain, priority: 7}");
+        let chain = set.parse("> Entering new AgentExecutor chain...");
+        assert_eq!(chain.properties["framework"], "langchain");
+        assert_eq!(chain.properties["chain_type"], "AgentExecutor");
+        let tool = set.parse("Running WebSearch tool with input: weather forecast");
+        assert_eq!(tool.properties["tool_name"], "WebSearch");
+        assert_eq!(tool.properties["input"], "weather forecast");
+        let llama = rules("- {type: llamaindex}");
+        let r = llama.parse("Retrieved 4 nodes");
+        assert_eq!(r.properties["framework"], "llamaindex");
+        assert_eq!(r.properties["node_count"], 4);
+    }
+
+    #[test]
+    fn use_reads_parsers_dir_before_the_builtin_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("lambda.yaml"),
+            "# mine\n- name: my-lambda\n  type: regex\n  pattern: '^START'\n  event_type: mine\n",
+        )
+        .unwrap();
+        let options = LoadOptions {
+            parsers_dir: Some(dir.path().to_path_buf()),
+            ..LoadOptions::default()
+        };
+        let set = load("[{use: lambda}, {use: kv}]", &options).unwrap();
+        assert_eq!(
+            set.parse("START RequestId: x").rule.as_deref(),
+            Some("my-lambda")
+        );
+        assert!(set.rule_names().contains(&"kv-logfmt"));
+    }
+
+    #[test]
+    fn an_unknown_set_names_the_key_and_lists_the_builtin_sets() {
+        let e = load("[{use: lambda}, {use: nginx}]", &LoadOptions::default()).unwrap_err();
+        assert_eq!(e.key(), "log_groups[0].parsers[1].use");
+        let msg = e.to_string();
+        assert!(msg.contains("\"nginx\""), "{msg}");
+        for name in builtin_names() {
+            assert!(msg.contains(name), "{msg}");
+        }
+        let e = load("[{use: lambda, priority: 3}]", &LoadOptions::default()).unwrap_err();
+        assert_eq!(e.key(), "log_groups[0].parsers[0].use");
+    }
+
+    #[test]
+    fn errors_in_rule_files_name_the_file_the_rule_and_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mine.yaml"),
+            "# my rules\n- name: ok\n  type: regex\n  pattern: 'a'\n\n- name: broken\n  type: regex\n  pattern: '(unclosed'\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("typo.yaml"),
+            "- name: t\n  type: regex\n  patern: 'a'\n",
+        )
+        .unwrap();
+        let options = LoadOptions {
+            parsers_dir: Some(dir.path().to_path_buf()),
+            ..LoadOptions::default()
+        };
+        let e = load("[{use: mine}]", &options).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(&e, RuleError::FileRule { rule, line: 6, .. } if rule == "broken"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("mine.yaml") && msg.contains("pattern: invalid regex"),
+            "{msg}"
+        );
+        let e = load("[{use: typo}]", &options).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("typo.yaml")
+                && msg.contains("rule \"t\"")
+                && msg.contains("patern")
+                && msg.contains("line 3"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn parse_returns_redacted_messages_properties_and_fields() {
+        let set = RuleSet::builtin("json")
+            .unwrap()
+            .with_redaction(RedactConfig {
+                emails: true,
+                card_numbers: true,
+                fields: vec!["password".into()],
+                ..RedactConfig::default()
+            })
+            .unwrap();
+        let p = set.parse(
+            r#"{"msg":"order by jane@example.com paid with 4111-1111-1111-1111","password":"hunter2","user":{"email":"bob@example.org"}}"#,
+        );
+        assert_eq!(
+            p.fields.message.as_deref(),
+            Some("order by [REDACTED:email] paid with [REDACTED:card_number]")
+        );
+        assert_eq!(p.properties["password"], "[REDACTED:field]");
+        assert_eq!(p.properties["user"]["email"], "[REDACTED:email]");
+        let text = set.parse("login failed for jane@example.com password=hunter2");
+        assert_eq!(
+            text.properties["message"],
+            "login failed for [REDACTED:email] password=[REDACTED:field]"
+        );
+        // Off by default.
+        let plain = RuleSet::builtin("json").unwrap();
+        assert!(!plain.redacts());
+        assert_eq!(
+            plain.parse("x jane@example.com").properties["message"],
+            "x jane@example.com"
+        );
     }
 }

@@ -1,0 +1,851 @@
+//! One compiled rule: its kind (json, regex, kv), its `when` prefilter, what
+//! it extracts, and how it runs against a message.
+//!
+//! Rule keys (inline in a group's `parsers` or in a rule file):
+//!
+//! - `name`, `type` (`json`, `regex`, `kv`), `priority` (lower first, default
+//!   100), `mode` (`first`: a match stops the search; `merge`: the rule adds
+//!   what it found and the search goes on).
+//! - `when`: `prefix`, `contains`, `regex`, `json_field`; all given must hold.
+//! - json: `pattern` (must match too; its named captures become properties),
+//!   `embedded: true` (the object may follow a text prefix).
+//! - regex: `pattern` or `patterns` (the first that matches is used).
+//! - kv: `separators` (`=`, `:` or `both`), `min_pairs` (default 2).
+//! - `fields`: target -> candidate paths (the first present wins). Targets are
+//!   the canonical fields or property names. A canonical field that is not
+//!   listed is read from the property of the same name.
+//! - `defaults`, `numbers`, `level_numbers`, `duration_unit`,
+//!   `field_mapping` (VectaDB's: copy a field to a new name), `event_type`
+//!   (may name properties: `{phase}`, `{kind|lower}`).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use regex::Regex;
+use serde_json::{Map, Number, Value};
+
+use super::Fields;
+use super::kv::{self, Separators};
+use super::normalize::{self, LevelNumbers};
+use super::path::Path;
+use crate::config::raw::{RawLevelNumbers, RawMode, RawParser};
+
+/// What went wrong compiling a rule: (key below the rule, message).
+pub(crate) type KeyError = (String, String);
+
+fn err(key: &str, message: impl Into<String>) -> KeyError {
+    (key.to_string(), message.into())
+}
+
+/// The canonical fields, in the order rules fill them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Canon {
+    TraceId,
+    ParentSpanId,
+    RequestId,
+    SpanId,
+    SessionId,
+    AgentId,
+    Service,
+    Level,
+    Message,
+    EventType,
+    DurationMs,
+    Error,
+}
+
+impl Canon {
+    pub(crate) const ALL: [Canon; 12] = [
+        Canon::TraceId,
+        Canon::ParentSpanId,
+        Canon::RequestId,
+        Canon::SpanId,
+        Canon::SessionId,
+        Canon::AgentId,
+        Canon::Service,
+        Canon::Level,
+        Canon::Message,
+        Canon::EventType,
+        Canon::DurationMs,
+        Canon::Error,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Canon::TraceId => "trace_id",
+            Canon::ParentSpanId => "parent_span_id",
+            Canon::RequestId => "request_id",
+            Canon::SpanId => "span_id",
+            Canon::SessionId => "session_id",
+            Canon::AgentId => "agent_id",
+            Canon::Service => "service",
+            Canon::Level => "level",
+            Canon::Message => "message",
+            Canon::EventType => "event_type",
+            Canon::DurationMs => "duration_ms",
+            Canon::Error => "error",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Canon> {
+        Canon::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// Where an extracted value goes.
+#[derive(Debug, Clone, PartialEq)]
+enum Target {
+    Canonical(Canon),
+    Property(String),
+}
+
+/// Whether a matching rule ends the search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    First,
+    Merge,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Json {
+        pattern: Option<Regex>,
+        embedded: bool,
+    },
+    Regex(Vec<Regex>),
+    Kv {
+        separators: Separators,
+        min_pairs: usize,
+    },
+}
+
+/// The cheap tests a message must pass before the rule runs.
+#[derive(Debug, Clone, Default)]
+struct When {
+    prefix: Vec<String>,
+    contains: Vec<String>,
+    regex: Option<Regex>,
+    json_fields: Vec<Path>,
+}
+
+/// `event_type` text with `{property}` / `{property|lower}` holes.
+#[derive(Debug, Clone)]
+enum Template {
+    Fixed(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Text(String),
+    Hole { path: Path, lower: bool },
+}
+
+impl Template {
+    fn parse(text: &str) -> Result<Template, String> {
+        if !text.contains('{') {
+            return Ok(Template::Fixed(text.to_string()));
+        }
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_string()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("{text:?} has an unclosed {{"))?;
+            let inner = &rest[open + 1..open + close];
+            let (name, lower) = match inner.split_once('|') {
+                Some((name, "lower")) => (name, true),
+                Some((_, filter)) => {
+                    return Err(format!("unknown filter {filter:?} (only `lower`)"));
+                }
+                None => (inner, false),
+            };
+            parts.push(Part::Hole {
+                path: Path::parse(name)?,
+                lower,
+            });
+            rest = &rest[open + close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        Ok(Template::Parts(parts))
+    }
+
+    fn render(&self, props: &Map<String, Value>) -> String {
+        match self {
+            Template::Fixed(s) => s.clone(),
+            Template::Parts(parts) => {
+                let mut out = String::new();
+                for part in parts {
+                    match part {
+                        Part::Text(t) => out.push_str(t),
+                        Part::Hole { path, lower } => {
+                            if let Some(v) = path.lookup(props).and_then(scalar_string) {
+                                if *lower {
+                                    out.push_str(&v.to_lowercase());
+                                } else {
+                                    out.push_str(&v);
+                                }
+                            }
+                        }
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// A fast hasher for the key index (FxHash's mixing). SipHash's flooding
+/// protection is not needed: the index is built from the rules, and input
+/// only looks keys up.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl KeyHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.mix(u64::from(n));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub(crate) struct Rule {
+    pub(crate) name: String,
+    pub(crate) priority: i64,
+    pub(crate) mode: Mode,
+    kind: Kind,
+    when: When,
+    extract: Vec<(Target, Vec<Path>)>,
+    /// Top-level key -> (index in `extract`, candidate rank): one hash lookup
+    /// per key of the message finds every candidate path it can satisfy.
+    index: HashMap<String, Vec<(usize, usize)>, BuildHasherDefault<KeyHasher>>,
+    defaults: Vec<(Target, String)>,
+    field_mapping: Vec<(Path, String)>,
+    numbers: Vec<String>,
+    event_type: Option<Template>,
+    level_numbers: LevelNumbers,
+    duration_unit_ms: f64,
+}
+
+/// What one rule made of a message.
+#[derive(Debug, Default)]
+pub(crate) struct Extract {
+    /// JSON fields, captures or pairs (and what `fields` copied to properties).
+    pub(crate) props: Map<String, Value>,
+    pub(crate) fields: Fields,
+    /// The properties came from a JSON object (no raw line is added).
+    pub(crate) from_json: bool,
+}
+
+/// Per-message state shared by the rules: the JSON parse is done once.
+pub(crate) struct Input<'a> {
+    pub(crate) message: &'a str,
+    json: Option<Option<Map<String, Value>>>,
+    embedded: Option<(usize, Option<Map<String, Value>>)>,
+}
+
+impl<'a> Input<'a> {
+    pub(crate) fn new(message: &'a str) -> Input<'a> {
+        Input {
+            message,
+            json: None,
+            embedded: None,
+        }
+    }
+
+    /// The message as a JSON object, parsed at most once.
+    fn json(&mut self) -> Option<&Map<String, Value>> {
+        let message = self.message;
+        self.json
+            .get_or_insert_with(|| parse_object(message))
+            .as_ref()
+    }
+
+    fn take_json(&mut self, keep: bool) -> Option<Map<String, Value>> {
+        self.json();
+        let slot = self.json.as_mut()?;
+        if keep { slot.clone() } else { slot.take() }
+    }
+
+    fn take_embedded(&mut self, from: usize, keep: bool) -> Option<Map<String, Value>> {
+        let message = self.message;
+        let start = from + message.get(from..)?.find('{')?;
+        if self.embedded.as_ref().map(|(s, _)| *s) != Some(start) {
+            self.embedded = Some((start, parse_object(&message[start..])));
+        }
+        let slot = &mut self.embedded.as_mut()?.1;
+        if keep { slot.clone() } else { slot.take() }
+    }
+}
+
+fn parse_object(text: &str) -> Option<Map<String, Value>> {
+    let trimmed = text.trim();
+    if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
+        return None;
+    }
+    serde_json::from_str::<Map<String, Value>>(trimmed).ok()
+}
+
+/// A value as text for a canonical string field: strings (not empty, not
+/// `-`, which access logs write for "none"), numbers and booleans.
+pub(crate) fn scalar_string(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() && s != "-" => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn present(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty() && s != "-",
+        _ => true,
+    }
+}
+
+/// A text value as a JSON number when it is one.
+fn to_number(value: &Value) -> Option<Value> {
+    let Value::String(s) = value else { return None };
+    let s = s.trim();
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(Value::Number(i.into()));
+    }
+    s.parse::<f64>()
+        .ok()
+        .and_then(Number::from_f64)
+        .map(Value::Number)
+}
+
+fn list(values: &Option<crate::config::raw::OneOrMany>) -> Vec<String> {
+    values.as_ref().map(|v| v.to_vec()).unwrap_or_default()
+}
+
+impl Rule {
+    /// Compiles one rule entry (`type` is json, regex or kv here; the
+    /// framework types are expanded before). `index` names unnamed rules.
+    pub(crate) fn compile(p: &RawParser, kind_name: &str, index: usize) -> Result<Rule, KeyError> {
+        let compile_re = |key: &str, pattern: &str| {
+            Regex::new(pattern).map_err(|e| err(key, format!("invalid regex: {e}")))
+        };
+        let kind = match kind_name {
+            "json" => Kind::Json {
+                pattern: p
+                    .pattern
+                    .as_deref()
+                    .map(|s| compile_re("pattern", s))
+                    .transpose()?,
+                embedded: p.embedded.unwrap_or(false),
+            },
+            "regex" => {
+                let mut patterns = Vec::new();
+                if let Some(s) = &p.pattern {
+                    patterns.push(compile_re("pattern", s)?);
+                }
+                for (i, s) in p.patterns.iter().flatten().enumerate() {
+                    patterns.push(compile_re(&format!("patterns[{i}]"), s)?);
+                }
+                if patterns.is_empty() {
+                    return Err(err(
+                        "pattern",
+                        "is required when type is regex (or give `patterns`)",
+                    ));
+                }
+                Kind::Regex(patterns)
+            }
+            "kv" => {
+                if p.pattern.is_some() || p.patterns.is_some() {
+                    return Err(err(
+                        "pattern",
+                        "a kv rule has no pattern; use `when: {regex: ...}`",
+                    ));
+                }
+                let separators = match p.separators.as_deref().unwrap_or("both") {
+                    "=" => Separators {
+                        equals: true,
+                        colon: false,
+                    },
+                    ":" => Separators {
+                        equals: false,
+                        colon: true,
+                    },
+                    "both" => Separators {
+                        equals: true,
+                        colon: true,
+                    },
+                    other => {
+                        return Err(err(
+                            "separators",
+                            format!("{other:?}: use \"=\", \":\" or both"),
+                        ));
+                    }
+                };
+                Kind::Kv {
+                    separators,
+                    min_pairs: p.min_pairs.unwrap_or(2).max(1),
+                }
+            }
+            other => {
+                return Err(err(
+                    "type",
+                    format!(
+                        "unknown parser type {other:?}; expected json, regex, kv, langchain or llamaindex"
+                    ),
+                ));
+            }
+        };
+        if !matches!(kind, Kind::Json { .. }) && p.embedded.is_some() {
+            return Err(err("embedded", "only a json rule takes `embedded`"));
+        }
+        if !matches!(kind, Kind::Regex(_)) && p.patterns.is_some() {
+            return Err(err("patterns", "only a regex rule takes `patterns`"));
+        }
+
+        let when = match &p.when {
+            None => When::default(),
+            Some(w) => When {
+                prefix: list(&w.prefix),
+                contains: list(&w.contains),
+                regex: w
+                    .regex
+                    .as_deref()
+                    .map(|s| compile_re("when.regex", s))
+                    .transpose()?,
+                json_fields: list(&w.json_field)
+                    .iter()
+                    .map(|f| Path::parse(f).map_err(|e| err("when.json_field", e)))
+                    .collect::<Result<_, _>>()?,
+            },
+        };
+
+        let target = |name: &str| match Canon::from_name(name) {
+            Some(c) => Target::Canonical(c),
+            None => Target::Property(name.to_string()),
+        };
+        let mut extract = Vec::new();
+        for (name, candidates) in &p.fields {
+            if name.trim().is_empty() {
+                return Err(err("fields", "a field name must not be empty"));
+            }
+            let paths = candidates
+                .to_vec()
+                .iter()
+                .map(|c| Path::parse(c).map_err(|e| err(&format!("fields.{name}"), e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            extract.push((target(name), paths));
+        }
+        // Canonical fields not listed come from the property of that name
+        // (regex captures, kv keys, JSON keys, field_mapping targets).
+        for c in Canon::ALL {
+            if !p.fields.contains_key(c.name()) {
+                extract.push((
+                    Target::Canonical(c),
+                    vec![Path::parse(c.name()).map_err(|e| err("fields", e))?],
+                ));
+            }
+        }
+        // Canonical order, so a trace header's parent never overrides an
+        // explicit parent_span_id.
+        extract.sort_by_key(|(t, _)| match t {
+            Target::Canonical(c) => Canon::ALL.iter().position(|x| x == c).unwrap_or(0),
+            Target::Property(_) => Canon::ALL.len(),
+        });
+
+        let mut key_index: HashMap<String, Vec<(usize, usize)>, BuildHasherDefault<KeyHasher>> =
+            HashMap::default();
+        for (t, (_, paths)) in extract.iter().enumerate() {
+            for (c, path) in paths.iter().enumerate() {
+                key_index
+                    .entry(path.raw().to_string())
+                    .or_default()
+                    .push((t, c));
+                if path.first() != path.raw() {
+                    key_index
+                        .entry(path.first().to_string())
+                        .or_default()
+                        .push((t, c));
+                }
+            }
+        }
+
+        let field_mapping = p
+            .field_mapping
+            .iter()
+            .map(|(from, to)| {
+                Path::parse(from)
+                    .map(|path| (path, to.clone()))
+                    .map_err(|e| err(&format!("field_mapping.{from}"), e))
+            })
+            .collect::<Result<_, _>>()?;
+
+        let event_type = p
+            .event_type
+            .as_deref()
+            .map(|t| Template::parse(t).map_err(|e| err("event_type", e)))
+            .transpose()?;
+
+        let duration_unit_ms = match p.duration_unit.as_deref() {
+            None => 1.0,
+            Some(u) => normalize::unit_ms(u)
+                .ok_or_else(|| err("duration_unit", format!("{u:?}: use ns, us, ms or s")))?,
+        };
+
+        Ok(Rule {
+            name: p
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{kind_name}#{index}")),
+            priority: p.priority.unwrap_or(100),
+            mode: match p.mode {
+                Some(RawMode::Merge) => Mode::Merge,
+                _ => Mode::First,
+            },
+            kind,
+            when,
+            extract,
+            index: key_index,
+            defaults: p
+                .defaults
+                .iter()
+                .map(|(k, v)| (target(k), v.clone()))
+                .collect(),
+            field_mapping,
+            numbers: p.numbers.clone(),
+            event_type,
+            level_numbers: match p.level_numbers {
+                None | Some(RawLevelNumbers::Pino) => LevelNumbers::Pino,
+                Some(RawLevelNumbers::Python) => LevelNumbers::Python,
+                Some(RawLevelNumbers::Syslog) => LevelNumbers::Syslog,
+            },
+            duration_unit_ms,
+        })
+    }
+
+    /// Adds a `when.regex`-like condition (a framework type's `pattern`).
+    pub(crate) fn require(&mut self, regex: Regex) {
+        self.when.regex = Some(regex);
+    }
+
+    /// Applies a `type: langchain`-style entry's overrides.
+    pub(crate) fn override_with(
+        &mut self,
+        field_mapping: &[(Path, String)],
+        event_type: Option<&str>,
+    ) {
+        self.field_mapping.extend(field_mapping.iter().cloned());
+        if let Some(t) = event_type {
+            self.event_type = Some(Template::Fixed(t.to_string()));
+        }
+    }
+
+    /// The compiled `field_mapping` of an entry, for [`Rule::override_with`].
+    pub(crate) fn mapping_of(p: &RawParser) -> Result<Vec<(Path, String)>, KeyError> {
+        p.field_mapping
+            .iter()
+            .map(|(from, to)| {
+                Path::parse(from)
+                    .map(|path| (path, to.clone()))
+                    .map_err(|e| err(&format!("field_mapping.{from}"), e))
+            })
+            .collect()
+    }
+
+    fn when_holds(&self, input: &mut Input) -> bool {
+        let w = &self.when;
+        let message = input.message;
+        if !w.prefix.is_empty() {
+            let m = message.trim_start();
+            if !w.prefix.iter().any(|p| m.starts_with(p.as_str())) {
+                return false;
+            }
+        }
+        if !w.contains.is_empty() && !w.contains.iter().any(|c| message.contains(c.as_str())) {
+            return false;
+        }
+        if let Some(re) = &w.regex
+            && !re.is_match(message)
+        {
+            return false;
+        }
+        if !w.json_fields.is_empty() {
+            match input.json() {
+                Some(obj) => {
+                    if !w.json_fields.iter().all(|p| p.lookup(obj).is_some()) {
+                        return false;
+                    }
+                }
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Runs the rule. `None` when it does not match; a merge rule that finds
+    /// nothing does not match either.
+    pub(crate) fn apply(&self, input: &mut Input) -> Option<Extract> {
+        if !self.when_holds(input) {
+            return None;
+        }
+        let keep = self.mode == Mode::Merge;
+        let message = input.message;
+        let (mut props, from_json) = match &self.kind {
+            Kind::Json { pattern, embedded } => {
+                let captures = match pattern {
+                    Some(re) => Some(re.captures(message)?),
+                    None => None,
+                };
+                let mut object = if *embedded {
+                    // The object starts at the first `{` from where the
+                    // pattern's match ends (the pattern may include the `{`).
+                    let from = captures
+                        .as_ref()
+                        .and_then(|c| c.get(0))
+                        .map_or(0, |m| m.end().saturating_sub(1));
+                    input.take_embedded(from, keep)?
+                } else {
+                    input.take_json(keep)?
+                };
+                if let (Some(caps), Some(re)) = (&captures, pattern) {
+                    for name in re.capture_names().flatten() {
+                        if let Some(m) = caps.name(name) {
+                            object
+                                .entry(name)
+                                .or_insert_with(|| Value::String(m.as_str().to_string()));
+                        }
+                    }
+                }
+                (object, true)
+            }
+            Kind::Regex(patterns) => {
+                let (re, caps) = patterns
+                    .iter()
+                    .find_map(|re| re.captures(message).map(|c| (re, c)))?;
+                let mut props = Map::new();
+                for name in re.capture_names().flatten() {
+                    if let Some(m) = caps.name(name) {
+                        props.insert(name.to_string(), Value::String(m.as_str().to_string()));
+                    }
+                }
+                (props, false)
+            }
+            Kind::Kv {
+                separators,
+                min_pairs,
+            } => {
+                let pairs = kv::pairs(message, *separators);
+                if pairs.len() < *min_pairs {
+                    return None;
+                }
+                let mut props = Map::new();
+                for (k, v) in pairs {
+                    props.entry(k).or_insert(Value::String(v));
+                }
+                (props, false)
+            }
+        };
+
+        for (from, to) in &self.field_mapping {
+            if let Some(v) = from.lookup(&props).cloned() {
+                props.insert(to.clone(), v);
+            }
+        }
+
+        let mut fields = Fields::default();
+        let mut found = false;
+        // The best (lowest-ranked) present candidate of every target.
+        // On the stack for the usual number of targets.
+        let mut on_stack = [None; 32];
+        let mut on_heap;
+        let best: &mut [Option<(usize, &Value)>] = if self.extract.len() <= on_stack.len() {
+            &mut on_stack[..self.extract.len()]
+        } else {
+            on_heap = vec![None; self.extract.len()];
+            &mut on_heap
+        };
+        for (key, value) in &props {
+            let Some(hits) = self.index.get(key.as_str()) else {
+                continue;
+            };
+            for &(t, c) in hits {
+                if best[t].is_some_and(|(ranked, _)| ranked <= c) {
+                    continue;
+                }
+                if let Some(v) = self.extract[t].1[c].lookup_in_entry(key, value)
+                    && present(v)
+                {
+                    best[t] = Some((c, v));
+                }
+            }
+        }
+        let mut new_props = Vec::new();
+        for ((target, _), hit) in self.extract.iter().zip(best.iter()) {
+            let Some((_, value)) = hit else { continue };
+            match target {
+                Target::Canonical(c) => found |= self.set(&mut fields, *c, value),
+                Target::Property(name) => {
+                    if !props.contains_key(name) {
+                        new_props.push((name.clone(), (*value).clone()));
+                    }
+                }
+            }
+        }
+        for (name, value) in new_props {
+            props.insert(name, value);
+            found = true;
+        }
+        for (target, value) in &self.defaults {
+            match target {
+                Target::Canonical(c) => {
+                    if get(&fields, *c) {
+                        continue;
+                    }
+                    self.set(&mut fields, *c, &Value::String(value.clone()));
+                }
+                Target::Property(name) => {
+                    props
+                        .entry(name.clone())
+                        .or_insert_with(|| Value::String(value.clone()));
+                }
+            }
+        }
+        for name in &self.numbers {
+            if let Some(v) = props.get_mut(name)
+                && let Some(n) = to_number(v)
+            {
+                *v = n;
+            }
+        }
+        if let Some(t) = &self.event_type {
+            let rendered = t.render(&props);
+            if !rendered.is_empty() {
+                fields.event_type = Some(rendered);
+            }
+        }
+        // A merge rule on a JSON object that extracted nothing adds nothing
+        // (it would only repeat the object).
+        if self.mode == Mode::Merge && from_json && !found && fields == Fields::default() {
+            return None;
+        }
+        Some(Extract {
+            props,
+            fields,
+            from_json,
+        })
+    }
+
+    /// Sets a canonical field from a value; false if the value does not fit.
+    fn set(&self, f: &mut Fields, c: Canon, value: &Value) -> bool {
+        let text = || -> Option<String> {
+            match value {
+                Value::Object(_) | Value::Array(_) if c == Canon::Message => {
+                    serde_json::to_string(value).ok()
+                }
+                _ => scalar_string(value),
+            }
+        };
+        match c {
+            Canon::TraceId => {
+                let Some(t) = text() else { return false };
+                let (trace, parent) = normalize::trace_id(&t);
+                if all_zero(&trace) {
+                    return false;
+                }
+                f.trace_id = Some(trace);
+                if f.parent_span_id.is_none() {
+                    f.parent_span_id = parent.filter(|p| !all_zero(p));
+                }
+            }
+            Canon::SpanId | Canon::ParentSpanId => {
+                let Some(t) = text().filter(|t| !all_zero(t)) else {
+                    return false;
+                };
+                *slot(f, c) = Some(t);
+            }
+            Canon::Level => match normalize::level(value, self.level_numbers) {
+                Some(l) => f.level = Some(l),
+                None => return false,
+            },
+            Canon::DurationMs => match normalize::duration_ms(value, self.duration_unit_ms) {
+                Some(d) => f.duration_ms = Some(d),
+                None => return false,
+            },
+            other => {
+                let Some(t) = text() else { return false };
+                *slot(f, other) = Some(t);
+            }
+        }
+        true
+    }
+}
+
+/// OpenTelemetry writes all-zero ids when there is no active span.
+fn all_zero(id: &str) -> bool {
+    id.bytes().all(|b| b == b'0')
+}
+
+/// Whether a canonical field is set.
+fn get(f: &Fields, c: Canon) -> bool {
+    match c {
+        Canon::DurationMs => f.duration_ms.is_some(),
+        Canon::TraceId => f.trace_id.is_some(),
+        Canon::ParentSpanId => f.parent_span_id.is_some(),
+        Canon::RequestId => f.request_id.is_some(),
+        Canon::SpanId => f.span_id.is_some(),
+        Canon::SessionId => f.session_id.is_some(),
+        Canon::AgentId => f.agent_id.is_some(),
+        Canon::Service => f.service.is_some(),
+        Canon::Level => f.level.is_some(),
+        Canon::Message => f.message.is_some(),
+        Canon::EventType => f.event_type.is_some(),
+        Canon::Error => f.error.is_some(),
+    }
+}
+
+/// The string slot of a canonical field (not duration_ms).
+fn slot(f: &mut Fields, c: Canon) -> &mut Option<String> {
+    match c {
+        Canon::TraceId => &mut f.trace_id,
+        Canon::ParentSpanId => &mut f.parent_span_id,
+        Canon::RequestId => &mut f.request_id,
+        Canon::SpanId => &mut f.span_id,
+        Canon::SessionId => &mut f.session_id,
+        Canon::AgentId => &mut f.agent_id,
+        Canon::Service => &mut f.service,
+        Canon::Level => &mut f.level,
+        // duration_ms is a number and never reaches here (see `set`).
+        Canon::Message | Canon::DurationMs => &mut f.message,
+        Canon::EventType => &mut f.event_type,
+        Canon::Error => &mut f.error,
+    }
+}
