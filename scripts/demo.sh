@@ -91,10 +91,10 @@ aws:
 ndjson:
   path: $OUT
 log_groups:
-  - prefix: /aws/
-    parsers:
-      - name: structured
-        type: json
+  - prefix: /aws/lambda/
+    parsers: [{use: xray}, {use: lambda}, {use: json}]
+  - prefix: /aws/apigateway/
+    parsers: [{use: apigateway}]
 agent:
   state_path: $OUT_DIR/cwtap-state.db
 YAML
