@@ -311,11 +311,10 @@ async fn prefix_selection_discovers_groups_including_ones_created_later() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(30), || read_ndjson(
+    assert!(wait_until(Duration::from_secs(30), || !read_ndjson(
         &out_path
     )
-    .len()
-        >= 1));
+    .is_empty()));
     put_events(
         &client,
         "/svc/b",

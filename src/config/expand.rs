@@ -19,10 +19,8 @@ fn walk(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), (String, String)> {
     match value {
-        Value::String(s) => {
-            if s.contains('$') {
-                *s = expand_str(s, lookup).map_err(|m| (key, m))?;
-            }
+        Value::String(s) if s.contains('$') => {
+            *s = expand_str(s, lookup).map_err(|m| (key, m))?;
         }
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
