@@ -12,6 +12,11 @@
 # volume, or a restarted container reads (and delivers) from scratch.
 # `docker run ... cwtap check` validates the mounted config; `backfill --since 7d`
 # and `status` work the same way.
+#
+# Metrics and health: `cwtap run` serves /healthz, /readyz and /metrics on
+# agent.listen. Its default (127.0.0.1:9464) is enough for the HEALTHCHECK
+# below; to scrape from outside the container set `agent.listen: 0.0.0.0:9464`
+# in the config and publish the port (-p 9464:9464).
 
 # ---------------------------------------------------------------- build
 FROM rust:1-bookworm AS builder
@@ -48,6 +53,15 @@ USER 10001:10001
 WORKDIR /var/lib/cwtap
 VOLUME ["/var/lib/cwtap"]
 ENV CWTAP_CONFIG=/etc/cwtap/config.yaml
+
+# The metrics and health listener (agent.listen).
+EXPOSE 9464
+
+# `cwtap health` GETs http://127.0.0.1:9464/healthz (no curl in the image).
+# One-shot commands (backfill, check, ...) serve nothing: run them with
+# --no-healthcheck, or ignore their health status.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
+    CMD ["cwtap", "health"]
 
 # `run` polls until SIGTERM, then finishes in-flight deliveries and exits
 # within 10 s (docker stop's default grace period).

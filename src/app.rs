@@ -182,7 +182,9 @@ async fn summary_loop(ctx: Arc<Context>, shutdown: Shutdown) {
 
 /// `cwtap run`: polls every group until `shutdown`, then commits and returns.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
+    let listener = start_listener(&config, &shutdown).await;
     let ctx = context(&config, &shutdown).await?;
+    crate::obs::readiness().output_up();
     tracing::info!(groups = config.groups.len(), output = %config.output.describe(), state = %config.agent.state_path.display(), "cwtap running");
     let has_prefix = config
         .groups
@@ -198,6 +200,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
         for e in errors {
             tracing::error!(error = %e, "log group discovery failed; retrying at the next discovery");
         }
+        crate::obs::readiness().discovered();
         for spec in found {
             tracing::info!(group = %spec.name, "polling log group");
             let progress = crate::source::progress::GroupProgress::quiet(&spec.name);
@@ -227,7 +230,39 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
             }
         }
     }
+    if let Some(listener) = listener {
+        // It stops on the same shutdown signal; wait briefly for it.
+        let _ = tokio::time::timeout(Duration::from_secs(1), listener).await;
+    }
     Ok(())
+}
+
+/// Starts the `/healthz`, `/readyz`, `/metrics` listener when `agent.listen`
+/// is set. A busy port is logged, not fatal: pulling matters more than
+/// showing it (and the container HEALTHCHECK then reports the problem).
+async fn start_listener(
+    config: &Config,
+    shutdown: &Shutdown,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let addr = config.agent.listen?;
+    match crate::obs::bind(addr).await {
+        Ok(listener) => Some(tokio::spawn(crate::obs::serve(
+            listener,
+            Some(config.agent.state_path.clone()),
+            shutdown.clone(),
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics and health listener not started; polling goes on without it");
+            None
+        }
+    }
+}
+
+/// `cwtap health`: exit 0 when `url` answers 200.
+pub async fn health(url: &str) -> Result<String, AppError> {
+    crate::obs::probe(url)
+        .await
+        .map_err(|e| AppError::Failed(e.to_string()))
 }
 
 /// `cwtap backfill`: delivers `[since, until)` of every (selected) group.

@@ -110,6 +110,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Probe a running agent's health endpoint: exit 0 when it answers 200,
+    /// 1 otherwise (the container's HEALTHCHECK; no curl needed).
+    Health {
+        /// The URL to GET.
+        #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
+        url: String,
+    },
     #[command(flatten)]
     Ops(OpsCommand),
 }

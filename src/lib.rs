@@ -31,6 +31,8 @@
 //! - [`trace`]: grouping events into traces; trace state and summaries.
 //! - [`state`]: the SQLite state file: schema, migrations, checkpoints.
 //! - [`replay`]: fixtures: capture, replay (to CloudWatch or downstream), generate.
+//! - [`obs`]: the `/healthz`, `/readyz` and `/metrics` listener, the
+//!   Prometheus metrics and the `cwtap health` probe.
 //! - [`ops`]: the operator commands (admin, query, trace, fixtures) and their
 //!   table / JSON output.
 //! - [`retry`], [`shutdown`], [`time`]: backoff, shutdown signal, time values.
@@ -40,6 +42,7 @@ pub mod cli;
 pub mod cloudwatch;
 pub mod config;
 pub mod event;
+pub mod obs;
 pub mod ops;
 pub mod parse;
 pub mod replay;

@@ -88,6 +88,11 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             let code = runtime()?.block_on(cwtap::ops::execute(command, shutdown))?;
             Ok(ExitCode::from(code))
         }
+        Command::Health { url } => {
+            let body = runtime()?.block_on(app::health(&url))?;
+            println!("ok: {url} answered 200: {}", body.trim());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { config } => {
             let config = load(&config.resolve())?;
             print!("{}", app::describe(&config));

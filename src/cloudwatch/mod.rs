@@ -276,6 +276,7 @@ impl CloudWatch {
                 r = call() => r,
                 _ = shutdown.wait() => return Err(shut_down()),
             };
+            crate::obs::metrics().api_call(operation, result.as_ref().err().and_then(|e| e.code()));
             let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,

@@ -146,6 +146,9 @@ pub struct VectadbConfig {
     pub max_item_retries: u32,
     /// Whether `GET /health` must answer before the agent starts.
     pub health_check: bool,
+    /// PEM bundle of CA certificates trusted for an https endpoint besides
+    /// the system roots (a private CA); certificates are always verified.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -212,7 +215,14 @@ pub struct AgentConfig {
     pub trace_idle: Duration,
     /// How delivered events carry their trace key.
     pub trace_key_field: crate::trace::KeyField,
+    /// Where `cwtap run` serves `/healthz`, `/readyz` and `/metrics`;
+    /// `None` when `agent.listen: off`.
+    pub listen: Option<std::net::SocketAddr>,
 }
+
+/// Where the metrics and health listener is by default: loopback only.
+pub const DEFAULT_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
 
 /// The largest request body VectaDB accepts (axum's default limit).
 pub const VECTADB_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -393,6 +403,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
                 max_backoff: Duration::from_secs(v.max_backoff_secs.unwrap_or(60).max(1)),
                 max_item_retries: v.max_item_retries.unwrap_or(5),
                 health_check: v.health_check.unwrap_or(true),
+                ca_file: non_empty(v.ca_file, "vectadb.ca_file")?.map(|p| base.join(p)),
             })
         }
         (None, Some(n)) => {
@@ -546,6 +557,16 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
     if max_window < Duration::from_secs(1) {
         return Err(invalid("agent.max_window_secs", "must be at least 1s"));
     }
+    let listen = match non_empty(a.listen, "agent.listen")?.as_deref() {
+        None => Some(DEFAULT_LISTEN),
+        Some("off") => None,
+        Some(text) => Some(text.parse::<std::net::SocketAddr>().map_err(|_| {
+            invalid(
+                "agent.listen",
+                format!("{text:?} is not an IP:PORT address (e.g. 127.0.0.1:9464) or off"),
+            )
+        })?),
+    };
     let state_path =
         non_empty(a.state_path, "agent.state_path")?.unwrap_or_else(|| "./cwtap-state.db".into());
     let agent = AgentConfig {
@@ -588,6 +609,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
                 )
             })?,
         },
+        listen,
     };
     if agent.shutdown_grace > Duration::from_secs(9) {
         return Err(invalid(
@@ -629,6 +651,35 @@ mod tests {
         assert!(shown.contains("redacted"));
         let raw: raw::RawConfig = serde_yaml::from_str(yaml).unwrap();
         assert!(!format!("{raw:?}").contains("sk-do-not-print"));
+    }
+
+    #[test]
+    fn the_listener_is_on_loopback_by_default_and_off_disables_it() {
+        let base = "ndjson: {path: out.ndjson}\nlog_groups: [{name: /a}]\n";
+        let config = Config::from_yaml(base, Path::new("c.yaml")).unwrap();
+        assert_eq!(config.agent.listen, Some(DEFAULT_LISTEN));
+        assert!(DEFAULT_LISTEN.ip().is_loopback());
+        let off = format!("{base}agent: {{listen: 'off'}}\n");
+        let config = Config::from_yaml(&off, Path::new("c.yaml")).unwrap();
+        assert_eq!(config.agent.listen, None);
+        let any = format!("{base}agent: {{listen: '0.0.0.0:9464'}}\n");
+        let config = Config::from_yaml(&any, Path::new("c.yaml")).unwrap();
+        assert_eq!(config.agent.listen.map(|a| a.port()), Some(9464));
+        let bad = format!("{base}agent: {{listen: 'localhost'}}\n");
+        let error = Config::from_yaml(&bad, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("agent.listen"), "{error}");
+    }
+
+    #[test]
+    fn a_relative_ca_file_is_read_from_the_config_files_folder() {
+        let yaml = "vectadb: {endpoint: 'https://127.0.0.1:1', ca_file: ca.pem}\nlog_groups: [{name: /a}]\n";
+        let config = Config::from_yaml(yaml, Path::new("/etc/cwtap/c.yaml")).unwrap();
+        let OutputConfig::Vectadb(v) = config.output else {
+            panic!("vectadb output expected");
+        };
+        assert_eq!(v.ca_file, Some(PathBuf::from("/etc/cwtap/ca.pem")));
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct RawVectadb {
     pub max_backoff_secs: Option<u64>,
     pub max_item_retries: Option<u32>,
     pub health_check: Option<bool>,
+    /// PEM file of CA certificates trusted besides the system roots.
+    pub ca_file: Option<String>,
 }
 
 // Hand-written so that the API key never reaches a log line through `{:?}`.
@@ -209,6 +211,8 @@ pub struct RawAgent {
     pub group_traces: Option<bool>,
     pub trace_idle_secs: Option<DurationValue>,
     pub trace_key_field: Option<String>,
+    /// `HOST:PORT` of the metrics and health listener, or `off`.
+    pub listen: Option<String>,
 }
 
 /// A number of seconds, or a duration string such as `90s`, `5m`, `1h`.

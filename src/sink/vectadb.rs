@@ -12,7 +12,9 @@
 //!   whole request for what may be one bad event, such a batch is first
 //!   halved until the refused events stand alone (as for a 413);
 //! - the API key goes out as `X-API-Key` and `Authorization: Bearer`, and
-//!   nowhere else.
+//!   nowhere else;
+//! - https certificates are always verified, against the system roots plus
+//!   `vectadb.ca_file` when set.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use serde_json::json;
 use super::{BoxFuture, Outcome, Sink, SinkError};
 use crate::config::{AgentConfig, VectadbConfig};
 use crate::event::OutEvent;
+use crate::obs;
 use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 
@@ -58,7 +61,13 @@ enum Reply {
 
 impl VectadbSink {
     pub fn new(config: VectadbConfig, agent: &AgentConfig) -> Result<VectadbSink, SinkError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &config.ca_file {
+            for cert in read_ca_file(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .timeout(config.timeout)
             .connect_timeout(Duration::from_secs(10).min(config.timeout))
             .user_agent(concat!("cwtap/", env!("CARGO_PKG_VERSION")))
@@ -83,9 +92,21 @@ impl VectadbSink {
             .client
             .request(method, format!("{}{}", self.config.endpoint, path));
         if let Some(key) = &self.config.api_key {
-            req = req
-                .header("X-API-Key", key.expose())
-                .header("Authorization", format!("Bearer {}", key.expose()));
+            let headers = [
+                ("X-API-Key", key.expose().to_string()),
+                ("Authorization", format!("Bearer {}", key.expose())),
+            ];
+            for (name, value) in headers {
+                // Sensitive values are left out of the HTTP stack's debug output.
+                match reqwest::header::HeaderValue::from_str(&value) {
+                    Ok(mut v) => {
+                        v.set_sensitive(true);
+                        req = req.header(name, v);
+                    }
+                    // reqwest reports the invalid value at send time, without it.
+                    Err(_) => req = req.header(name, value),
+                }
+            }
         }
         req
     }
@@ -109,6 +130,7 @@ impl VectadbSink {
             .header("Content-Type", "application/json")
             .body(body)
             .send();
+        let started = std::time::Instant::now();
         let response = tokio::select! {
             r = send => r,
             _ = shutdown.deadline(self.shutdown_grace) => return Reply::Abandoned,
@@ -120,15 +142,50 @@ impl VectadbSink {
                     t = resp.text() => t.unwrap_or_default(),
                     _ = shutdown.deadline(self.shutdown_grace) => String::new(),
                 };
+                obs::metrics().downstream_request(Some(status.as_u16()), started.elapsed());
+                if status.is_server_error() {
+                    obs::readiness().output_down(&format!("VectaDB answered {status}"));
+                } else {
+                    obs::readiness().output_up();
+                }
                 Reply::Status(status, text)
             }
             // reqwest's errors carry the URL, never headers: safe to log.
-            Err(e) => Reply::Transport(error_chain(&e)),
+            Err(e) => {
+                let chain = error_chain(&e);
+                obs::metrics().downstream_request(None, started.elapsed());
+                obs::readiness().output_down(&format!("VectaDB unreachable: {chain}"));
+                Reply::Transport(chain)
+            }
         }
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// The certificates of a PEM bundle, for reqwest's trusted roots.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, SinkError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        SinkError::Open(format!(
+            "cannot read vectadb.ca_file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        SinkError::Open(format!(
+            "vectadb.ca_file {} is not a PEM certificate bundle: {e}",
+            path.display()
+        ))
+    })?;
+    if certs.is_empty() {
+        return Err(SinkError::Open(format!(
+            "vectadb.ca_file {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// An error and its sources, `: `-separated (TLS causes sit deep in the chain).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -305,6 +362,7 @@ impl Sink for VectadbSink {
                     Err(e) => last = error_chain(&e),
                 }
                 tracing::warn!(endpoint = %self.config.endpoint, error = %last, "VectaDB health check failed");
+                obs::readiness().output_down(&format!("health check failed: {last}"));
                 if !backoff.sleep(shutdown).await {
                     break;
                 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::cloudwatch::{CloudWatch, CloudWatchError, ScanRequest};
 use crate::config::{AgentConfig, GroupConfig};
 use crate::event::OutEvent;
+use crate::obs;
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
 use crate::state::{Checkpoint, Coverage, StateError, StateStore};
@@ -69,6 +70,7 @@ pub async fn run_group(
     shutdown: Shutdown,
 ) -> GroupEnd {
     let name = group.name.as_str();
+    obs::readiness().group_started(name);
     let agent = &ctx.agent;
     let lookback_ms = agent.lookback.as_millis() as i64;
     let existing = match ctx.state.group(name).await {
@@ -167,6 +169,8 @@ pub async fn run_group(
         let error = polled.as_ref().err().map(|e| e.to_string());
         if let Err(e) = ctx.state.record_poll(name, error.clone()).await {
             tracing::error!(group = name, error = %e, "cannot record the poll in the state file");
+        } else if error.is_none() {
+            obs::readiness().group_polled(name);
         }
         match (target, polled) {
             (Target::Backfill { .. }, Ok(())) => {
@@ -234,11 +238,14 @@ async fn scan(
             Err(e) => return Err(e.into()),
         };
         pages += 1;
+        obs::metrics().events_pulled(name, page.events.len());
+        let mut reread = 0;
         for raw in page.events {
-            if raw.timestamp_ms < window.start_ms
-                || raw.timestamp_ms >= window.end_ms
-                || seen.contains(&raw.event_id)
-            {
+            if raw.timestamp_ms < window.start_ms || raw.timestamp_ms >= window.end_ms {
+                continue;
+            }
+            if seen.contains(&raw.event_id) {
+                reread += 1;
                 continue;
             }
             if let Some(ingested) = raw.ingestion_time_ms {
@@ -246,6 +253,9 @@ async fn scan(
             }
             let late = going_up && raw.timestamp_ms < coverage.cursor_ms;
             let parsed = group.config.rules.parse(&raw.message);
+            if parsed.rule.is_none() {
+                obs::metrics().event_fallback(name);
+            }
             let trace = ctx.agent.group_traces.then(|| {
                 TraceInput::from_parsed(&raw.log_group, &raw.log_stream, raw.timestamp_ms, &parsed)
             });
@@ -263,6 +273,7 @@ async fn scan(
                 }
             }
         }
+        obs::metrics().overlap_rereads(name, reread);
         match page.next_token {
             // An empty page with a token is not the end: CloudWatch scans a
             // bounded slice per call.
@@ -402,7 +413,16 @@ async fn deliver(
         );
     }
     let delivered = checkpoint.delivered;
+    let counts = (checkpoint.rejected, checkpoint.late);
+    let cursor_ms = checkpoint.coverage.map(|c| c.cursor_ms);
+    let started = std::time::Instant::now();
     ctx.state.commit(checkpoint).await?;
+    obs::metrics().checkpoint_commit(started.elapsed());
+    obs::metrics().checkpointed(name, delivered, counts.0, counts.1);
+    if let Some(cursor_ms) = cursor_ms {
+        let lag_ms = (now_ms() - cursor_ms).max(0) as u64;
+        obs::metrics().group_lag(name, std::time::Duration::from_millis(lag_ms));
+    }
     progress.add_delivered(delivered);
     Ok(if outcome.abandoned {
         ScanEnd::Interrupted

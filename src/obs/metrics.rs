@@ -1,0 +1,292 @@
+//! The Prometheus metrics, one process-wide set.
+//!
+//! Process-wide because the hooks sit in layers that share no handle (the
+//! CloudWatch client's retry loop, the sinks, the pollers): a global keeps
+//! each hook a one-line call instead of a parameter threaded through every
+//! constructor. Counters only ever go up, so tests assert exact values by
+//! scraping a fresh process.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label of the per-group metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabel {
+    log_group: String,
+}
+
+/// Label of the per-API metrics: the CloudWatch Logs operation name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: String,
+}
+
+/// Label of the downstream request counter: `2xx`, `4xx`, `5xx`, ... or
+/// `error` when no HTTP answer came (connection refused, timeout, TLS).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status_class: String,
+}
+
+type GaugeF64 = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Every metric cwtap exports; see the README's "Metrics and health".
+pub struct Metrics {
+    registry: Registry,
+    events_pulled: Family<GroupLabel, Counter>,
+    events_delivered: Family<GroupLabel, Counter>,
+    events_rejected: Family<GroupLabel, Counter>,
+    events_fallback: Family<GroupLabel, Counter>,
+    overlap_rereads: Family<GroupLabel, Counter>,
+    late_events: Family<GroupLabel, Counter>,
+    lag_seconds: Family<GroupLabel, GaugeF64>,
+    api_calls: Family<OperationLabel, Counter>,
+    api_throttles: Family<OperationLabel, Counter>,
+    downstream_requests: Family<StatusLabel, Counter>,
+    downstream_latency: Histogram,
+    commit_latency: Histogram,
+    open_traces: Gauge,
+}
+
+/// CloudWatch error codes that mean "slow down" (counted as throttles).
+const THROTTLE_CODES: [&str; 4] = [
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+];
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("cwtap");
+        let m = Metrics {
+            registry: Registry::default(),
+            events_pulled: Family::default(),
+            events_delivered: Family::default(),
+            events_rejected: Family::default(),
+            events_fallback: Family::default(),
+            overlap_rereads: Family::default(),
+            late_events: Family::default(),
+            lag_seconds: Family::default(),
+            api_calls: Family::default(),
+            api_throttles: Family::default(),
+            downstream_requests: Family::default(),
+            // 5 ms .. ~41 s.
+            downstream_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            // 0.5 ms .. ~4 s.
+            commit_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            open_traces: Gauge::default(),
+        };
+        registry.register(
+            "events_pulled",
+            "Events read from CloudWatch, before dropping those already delivered",
+            m.events_pulled.clone(),
+        );
+        registry.register(
+            "events_delivered",
+            "Events the output accepted and the state file checkpointed",
+            m.events_delivered.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Events the output refused for good (counted, not retried)",
+            m.events_rejected.clone(),
+        );
+        registry.register(
+            "events_fallback",
+            "Events no parser rule matched (delivered as raw_log)",
+            m.events_fallback.clone(),
+        );
+        registry.register(
+            "overlap_rereads",
+            "Events read again by the late-arrival overlap and skipped as already delivered",
+            m.overlap_rereads.clone(),
+        );
+        registry.register(
+            "late_events",
+            "Events found behind the cursor by the late-arrival window and delivered",
+            m.late_events.clone(),
+        );
+        registry.register(
+            "group_lag_seconds",
+            "Seconds between now and the group's cursor at its last checkpoint",
+            m.lag_seconds.clone(),
+        );
+        registry.register(
+            "api_calls",
+            "CloudWatch Logs API call attempts, retries included",
+            m.api_calls.clone(),
+        );
+        registry.register(
+            "api_throttles",
+            "CloudWatch Logs API call attempts answered with a throttling error",
+            m.api_throttles.clone(),
+        );
+        registry.register(
+            "downstream_requests",
+            "Requests to the VectaDB output by HTTP status class (error: no answer)",
+            m.downstream_requests.clone(),
+        );
+        registry.register(
+            "downstream_request_duration_seconds",
+            "Time from sending a VectaDB batch request to its answer",
+            m.downstream_latency.clone(),
+        );
+        registry.register(
+            "checkpoint_commit_duration_seconds",
+            "Time to commit one checkpoint transaction to the state file",
+            m.commit_latency.clone(),
+        );
+        registry.register(
+            "open_traces",
+            "Traces not yet closed in the state file (read at each scrape)",
+            m.open_traces.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    fn group(name: &str) -> GroupLabel {
+        GroupLabel {
+            log_group: name.to_string(),
+        }
+    }
+
+    /// `n` events came back from CloudWatch for `group`.
+    pub fn events_pulled(&self, group: &str, n: usize) {
+        self.events_pulled
+            .get_or_create(&Self::group(group))
+            .inc_by(n as u64);
+    }
+
+    /// `n` events were skipped because an earlier poll delivered them.
+    pub fn overlap_rereads(&self, group: &str, n: usize) {
+        if n > 0 {
+            self.overlap_rereads
+                .get_or_create(&Self::group(group))
+                .inc_by(n as u64);
+        }
+    }
+
+    /// One event was parsed by the fallback (no rule matched).
+    pub fn event_fallback(&self, group: &str) {
+        self.events_fallback
+            .get_or_create(&Self::group(group))
+            .inc();
+    }
+
+    /// A checkpoint committed: its delivered, rejected and late counts.
+    pub fn checkpointed(&self, group: &str, delivered: u64, rejected: u64, late: u64) {
+        let label = Self::group(group);
+        // get_or_create also makes a zero series visible for a quiet group.
+        self.events_delivered
+            .get_or_create(&label)
+            .inc_by(delivered);
+        self.events_rejected.get_or_create(&label).inc_by(rejected);
+        self.late_events.get_or_create(&label).inc_by(late);
+    }
+
+    /// The group's cursor is now `lag` behind the clock.
+    pub fn group_lag(&self, group: &str, lag: Duration) {
+        self.lag_seconds
+            .get_or_create(&Self::group(group))
+            .set(lag.as_secs_f64());
+    }
+
+    /// One attempt of a CloudWatch call ended; `error_code` is the service's
+    /// error code when it failed with one.
+    pub fn api_call(&self, operation: &str, error_code: Option<&str>) {
+        let label = OperationLabel {
+            operation: operation.to_string(),
+        };
+        self.api_calls.get_or_create(&label).inc();
+        if error_code.is_some_and(|c| THROTTLE_CODES.contains(&c)) {
+            self.api_throttles.get_or_create(&label).inc();
+        }
+    }
+
+    /// One downstream request ended with `status` (`None`: no HTTP answer).
+    pub fn downstream_request(&self, status: Option<u16>, elapsed: Duration) {
+        let class = match status {
+            Some(s) => format!("{}xx", s / 100),
+            None => "error".to_string(),
+        };
+        self.downstream_requests
+            .get_or_create(&StatusLabel {
+                status_class: class,
+            })
+            .inc();
+        self.downstream_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// One checkpoint commit took `elapsed`.
+    pub fn checkpoint_commit(&self, elapsed: Duration) {
+        self.commit_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// The number of open traces, as last read from the state file.
+    pub fn set_open_traces(&self, n: i64) {
+        self.open_traces.set(n);
+    }
+
+    /// The text exposition format (OpenMetrics text, which Prometheus reads).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttled_attempt_counts_as_a_call_and_a_throttle() {
+        let m = Metrics::new();
+        m.api_call("FilterLogEvents", None);
+        m.api_call("FilterLogEvents", Some("ThrottlingException"));
+        m.api_call("FilterLogEvents", Some("ResourceNotFoundException"));
+        let text = m.encode();
+        assert!(
+            text.contains("cwtap_api_calls_total{operation=\"FilterLogEvents\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cwtap_api_throttles_total{operation=\"FilterLogEvents\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn downstream_requests_are_counted_by_status_class() {
+        let m = Metrics::new();
+        m.downstream_request(Some(200), Duration::from_millis(3));
+        m.downstream_request(Some(503), Duration::from_millis(3));
+        m.downstream_request(None, Duration::from_millis(3));
+        let text = m.encode();
+        for class in ["2xx", "5xx", "error"] {
+            assert!(
+                text.contains(&format!(
+                    "cwtap_downstream_requests_total{{status_class=\"{class}\"}} 1"
+                )),
+                "{text}"
+            );
+        }
+        assert!(text.contains("cwtap_downstream_request_duration_seconds_count 3"));
+    }
+}
