@@ -518,3 +518,25 @@ async fn sigterm_while_the_downstream_is_down_exits_zero_promptly_and_keeps_ever
     );
     assert_stored_exactly_once(&receiver, 80);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_check_can_be_switched_off() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    seed(&moto, "/app/nohealth", 5, |i| format!("event {i}")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = vectadb_config(
+        dir.path(),
+        &receiver,
+        "/app/nohealth",
+        "  health_check: false\n",
+        "",
+    );
+    let out = backfill(&moto, &config);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_stored_exactly_once(&receiver, 5);
+    assert!(
+        receiver.requests().iter().all(|r| r.path != "/health"),
+        "no GET /health when switched off"
+    );
+}

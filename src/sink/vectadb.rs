@@ -349,6 +349,9 @@ impl Sink for VectadbSink {
 
     fn health<'a>(&'a self, shutdown: &'a Shutdown) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
+            if !self.config.health_check {
+                return Ok(());
+            }
             let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
             let mut last = String::new();
             for _ in 0..5 {
