@@ -183,7 +183,12 @@ async fn summary_loop(ctx: Arc<Context>, shutdown: Shutdown) {
 /// `cwtap run`: polls every group until `shutdown`, then commits and returns.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
     let listener = start_listener(&config, &shutdown).await;
-    let ctx = context(&config, &shutdown).await?;
+    let ctx = match context(&config, &shutdown).await {
+        Ok(ctx) => ctx,
+        // Stopped while starting: nothing was polled, nothing to commit.
+        Err(_) if shutdown.is_triggered() => return Ok(()),
+        Err(e) => return Err(e),
+    };
     crate::obs::readiness().output_up();
     tracing::info!(groups = config.groups.len(), output = %config.output.describe(), state = %config.agent.state_path.display(), "cwtap running");
     let has_prefix = config

@@ -123,8 +123,10 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {
-            let config = load(&config.resolve())?;
+            // Handlers first: a SIGTERM that arrives while cwtap starts is a
+            // clean shutdown too.
             let shutdown = install_signals()?;
+            let config = load(&config.resolve())?;
             runtime()?.block_on(app::run(config, shutdown))?;
             tracing::info!("stopped cleanly");
             Ok(ExitCode::SUCCESS)
