@@ -198,7 +198,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
     let mut known = HashSet::new();
     let mut tasks = JoinSet::new();
     if config.agent.group_traces {
-        tasks.spawn(summary_loop(Arc::clone(&ctx), shutdown.clone()));
+        let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
+        tasks.spawn(async move {
+            summary_loop(ctx, shutdown).await;
+            None
+        });
     }
     loop {
         let (found, errors) = resolve_groups(&config, &ctx.cloudwatch, &mut known, &shutdown).await;
@@ -211,7 +215,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
             let progress = crate::source::progress::GroupProgress::quiet(&spec.name);
             let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
             tasks.spawn(async move {
-                run_group(ctx, spec, Target::Live, progress, shutdown).await;
+                match run_group(ctx, spec, Target::Live, progress, shutdown).await {
+                    GroupEnd::Failed(e) => Some(e),
+                    GroupEnd::Done | GroupEnd::ShutDown => None,
+                }
             });
         }
         if !has_prefix {
@@ -225,9 +232,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
     tracing::info!("shutting down: finishing in-flight deliveries and committing state");
     let deadline = tokio::time::sleep(Duration::from_secs(9));
     tokio::pin!(deadline);
+    let mut failures = Vec::new();
     loop {
         tokio::select! {
-            next = tasks.join_next() => if next.is_none() { break },
+            next = tasks.join_next() => match next {
+                None => break,
+                Some(Ok(Some(failure))) => failures.push(failure),
+                Some(_) => {}
+            },
             _ = &mut deadline => {
                 tracing::warn!(remaining = tasks.len(), "pollers did not stop in time; abandoning them (their last batch was not checkpointed and will be read again)");
                 tasks.abort_all();
@@ -239,7 +251,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
         // It stops on the same shutdown signal; wait briefly for it.
         let _ = tokio::time::timeout(Duration::from_secs(1), listener).await;
     }
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Failed(failures.join("; ")))
+    }
 }
 
 /// Starts the `/healthz`, `/readyz`, `/metrics` listener when `agent.listen`
@@ -429,6 +445,7 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
                     "late_events": g.late_events,
                     "observed_delay_ms": g.observed_delay_ms,
                     "last_poll": g.last_poll_ms.map(format_ms),
+                    "poll_interval_secs": g.poll_interval_ms.map(|ms| ms as f64 / 1000.0),
                     "last_error": g.last_error,
                 })
             })
@@ -436,17 +453,19 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
         return Ok(serde_json::to_string_pretty(&rows).unwrap_or_default());
     }
     let mut out = format!(
-        "{:<40} {:<25} {:>10} {:>10} {:>8} {:>6}  LAST ERROR\n",
-        "LOG GROUP", "CURSOR", "LAG", "DELIVERED", "REJECTED", "LATE"
+        "{:<40} {:<25} {:>10} {:>9} {:>10} {:>8} {:>6}  LAST ERROR\n",
+        "LOG GROUP", "CURSOR", "LAG", "INTERVAL", "DELIVERED", "REJECTED", "LATE"
     );
+    let secs = |ms: i64| {
+        humantime::format_duration(Duration::from_secs((ms.max(0) as u64) / 1000)).to_string()
+    };
     for g in &groups {
-        let lag = Duration::from_millis((now - g.coverage.cursor_ms).max(0) as u64);
-        let lag = humantime::format_duration(Duration::from_secs(lag.as_secs())).to_string();
         out.push_str(&format!(
-            "{:<40} {:<25} {:>10} {:>10} {:>8} {:>6}  {}\n",
+            "{:<40} {:<25} {:>10} {:>9} {:>10} {:>8} {:>6}  {}\n",
             g.log_group,
             format_ms(g.coverage.cursor_ms),
-            lag,
+            secs(now - g.coverage.cursor_ms),
+            g.poll_interval_ms.map(secs).unwrap_or_else(|| "-".into()),
             g.events_delivered,
             g.events_rejected,
             g.late_events,

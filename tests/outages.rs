@@ -12,6 +12,31 @@ use std::time::{Duration, Instant};
 use common::proxy::{Fault, FaultProxy};
 use common::*;
 
+/// The fault durations of the definition (`CWTAP_FULL_FAULTS=1`:
+/// CloudWatch down 20 s; the downstream up 5 s, down 5 s for a minute), or
+/// shorter ones with the same shape for every CI run.
+struct Durations {
+    cloudwatch_down: Duration,
+    flap_phase: Duration,
+    flap_total: Duration,
+}
+
+fn durations() -> Durations {
+    if std::env::var_os("CWTAP_FULL_FAULTS").is_some_and(|v| v == "1") {
+        Durations {
+            cloudwatch_down: Duration::from_secs(20),
+            flap_phase: Duration::from_secs(5),
+            flap_total: Duration::from_secs(60),
+        }
+    } else {
+        Durations {
+            cloudwatch_down: Duration::from_secs(8),
+            flap_phase: Duration::from_secs(2),
+            flap_total: Duration::from_secs(16),
+        }
+    }
+}
+
 fn vectadb_config(dir: &Path, receiver: &Receiver, group: &str) -> PathBuf {
     write_config(
         dir,
@@ -72,11 +97,11 @@ async fn cloudwatch_unreachable_for_a_while_then_back_loses_nothing() {
     let config = vectadb_config(dir.path(), &receiver, "/app/cw-down");
     let child = start(&proxy.url, &config);
     assert!(wait_until(Duration::from_secs(20), || distinct(&receiver) == 1));
-    // CloudWatch answers 503 to every read for 8 s while events keep coming.
+    // CloudWatch answers 503 to every read for a while as events keep coming.
     proxy.script().always = Some(Fault::Unavailable);
     let down = Instant::now();
     let mut n = 0;
-    while down.elapsed() < Duration::from_secs(8) {
+    while down.elapsed() < durations().cloudwatch_down {
         put_events(
             &client,
             "/app/cw-down",
@@ -114,11 +139,12 @@ async fn a_flapping_downstream_gets_every_event_exactly_once() {
     )
     .await;
     let child = start(&moto.url, &config);
-    // 16 s: up 2 s, down 2 s, while events arrive every 200 ms.
+    // Up, down, up, ... while events arrive every 200 ms.
+    let d = durations();
     let begin = Instant::now();
     let mut n = 0;
-    while begin.elapsed() < Duration::from_secs(16) {
-        let phase = begin.elapsed().as_secs() / 2;
+    while begin.elapsed() < d.flap_total {
+        let phase = begin.elapsed().as_millis() / d.flap_phase.as_millis();
         receiver.script().down_until =
             (phase % 2 == 1).then(|| Instant::now() + Duration::from_millis(300));
         put_events(

@@ -6,11 +6,13 @@
 //! typed: a missing group names the group and the region, a denied call names
 //! the IAM action.
 //!
+//! - [`budget`]: the shared per-API rate budget every attempt goes through.
 //! - [`write`]: PutLogEvents batching and the stream writer.
 //! - [`admin`]: groups, streams, retention, subscription and metric filters, tags.
 //! - [`insights`]: Logs Insights queries (StartQuery / GetQueryResults / StopQuery).
 
 pub mod admin;
+pub mod budget;
 pub mod insights;
 pub mod write;
 
@@ -114,6 +116,7 @@ pub struct CloudWatch {
     client: Client,
     region: String,
     max_retries: u32,
+    budget: budget::Budget,
 }
 
 impl std::fmt::Debug for CloudWatch {
@@ -160,7 +163,13 @@ impl CloudWatch {
             client: Client::new(&sdk),
             region,
             max_retries: cfg.max_retries,
+            budget: budget::Budget::new(&cfg.rate_limits),
         }
+    }
+
+    /// The shared rate budget.
+    pub fn budget(&self) -> &budget::Budget {
+        &self.budget
     }
 
     /// The region calls go to, for messages.
@@ -272,11 +281,20 @@ impl CloudWatch {
                 error: CloudWatchError::ShutDown,
                 source: None,
             };
+            // Every attempt, retries included, spends from the shared budget.
+            if !self.budget.acquire(operation, shutdown).await {
+                return Err(shut_down());
+            }
             let result = tokio::select! {
                 r = call() => r,
                 _ = shutdown.wait() => return Err(shut_down()),
             };
-            crate::obs::metrics().api_call(operation, result.as_ref().err().and_then(|e| e.code()));
+            let code = result.as_ref().err().and_then(|e| e.code());
+            crate::obs::metrics().api_call(operation, code);
+            self.budget.record(
+                operation,
+                code.is_some_and(|c| crate::obs::metrics::THROTTLE_CODES.contains(&c)),
+            );
             let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,

@@ -78,6 +78,29 @@ pub struct AwsConfig {
     pub max_retries: u32,
     /// Timeout of one API call attempt.
     pub timeout: Duration,
+    /// The shared call budget per API.
+    pub rate_limits: RateLimits,
+}
+
+/// Calls per second per API, shared by every poller: CloudWatch's default
+/// quotas per account and Region unless configured otherwise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimits {
+    pub filter_log_events: f64,
+    pub get_log_events: f64,
+    pub describe_log_groups: f64,
+    pub describe_log_streams: f64,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            filter_log_events: 5.0,
+            get_log_events: 25.0,
+            describe_log_groups: 5.0,
+            describe_log_streams: 5.0,
+        }
+    }
 }
 
 impl Default for AwsConfig {
@@ -90,6 +113,7 @@ impl Default for AwsConfig {
             endpoint_url: None,
             max_retries: 8,
             timeout: Duration::from_secs(30),
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -189,6 +213,9 @@ pub enum StreamFilter {
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub poll_interval: Duration,
+    /// A group that found nothing new polls less often, doubling its
+    /// interval up to this.
+    pub max_idle_poll_interval: Duration,
     /// How far back a group seen for the first time starts.
     pub lookback: Duration,
     pub auto_create_traces: bool,
@@ -353,11 +380,47 @@ fn validate_aws(raw: raw::RawAws) -> Result<AwsConfig, Invalid> {
         endpoint_url: non_empty(raw.endpoint_url, "aws.endpoint_url")?,
         max_retries: raw.max_retries.unwrap_or(8),
         timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(30).max(1)),
+        rate_limits: validate_rate_limits(raw.rate_limits)?,
     };
     if let Some(url) = &aws.endpoint_url {
         check_http_url(url, "aws.endpoint_url")?;
     }
     Ok(aws)
+}
+
+fn validate_rate_limits(raw: Option<raw::RawRateLimits>) -> Result<RateLimits, Invalid> {
+    let d = RateLimits::default();
+    let Some(raw) = raw else { return Ok(d) };
+    let rate = |v: Option<f64>, default: f64, key: &str| match v {
+        None => Ok(default),
+        Some(r) if r.is_finite() && (0.01..=10_000.0).contains(&r) => Ok(r),
+        Some(r) => Err(invalid(
+            key,
+            format!("{r} is not a rate between 0.01 and 10000 calls per second"),
+        )),
+    };
+    Ok(RateLimits {
+        filter_log_events: rate(
+            raw.filter_log_events,
+            d.filter_log_events,
+            "aws.rate_limits.filter_log_events",
+        )?,
+        get_log_events: rate(
+            raw.get_log_events,
+            d.get_log_events,
+            "aws.rate_limits.get_log_events",
+        )?,
+        describe_log_groups: rate(
+            raw.describe_log_groups,
+            d.describe_log_groups,
+            "aws.rate_limits.describe_log_groups",
+        )?,
+        describe_log_streams: rate(
+            raw.describe_log_streams,
+            d.describe_log_streams,
+            "aws.rate_limits.describe_log_streams",
+        )?,
+    })
 }
 
 /// `base` is the config file's folder: a relative `parsers_dir` is read
@@ -549,6 +612,17 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
     if poll_interval.is_zero() {
         return Err(invalid("agent.poll_interval_secs", "must be more than 0"));
     }
+    let max_idle_poll_interval = duration(
+        &a.max_idle_poll_interval_secs,
+        "agent.max_idle_poll_interval_secs",
+        Duration::from_secs(60).max(poll_interval),
+    )?;
+    if max_idle_poll_interval < poll_interval {
+        return Err(invalid(
+            "agent.max_idle_poll_interval_secs",
+            "must not be smaller than agent.poll_interval_secs",
+        ));
+    }
     let max_window = duration(
         &a.max_window_secs,
         "agent.max_window_secs",
@@ -571,6 +645,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
         non_empty(a.state_path, "agent.state_path")?.unwrap_or_else(|| "./cwtap-state.db".into());
     let agent = AgentConfig {
         poll_interval,
+        max_idle_poll_interval,
         lookback: duration(
             &a.lookback_secs,
             "agent.lookback_secs",

@@ -32,6 +32,17 @@ pub struct RawAws {
     pub endpoint_url: Option<String>,
     pub max_retries: Option<u32>,
     pub timeout_secs: Option<u64>,
+    pub rate_limits: Option<RawRateLimits>,
+}
+
+/// Calls per second allowed per API (the account's quota in this Region).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    pub filter_log_events: Option<f64>,
+    pub get_log_events: Option<f64>,
+    pub describe_log_groups: Option<f64>,
+    pub describe_log_streams: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -197,6 +208,7 @@ pub enum RawRedactFields {
 #[serde(deny_unknown_fields)]
 pub struct RawAgent {
     pub poll_interval_secs: Option<DurationValue>,
+    pub max_idle_poll_interval_secs: Option<DurationValue>,
     pub lookback_secs: Option<DurationValue>,
     pub auto_create_traces: Option<bool>,
     pub generate_embeddings: Option<bool>,

@@ -49,6 +49,8 @@ pub struct Metrics {
     lag_seconds: Family<GroupLabel, GaugeF64>,
     api_calls: Family<OperationLabel, Counter>,
     api_throttles: Family<OperationLabel, Counter>,
+    api_rate: Family<OperationLabel, GaugeF64>,
+    poll_interval: Family<GroupLabel, GaugeF64>,
     downstream_requests: Family<StatusLabel, Counter>,
     downstream_latency: Histogram,
     commit_latency: Histogram,
@@ -56,7 +58,7 @@ pub struct Metrics {
 }
 
 /// CloudWatch error codes that mean "slow down" (counted as throttles).
-const THROTTLE_CODES: [&str; 4] = [
+pub const THROTTLE_CODES: [&str; 4] = [
     "ThrottlingException",
     "Throttling",
     "RequestLimitExceeded",
@@ -84,6 +86,8 @@ impl Metrics {
             lag_seconds: Family::default(),
             api_calls: Family::default(),
             api_throttles: Family::default(),
+            api_rate: Family::default(),
+            poll_interval: Family::default(),
             downstream_requests: Family::default(),
             // 5 ms .. ~41 s.
             downstream_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
@@ -135,6 +139,16 @@ impl Metrics {
             "api_throttles",
             "CloudWatch Logs API call attempts answered with a throttling error",
             m.api_throttles.clone(),
+        );
+        registry.register(
+            "api_rate_limit",
+            "Calls per second the shared budget currently allows per API (lowered on throttling, recovering on success)",
+            m.api_rate.clone(),
+        );
+        registry.register(
+            "group_poll_interval_seconds",
+            "Time between the last two polls of the group",
+            m.poll_interval.clone(),
         );
         registry.register(
             "downstream_requests",
@@ -216,6 +230,22 @@ impl Metrics {
         if error_code.is_some_and(|c| THROTTLE_CODES.contains(&c)) {
             self.api_throttles.get_or_create(&label).inc();
         }
+    }
+
+    /// The budget of `operation` now allows `rate` calls per second.
+    pub fn api_rate(&self, operation: &str, rate: f64) {
+        self.api_rate
+            .get_or_create(&OperationLabel {
+                operation: operation.to_string(),
+            })
+            .set(rate);
+    }
+
+    /// The group was polled `interval` after its previous poll.
+    pub fn poll_interval(&self, group: &str, interval: Duration) {
+        self.poll_interval
+            .get_or_create(&Self::group(group))
+            .set(interval.as_secs_f64());
     }
 
     /// One downstream request ended with `status` (`None`: no HTTP answer).

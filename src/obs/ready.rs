@@ -18,6 +18,8 @@ pub struct Readiness {
     discovered: AtomicBool,
     /// Every group being polled, and whether it completed a poll without error.
     groups: Mutex<BTreeMap<String, bool>>,
+    /// Set while a checkpoint cannot be written, with the error.
+    state_error: Mutex<Option<String>>,
 }
 
 static READINESS: LazyLock<Readiness> = LazyLock::new(|| Readiness {
@@ -63,6 +65,13 @@ impl Readiness {
         }
     }
 
+    /// A checkpoint could not be written (`Some`), or was written (`None`).
+    pub fn state_error(&self, error: Option<String>) {
+        if let Ok(mut e) = self.state_error.lock() {
+            *e = error;
+        }
+    }
+
     /// `Ok` when ready, else every reason why not.
     pub fn check(&self) -> Result<(), Vec<String>> {
         let mut why = Vec::new();
@@ -73,6 +82,9 @@ impl Readiness {
                 .map(|r| r.clone())
                 .unwrap_or_default();
             why.push(format!("output not ready: {reason}"));
+        }
+        if let Ok(Some(e)) = self.state_error.lock().as_deref() {
+            why.push(format!("state file not writable, pulling stopped: {e}"));
         }
         if !self.discovered.load(Ordering::Relaxed) {
             why.push("log groups not resolved yet".into());

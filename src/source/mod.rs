@@ -9,6 +9,7 @@ pub mod progress;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::cloudwatch::budget::{self, Priority};
 use crate::cloudwatch::{CloudWatch, CloudWatchError, ScanRequest};
 use crate::config::{AgentConfig, GroupConfig};
 use crate::event::OutEvent;
@@ -54,6 +55,10 @@ enum ScanError {
     CloudWatch(#[from] CloudWatchError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(
+        "{events} events were delivered but their checkpoint could not be written ({source}); they will be delivered again at the next start"
+    )]
+    Uncommitted { events: usize, source: StateError },
 }
 
 enum ScanEnd {
@@ -110,12 +115,26 @@ pub async fn run_group(
     let retention_ms = Overlap::retention_ms(cap_ms_eff, poll_ms);
     // The first poll of a run is a sweep: it re-reads the whole late bound.
     let mut last_sweep_ms = i64::MIN / 2;
+    // Polls in a row that found nothing new: the interval doubles with each,
+    // up to `max_idle_poll_interval`.
+    let mut idle_polls = 0u32;
+    let mut last_poll_started: Option<std::time::Instant> = None;
 
     loop {
+        let started = std::time::Instant::now();
+        let interval = last_poll_started.map(|t| started - t);
+        last_poll_started = Some(started);
+        if let Some(i) = interval {
+            obs::metrics().poll_interval(name, i);
+        }
+        let delivered_before = progress.delivered();
         let polled: Result<(), ScanError> = async {
             let mut first_window = true;
             loop {
                 let late_eff = overlap_ms(late_ms, delay_ms, agent.adaptive_late_arrival, cap_ms);
+                // A sweep counts only once its window is complete: a sweep
+                // cut short by an error is tried again at the next poll.
+                let mut sweep_at = None;
                 let overlap = match target {
                     // A backfill re-reads the whole bound behind its checkpoint.
                     Target::Backfill { .. } => late_eff,
@@ -123,7 +142,7 @@ pub async fn run_group(
                         let o = Overlap::new(late_eff, delay_ms, poll_ms);
                         let now = now_ms();
                         if first_window && now - last_sweep_ms >= o.sweep_every_ms {
-                            last_sweep_ms = now;
+                            sweep_at = Some(now);
                             o.sweep_ms
                         } else {
                             o.short_ms
@@ -136,21 +155,34 @@ pub async fn run_group(
                     return Ok(());
                 };
                 let caught_up = window.end_ms - coverage.cursor_ms < max_window_ms;
+                // A group with windows still to read after this one has a
+                // backlog: its calls go before those of caught-up groups.
+                let priority = if window.end_ms < now_ms() - poll_ms {
+                    Priority::Backlog
+                } else {
+                    Priority::Idle
+                };
                 let before = progress.delivered();
-                match scan(
-                    &ctx,
-                    &group,
-                    coverage,
-                    window,
-                    retention_ms,
-                    &mut delay_ms,
-                    &mut progress,
-                    &shutdown,
+                let scanned = budget::with_priority(
+                    priority,
+                    scan(
+                        &ctx,
+                        &group,
+                        coverage,
+                        window,
+                        retention_ms,
+                        &mut delay_ms,
+                        &mut progress,
+                        &shutdown,
+                    ),
                 )
-                .await?
-                {
+                .await?;
+                match scanned {
                     ScanEnd::Interrupted => return Ok(()),
                     ScanEnd::Complete => {
+                        if let Some(at) = sweep_at {
+                            last_sweep_ms = at;
+                        }
                         coverage = window.then;
                         progress.update(coverage);
                         progress.window_done(window, progress.delivered() - before);
@@ -162,12 +194,17 @@ pub async fn run_group(
             }
         }
         .await;
+        if let Err(e @ ScanError::Uncommitted { .. }) = &polled {
+            tracing::error!(group = name, error = %e, "stopped with an unwritten checkpoint");
+            progress.finish("failed");
+            return GroupEnd::Failed(format!("{name}: {e}"));
+        }
         if shutdown.is_triggered() {
             progress.finish("stopped");
             return GroupEnd::ShutDown;
         }
         let error = polled.as_ref().err().map(|e| e.to_string());
-        if let Err(e) = ctx.state.record_poll(name, error.clone()).await {
+        if let Err(e) = ctx.state.record_poll(name, error.clone(), interval).await {
             tracing::error!(group = name, error = %e, "cannot record the poll in the state file");
         } else if error.is_none() {
             obs::readiness().group_polled(name);
@@ -192,10 +229,24 @@ pub async fn run_group(
                 tracing::error!(group = name, error = %e, "poll failed; nothing was lost, retrying next poll");
             }
         }
-        if !shutdown.sleep(agent.poll_interval).await {
+        let found_nothing = error.is_none() && progress.delivered() == delivered_before;
+        idle_polls = if found_nothing { idle_polls + 1 } else { 0 };
+        if !shutdown.sleep(idle_interval(agent, idle_polls)).await {
             return GroupEnd::ShutDown;
         }
     }
+}
+
+/// How long a group waits before its next poll after `idle_polls` polls in a
+/// row found nothing: the poll interval, doubling per idle poll beyond the
+/// first, up to `max_idle_poll_interval`.
+fn idle_interval(agent: &AgentConfig, idle_polls: u32) -> std::time::Duration {
+    let doublings = idle_polls.saturating_sub(1).min(16);
+    agent
+        .poll_interval
+        .saturating_mul(1 << doublings)
+        .min(agent.max_idle_poll_interval)
+        .max(agent.poll_interval)
 }
 
 /// Scans one window; on `Complete` every event of it is delivered and the
@@ -276,8 +327,11 @@ async fn scan(
         obs::metrics().overlap_rereads(name, reread);
         match page.next_token {
             // An empty page with a token is not the end: CloudWatch scans a
-            // bounded slice per call.
-            Some(t) => token = Some(t),
+            // bounded slice per call. The next page is backlog.
+            Some(t) => {
+                token = Some(t);
+                budget::set_priority(Priority::Backlog);
+            }
             None => break,
         }
         if shutdown.is_triggered() {
@@ -416,7 +470,7 @@ async fn deliver(
     let counts = (checkpoint.rejected, checkpoint.late);
     let cursor_ms = checkpoint.coverage.map(|c| c.cursor_ms);
     let started = std::time::Instant::now();
-    ctx.state.commit(checkpoint).await?;
+    commit_until_written(ctx, name, checkpoint, shutdown).await?;
     obs::metrics().checkpoint_commit(started.elapsed());
     obs::metrics().checkpointed(name, delivered, counts.0, counts.1);
     if let Some(cursor_ms) = cursor_ms {
@@ -429,4 +483,74 @@ async fn deliver(
     } else {
         ScanEnd::Complete
     })
+}
+
+/// Commits `checkpoint`, retrying while the state file cannot be written
+/// (disk full, I/O error). Its events are already delivered: giving up and
+/// polling on would deliver them again and move on without a record, so the
+/// group stops advancing here, says so, and goes on once a write succeeds.
+/// Only shutdown ends the wait, with [`ScanError::Uncommitted`].
+async fn commit_until_written(
+    ctx: &Context,
+    name: &str,
+    checkpoint: Checkpoint,
+    shutdown: &Shutdown,
+) -> Result<(), ScanError> {
+    let checkpoint = Arc::new(checkpoint);
+    let mut backoff = crate::retry::Backoff::new(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(30),
+    );
+    let mut failures = 0u32;
+    loop {
+        let error = match ctx.state.commit(Arc::clone(&checkpoint)).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(
+                        group = name,
+                        failures,
+                        "state file writable again: checkpoint written, pulling resumes"
+                    );
+                    obs::readiness().state_error(None);
+                }
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        failures += 1;
+        if failures == 1 || failures.is_multiple_of(10) {
+            tracing::error!(
+                group = name,
+                error = %error,
+                events = checkpoint.ids.len(),
+                failures,
+                "cannot write the checkpoint: this group stops advancing until the state file can be written; the events just delivered are held and will not be sent again"
+            );
+        }
+        obs::readiness().state_error(Some(error.to_string()));
+        if !backoff.sleep(shutdown).await {
+            return Err(ScanError::Uncommitted {
+                events: checkpoint.ids.len(),
+                source: error,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_groups_back_off_doubling_up_to_the_maximum() {
+        let config = crate::config::Config::from_yaml(
+            "ndjson: {path: out.ndjson}\nlog_groups: [{name: /g}]\n\
+             agent: {poll_interval_secs: 5, max_idle_poll_interval_secs: 60}\n",
+            std::path::Path::new("test.yaml"),
+        )
+        .unwrap();
+        let agent = &config.agent;
+        let secs: Vec<u64> = (0..7).map(|n| idle_interval(agent, n).as_secs()).collect();
+        assert_eq!(secs, [5, 5, 10, 20, 40, 60, 60]);
+    }
 }

@@ -113,12 +113,18 @@ pub fn overlap_ms(
 /// each event `late / poll` times. Instead an ordinary poll re-reads a short
 /// overlap (twice the lateness seen lately, at least two poll intervals and
 /// 5 s), and every `late_ms / 2` a sweep re-reads `late_ms + late_ms / 2 +
-/// poll_ms`. Why that is enough: an event with timestamp `t`, ingested at
-/// `t + L` with `L <= late_ms`, is either inside the short overlap of the first
-/// poll after it became visible, or a sweep happens at some `Q` in
-/// `[t + L, t + late + late/2]` (sweeps are at most `late/2 + poll` apart), and
-/// that sweep's window starts `late + late/2 + poll` behind a cursor that is
-/// at most `Q`, so at or before `t`.
+/// poll_ms`. Why that is enough, however irregular the polls (idle backoff,
+/// a shared rate budget): take an event with timestamp `t`, ingested at
+/// `i = t + L` with `L <= late_ms`. Let `Q0` be the last completed sweep at or
+/// before `i` (a run's first poll is a sweep) and `Q` the next completed
+/// sweep, after `i`, so the event is visible to it. A sweep counts as done
+/// only when its window completed (a failed one is tried again at the next
+/// poll), and a poll that completed any window completed its first. So the
+/// last poll `R` before `Q` that moved the cursor is `Q0` or a poll less than
+/// `late/2` after `Q0` (else its first window would have been a completed
+/// sweep between the two): `R < Q0 + late/2 <= i + late/2`. The cursor `Q`
+/// starts from is at most `R`, so `Q`'s window starts at most
+/// `i + late/2 - (late + late/2 + poll) = t + L - late - poll`, before `t`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Overlap {
     pub short_ms: i64,

@@ -41,6 +41,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX delivered_by_time ON delivered (log_group, timestamp_ms);",
     // 2: trace grouping.
     crate::trace::SCHEMA,
+    // 3: the time between a group's last two polls.
+    "ALTER TABLE groups ADD COLUMN poll_interval_ms INTEGER;",
 ];
 
 /// The schema version this build writes.
@@ -84,6 +86,8 @@ pub struct GroupState {
     pub last_poll_ms: Option<EpochMs>,
     pub last_error: Option<String>,
     pub last_error_ms: Option<EpochMs>,
+    /// Time between the last two polls of the running agent.
+    pub poll_interval_ms: Option<i64>,
 }
 
 /// What one acknowledged delivery changes, written in one transaction.
@@ -275,7 +279,7 @@ impl StateStore {
     }
 
     /// Writes one checkpoint atomically.
-    pub async fn commit(&self, checkpoint: Checkpoint) -> Result<(), StateError> {
+    pub async fn commit(&self, checkpoint: Arc<Checkpoint>) -> Result<(), StateError> {
         self.with(move |c| commit_tx(c, &checkpoint)).await
     }
 
@@ -324,23 +328,28 @@ impl StateStore {
         .await
     }
 
-    /// Records the outcome of a poll: `None` clears the last error.
+    /// Records the outcome of a poll: `None` clears the last error;
+    /// `interval` is the time since the previous poll, when there was one.
     pub async fn record_poll(
         &self,
         log_group: &str,
         error: Option<String>,
+        interval: Option<std::time::Duration>,
     ) -> Result<(), StateError> {
         let name = log_group.to_string();
+        let interval_ms = interval.map(|i| i.as_millis() as i64);
         self.with(move |c| {
             let now = crate::time::now_ms();
             match error {
                 None => c.execute(
-                    "UPDATE groups SET last_poll_ms = ?2, last_error = NULL, last_error_ms = NULL WHERE log_group = ?1",
-                    params![name, now],
+                    "UPDATE groups SET last_poll_ms = ?2, last_error = NULL, last_error_ms = NULL,
+                         poll_interval_ms = COALESCE(?3, poll_interval_ms) WHERE log_group = ?1",
+                    params![name, now, interval_ms],
                 ),
                 Some(e) => c.execute(
-                    "UPDATE groups SET last_poll_ms = ?2, last_error = ?3, last_error_ms = ?2 WHERE log_group = ?1",
-                    params![name, now, e],
+                    "UPDATE groups SET last_poll_ms = ?2, last_error = ?3, last_error_ms = ?2,
+                         poll_interval_ms = COALESCE(?4, poll_interval_ms) WHERE log_group = ?1",
+                    params![name, now, e, interval_ms],
                 ),
             }
             .map(|_| ())
@@ -350,7 +359,7 @@ impl StateStore {
 }
 
 const GROUP_COLUMNS: &str = "log_group, covered_from_ms, cursor_ms, events_delivered, events_rejected, \
-     late_events, observed_delay_ms, last_poll_ms, last_error, last_error_ms";
+     late_events, observed_delay_ms, last_poll_ms, last_error, last_error_ms, poll_interval_ms";
 
 fn row_to_group(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupState> {
     Ok(GroupState {
@@ -366,6 +375,7 @@ fn row_to_group(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupState> {
         last_poll_ms: r.get(7)?,
         last_error: r.get(8)?,
         last_error_ms: r.get(9)?,
+        poll_interval_ms: r.get(10)?,
     })
 }
 
@@ -469,7 +479,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .commit(Checkpoint {
+            .commit(Arc::new(Checkpoint {
                 log_group: "/g".into(),
                 ids: vec![("a".into(), 1500), ("b".into(), 1900)],
                 delivered: 2,
@@ -478,7 +488,7 @@ mod tests {
                     cursor_ms: 2000,
                 }),
                 ..Default::default()
-            })
+            }))
             .await
             .unwrap();
         drop(store);
@@ -509,7 +519,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .commit(Checkpoint {
+            .commit(Arc::new(Checkpoint {
                 log_group: "/g".into(),
                 ids: vec![
                     ("backfilling".into(), 500),
@@ -518,7 +528,7 @@ mod tests {
                 ],
                 prune_before_ms: Some(4000),
                 ..Default::default()
-            })
+            }))
             .await
             .unwrap();
         let ids = store.delivered_ids("/g", 0).await.unwrap();

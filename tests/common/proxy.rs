@@ -70,6 +70,11 @@ pub struct ProxyScript {
     pub faults: VecDeque<Fault>,
     /// Answer this fault to every call of `operation`, forever.
     pub always: Option<Fault>,
+    /// Answer this fault to every other call of `operation` (a storm that
+    /// lets half the calls through).
+    pub every_other: Option<Fault>,
+    /// When each call of `operation` arrived, answered or forwarded.
+    pub calls_at: Vec<std::time::Instant>,
     /// The operation faults apply to, e.g. "FilterLogEvents".
     pub operation: String,
     /// Faults answered so far.
@@ -122,7 +127,9 @@ impl FaultProxy {
                 let fault = {
                     let mut sc = sc.lock().unwrap();
                     if target == sc.operation {
-                        let f = sc.faults.pop_front().or(sc.always);
+                        sc.calls_at.push(std::time::Instant::now());
+                        let alternate = sc.every_other.filter(|_| sc.calls_at.len() % 2 == 0);
+                        let f = sc.faults.pop_front().or(sc.always).or(alternate);
                         if f.is_some() {
                             sc.injected += 1;
                         } else {
