@@ -405,7 +405,8 @@ pub fn describe(config: &Config) -> String {
             StreamFilter::Prefix(p) => format!("streams starting with {p:?}"),
         };
         out.push_str(&format!(
-            "  - {what}: {streams}; filter {}; {} parser rule(s){}\n",
+            "  - {what}: {streams}; mode {}; filter {}; {} parser rule(s){}\n",
+            g.mode.as_str(),
             g.filter_pattern
                 .as_deref()
                 .map(|f| format!("{f:?}"))

@@ -91,6 +91,18 @@ fn cases() -> Vec<Case> {
             expect: &["log_groups[0].name"],
         },
         Case {
+            name: "filter pattern in streams mode",
+            yaml: format!(
+                "{out}log_groups:\n  - {{name: /a}}\n  - {{name: /b, mode: streams, filter_pattern: ERROR}}\n"
+            ),
+            expect: &["log_groups[1].filter_pattern", "mode: streams"],
+        },
+        Case {
+            name: "unknown read mode",
+            yaml: format!("{out}log_groups:\n  - {{name: /a, mode: insights}}\n"),
+            expect: &["unknown variant `insights`", "filter", "streams", "line 3"],
+        },
+        Case {
             name: "name and prefix",
             yaml: format!("{out}log_groups:\n  - {{name: /a, prefix: /b}}\n"),
             expect: &["log_groups[0]", "not both"],
@@ -272,5 +284,13 @@ fn the_shipped_example_config_is_valid() {
         Duration::from_secs(20),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("example-key"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("example-key"));
+    // `check` says how each group is read.
+    assert_eq!(stdout.matches("; mode filter;").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("; mode streams;").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("/ecs/orders-worker: streams starting with \"orders/\"; mode streams;"),
+        "{stdout}"
+    );
 }

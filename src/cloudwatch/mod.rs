@@ -10,10 +10,12 @@
 //! - [`write`]: PutLogEvents batching and the stream writer.
 //! - [`admin`]: groups, streams, retention, subscription and metric filters, tags.
 //! - [`insights`]: Logs Insights queries (StartQuery / GetQueryResults / StopQuery).
+//! - [`streams`]: reading a group stream by stream (DescribeLogStreams, GetLogEvents).
 
 pub mod admin;
 pub mod budget;
 pub mod insights;
+pub mod streams;
 pub mod write;
 
 use std::time::Duration;
@@ -102,8 +104,9 @@ pub struct ScanRequest {
     pub streams: StreamFilter,
 }
 
-/// One page of FilterLogEvents. `next_token` set means more may follow even
-/// when `events` is empty.
+/// One page of events. From FilterLogEvents, `next_token` set means more
+/// may follow even when `events` is empty; a GetLogEvents page has none (its
+/// read keeps the token).
 #[derive(Debug, Default)]
 pub struct Page {
     pub events: Vec<RawEvent>,

@@ -192,7 +192,33 @@ pub struct GroupConfig {
     pub agent_id: Option<String>,
     pub filter_pattern: Option<String>,
     pub streams: StreamFilter,
+    /// Which API reads the group's events.
+    pub mode: ReadMode,
     pub rules: Arc<RuleSet>,
+}
+
+/// How a group's events are read. Both modes give the same cursor,
+/// re-read and de-duplication guarantees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReadMode {
+    /// FilterLogEvents over the whole group (5 requests/s per account and
+    /// Region by default).
+    #[default]
+    Filter,
+    /// DescribeLogStreams, then GetLogEvents stream by stream (a quota of its
+    /// own, 25 requests/s by default): for groups whose volume makes
+    /// FilterLogEvents the bottleneck.
+    Streams,
+}
+
+impl ReadMode {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadMode::Filter => "filter",
+            ReadMode::Streams => "streams",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -560,6 +586,17 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
             (None, Some(p)) => StreamFilter::Prefix(p),
             (None, None) => StreamFilter::All,
         };
+        let mode = match g.mode {
+            None | Some(raw::RawReadMode::Filter) => ReadMode::Filter,
+            Some(raw::RawReadMode::Streams) => ReadMode::Streams,
+        };
+        let filter_pattern = g.filter_pattern.filter(|p| !p.trim().is_empty());
+        if mode == ReadMode::Streams && filter_pattern.is_some() {
+            return Err(invalid(
+                format!("{key}.filter_pattern"),
+                "cannot be combined with `mode: streams` (GetLogEvents has no filter pattern): drop one",
+            ));
+        }
         let options = LoadOptions {
             parsers_dir: parsers_dir.clone(),
             redact: match &g.redact {
@@ -581,8 +618,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
             key,
             selector,
             agent_id: non_empty(g.agent_id, "agent_id")?,
-            filter_pattern: g.filter_pattern.filter(|p| !p.trim().is_empty()),
+            filter_pattern,
             streams,
+            mode,
             rules: Arc::new(rules),
         });
     }
@@ -817,6 +855,25 @@ mod tests {
         let missing = "ndjson: {path: '-'}\nparsers_dir: nowhere\nlog_groups: [{name: /a}]\n";
         let e = Config::from_yaml(missing, &dir.path().join("c.yaml")).unwrap_err();
         assert!(e.to_string().contains("parsers_dir"), "{e}");
+    }
+
+    #[test]
+    fn the_read_mode_defaults_to_filter_and_streams_takes_no_filter_pattern() {
+        let yaml = "ndjson: {path: '-'}\nlog_groups:\n  - {name: /a}\n  - {name: /b, mode: streams, stream_prefix: web/}\n  - {name: /c, mode: filter, filter_pattern: ERROR}\n";
+        let config = Config::from_yaml(yaml, Path::new("c.yaml")).unwrap();
+        let modes: Vec<_> = config.groups.iter().map(|g| g.mode).collect();
+        assert_eq!(
+            modes,
+            [ReadMode::Filter, ReadMode::Streams, ReadMode::Filter]
+        );
+        let bad = "ndjson: {path: '-'}\nlog_groups:\n  - {name: /a, mode: streams, filter_pattern: ERROR}\n";
+        let e = Config::from_yaml(bad, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log_groups[0].filter_pattern"), "{e}");
+        // A blank pattern is no pattern.
+        let blank = "ndjson: {path: '-'}\nlog_groups:\n  - {name: /a, mode: streams, filter_pattern: ' '}\n";
+        assert!(Config::from_yaml(blank, Path::new("c.yaml")).is_ok());
     }
 
     #[test]

@@ -88,10 +88,21 @@ pub struct RawLogGroup {
     pub filter_pattern: Option<String>,
     pub stream_names: Option<Vec<String>>,
     pub stream_prefix: Option<String>,
+    /// How the group is read: `filter` (FilterLogEvents, the default) or
+    /// `streams` (DescribeLogStreams, then GetLogEvents stream by stream).
+    pub mode: Option<RawReadMode>,
     #[serde(default)]
     pub parsers: Vec<RawParser>,
     /// PII redaction for this group; replaces the top-level `redact`.
     pub redact: Option<RawRedact>,
+}
+
+/// `mode:` of a log group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawReadMode {
+    Filter,
+    Streams,
 }
 
 /// One entry of a `parsers` list or of a rule file: either `{use: NAME}` (a

@@ -1,8 +1,10 @@
-//! Pulling one log group: scan windows with FilterLogEvents (every page, until
-//! no `nextToken`), drop events already delivered, parse, hand batches to the
-//! sink, and checkpoint each acknowledged batch; the cursor moves only when a
-//! whole window is delivered. See [`plan`] for how windows are chosen.
+//! Pulling one log group: scan windows page by page (FilterLogEvents, or
+//! GetLogEvents stream by stream: see [`pager`]), drop events already
+//! delivered, parse, hand batches to the sink, and checkpoint each
+//! acknowledged batch; the cursor moves only when a whole window is
+//! delivered. See [`plan`] for how windows are chosen.
 
+pub mod pager;
 pub mod plan;
 pub mod progress;
 
@@ -10,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::cloudwatch::budget::{self, Priority};
-use crate::cloudwatch::{CloudWatch, CloudWatchError, ScanRequest};
+use crate::cloudwatch::{CloudWatch, CloudWatchError};
 use crate::config::{AgentConfig, GroupConfig};
 use crate::event::OutEvent;
 use crate::obs;
@@ -19,6 +21,7 @@ use crate::sink::Sink;
 use crate::state::{Checkpoint, Coverage, StateError, StateStore};
 use crate::time::now_ms;
 use crate::trace::{Assignment, KeyField, TraceInput};
+use pager::Pager;
 use plan::{Overlap, Target, Window, initial_coverage, next_window, overlap_ms};
 use progress::GroupProgress;
 use serde_json::Value;
@@ -265,26 +268,15 @@ async fn scan(
     // Ids delivered earlier in this window (overlap, or a run cut short).
     let seen: HashSet<String> = ctx.state.delivered_ids(name, window.start_ms).await?;
     let going_up = window.then.cursor_ms > coverage.cursor_ms;
-    let request = ScanRequest {
-        log_group: group.name.clone(),
-        start_ms: window.start_ms,
-        // FilterLogEvents' endTime is inclusive; windows are half-open.
-        end_ms: window.end_ms - 1,
-        filter_pattern: group.config.filter_pattern.clone(),
-        streams: group.config.streams.clone(),
-    };
+    let mut pager = Pager::new(&ctx.cloudwatch, group, window);
     let batch_size = ctx.sink.batch_size();
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_size);
     let mut window_delay = 0i64;
-    let mut token: Option<String> = None;
     let mut pages = 0u64;
     loop {
-        let page = match ctx
-            .cloudwatch
-            .filter_page(&request, token.as_deref(), shutdown)
-            .await
-        {
-            Ok(p) => p,
+        let page = match pager.next(shutdown).await {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
             Err(CloudWatchError::ShutDown) => return Ok(ScanEnd::Interrupted),
             Err(e) => return Err(e.into()),
         };
@@ -325,15 +317,12 @@ async fn scan(
             }
         }
         obs::metrics().overlap_rereads(name, reread);
-        match page.next_token {
-            // An empty page with a token is not the end: CloudWatch scans a
-            // bounded slice per call. The next page is backlog.
-            Some(t) => {
-                token = Some(t);
-                budget::set_priority(Priority::Backlog);
-            }
-            None => break,
+        // Only the pager knows the end: an empty page is not it. A group
+        // with more pages to read has a backlog: its next call goes first.
+        if pager.is_done() {
+            break;
         }
+        budget::set_priority(Priority::Backlog);
         if shutdown.is_triggered() {
             return Ok(ScanEnd::Interrupted);
         }
