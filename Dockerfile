@@ -22,7 +22,11 @@
 FROM rust:1-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# src: the crate; parsers: the shipped rule sets, compiled in (include_str!);
+# benches: Cargo.toml declares the benchmarks, so their files must exist.
 COPY src ./src
+COPY parsers ./parsers
+COPY benches ./benches
 # The registry and target caches make rebuilds incremental (BuildKit).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
