@@ -64,6 +64,34 @@ async fn throttling_and_server_errors_are_retried_and_lose_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_connections_and_calls_past_the_timeout_are_retried_and_lose_nothing() {
+    let moto = Moto::start();
+    seed(&moto).await;
+    let proxy = FaultProxy::start(&moto.url, "FilterLogEvents");
+    proxy.script().faults.extend([
+        Fault::Drop,
+        Fault::Delay(Duration::from_millis(2_500)),
+        Fault::Drop,
+        Fault::Delay(Duration::from_millis(2_500)),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "  timeout_secs: 1\n");
+    let out = run_to_end(
+        cwtap(&proxy.url)
+            .args(["backfill", "--since", "1h", "--config"])
+            .arg(&cfg),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(proxy.script().faults.is_empty(), "every fault was met");
+    assert!(err.contains("retrying"), "retries are logged: {err}");
+    let events = read_ndjson(&dir.path().join("out.ndjson"));
+    assert_eq!(id_counts(&events).len(), 500);
+    assert_eq!(events.len(), 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_denied_names_the_missing_iam_action_and_fails_the_backfill() {
     let moto = Moto::start();
     seed(&moto).await;

@@ -3,7 +3,8 @@
 //! chosen operation, which moto itself cannot produce on demand: throttling,
 //! service unavailable, internal error, access denied, sequence-token errors
 //! of older emulators, a malformed query, an unsupported operation, and a
-//! query that never completes.
+//! query that never completes; and, on any operation, a call held past the
+//! client's timeout or a connection broken mid-call.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,13 @@ pub enum Fault {
     Unsupported,
     /// GetQueryResults: still running, no rows.
     QueryRunning,
+    /// Hold the call this long, then forward it (slower than the client's
+    /// timeout, it is a timeout).
+    Delay(std::time::Duration),
+    /// Break the connection: a bare `101` status line where the answer
+    /// should be, then the socket closed (tiny_http gives no way to send a
+    /// TCP reset; to the client both are a call that died mid-way).
+    Drop,
 }
 
 impl Fault {
@@ -60,6 +68,8 @@ impl Fault {
                 r#"{"__type":"UnknownOperationException","message":"The operation is not supported by this endpoint"}"#,
             ),
             Fault::QueryRunning => (200, r#"{"status":"Running","results":[]}"#),
+            // Handled before any answer is written.
+            Fault::Delay(_) | Fault::Drop => (500, ""),
         }
     }
 }
@@ -140,6 +150,19 @@ impl FaultProxy {
                         sc.forwarded.push(target.clone());
                         None
                     }
+                };
+                let fault = match fault {
+                    Some(Fault::Delay(d)) => {
+                        std::thread::sleep(d);
+                        None
+                    }
+                    Some(Fault::Drop) => {
+                        // Take the raw connection (tiny_http writes a bare
+                        // 101 first) and close it.
+                        drop(request.upgrade("close", tiny_http::Response::empty(101)));
+                        continue;
+                    }
+                    other => other,
                 };
                 if let Some(f) = fault {
                     let (status, body) = f.response();
