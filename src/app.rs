@@ -375,12 +375,18 @@ pub fn describe(config: &Config) -> String {
             .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
             .unwrap_or_else(|| "(AWS)".into()),
     ));
+    let r = &a.rate_limits;
+    out.push_str(&format!(
+        "call budget per second: FilterLogEvents {}, GetLogEvents {}, DescribeLogGroups {}, DescribeLogStreams {}\n",
+        r.filter_log_events, r.get_log_events, r.describe_log_groups, r.describe_log_streams
+    ));
     out.push_str(&format!("output: {}\n", config.output.describe()));
     let ag = &config.agent;
     out.push_str(&format!(
-        "state: {}\npoll every {:?}, first poll reaches back {:?}, late arrivals up to {:?} re-read{}, windows of at most {:?}\n",
+        "state: {}\npoll every {:?} (idle groups up to every {:?}), first poll reaches back {:?}, late arrivals up to {:?} re-read{}, windows of at most {:?}\n",
         ag.state_path.display(),
         ag.poll_interval,
+        ag.max_idle_poll_interval,
         ag.lookback,
         ag.late_arrival,
         if ag.adaptive_late_arrival {

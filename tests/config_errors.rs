@@ -98,6 +98,26 @@ fn cases() -> Vec<Case> {
             expect: &["log_groups[1].filter_pattern", "mode: streams"],
         },
         Case {
+            name: "rate limit of zero",
+            yaml: format!("{out}{GOOD_GROUPS}aws:\n  rate_limits: {{filter_log_events: 0}}\n"),
+            expect: &[
+                "aws.rate_limits.filter_log_events",
+                "between 0.01 and 10000",
+            ],
+        },
+        Case {
+            name: "unknown API in rate limits",
+            yaml: format!("{out}{GOOD_GROUPS}aws:\n  rate_limits: {{put_log_events: 10}}\n"),
+            expect: &["unknown field `put_log_events`", "line 5"],
+        },
+        Case {
+            name: "idle interval below the poll interval",
+            yaml: format!(
+                "{out}{GOOD_GROUPS}agent:\n  poll_interval_secs: 30\n  max_idle_poll_interval_secs: 10\n"
+            ),
+            expect: &["agent.max_idle_poll_interval_secs"],
+        },
+        Case {
             name: "unknown read mode",
             yaml: format!("{out}log_groups:\n  - {{name: /a, mode: insights}}\n"),
             expect: &["unknown variant `insights`", "filter", "streams", "line 3"],
