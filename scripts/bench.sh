@@ -2,7 +2,7 @@
 # End-to-end benchmark of cwtap against moto (CloudWatch Logs) and a local
 # VectaDB stand-in, everything on 127.0.0.1. Run by hand, not in CI:
 #
-#   scripts/bench.sh [backfill|live|outage|all]    (default: all, ~9 minutes)
+#   scripts/bench.sh [backfill|live|outage|all]    (default: all, ~6 minutes)
 #
 # backfill  seeds BENCH_EVENTS ~300-byte JSON events into moto, then times
 #           `cwtap backfill` into NDJSON and into the receiver: events/s, CPU
