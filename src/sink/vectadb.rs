@@ -73,12 +73,7 @@ impl VectadbSink {
             .user_agent(concat!("cwtap/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SinkError::Open(format!("cannot build the HTTP client: {e}")))?;
-        let options = serde_json::to_vec(&json!({
-            "auto_create_traces": agent.auto_create_traces,
-            "generate_embeddings": agent.generate_embeddings,
-            "extract_relationships": agent.extract_relationships,
-        }))
-        .unwrap_or_default();
+        let options = encode_options(agent);
         Ok(VectadbSink {
             config,
             client,
@@ -113,18 +108,7 @@ impl VectadbSink {
 
     /// One POST of the given pre-serialized events.
     async fn post(&self, items: &[&[u8]], shutdown: &Shutdown) -> Reply {
-        let size: usize = items.iter().map(|i| i.len() + 1).sum();
-        let mut body = Vec::with_capacity(size + self.options.len() + 32);
-        body.extend_from_slice(b"{\"events\":[");
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(item);
-        }
-        body.extend_from_slice(b"],\"options\":");
-        body.extend_from_slice(&self.options);
-        body.push(b'}');
+        let body = batch_body(items, &self.options);
         let send = self
             .request(reqwest::Method::POST, "/api/v1/events/batch")
             .header("Content-Type", "application/json")
@@ -159,6 +143,55 @@ impl VectadbSink {
             }
         }
     }
+}
+
+/// The request's `options` object, the same in every request: always
+/// explicit, since the server's default for a missing one turns trace
+/// creation off.
+fn encode_options(agent: &AgentConfig) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "auto_create_traces": agent.auto_create_traces,
+        "generate_embeddings": agent.generate_embeddings,
+        "extract_relationships": agent.extract_relationships,
+    }))
+    .unwrap_or_default()
+}
+
+/// Each event serialized once; a batch is cut by these sizes and retried
+/// pieces reuse them.
+fn encode_items(batch: &[OutEvent]) -> Vec<Vec<u8>> {
+    batch
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap_or_default())
+        .collect()
+}
+
+/// `{"events":[...],"options":{...}}` from pre-serialized events.
+fn batch_body(items: &[&[u8]], options: &[u8]) -> Vec<u8> {
+    let size: usize = items.iter().map(|i| i.len() + 1).sum();
+    let mut body = Vec::with_capacity(size + options.len() + 32);
+    body.extend_from_slice(b"{\"events\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"],\"options\":");
+    body.extend_from_slice(options);
+    body.push(b'}');
+    body
+}
+
+/// The body of one `POST /api/v1/events/batch` carrying all of `batch`, built
+/// the way the sink builds it (each event serialized, then joined with the
+/// `options` of `agent`). Public for `benches/encode.rs` only; the sink
+/// itself also cuts batches by `max_batch_bytes` and `batch_size`.
+#[doc(hidden)]
+pub fn encode_batch(batch: &[OutEvent], agent: &AgentConfig) -> Vec<u8> {
+    let encoded = encode_items(batch);
+    let items: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+    batch_body(&items, &encode_options(agent))
 }
 
 /// The certificates of a PEM bundle, for reqwest's trusted roots.
@@ -212,10 +245,7 @@ impl Sink for VectadbSink {
         shutdown: &'a Shutdown,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let encoded: Vec<Vec<u8>> = batch
-                .iter()
-                .map(|e| serde_json::to_vec(e).unwrap_or_default())
-                .collect();
+            let encoded = encode_items(batch);
             let mut outcome = Outcome::default();
             let mut attempts = vec![0u32; batch.len()];
             // Split by bytes first: each chunk's body stays under the bound.
@@ -379,5 +409,52 @@ impl Sink for VectadbSink {
 
     fn batch_size(&self) -> usize {
         self.config.batch_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Source;
+    use serde_json::Value;
+
+    fn event(i: usize) -> OutEvent {
+        OutEvent {
+            trace_id: None,
+            timestamp: format!("2026-11-20T08:00:00.{i:03}Z"),
+            event_type: Some("app_log".into()),
+            agent_id: None,
+            session_id: Some(format!("t:{i}")),
+            properties: serde_json::Map::from_iter([("message".into(), json!("ok \"quoted\""))]),
+            source: Source {
+                system: "cloudwatch",
+                log_group: "/g".into(),
+                log_stream: "s".into(),
+                log_id: format!("{i:056}"),
+            },
+            timestamp_ms: i as i64,
+        }
+    }
+
+    #[test]
+    fn batch_body_holds_every_event_in_order_and_explicit_options() {
+        let config = crate::config::Config::from_yaml(
+            "vectadb: {endpoint: 'http://127.0.0.1:1'}\nlog_groups: [{name: /g}]\nagent: {generate_embeddings: false}\n",
+            std::path::Path::new("test.yaml"),
+        )
+        .expect("config loads");
+        let events: Vec<OutEvent> = (0..3).map(event).collect();
+        let body: Value = serde_json::from_slice(&encode_batch(&events, &config.agent))
+            .expect("the body is JSON");
+        let expected: Vec<Value> = events.iter().map(|e| json!(e)).collect();
+        assert_eq!(body["events"], Value::Array(expected));
+        assert_eq!(
+            body["options"],
+            json!({"auto_create_traces": true, "generate_embeddings": false, "extract_relationships": false})
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&encode_batch(&[], &config.agent)).expect("JSON")["events"],
+            json!([])
+        );
     }
 }

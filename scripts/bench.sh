@@ -1,0 +1,454 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of cwtap against moto (CloudWatch Logs) and a local
+# VectaDB stand-in, everything on 127.0.0.1. Run by hand, not in CI:
+#
+#   scripts/bench.sh [backfill|live|outage|all]    (default: all, ~6 minutes)
+#
+# backfill  seeds BENCH_EVENTS ~300-byte JSON events into moto, then times
+#           `cwtap backfill` into NDJSON and into the receiver: events/s, CPU
+#           seconds per 100,000 events, peak RSS, API calls per 10,000 events.
+# live      `cwtap run` on BENCH_GROUPS log groups while a writer puts
+#           BENCH_RATE events/s into them: delivery latency p50/p99, peak RSS,
+#           extra FilterLogEvents calls caused by the late-arrival re-reads.
+# outage    the same, with the receiver answering 503 for BENCH_OUTAGE_SECS:
+#           RSS every second, then delivery resumes with nothing lost.
+#
+# Sizes (environment):
+#   BENCH_EVENTS=100000 BENCH_BACKFILL_GROUPS=4 BENCH_SPAN_SECS=3600
+#   BENCH_GROUPS=100 BENCH_RATE=1000 BENCH_WARMUP_SECS=20 BENCH_LIVE_SECS=150
+#   BENCH_OUTAGE_PRE_SECS=20 BENCH_OUTAGE_SECS=60 BENCH_OUTAGE_POST_SECS=10
+#   BENCH_DRAIN_SECS=150 (longest wait for the last events after the writer stops)
+#   BENCH_POLL_SECS: agent.poll_interval_secs for live/outage (default: the
+#     config default, 10 s)
+#   BENCH_FILTER_RATE: aws.rate_limits.filter_log_events (calls/s), passed
+#     only when this cwtap has that key (config.example.yaml mentions it)
+#   CWTAP_BIN: the binary to measure (default: a release build, made here)
+#   BENCH_KEEP=1 keeps the work directory (configs, logs, receiver dumps).
+#
+# Writes the results as a markdown table to stdout (and $WORK/results.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+PHASE="${1:-all}"
+case "$PHASE" in
+backfill | live | outage | all) ;;
+*)
+    echo "usage: $0 [backfill|live|outage|all]" >&2
+    exit 2
+    ;;
+esac
+
+BENCH_EVENTS="${BENCH_EVENTS:-100000}"
+BENCH_BACKFILL_GROUPS="${BENCH_BACKFILL_GROUPS:-4}"
+BENCH_SPAN_SECS="${BENCH_SPAN_SECS:-3600}"
+BENCH_GROUPS="${BENCH_GROUPS:-100}"
+BENCH_RATE="${BENCH_RATE:-1000}"
+BENCH_WARMUP_SECS="${BENCH_WARMUP_SECS:-20}"
+BENCH_LIVE_SECS="${BENCH_LIVE_SECS:-150}"
+BENCH_OUTAGE_PRE_SECS="${BENCH_OUTAGE_PRE_SECS:-20}"
+BENCH_OUTAGE_SECS="${BENCH_OUTAGE_SECS:-60}"
+BENCH_OUTAGE_POST_SECS="${BENCH_OUTAGE_POST_SECS:-10}"
+BENCH_DRAIN_SECS="${BENCH_DRAIN_SECS:-150}"
+BENCH_POLL_SECS="${BENCH_POLL_SECS:-}"
+BENCH_FILTER_RATE="${BENCH_FILTER_RATE:-}"
+
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+PY="$CWTAP_VENV/bin/python"
+TOOLS=("$PY" "$ROOT/scripts/bench_tools.py")
+
+step() { printf '==> %s\n' "$*" >&2; }
+now_ms() { date +%s%3N; }
+tool() { "${TOOLS[@]}" "$@"; }
+# A field of a one-line JSON object.
+jget() { "$PY" -c 'import json,sys; v=json.loads(sys.argv[1]); [v:=v[k] for k in sys.argv[2:]]; print(v)' "$@"; }
+calc() { "$PY" -c "import math; print($1)"; }
+
+if [[ -z "${CWTAP_BIN:-}" ]]; then
+    step "building cwtap (release)"
+    cargo build --release --locked --quiet
+    CWTAP_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/cwtap"
+fi
+CWTAP="$CWTAP_BIN"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/cwtap-bench.XXXXXX")"
+RESULTS="$WORK/results.md"
+PIDS=()     # every background process of this script
+PIDFILES=() # children of the supervisor (cwtap), in case it is killed first
+
+stop_pid() {
+    local pid="$1" i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 100); do # 10 s, then KILL
+        kill -0 "$pid" 2>/dev/null || break
+        if [[ "$i" == 100 ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
+        sleep 0.1
+    done
+    wait "$pid" 2>/dev/null || true
+}
+stop_all() {
+    local pid f
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    for f in "${PIDFILES[@]}"; do
+        if [[ -s "$f" ]]; then stop_pid "$(cat "$f")"; fi
+    done
+    PIDS=()
+    PIDFILES=()
+}
+cleanup() {
+    stop_all
+    if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
+        echo "kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() { # port pid what
+    local i
+    for i in $(seq 1 300); do # 30 s
+        if ! kill -0 "$2" 2>/dev/null; then break; fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "error: $3 did not listen on 127.0.0.1:$1" >&2
+    return 1
+}
+
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+unset AWS_PROFILE AWS_SESSION_TOKEN
+
+MOTO_PID=""
+start_moto() { # dir
+    local port
+    port="$(tool freeport)"
+    MOTO_RECORDING="$1/moto-recording.jsonl"
+    MOTO_RECORDER_FILEPATH="$MOTO_RECORDING" "$CWTAP_MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$1/moto.log" 2>&1 &
+    MOTO_PID=$!
+    PIDS+=("$MOTO_PID")
+    wait_port "$port" "$MOTO_PID" moto_server
+    MOTO_URL="http://127.0.0.1:$port"
+    export AWS_ENDPOINT_URL="$MOTO_URL"
+}
+
+RECEIVER_PID=""
+start_receiver() {
+    local port
+    port="$(tool freeport)"
+    "${TOOLS[@]}" receiver --port "$port" &
+    RECEIVER_PID=$!
+    PIDS+=("$RECEIVER_PID")
+    wait_port "$port" "$RECEIVER_PID" receiver
+    RECEIVER_URL="http://127.0.0.1:$port"
+}
+receiver_stats() { curl -sf "$RECEIVER_URL/_bench/stats"; }
+receiver_dump() { curl -sf -X POST -H 'Content-Type: application/json' -d "{\"path\": \"$1\"}" "$RECEIVER_URL/_bench/dump" >/dev/null; }
+
+row() { printf '| %s | %s | %s | %s |\n' "$@" >>"$RESULTS"; }
+
+# aws.rate_limits exists only in a cwtap that has the shared API rate budget.
+RATE_BUDGET="none: this cwtap has no aws.rate_limits"
+AWS_EXTRA=""
+if grep -q 'rate_limits' "$ROOT/config.example.yaml"; then
+    if [[ -n "$BENCH_FILTER_RATE" ]]; then
+        AWS_EXTRA="  rate_limits: {filter_log_events: $BENCH_FILTER_RATE}"
+        RATE_BUDGET="FilterLogEvents $BENCH_FILTER_RATE/s (BENCH_FILTER_RATE)"
+    else
+        RATE_BUDGET="the default of aws.rate_limits ($(grep -o 'filter_log_events: *[0-9.]*' "$ROOT/config.example.yaml" | head -1))"
+    fi
+elif [[ -n "$BENCH_FILTER_RATE" ]]; then
+    echo "warning: BENCH_FILTER_RATE ignored: this cwtap has no aws.rate_limits" >&2
+fi
+
+# config DIR OUTPUT-YAML GROUPS-YAML [AGENT-EXTRA-YAML]
+write_config() {
+    cat >"$1/config.yaml" <<YAML
+aws:
+  region: us-east-1
+$AWS_EXTRA
+$2
+log_groups:
+$3
+agent:
+  state_path: $1/state.db
+${4:-}
+YAML
+    "$CWTAP" check --config "$1/config.yaml" >/dev/null
+}
+
+cwtap_logs=(--log-format json --log-level "info,cwtap::source=debug")
+
+# ------------------------------------------------------------ backfill
+phase_backfill() {
+    local dir="$WORK/backfill" seeded started seed_s since groups_yaml out
+    mkdir -p "$dir"
+    step "backfill: moto, $BENCH_EVENTS events over ${BENCH_SPAN_SECS}s in $BENCH_BACKFILL_GROUPS groups"
+    start_moto "$dir"
+    tool fixture --out "$dir/fixture.ndjson" --prefix /bench/backfill/ --groups "$BENCH_BACKFILL_GROUPS" \
+        --events "$BENCH_EVENTS" --span "$BENCH_SPAN_SECS" >/dev/null
+    started="$(now_ms)"
+    seeded="$("$CWTAP" --log-level warn replay "$dir/fixture.ndjson" --to cloudwatch --create --rebase now --speed max --json)"
+    seed_s="$(calc "($(now_ms) - $started) / 1000")"
+    if [[ "$(jget "$seeded" accepted)" != "$BENCH_EVENTS" ]]; then
+        echo "error: moto accepted $(jget "$seeded" accepted) of $BENCH_EVENTS events" >&2
+        return 1
+    fi
+    row "backfill" "seeding $BENCH_EVENTS events (cwtap replay --speed max)" "$(printf '%.1f s' "$seed_s")" "moto PutLogEvents"
+    since="$((BENCH_SPAN_SECS + 600))s"
+    groups_yaml="  - prefix: /bench/backfill/
+    parsers: [{use: json}]"
+
+    # The default config into each output, then NDJSON without trace grouping
+    # (agent.group_traces: false) to show what grouping costs.
+    for out in ndjson vectadb "ndjson, group_traces: false"; do
+        rm -f "$dir/state.db"* "$dir/events.ndjson"
+        case "$out" in
+        ndjson) write_config "$dir" "ndjson: {path: $dir/events.ndjson}" "$groups_yaml" ;;
+        vectadb)
+            start_receiver
+            write_config "$dir" "vectadb: {endpoint: \"$RECEIVER_URL\"}" "$groups_yaml"
+            ;;
+        *) write_config "$dir" "ndjson: {path: $dir/events.ndjson}" "$groups_yaml" "  group_traces: false" ;;
+        esac
+        curl -sf -X POST "$MOTO_URL/moto-api/recorder/reset-recording" >/dev/null
+        curl -sf -X POST "$MOTO_URL/moto-api/recorder/start-recording" >/dev/null
+        local moto_cpu0 recv_cpu0=0 usage delivered summaries calls moto_cpu recv_cpu wall cpu
+        moto_cpu0="$(tool cpu "$MOTO_PID")"
+        if [[ -n "$RECEIVER_PID" ]]; then recv_cpu0="$(tool cpu "$RECEIVER_PID")"; fi
+        step "backfill: cwtap backfill --since $since -> $out"
+        tool supervise --out "$dir/usage.json" --stderr "$dir/cwtap-${out%%,*}.log" -- \
+            "$CWTAP" "${cwtap_logs[@]}" backfill --config "$dir/config.yaml" --since "$since" --no-progress
+        curl -sf -X POST "$MOTO_URL/moto-api/recorder/stop-recording" >/dev/null
+        moto_cpu="$(calc "$(tool cpu "$MOTO_PID") - $moto_cpu0")"
+        if [[ "$out" != vectadb ]]; then
+            local counted
+            counted="$(tool ndjson-count "$dir/events.ndjson")"
+            delivered="$(jget "$counted" events)"
+            summaries="$(jget "$counted" summaries)"
+            recv_cpu=""
+        else
+            local stats
+            stats="$(receiver_stats)"
+            delivered="$(jget "$stats" events)"
+            summaries="$(jget "$stats" summaries)"
+            recv_cpu="$(calc "$(tool cpu "$RECEIVER_PID") - $recv_cpu0")"
+            stop_pid "$RECEIVER_PID"
+            RECEIVER_PID=""
+        fi
+        if [[ "$delivered" != "$BENCH_EVENTS" ]]; then
+            echo "error: backfill to $out delivered $delivered of $BENCH_EVENTS events" >&2
+            return 1
+        fi
+        usage="$(cat "$dir/usage.json")"
+        calls="$(tool recording "$MOTO_RECORDING")"
+        wall="$(jget "$usage" wall_s)"
+        cpu="$(calc "$(jget "$usage" user_s) + $(jget "$usage" sys_s)")"
+        local filter
+        filter="$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1]).get("FilterLogEvents", 0))' "$calls")"
+        row "backfill -> $out" "events/s (wall, whole process)" "$(printf '%.0f' "$(calc "$delivered / $wall")")" \
+            "$delivered events + $summaries trace summaries in $(printf '%.1f' "$wall") s"
+        row "backfill -> $out" "cwtap CPU s per 100,000 events (user+sys)" \
+            "$(printf '%.2f' "$(calc "$cpu / $delivered * 100000")")" \
+            "moto used $(printf '%.1f' "$moto_cpu") CPU s${recv_cpu:+, receiver $(printf '%.1f' "$recv_cpu") CPU s}"
+        row "backfill -> $out" "cwtap peak RSS" "$(printf '%.1f MB' "$(calc "$(jget "$usage" maxrss_kb) * 1024 / 1e6")")" "getrusage ru_maxrss (VmHWM); MB = 10^6 bytes"
+        row "backfill -> $out" "API calls per 10,000 events" "$(printf '%.2f' "$(calc "$filter / $delivered * 10000")")" \
+            "counted at moto: $calls"
+    done
+    stop_all
+}
+
+# ------------------------------------------------------------ live and outage
+
+# Starts moto, the receiver and `cwtap run` on BENCH_GROUPS groups under DIR;
+# sets CWTAP_SUP (the supervisor's pid) and METRICS_URL.
+start_agent() { # dir prefix
+    local dir="$1" prefix="$2" mport poll_yaml="" i
+    start_moto "$dir"
+    start_receiver
+    tool groups-fixture --out "$dir/groups.ndjson" --prefix "$prefix" --groups "$BENCH_GROUPS"
+    "$CWTAP" --log-level warn replay "$dir/groups.ndjson" --to cloudwatch --create --rebase now --speed max --json >/dev/null
+    mport="$(tool freeport)"
+    METRICS_URL="http://127.0.0.1:$mport"
+    if [[ -n "$BENCH_POLL_SECS" ]]; then poll_yaml="  poll_interval_secs: $BENCH_POLL_SECS"; fi
+    write_config "$dir" "vectadb: {endpoint: \"$RECEIVER_URL\"}" "  - prefix: $prefix
+    parsers: [{use: json}]" "  listen: 127.0.0.1:$mport
+$poll_yaml"
+    POLL_SECS="$("$CWTAP" check --config "$dir/config.yaml" | "$PY" -c '
+import re, sys
+m = re.search(r"poll every ([0-9.]+)(ms|s)\b", sys.stdin.read())
+print("" if not m else float(m.group(1)) / (1000 if m.group(2) == "ms" else 1))')"
+    POLL_SECS="${POLL_SECS:-${BENCH_POLL_SECS:-10}}"
+    "${TOOLS[@]}" supervise --out "$dir/usage.json" --samples "$dir/rss.txt" --pidfile "$dir/cwtap.pid" \
+        --stderr "$dir/cwtap.log" -- "$CWTAP" "${cwtap_logs[@]}" run --config "$dir/config.yaml" &
+    CWTAP_SUP=$!
+    PIDS+=("$CWTAP_SUP")
+    PIDFILES+=("$dir/cwtap.pid")
+    for i in $(seq 1 600); do # 60 s
+        if curl -sf "$METRICS_URL/readyz" >/dev/null 2>&1; then return 0; fi
+        if ! kill -0 "$CWTAP_SUP" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    echo "error: cwtap run did not become ready; its log: $dir/cwtap.log" >&2
+    tail -20 "$dir/cwtap.log" >&2
+    return 1
+}
+
+# Starts the writer: BENCH_RATE events/s for SECONDS into the groups, the
+# first event's timestamp at the start; sets WRITER_PID, WRITE_START_MS, EXPECTED.
+start_writer() { # dir prefix seconds
+    local dir="$1" made span rebase
+    made="$(tool fixture --out "$dir/live.ndjson" --prefix "$2" --groups "$BENCH_GROUPS" --rate "$BENCH_RATE" --seconds "$3")"
+    EXPECTED="$(jget "$made" events)"
+    span="$(jget "$made" span_ms)"
+    WRITE_START_MS="$(now_ms)"
+    rebase="$("$PY" -c 'import sys, datetime as d; t = (int(sys.argv[1]) + int(sys.argv[2])) / 1000
+print(d.datetime.fromtimestamp(t, d.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")' "$WRITE_START_MS" "$span")"
+    "$CWTAP" --log-level warn replay "$dir/live.ndjson" --to cloudwatch --rebase "$rebase" --speed 1 --json >"$dir/writer.json" 2>"$dir/writer.log" &
+    WRITER_PID=$!
+    PIDS+=("$WRITER_PID")
+}
+
+sleep_until() { # epoch ms
+    local left
+    left="$(($1 - $(now_ms)))"
+    if ((left > 0)); then sleep "$(calc "$left / 1000")"; fi
+}
+
+# Waits until the receiver holds EXPECTED distinct events (or DRAIN seconds).
+drain() {
+    local deadline
+    deadline="$(($(now_ms) + BENCH_DRAIN_SECS * 1000))"
+    while (($(now_ms) < deadline)); do
+        if (($(jget "$(receiver_stats)" distinct_seq) >= EXPECTED)); then return 0; fi
+        sleep 0.5
+    done
+    echo "warning: not every event arrived within ${BENCH_DRAIN_SECS}s of the writer's end" >&2
+}
+
+writer_rate() { # dir seconds
+    local report
+    report="$(cat "$1/writer.json")"
+    printf '%s of %s events accepted by moto' "$(jget "$report" accepted)" "$(jget "$report" events)"
+}
+
+phase_live() {
+    local dir="$WORK/live" total t0 t1 m0 m1 done_ms usage delivery windows
+    mkdir -p "$dir"
+    step "live: moto, receiver, cwtap run on $BENCH_GROUPS groups"
+    start_agent "$dir" /bench/live/
+    total="$((BENCH_WARMUP_SECS + BENCH_LIVE_SECS))"
+    step "live: writer at $BENCH_RATE events/s for ${total}s (the first ${BENCH_WARMUP_SECS}s are warm-up)"
+    start_writer "$dir" /bench/live/ "$total"
+    local moto_cpu0 recv_cpu0
+    t0="$((WRITE_START_MS + BENCH_WARMUP_SECS * 1000))"
+    t1="$((WRITE_START_MS + total * 1000))"
+    sleep_until "$t0"
+    m0="$(tool scrape "$METRICS_URL/metrics")"
+    moto_cpu0="$(tool cpu "$MOTO_PID")"
+    recv_cpu0="$(tool cpu "$RECEIVER_PID")"
+    sleep_until "$t1"
+    m1="$(tool scrape "$METRICS_URL/metrics")"
+    local moto_cpu recv_cpu
+    moto_cpu="$(calc "$(tool cpu "$MOTO_PID") - $moto_cpu0")"
+    recv_cpu="$(calc "$(tool cpu "$RECEIVER_PID") - $recv_cpu0")"
+    wait "$WRITER_PID" || true
+    drain
+    done_ms="$(now_ms)"
+    stop_pid "$CWTAP_SUP"
+    receiver_dump "$dir/received.jsonl"
+    usage="$(cat "$dir/usage.json")"
+    delivery="$(tool delivery "$dir/received.jsonl" --expected "$EXPECTED" --since-ms "$t0" --until-ms "$t1")"
+    windows="$(tool windows "$dir/cwtap.log" --since-ms "$(jget "$m0" at_ms)" --until-ms "$(jget "$m1" at_ms)")"
+    local calls zero pages rereads pulled newly secs
+    secs="$(calc "($(jget "$m1" at_ms) - $(jget "$m0" at_ms)) / 1000")"
+    calls="$(calc "int($(jget "$m1" cwtap_api_calls:FilterLogEvents) - $(jget "$m0" cwtap_api_calls:FilterLogEvents))")"
+    rereads="$(calc "int($(jget "$m1" cwtap_overlap_rereads) - $(jget "$m0" cwtap_overlap_rereads))")"
+    pulled="$(calc "int($(jget "$m1" cwtap_events_pulled) - $(jget "$m0" cwtap_events_pulled))")"
+    newly="$(calc "int($(jget "$m1" cwtap_events_delivered) - $(jget "$m0" cwtap_events_delivered))")"
+    zero="$(jget "$windows" zero_overlap_pages)"
+    local p="live ($BENCH_GROUPS groups, $BENCH_RATE ev/s, poll ${POLL_SECS}s)"
+    row "$p" "rate budget in force" "$RATE_BUDGET" ""
+    row "$p" "delivery latency p50 / p99 (arrival - event timestamp)" \
+        "$(printf '%.2f s / %.2f s' "$(calc "$(jget "$delivery" p50_ms) / 1000")" "$(calc "$(jget "$delivery" p99_ms) / 1000")")" \
+        "$(jget "$delivery" latency_n) events of the last ${BENCH_LIVE_SECS}s; max $(printf '%.2f' "$(calc "$(jget "$delivery" max_ms) / 1000")") s; target p99 < poll + 2 s = $(calc "$POLL_SECS + 2") s"
+    row "$p" "latency p50 / p99 from CloudWatch ingestion time" \
+        "$(printf '%.2f s / %.2f s' "$(calc "$(jget "$delivery" ingest_p50_ms) / 1000")" "$(calc "$(jget "$delivery" ingest_p99_ms) / 1000")")" \
+        "without the writer's own lag"
+    row "$p" "cwtap peak RSS" "$(printf '%.1f MB' "$(calc "$(jget "$usage" maxrss_kb) * 1024 / 1e6")")" "target < 50 MB"
+    row "$p" "cwtap CPU (user+sys), whole run" \
+        "$(printf '%.1f s' "$(calc "$(jget "$usage" user_s) + $(jget "$usage" sys_s)")")" \
+        "$(printf '%.0f s wall, %s events delivered: %.2f CPU s per 100,000 events' "$(jget "$usage" wall_s)" "$(jget "$delivery" received)" \
+            "$(calc "($(jget "$usage" user_s) + $(jget "$usage" sys_s)) / max($(jget "$delivery" received), 1) * 100000")")"
+    pages="$(jget "$windows" pages)"
+    row "$p" "FilterLogEvents calls, steady state" "$calls in $(printf '%.0f' "$secs") s" \
+        "cwtap_api_calls_total; $(jget "$windows" windows) windows scanned in it took $pages pages; $newly events delivered, $pulled pulled, $rereads re-read and skipped"
+    row "$p" "extra calls from overlap re-reads" \
+        "$(printf '%+d (%.1f%%)' "$((pages - zero))" "$(calc "100 * ($pages - $zero) / max($zero, 1)")")" \
+        "$pages pages vs $zero for the same windows without re-reads (1 per 10,000 new events, >= 1 per window); target < 10%"
+    row "$p" "events read again (re-read / delivered)" "$(printf '%.0f%%' "$(calc "100 * $rereads / max($newly, 1)")")" "data cost of the overlap"
+    row "$p" "lost / duplicated" "$(jget "$delivery" lost) / $(jget "$delivery" duplicates)" \
+        "$(writer_rate "$dir"); drained $(printf '%.1f' "$(calc "($done_ms - $t1) / 1000")") s after the writer's end"
+    row "$p" "moto / receiver CPU, steady state" \
+        "$(printf '%.0f%% / %.0f%% of a core' "$(calc "100 * $moto_cpu / $secs")" "$(calc "100 * $recv_cpu / $secs")")" ""
+    stop_all
+}
+
+phase_outage() {
+    local dir="$WORK/outage" total on_ms off_ms done_ms delivery usage stats
+    mkdir -p "$dir"
+    step "outage: moto, receiver, cwtap run on $BENCH_GROUPS groups"
+    start_agent "$dir" /bench/outage/
+    total="$((BENCH_OUTAGE_PRE_SECS + BENCH_OUTAGE_SECS + BENCH_OUTAGE_POST_SECS))"
+    step "outage: writer at $BENCH_RATE events/s for ${total}s; receiver answers 503 from ${BENCH_OUTAGE_PRE_SECS}s for ${BENCH_OUTAGE_SECS}s"
+    start_writer "$dir" /bench/outage/ "$total"
+    on_ms="$((WRITE_START_MS + BENCH_OUTAGE_PRE_SECS * 1000))"
+    off_ms="$((on_ms + BENCH_OUTAGE_SECS * 1000))"
+    sleep_until "$on_ms"
+    curl -sf -X POST "$RECEIVER_URL/_bench/outage/on" >/dev/null
+    on_ms="$(now_ms)"
+    sleep_until "$off_ms"
+    curl -sf -X POST "$RECEIVER_URL/_bench/outage/off" >/dev/null
+    off_ms="$(now_ms)"
+    wait "$WRITER_PID" || true
+    drain
+    done_ms="$(now_ms)"
+    stats="$(receiver_stats)"
+    stop_pid "$CWTAP_SUP"
+    receiver_dump "$dir/received.jsonl"
+    usage="$(cat "$dir/usage.json")"
+    delivery="$(tool delivery "$dir/received.jsonl" --expected "$EXPECTED")"
+    local p="outage ($BENCH_GROUPS groups, $BENCH_RATE ev/s, 503 for ${BENCH_OUTAGE_SECS}s)"
+    row "$p" "cwtap max RSS before / during / after the outage" \
+        "$(tool rss "$dir/rss.txt" --since-ms 0 --until-ms "$on_ms") / $(tool rss "$dir/rss.txt" --since-ms "$on_ms" --until-ms "$off_ms") / $(tool rss "$dir/rss.txt" --since-ms "$off_ms" --until-ms "$((done_ms + 1))") MB" \
+        "VmRSS sampled every second; peak over the run $(printf '%.1f' "$(calc "$(jget "$usage" maxrss_kb) * 1024 / 1e6")") MB"
+    row "$p" "503 answers during the outage" "$(jget "$stats" requests 503)" "retried with backoff (cap vectadb.max_backoff_secs, default 60 s)"
+    row "$p" "all delivered after the outage's end" "$(printf '%.1f s' "$(calc "($done_ms - $off_ms) / 1000")")" \
+        "writer ran until $(printf '%.0f' "$(calc "$BENCH_OUTAGE_POST_SECS")") s after it"
+    row "$p" "lost / duplicated" "$(jget "$delivery" lost) / $(jget "$delivery" duplicates)" \
+        "$(writer_rate "$dir"); $(jget "$delivery" distinct_seq) distinct events received"
+    stop_all
+}
+
+{
+    echo "| phase | measure | result | notes |"
+    echo "|---|---|---|---|"
+} >"$RESULTS"
+BENCH_STARTED="$(now_ms)"
+case "$PHASE" in
+backfill) phase_backfill ;;
+live) phase_live ;;
+outage) phase_outage ;;
+all)
+    phase_backfill
+    phase_live
+    phase_outage
+    ;;
+esac
+
+echo
+echo "cwtap $("$CWTAP" --version 2>/dev/null | awk '{print $2}'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), bench took $(($(($(now_ms) - BENCH_STARTED)) / 1000)) s${MALLOC_ARENA_MAX:+, MALLOC_ARENA_MAX=$MALLOC_ARENA_MAX}"
+echo
+cat "$RESULTS"
