@@ -184,7 +184,19 @@ pub async fn run_group(
                     ScanEnd::Interrupted => return Ok(()),
                     ScanEnd::Complete => {
                         if let Some(at) = sweep_at {
-                            last_sweep_ms = at;
+                            // After the first sweep of a run, groups started
+                            // together would all sweep in the same second;
+                            // dating it back by up to half a period spreads
+                            // them. Sweeping earlier than due keeps the
+                            // guarantee (see `plan::Overlap`).
+                            let spread = if last_sweep_ms == i64::MIN / 2 {
+                                let every =
+                                    Overlap::new(late_eff, delay_ms, poll_ms).sweep_every_ms;
+                                rand::random_range(0..(every / 2).max(1))
+                            } else {
+                                0
+                            };
+                            last_sweep_ms = at - spread;
                         }
                         coverage = window.then;
                         progress.update(coverage);

@@ -116,6 +116,11 @@ pub struct Checkpoint {
 pub struct StateStore {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    /// One call on the blocking pool at a time: the connection serves one
+    /// anyway, and callers queued here wait without holding a pool thread
+    /// (hundreds of group pollers would otherwise park as many threads on
+    /// the connection's lock, each with its own allocator arena).
+    gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -171,6 +176,7 @@ impl StateStore {
         Ok(StateStore {
             path: path.to_path_buf(),
             conn: Arc::new(Mutex::new(conn)),
+            gate: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -194,6 +200,11 @@ impl StateStore {
     {
         let conn = Arc::clone(&self.conn);
         let path = self.path.clone();
+        let _permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| StateError::Worker { path: path.clone() })?;
         let result = tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut guard)
