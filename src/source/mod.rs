@@ -110,12 +110,6 @@ pub async fn run_group(
     let late_ms = agent.late_arrival.as_millis() as i64;
     let cap_ms = agent.max_late_arrival.as_millis() as i64;
     let poll_ms = agent.poll_interval.as_millis() as i64;
-    let cap_ms_eff = if agent.adaptive_late_arrival {
-        cap_ms
-    } else {
-        late_ms
-    };
-    let retention_ms = Overlap::retention_ms(cap_ms_eff, poll_ms);
     // The first poll of a run is a sweep: it re-reads the whole late bound.
     let mut last_sweep_ms = i64::MIN / 2;
     // Polls in a row that found nothing new: the interval doubles with each,
@@ -173,7 +167,6 @@ pub async fn run_group(
                         &group,
                         coverage,
                         window,
-                        retention_ms,
                         &mut delay_ms,
                         &mut progress,
                         &shutdown,
@@ -252,6 +245,20 @@ pub async fn run_group(
     }
 }
 
+/// How far behind the cursor delivered ids are kept: as far as any window
+/// (a sweep at the largest adaptive bound) re-reads.
+fn retention_ms(agent: &AgentConfig) -> i64 {
+    let bound = if agent.adaptive_late_arrival {
+        agent.max_late_arrival
+    } else {
+        agent.late_arrival
+    };
+    Overlap::retention_ms(
+        bound.as_millis() as i64,
+        agent.poll_interval.as_millis() as i64,
+    )
+}
+
 /// How long a group waits before its next poll after `idle_polls` polls in a
 /// row found nothing: the poll interval, doubling per idle poll beyond the
 /// first, up to `max_idle_poll_interval`.
@@ -271,12 +278,12 @@ async fn scan(
     group: &GroupSpec,
     coverage: Coverage,
     window: Window,
-    retention_ms: i64,
     delay_ms: &mut i64,
     progress: &mut GroupProgress,
     shutdown: &Shutdown,
 ) -> Result<ScanEnd, ScanError> {
     let name = group.name.as_str();
+    let retention_ms = retention_ms(&ctx.agent);
     // Ids delivered earlier in this window (overlap, or a run cut short).
     let seen: HashSet<String> = ctx.state.delivered_ids(name, window.start_ms).await?;
     let going_up = window.then.cursor_ms > coverage.cursor_ms;
