@@ -6,35 +6,10 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, FaultProxy};
 use common::*;
-
-fn start(endpoint: &str, config: &Path) -> Child {
-    let log = std::fs::File::create(config.with_file_name("cwtap.log")).unwrap();
-    cwtap(endpoint)
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-fn stop(mut child: Child, config: &Path) {
-    signal(&child, "TERM");
-    let exit =
-        wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
-    let log = std::fs::read_to_string(config.with_file_name("cwtap.log")).unwrap_or_default();
-    let tail: Vec<&str> = log.lines().rev().take(15).collect();
-    assert!(
-        exit.success(),
-        "exit {exit:?}; last log lines (newest first):\n{}",
-        tail.join("\n")
-    );
-}
 
 /// The current FilterLogEvents rate limit from `/metrics`, if it answers.
 fn filter_rate(port: u16) -> Option<f64> {
@@ -94,7 +69,7 @@ async fn a_throttling_storm_loses_nothing_and_the_rate_adapts_and_recovers() {
             dir.path().join("state.db").display()
         ),
     );
-    let child = start(&proxy.url, &config);
+    let child = spawn_run_logged(&proxy.url, &config);
     let distinct = || id_counts(&read_ndjson(&out)).len();
     assert!(wait_until(Duration::from_secs(30), || distinct() == 3));
     assert_eq!(filter_rate(port), Some(5.0), "the default budget is 5/s");
@@ -128,7 +103,7 @@ async fn a_throttling_storm_loses_nothing_and_the_rate_adapts_and_recovers() {
     // After the storm: everything arrives once and the rate climbs back.
     let all = wait_until(Duration::from_secs(60), || distinct() == expected.len());
     let recovered = wait_until(Duration::from_secs(90), || filter_rate(port) == Some(5.0));
-    stop(child, &config);
+    stop_logged(child, &config);
 
     let events = read_ndjson(&out);
     let counts = id_counts(&events);
@@ -204,7 +179,7 @@ async fn fleet(count: usize, rate: f64, limit: Duration) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.ndjson");
     let config = fleet_config(dir.path(), &out, rate);
-    let child = start(&proxy.url, &config);
+    let child = spawn_run_logged(&proxy.url, &config);
     let status = || -> Vec<serde_json::Value> {
         let out = cwtap(&moto.url)
             .args(["status", "--json", "--config"])
@@ -217,7 +192,7 @@ async fn fleet(count: usize, rate: f64, limit: Duration) {
         let rows = status();
         rows.len() == count && rows.iter().all(|r| r["poll_interval_secs"].is_number())
     });
-    stop(child, &config);
+    stop_logged(child, &config);
     let rows = status();
     assert_eq!(rows.len(), count, "every group has a state row");
     assert!(

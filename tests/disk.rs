@@ -121,13 +121,7 @@ async fn a_state_disk_that_fails_writes_stops_the_cursor_and_loses_nothing() {
     assert_eq!(receiver.stored_count(), delivered_before_stop);
 
     // The disk is back: a normal run delivers the rest.
-    let mut child = cwtap(&moto.url)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&moto.url, &config);
     let all = wait_until(Duration::from_secs(60), || {
         id_counts(&receiver.stored()).len() == expected.len()
     });

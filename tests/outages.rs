@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, FaultProxy};
@@ -48,34 +47,6 @@ fn vectadb_config(dir: &Path, receiver: &Receiver, group: &str) -> PathBuf {
     )
 }
 
-fn start(endpoint: &str, config: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(config.with_file_name("cwtap.log"))
-        .unwrap();
-    cwtap(endpoint)
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-fn stop(mut child: Child, config: &Path) {
-    signal(&child, "TERM");
-    let exit =
-        wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
-    let log = std::fs::read_to_string(config.with_file_name("cwtap.log")).unwrap_or_default();
-    let tail: Vec<&str> = log.lines().rev().take(15).collect();
-    assert!(
-        exit.success(),
-        "exit {exit:?}; last log lines (newest first):\n{}",
-        tail.join("\n")
-    );
-}
-
 fn distinct(receiver: &Receiver) -> usize {
     id_counts(&receiver.stored()).len()
 }
@@ -95,7 +66,7 @@ async fn cloudwatch_unreachable_for_a_while_then_back_loses_nothing() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let config = vectadb_config(dir.path(), &receiver, "/app/cw-down");
-    let child = start(&proxy.url, &config);
+    let child = spawn_run_logged(&proxy.url, &config);
     assert!(wait_until(Duration::from_secs(20), || distinct(&receiver) == 1));
     // CloudWatch answers 503 to every read for a while as events keep coming.
     proxy.script().always = Some(Fault::Unavailable);
@@ -115,7 +86,7 @@ async fn cloudwatch_unreachable_for_a_while_then_back_loses_nothing() {
     let injected = proxy.script().injected;
     proxy.script().always = None;
     let all = wait_until(Duration::from_secs(40), || distinct(&receiver) == 1 + n);
-    stop(child, &config);
+    stop_logged(child, &config);
     assert!(
         injected >= 3,
         "the outage was felt ({injected} failed reads)"
@@ -138,7 +109,7 @@ async fn a_flapping_downstream_gets_every_event_exactly_once() {
         &[(now_ms() - 5_000, "first".into())],
     )
     .await;
-    let child = start(&moto.url, &config);
+    let child = spawn_run_logged(&moto.url, &config);
     // Up, down, up, ... while events arrive every 200 ms.
     let d = durations();
     let begin = Instant::now();
@@ -159,7 +130,7 @@ async fn a_flapping_downstream_gets_every_event_exactly_once() {
     }
     receiver.script().down_until = None;
     let all = wait_until(Duration::from_secs(40), || distinct(&receiver) == 1 + n);
-    stop(child, &config);
+    stop_logged(child, &config);
     let refused = receiver
         .requests()
         .iter()
@@ -198,17 +169,17 @@ async fn ten_kill_9_during_a_live_run_with_late_events_lose_nothing() {
         }
         n += batch.len();
         put_events(&client, "/app/kill", &format!("s{round}"), &batch).await;
-        let mut child = start(&moto.url, &config);
+        let mut child = spawn_run_logged(&moto.url, &config);
         tokio::time::sleep(Duration::from_millis(*wait)).await;
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let child = start(&moto.url, &config);
+    let child = spawn_run_logged(&moto.url, &config);
     // Earlier rounds may have delivered everything already: give this run
     // time to start before it is stopped.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let all = wait_until(Duration::from_secs(60), || distinct(&receiver) == n);
-    stop(child, &config);
+    stop_logged(child, &config);
     let stored = receiver.stored();
     let messages: HashSet<String> = message_counts(&stored).into_keys().collect();
     let missing: Vec<_> = expected.difference(&messages).take(5).collect();

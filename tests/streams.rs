@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::proxy::{Fault, FaultProxy};
@@ -253,13 +252,7 @@ async fn a_live_run_catches_late_events_in_old_and_new_streams_exactly_once() {
         "  poll_interval_secs: 1\n  late_arrival_secs: 20\n  lookback_secs: 60\n",
     );
     let out_path = dir.path().join("out.ndjson");
-    let mut child = cwtap(&moto.url)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&moto.url, &config);
     let on_time = wait_until(Duration::from_secs(30), || {
         read_ndjson(&out_path).len() >= 50
     });

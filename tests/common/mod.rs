@@ -422,6 +422,48 @@ pub fn run_to_end(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// `cwtap run --config CONFIG` against `endpoint`, output discarded.
+pub fn spawn_run(endpoint: &str, config: &Path) -> Child {
+    cwtap(endpoint)
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cwtap run starts")
+}
+
+/// [`spawn_run`], with its log appended to `cwtap.log` beside the config.
+pub fn spawn_run_logged(endpoint: &str, config: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("cwtap.log"))
+        .expect("open cwtap.log");
+    cwtap(endpoint)
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("cwtap run starts")
+}
+
+/// Stops a [`spawn_run_logged`] child with SIGTERM and asserts it exited 0
+/// within 10 s, showing the end of its log if not.
+pub fn stop_logged(mut child: Child, config: &Path) {
+    signal(&child, "TERM");
+    let exit =
+        wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+    let log = std::fs::read_to_string(config.with_file_name("cwtap.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+    assert!(
+        exit.success(),
+        "exit {exit:?}; last log lines (newest first):\n{}",
+        tail.join("\n")
+    );
+}
+
 /// Writes a config file in `dir` and returns its path.
 pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     let path = dir.join("config.yaml");
