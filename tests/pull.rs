@@ -10,28 +10,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn ndjson_config(dir: &Path, groups: &str, agent: &str) -> std::path::PathBuf {
-    write_config(
-        dir,
-        &format!(
-            "ndjson:\n  path: {}\nlog_groups:\n{groups}agent:\n  state_path: {}\n{agent}",
-            dir.join("out.ndjson").display(),
-            dir.join("state.db").display()
-        ),
-    )
-}
-
-fn status_json(moto: &Moto, config: &Path) -> Vec<Value> {
-    let out = run_to_end(
-        cwtap(&moto.url)
-            .args(["status", "--json", "--config"])
-            .arg(config),
-        Duration::from_secs(20),
-    );
-    assert!(out.status.success(), "status: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
-}
-
 fn assert_exactly_once(events: &[Value], expected: usize) {
     let ids = id_counts(events);
     let dups: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
@@ -126,7 +104,7 @@ async fn a_window_of_more_than_10000_events_is_paged_to_the_end_and_a_rerun_deli
     let again = read_ndjson(&dir.path().join("out.ndjson"));
     assert_exactly_once(&again, 12_500);
 
-    let status = status_json(&moto, &config);
+    let status = status_json(&moto.url, &config);
     assert_eq!(status.len(), 1);
     assert_eq!(status[0]["events_delivered"], 12_500);
 }
@@ -216,7 +194,7 @@ async fn late_events_written_after_the_cursor_passed_them_are_delivered_exactly_
     assert_exactly_once(&events, 80);
     let messages = message_counts(&events);
     assert!((0..30).all(|i| messages.get(&format!("late {i}")) == Some(&1)));
-    let status = status_json(&moto, &config);
+    let status = status_json(&moto.url, &config);
     assert_eq!(
         status[0]["late_events"], 30,
         "late events counted: {status:?}"
@@ -265,7 +243,7 @@ async fn a_missing_log_group_is_reported_with_its_region_and_the_other_groups_go
         reports <= 8,
         "missing group reported {reports} times in ~4 s"
     );
-    let status = status_json(&moto, &config);
+    let status = status_json(&moto.url, &config);
     let missing = status
         .iter()
         .find(|g| g["log_group"] == "/app/missing")
@@ -368,7 +346,7 @@ async fn sigterm_exits_zero_with_state_committed_and_a_restart_resumes_without_d
     let exit =
         wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
     assert_eq!(exit.code(), Some(0));
-    let status = status_json(&moto, &config);
+    let status = status_json(&moto.url, &config);
     assert_eq!(status[0]["events_delivered"], 100);
     let lag = status[0]["lag_secs"].as_f64().unwrap();
     assert!(lag < 60.0, "cursor committed near now, lag {lag}s");
@@ -436,7 +414,7 @@ async fn the_reread_window_adapts_to_a_group_whose_events_arrive_later_than_conf
         "late events of a slow group were not caught by the adapted window"
     );
     assert_exactly_once(&read_ndjson(&out_path), 30);
-    let status = status_json(&moto, &config);
+    let status = status_json(&moto.url, &config);
     let delay = status[0]["observed_delay_ms"].as_i64().unwrap();
     assert!(delay >= 39_000, "observed delay recorded: {delay}");
 }

@@ -14,28 +14,6 @@ use common::proxy::{Fault, FaultProxy};
 use common::*;
 use serde_json::Value;
 
-fn ndjson_config(dir: &Path, groups: &str, agent: &str) -> std::path::PathBuf {
-    write_config(
-        dir,
-        &format!(
-            "ndjson:\n  path: {}\nlog_groups:\n{groups}agent:\n  state_path: {}\n{agent}",
-            dir.join("out.ndjson").display(),
-            dir.join("state.db").display()
-        ),
-    )
-}
-
-fn status_json(moto_url: &str, config: &Path) -> Vec<Value> {
-    let out = run_to_end(
-        cwtap(moto_url)
-            .args(["status", "--json", "--config"])
-            .arg(config),
-        Duration::from_secs(20),
-    );
-    assert!(out.status.success(), "status: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
-}
-
 fn group_status<'a>(status: &'a [Value], group: &str) -> &'a Value {
     status
         .iter()

@@ -11,17 +11,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn config(dir: &Path, groups: &str, agent: &str) -> std::path::PathBuf {
-    write_config(
-        dir,
-        &format!(
-            "ndjson:\n  path: {}\nlog_groups:\n{groups}agent:\n  state_path: {}\n{agent}",
-            dir.join("out.ndjson").display(),
-            dir.join("state.db").display()
-        ),
-    )
-}
-
 fn run_until(moto: &Moto, config: &Path, out: &Path, done: impl Fn(&[Value]) -> bool) -> bool {
     let mut child = cwtap(&moto.url)
         .args(["run", "--config"])
@@ -65,7 +54,7 @@ async fn a_lambda_request_spanning_a_restart_is_one_trace_with_one_summary() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
+    let cfg = ndjson_config(
         dir.path(),
         &format!("  - name: {group}\n    parsers: [{{use: lambda}}]\n"),
         "  poll_interval_secs: 1\n  lookback_secs: 2m\n  trace_idle_secs: 1h\n",
@@ -160,7 +149,7 @@ async fn a_trace_crossing_log_groups_is_one_trace() {
         .await;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
+    let cfg = ndjson_config(
         dir.path(),
         "  - prefix: /aws/lambda/\n    parsers: [{use: lambda}, {use: json}, {use: xray}]\n  - prefix: /aws/apigateway/\n    parsers: [{use: apigateway}]\n",
         "  trace_idle_secs: 5m\n",

@@ -422,6 +422,32 @@ pub fn run_to_end(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// A config delivering to `out.ndjson` in `dir` with its state in `dir`:
+/// `groups` are `log_groups` entries, `agent` more `agent:` keys (YAML,
+/// indented by two).
+pub fn ndjson_config(dir: &Path, groups: &str, agent: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "ndjson:\n  path: {}\nlog_groups:\n{groups}agent:\n  state_path: {}\n{agent}",
+            dir.join("out.ndjson").display(),
+            dir.join("state.db").display()
+        ),
+    )
+}
+
+/// `cwtap status --json`, which must succeed.
+pub fn status_json(endpoint: &str, config: &Path) -> Vec<Value> {
+    let out = run_to_end(
+        cwtap(endpoint)
+            .args(["status", "--json", "--config"])
+            .arg(config),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "status: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}
+
 /// `cwtap run --config CONFIG` against `endpoint`, output discarded.
 pub fn spawn_run(endpoint: &str, config: &Path) -> Child {
     cwtap(endpoint)
