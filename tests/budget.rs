@@ -13,23 +13,10 @@ use common::*;
 
 /// The current FilterLogEvents rate limit from `/metrics`, if it answers.
 fn filter_rate(port: u16) -> Option<f64> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(2)))
-        .build()
-        .into();
-    let body = agent
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .call()
-        .ok()?
-        .body_mut()
-        .read_to_string()
-        .ok()?;
-    body.lines().find_map(|l| {
-        l.strip_prefix("cwtap_api_rate_limit{operation=\"FilterLogEvents\"} ")?
-            .trim()
-            .parse()
-            .ok()
-    })
+    let (status, body) = http_get(&format!("http://127.0.0.1:{port}/metrics"));
+    (status == 200)
+        .then(|| sample(&body, "cwtap_api_rate_limit{operation=\"FilterLogEvents\"}"))
+        .flatten()
 }
 
 /// Most calls seen in any `span` of the run (a sliding window over arrivals).

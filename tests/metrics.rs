@@ -10,31 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// (status, body) of a GET; status 0 when nothing answered.
-fn get(url: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    match agent.get(url).call() {
-        Ok(mut resp) => {
-            let status = resp.status().as_u16();
-            let body = resp.body_mut().read_to_string().unwrap_or_default();
-            (status, body)
-        }
-        Err(_) => (0, String::new()),
-    }
-}
-
-/// The value of one sample (`name{labels}`) in a scrape; `None` if absent.
-fn sample(scrape: &str, series: &str) -> Option<f64> {
-    scrape.lines().find_map(|line| {
-        let rest = line.strip_prefix(series)?;
-        rest.strip_prefix(' ')?.trim().parse().ok()
-    })
-}
-
 fn group_series(metric: &str, group: &str) -> String {
     format!("{metric}{{log_group=\"{group}\"}}")
 }
@@ -95,15 +70,15 @@ async fn metrics_count_exactly_the_events_delivered_parsed_by_fallback_and_rerea
     let child = start_run(&moto, &config);
     let delivered = group_series("cwtap_events_delivered_total", group);
     let reached = wait_until(Duration::from_secs(60), || {
-        sample(&get(&metrics_url).1, &delivered) == Some(30.0)
+        sample(&http_get(&metrics_url).1, &delivered) == Some(30.0)
     });
     let ready = wait_until(Duration::from_secs(20), || {
-        get(&format!("http://127.0.0.1:{port}/readyz")).0 == 200
+        http_get(&format!("http://127.0.0.1:{port}/readyz")).0 == 200
     });
     // A few more polls: nothing may be counted twice.
     std::thread::sleep(Duration::from_millis(2500));
-    let (status, scrape) = get(&metrics_url);
-    let (health, _) = get(&format!("http://127.0.0.1:{port}/healthz"));
+    let (status, scrape) = http_get(&metrics_url);
+    let (health, _) = http_get(&format!("http://127.0.0.1:{port}/healthz"));
     let log = stop(child);
     assert!(reached, "delivered never reached 30\n{scrape}\n{log}");
     assert!(ready, "/readyz never answered 200 after delivery\n{log}");
@@ -143,9 +118,9 @@ async fn metrics_count_exactly_the_events_delivered_parsed_by_fallback_and_rerea
     let child = start_run(&moto, &config);
     let rereads = group_series("cwtap_overlap_rereads_total", group);
     let reread_all = wait_until(Duration::from_secs(60), || {
-        sample(&get(&metrics_url).1, &rereads).is_some_and(|n| n >= 30.0)
+        sample(&http_get(&metrics_url).1, &rereads).is_some_and(|n| n >= 30.0)
     });
-    let (_, scrape) = get(&metrics_url);
+    let (_, scrape) = http_get(&metrics_url);
     let log = stop(child);
     assert!(
         reread_all,
@@ -178,9 +153,9 @@ async fn readyz_is_503_and_says_why_while_the_output_health_check_has_not_passed
 
     let child = start_run(&moto, &config);
     let up = wait_until(Duration::from_secs(20), || {
-        get(&format!("http://127.0.0.1:{port}/healthz")).0 == 200
+        http_get(&format!("http://127.0.0.1:{port}/healthz")).0 == 200
     });
-    let (status, body) = get(&format!("http://127.0.0.1:{port}/readyz"));
+    let (status, body) = http_get(&format!("http://127.0.0.1:{port}/readyz"));
     let probe = run_code(
         cwtap(&moto.url).args([
             "health",
@@ -213,7 +188,7 @@ fn health_exits_0_against_a_live_listener_and_1_against_a_closed_port() {
     );
     let child = start_run(&moto, &config);
     let url = format!("http://127.0.0.1:{port}/healthz");
-    let up = wait_until(Duration::from_secs(20), || get(&url).0 == 200);
+    let up = wait_until(Duration::from_secs(20), || http_get(&url).0 == 200);
     let live = run_code(
         cwtap(&moto.url).args(["health", "--url", &url]),
         Duration::from_secs(20),

@@ -422,6 +422,31 @@ pub fn run_to_end(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// (status, body) of a GET; status 0 when nothing answered.
+pub fn http_get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    match agent.get(url).call() {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let body = resp.body_mut().read_to_string().unwrap_or_default();
+            (status, body)
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// The value of one sample (`name{labels}`) in a scrape; `None` if absent.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
 /// A config delivering to `out.ndjson` in `dir` with its state in `dir`:
 /// `groups` are `log_groups` entries, `agent` more `agent:` keys (YAML,
 /// indented by two).
