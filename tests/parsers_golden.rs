@@ -8,6 +8,8 @@
 //!
 //! In a `.log` file each line is one CloudWatch message; `↵` stands for a
 //! newline inside a message (a REPORT line with its XRAY part, a traceback).
+//! Besides the rule and the canonical fields, a golden entry records under
+//! `facts` the properties trace grouping reads (see [`FACTS`]).
 //!
 //! `CWTAP_BLESS=1 cargo test --test parsers_golden` rewrites the golden files
 //! from the current output, keeping `known` and `note`; review the diff.
@@ -61,8 +63,26 @@ fn observed(n: usize, message: &str, p: &Parsed) -> Map<String, Value> {
         entry.insert("merged".into(), json!(p.merged));
     }
     entry.insert("fields".into(), Value::Object(fields));
+    let facts: Map<String, Value> = FACTS
+        .iter()
+        .filter_map(|k| p.properties.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect();
+    if !facts.is_empty() {
+        entry.insert("facts".into(), Value::Object(facts));
+    }
     entry
 }
+
+/// Properties (not canonical fields) that trace grouping reads: a Lambda
+/// REPORT's numbers (`init_duration_ms` marks a cold start) and SnapStart's
+/// restore time. Recorded under `facts` when a line has any.
+const FACTS: &[&str] = &[
+    "billed_duration_ms",
+    "memory_size_mb",
+    "max_memory_used_mb",
+    "init_duration_ms",
+    "restore_duration_ms",
+];
 
 /// The start of a message, for finding the line in the golden file.
 fn excerpt(message: &str) -> String {
@@ -133,7 +153,7 @@ fn check_set(set: &str, bless: bool) -> SetResult {
             continue;
         };
         let mut diff = String::new();
-        for key in ["text", "rule", "merged"] {
+        for key in ["text", "rule", "merged", "facts"] {
             let w = want.get(key).cloned().unwrap_or(Value::Null);
             let g = got.get(key).cloned().unwrap_or(Value::Null);
             if w != g {
