@@ -5,14 +5,12 @@
 //! reported in events per second.
 
 use std::hint::black_box;
-use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use cwtap::config::Config;
-use cwtap::event::{OutEvent, RawEvent};
+use cwtap::event::{OutEvent, RawEvent, Record};
 use cwtap::parse::RuleSet;
-use cwtap::sink::vectadb::encode_batch;
-use serde_json::Value;
+use cwtap::sink::vectadb::{VectadbConfig, encode_batch};
+use cwtap::trace::KeyField;
 
 /// A JSON log line of about 300 bytes, varied like a busy service's (the same
 /// shape as `benches/parse.rs`'s `json_300b`).
@@ -33,8 +31,8 @@ fn json_line(i: usize) -> String {
     )
 }
 
-/// `n` events as the pull path hands them to the sink.
-fn events(n: usize) -> Vec<OutEvent> {
+/// `n` events as the pipeline hands them to the sink.
+fn events(n: usize) -> Vec<Record> {
     let rules = RuleSet::builtin("json").expect("built-in sets compile");
     (0..n)
         .map(|i| {
@@ -47,27 +45,21 @@ fn events(n: usize) -> Vec<OutEvent> {
                 timestamp_ms: 1_795_161_600_000 + i as i64,
                 ingestion_time_ms: Some(1_795_161_600_250 + i as i64),
                 message,
+                origin: Default::default(),
             };
             let mut event = OutEvent::build(raw, parsed, None);
             let key = format!(
                 "t:{}",
                 event.properties["trace_id"].as_str().unwrap_or_default()
             );
-            event
-                .properties
-                .insert("trace_key".into(), Value::String(key.clone()));
-            event.session_id = Some(key);
-            event
+            event.set_trace(Some(key), None, KeyField::SessionId);
+            Record::Event(event)
         })
         .collect()
 }
 
 fn bench(c: &mut Criterion) {
-    let config = Config::from_yaml(
-        "vectadb: {endpoint: 'http://127.0.0.1:8080'}\nlog_groups: [{name: /aws/lambda/checkout-api}]\n",
-        Path::new("bench.yaml"),
-    )
-    .expect("the bench config loads");
+    let config = VectadbConfig::with_endpoint("http://127.0.0.1:8080");
     let messages: usize = (0..1000).map(|i| json_line(i).len()).sum();
     assert!(
         (250..=350).contains(&(messages / 1000)),
@@ -79,7 +71,7 @@ fn bench(c: &mut Criterion) {
     // 100 is vectadb.batch_size's default; 500 is the NDJSON output's.
     for size in [100usize, 500] {
         let batch = events(size);
-        let body = encode_batch(&batch, &config.agent);
+        let body = encode_batch(&batch, &config, KeyField::SessionId);
         eprintln!(
             "encode/vectadb_batch_{size}: body {} bytes, {} bytes per event",
             body.len(),
@@ -87,7 +79,13 @@ fn bench(c: &mut Criterion) {
         );
         group.throughput(Throughput::Elements(size as u64));
         group.bench_function(format!("vectadb_batch_{size}"), |b| {
-            b.iter(|| black_box(encode_batch(black_box(&batch), &config.agent)))
+            b.iter(|| {
+                black_box(encode_batch(
+                    black_box(&batch),
+                    &config,
+                    KeyField::SessionId,
+                ))
+            })
         });
     }
     group.finish();

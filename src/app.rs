@@ -10,15 +10,15 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::cloudwatch::CloudWatch;
-use crate::config::{Config, GroupSelector, StreamFilter};
+use crate::config::{AgentConfig, Config, GroupSelector, StreamFilter};
+use crate::pipeline::{Pipeline, PipelineError, TraceSettings};
 use crate::shutdown::Shutdown;
-use crate::sink::{self, SinkError};
-use crate::source::plan::Target;
-use crate::source::progress::Progress;
-use crate::source::{Context, GroupEnd, GroupSpec, run_group};
+use crate::sink::SinkError;
+use crate::source::pull::plan::{Overlap, Target};
+use crate::source::pull::progress::Progress;
+use crate::source::pull::{Context, GroupEnd, GroupSpec, run_group};
 use crate::state::{StateError, StateStore};
 use crate::time::{EpochMs, format_ms, now_ms};
-use crate::trace;
 
 /// Why a command failed. [`AppError::exit_code`] maps it for `main`.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,8 @@ pub enum AppError {
     State(#[from] StateError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
     #[error(transparent)]
     Admin(#[from] crate::cloudwatch::admin::AdminError),
     #[error(transparent)]
@@ -76,22 +78,51 @@ pub struct BackfillReport {
     pub interrupted: bool,
 }
 
-async fn open_state(config: &Config) -> Result<StateStore, AppError> {
+/// How the pipeline groups traces, from the agent settings: settled traces
+/// leave memory two minutes after their last event, and the state file once
+/// no late event can reach them any more (the idle time plus the longest
+/// re-read behind a cursor).
+pub fn trace_settings(agent: &AgentConfig) -> TraceSettings {
+    let reread = Overlap::retention_ms(
+        agent.max_late_arrival.as_millis() as i64,
+        agent.poll_interval.as_millis() as i64,
+    );
+    TraceSettings {
+        key_field: agent.trace_key_field,
+        summaries: agent.trace_summaries,
+        idle: agent.trace_idle,
+        evict_after: Duration::from_secs(120),
+        retention: agent.trace_idle + Duration::from_millis(reread.max(0) as u64),
+    }
+}
+
+/// Opens the state file and the pipeline into the configured output (its
+/// health checked first).
+async fn open_pipeline(config: &Config, shutdown: &Shutdown) -> Result<Arc<Pipeline>, AppError> {
+    let sink = config.output.build(&config.agent)?;
+    sink.health(shutdown).await?;
     let path = config.agent.state_path.clone();
-    tokio::task::spawn_blocking(move || StateStore::open(&path))
-        .await
-        .map_err(|e| AppError::Failed(format!("state worker failed: {e}")))?
-        .map_err(AppError::from)
+    let group_traces = config.agent.group_traces;
+    let settings = trace_settings(&config.agent);
+    let pipeline = tokio::task::spawn_blocking(move || {
+        let state = StateStore::open(&path)?;
+        Pipeline::new(sink, Some(state), group_traces, settings)
+    })
+    .await
+    .map_err(|e| AppError::Failed(format!("state worker failed: {e}")))??;
+    Ok(Arc::new(pipeline))
 }
 
 async fn context(config: &Config, shutdown: &Shutdown) -> Result<Arc<Context>, AppError> {
-    let sink = sink::build(&config.output, &config.agent)?;
-    sink.health(shutdown).await?;
-    let state = open_state(config).await?;
+    let pipeline = open_pipeline(config, shutdown).await?;
+    let state = pipeline
+        .state()
+        .cloned()
+        .ok_or_else(|| AppError::Failed("the pull source needs a state file".into()))?;
     let cloudwatch = CloudWatch::connect(&config.aws).await;
     Ok(Arc::new(Context {
         cloudwatch,
-        sink,
+        pipeline,
         state,
         agent: config.agent.clone(),
     }))
@@ -130,51 +161,15 @@ async fn resolve_groups(
     (found, errors)
 }
 
-/// Delivers the summaries of closed traces that have not been delivered yet,
-/// and records them as sent once the output acknowledged them.
-pub async fn emit_summaries(ctx: &Context, shutdown: &Shutdown) -> Result<usize, AppError> {
-    let mut total = 0;
-    loop {
-        let pending = ctx.state.pending_summaries(ctx.sink.batch_size()).await?;
-        if pending.is_empty() || shutdown.is_triggered() {
-            return Ok(total);
-        }
-        let events: Vec<_> = pending
-            .iter()
-            .map(|s| trace::summary_event(s, ctx.agent.trace_key_field))
-            .collect();
-        let outcome = ctx.sink.deliver(&events, shutdown).await;
-        let sent: Vec<(String, i64)> = outcome
-            .accepted
-            .iter()
-            .chain(&outcome.rejected)
-            .map(|&i| (pending[i].trace_key.clone(), pending[i].revision))
-            .collect();
-        total += outcome.accepted.len();
-        ctx.state.mark_summaries_sent(sent).await?;
-        if outcome.abandoned {
-            return Ok(total);
-        }
-    }
-}
-
-/// Closes traces idle for `agent.trace_idle_secs` and emits pending summaries,
-/// every poll interval, until shutdown.
-async fn summary_loop(ctx: Arc<Context>, shutdown: Shutdown) {
-    let idle_ms = ctx.agent.trace_idle.as_millis() as i64;
-    while shutdown.sleep(ctx.agent.poll_interval).await {
-        let result = async {
-            let closed = ctx
-                .state
-                .close_idle_traces(now_ms() - idle_ms, false)
-                .await?;
-            if closed > 0 {
-                tracing::debug!(closed, "idle traces closed");
-            }
-            emit_summaries(&ctx, &shutdown).await
-        }
-        .await;
-        if let Err(e) = result {
+/// Closes traces idle for `agent.trace_idle_secs` and emits the summaries
+/// due, every poll interval, until shutdown.
+async fn summary_loop(pipeline: Arc<Pipeline>, agent: AgentConfig, shutdown: Shutdown) {
+    let idle_ms = agent.trace_idle.as_millis() as i64;
+    while shutdown.sleep(agent.poll_interval).await {
+        if let Err(e) = pipeline
+            .emit_summaries(now_ms() - idle_ms, false, &shutdown)
+            .await
+        {
             tracing::error!(error = %e, "emitting trace summaries failed; retrying next interval");
         }
     }
@@ -198,9 +193,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
     let mut known = HashSet::new();
     let mut tasks = JoinSet::new();
     if config.agent.group_traces {
-        let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
+        let (pipeline, shutdown) = (Arc::clone(&ctx.pipeline), shutdown.clone());
+        let agent = config.agent.clone();
         tasks.spawn(async move {
-            summary_loop(ctx, shutdown).await;
+            summary_loop(pipeline, agent, shutdown).await;
             None
         });
     }
@@ -212,7 +208,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
         crate::obs::readiness().discovered();
         for spec in found {
             tracing::info!(group = %spec.name, "polling log group");
-            let progress = crate::source::progress::GroupProgress::quiet(&spec.name);
+            let progress = crate::source::pull::progress::GroupProgress::quiet(&spec.name);
             let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
             tasks.spawn(async move {
                 match run_group(ctx, spec, Target::Live, progress, shutdown).await {
@@ -267,11 +263,7 @@ async fn start_listener(
 ) -> Option<tokio::task::JoinHandle<()>> {
     let addr = config.agent.listen?;
     match crate::obs::bind(addr).await {
-        Ok(listener) => Some(tokio::spawn(crate::obs::serve(
-            listener,
-            Some(config.agent.state_path.clone()),
-            shutdown.clone(),
-        ))),
+        Ok(listener) => Some(tokio::spawn(crate::obs::serve(listener, shutdown.clone()))),
         Err(e) => {
             tracing::error!(error = %e, "metrics and health listener not started; polling goes on without it");
             None
@@ -348,16 +340,11 @@ pub async fn backfill(
     }
     if config.agent.group_traces && !report.interrupted && report.groups_failed.is_empty() {
         let idle_ms = config.agent.trace_idle.as_millis() as i64;
-        let closed = ctx
-            .state
-            .close_idle_traces(request.until - idle_ms, true)
+        let sent = ctx
+            .pipeline
+            .emit_summaries(request.until - idle_ms, true, &shutdown)
             .await?;
-        let sent = emit_summaries(&ctx, &shutdown).await?;
-        tracing::info!(
-            closed_idle = closed,
-            summaries = sent,
-            "trace summaries delivered"
-        );
+        tracing::info!(summaries = sent, "trace summaries delivered");
     }
     Ok(report)
 }
@@ -453,6 +440,9 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
                     "observed_delay_ms": g.observed_delay_ms,
                     "last_poll": g.last_poll_ms.map(format_ms),
                     "poll_interval_secs": g.poll_interval_ms.map(|ms| ms as f64 / 1000.0),
+                    "api_calls": g.api_calls,
+                    "events_read": g.events_read,
+                    "events_per_call": events_per_call(g),
                     "last_error": g.last_error,
                 })
             })
@@ -460,15 +450,23 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
         return Ok(serde_json::to_string_pretty(&rows).unwrap_or_default());
     }
     let mut out = format!(
-        "{:<40} {:<25} {:>10} {:>9} {:>10} {:>8} {:>6}  LAST ERROR\n",
-        "LOG GROUP", "CURSOR", "LAG", "INTERVAL", "DELIVERED", "REJECTED", "LATE"
+        "{:<40} {:<25} {:>10} {:>9} {:>10} {:>8} {:>6} {:>7} {:>8}  LAST ERROR\n",
+        "LOG GROUP",
+        "CURSOR",
+        "LAG",
+        "INTERVAL",
+        "DELIVERED",
+        "REJECTED",
+        "LATE",
+        "CALLS",
+        "EV/CALL"
     );
     let secs = |ms: i64| {
         humantime::format_duration(Duration::from_secs((ms.max(0) as u64) / 1000)).to_string()
     };
     for g in &groups {
         out.push_str(&format!(
-            "{:<40} {:<25} {:>10} {:>9} {:>10} {:>8} {:>6}  {}\n",
+            "{:<40} {:<25} {:>10} {:>9} {:>10} {:>8} {:>6} {:>7} {:>8.0}  {}\n",
             g.log_group,
             format_ms(g.coverage.cursor_ms),
             secs(now - g.coverage.cursor_ms),
@@ -476,6 +474,8 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
             g.events_delivered,
             g.events_rejected,
             g.late_events,
+            g.api_calls,
+            events_per_call(g),
             g.last_error.as_deref().unwrap_or("-"),
         ));
     }
@@ -485,10 +485,15 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
     Ok(out)
 }
 
+/// Events a group's read calls returned per call (re-reads included).
+fn events_per_call(g: &crate::state::GroupState) -> f64 {
+    g.events_read as f64 / g.api_calls.max(1) as f64
+}
+
 /// `cwtap parse-test`: runs `text` (raw lines, or fixture JSON lines with a
 /// `message`) through the rules of `group` and through trace grouping, and
 /// reports per line the rule and canonical fields, then the traces.
-pub fn parse_test(
+pub async fn parse_test(
     config: &Config,
     group: &str,
     text: &str,
@@ -507,13 +512,7 @@ pub fn parse_test(
                 config.path.display()
             ))
         })?;
-    let mut conn =
-        rusqlite::Connection::open_in_memory().map_err(|e| AppError::Failed(e.to_string()))?;
-    conn.execute_batch(trace::SCHEMA)
-        .map_err(|e| AppError::Failed(e.to_string()))?;
-    let tx = conn
-        .transaction()
-        .map_err(|e| AppError::Failed(e.to_string()))?;
+    let pipeline = Pipeline::grouping_only(trace_settings(&config.agent));
     let mut out = String::new();
     let mut matched = 0usize;
     let mut lines = 0usize;
@@ -537,15 +536,25 @@ pub fn parse_test(
             ),
             None => (line.to_string(), "parse-test".to_string(), n as i64),
         };
-        let parsed = selected.rules.parse(&message);
-        if parsed.rule.is_some() {
+        let raw = crate::event::RawEvent {
+            log_group: group.to_string(),
+            log_stream: stream,
+            event_id: (n + 1).to_string(),
+            timestamp_ms: ts,
+            ingestion_time_ms: None,
+            message,
+            origin: Default::default(),
+        };
+        let mut prepared = [crate::pipeline::Pending {
+            event: crate::pipeline::prepare(raw, selected),
+            late: false,
+        }];
+        pipeline.group(&mut prepared).await?;
+        let event = &prepared[0].event;
+        if event.rule.is_some() {
             matched += 1;
         }
-        let input = trace::TraceInput::from_parsed(group, &stream, ts, &parsed);
-        let assignment = trace::apply(&tx, std::slice::from_ref(&input), ts)
-            .map_err(|e| AppError::Failed(e.to_string()))?
-            .pop();
-        let f = &parsed.fields;
+        let f = &event.fields;
         let mut fields = serde_json::Map::new();
         for (k, v) in [
             ("trace_id", &f.trace_id),
@@ -567,10 +576,11 @@ pub fn parse_test(
         if let Some(d) = f.duration_ms {
             fields.insert("duration_ms".into(), serde_json::json!(d));
         }
-        let key = assignment.as_ref().and_then(|a| a.trace_key.clone());
+        let key = event.trace_key.clone();
+        let rule = event.rule.clone();
         if json {
             out.push_str(
-                &serde_json::json!({"line": n + 1, "rule": parsed.rule, "fields": fields, "trace_key": key}).to_string(),
+                &serde_json::json!({"line": n + 1, "rule": rule, "fields": fields, "trace_key": key}).to_string(),
             );
             out.push('\n');
         } else {
@@ -589,19 +599,20 @@ pub fn parse_test(
             out.push_str(&format!(
                 "{:>4}  {:<24} {:<28} {}\n",
                 n + 1,
-                parsed.rule.as_deref().unwrap_or("(fallback)"),
+                rule.as_deref().unwrap_or("(fallback)"),
                 key.as_deref().unwrap_or("-"),
                 shown.join(" ")
             ));
         }
     }
-    let keys = trace::all_keys(&tx).map_err(|e| AppError::Failed(e.to_string()))?;
-    let mut summaries = Vec::new();
-    for key in keys {
-        if let Some(s) = trace::summary(&tx, &key).map_err(|e| AppError::Failed(e.to_string()))? {
-            summaries.push(s);
-        }
-    }
+    let summaries = pipeline
+        .with_traces(|t| {
+            t.keys_by_first_event()
+                .iter()
+                .filter_map(|key| t.summary(key))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
     if json {
         for s in &summaries {
             out.push_str(&serde_json::json!({"trace": s}).to_string());

@@ -1,12 +1,27 @@
-//! The two shapes an event takes: [`RawEvent`] as CloudWatch returned it, and
-//! [`OutEvent`] as every output receives it (VectaDB's batch item; one NDJSON
-//! line is the same object).
+//! The shapes an event takes: [`RawEvent`] as CloudWatch returned it,
+//! [`OutEvent`] once parsed (serialised, it is VectaDB's batch item and one
+//! NDJSON line), and [`Record`], what an output is handed: an event or a
+//! closed trace's summary.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::parse::Parsed;
+use crate::parse::{Fields, Parsed};
 use crate::time::{EpochMs, format_ms};
+use crate::trace::{KeyField, TraceSummary};
+
+/// Where an event was read, as far as cwtap knows: the AWS account and
+/// Region (`None` when the source cannot tell: a single-account config
+/// without `accounts:`, a fixture).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<Arc<str>>,
+}
 
 /// One log event as CloudWatch returned it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,9 +33,11 @@ pub struct RawEvent {
     pub timestamp_ms: EpochMs,
     pub ingestion_time_ms: Option<EpochMs>,
     pub message: String,
+    pub origin: Origin,
 }
 
-/// Where an event came from, in VectaDB's `source` shape.
+/// Where an event came from, in VectaDB's `source` shape (plus the account
+/// and Region when known; VectaDB ignores keys it does not know).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Source {
     pub system: &'static str,
@@ -28,6 +45,8 @@ pub struct Source {
     pub log_stream: String,
     /// The CloudWatch eventId.
     pub log_id: String,
+    #[serde(flatten)]
+    pub origin: Origin,
 }
 
 /// One event as delivered downstream.
@@ -51,16 +70,36 @@ pub struct OutEvent {
     /// The CloudWatch timestamp in ms, for the checkpoint (not sent).
     #[serde(skip)]
     pub timestamp_ms: EpochMs,
+    /// When CloudWatch ingested it (outputs that map it: OTLP).
+    #[serde(skip)]
+    pub ingestion_time_ms: Option<EpochMs>,
+    /// The message exactly as CloudWatch returned it.
+    #[serde(skip)]
+    pub message: String,
+    /// The canonical fields the rules found.
+    #[serde(skip)]
+    pub fields: Fields,
+    /// The trace the event was grouped into.
+    #[serde(skip)]
+    pub trace_key: Option<String>,
+    /// The rule that parsed it (`None`: the fallback).
+    #[serde(skip)]
+    pub rule: Option<String>,
 }
 
 impl OutEvent {
     /// Builds the delivered event. `group_agent_id` (from the log group's
     /// config) wins over an `agent_id` found in the message, as in VectaDB's agent.
     pub fn build(raw: RawEvent, parsed: Parsed, group_agent_id: Option<&str>) -> OutEvent {
-        let mut properties = parsed.properties;
+        let Parsed {
+            fields,
+            mut properties,
+            rule,
+            ..
+        } = parsed;
         // The canonical fields the rules extracted, beside the original data
         // (an original field of the same name wins).
-        let f = &parsed.fields;
+        let f = &fields;
         let strings = [
             ("trace_id", &f.trace_id),
             ("request_id", &f.request_id),
@@ -94,19 +133,114 @@ impl OutEvent {
         OutEvent {
             trace_id: None,
             timestamp: format_ms(raw.timestamp_ms),
-            event_type: parsed.fields.event_type,
+            event_type: fields.event_type.clone(),
             agent_id: group_agent_id
                 .map(str::to_string)
-                .or(parsed.fields.agent_id),
-            session_id: parsed.fields.session_id,
+                .or_else(|| fields.agent_id.clone()),
+            session_id: fields.session_id.clone(),
             properties,
             source: Source {
                 system: "cloudwatch",
                 log_group: raw.log_group,
                 log_stream: raw.log_stream,
                 log_id: raw.event_id,
+                origin: raw.origin,
             },
             timestamp_ms: raw.timestamp_ms,
+            ingestion_time_ms: raw.ingestion_time_ms,
+            message: raw.message,
+            fields,
+            trace_key: None,
+            rule,
+        }
+    }
+
+    /// Records where grouping put the event: its trace key (in
+    /// `properties.trace_key`, and as `session_id` or `trace_id` as
+    /// configured) and the request id its stream's Lambda bracket gave a
+    /// line without one.
+    pub fn set_trace(
+        &mut self,
+        trace_key: Option<String>,
+        bracket_request_id: Option<String>,
+        key_field: KeyField,
+    ) {
+        if let Some(r) = bracket_request_id {
+            self.properties
+                .entry("request_id")
+                .or_insert(Value::String(r));
+        }
+        let Some(key) = trace_key else { return };
+        self.properties
+            .insert("trace_key".into(), Value::String(key.clone()));
+        match key_field {
+            KeyField::SessionId => self.session_id = Some(key.clone()),
+            KeyField::TraceId => self.trace_id = Some(key.clone()),
+            KeyField::None => {}
+        }
+        self.trace_key = Some(key);
+    }
+
+    /// The downstream `trace_summary` event of a closed trace.
+    pub fn summary(s: &TraceSummary, key_field: KeyField) -> OutEvent {
+        let mut properties = match serde_json::to_value(s) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        properties.insert("message".into(), Value::String(s.message()));
+        let key = s.trace_key.clone();
+        OutEvent {
+            timestamp: format_ms(s.last_ms),
+            event_type: Some("trace_summary".into()),
+            agent_id: None,
+            session_id: (key_field == KeyField::SessionId).then(|| key.clone()),
+            trace_id: (key_field == KeyField::TraceId).then(|| key.clone()),
+            properties,
+            source: Source {
+                system: "cloudwatch",
+                log_group: s.log_groups.first().cloned().unwrap_or_default(),
+                log_stream: "cwtap/trace-summary".into(),
+                log_id: format!("trace-summary:{key}:{}", s.revision),
+                origin: Origin::default(),
+            },
+            timestamp_ms: s.last_ms,
+            ingestion_time_ms: None,
+            message: String::new(),
+            fields: Fields::default(),
+            trace_key: Some(key),
+            rule: None,
+        }
+    }
+}
+
+/// What an output is handed: a log event, or the summary of a closed trace.
+// Events are nearly every record: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Event(OutEvent),
+    Summary(Box<TraceSummary>),
+}
+
+impl Record {
+    /// The id that names the record in messages (the CloudWatch eventId, or
+    /// `trace-summary:<key>:<revision>`).
+    pub fn log_id(&self) -> String {
+        match self {
+            Record::Event(e) => e.source.log_id.clone(),
+            Record::Summary(s) => format!("trace-summary:{}:{}", s.trace_key, s.revision),
+        }
+    }
+
+    /// The record as the JSON object VectaDB's batch API and the NDJSON
+    /// output take (one shape for both).
+    pub fn to_json(&self, key_field: KeyField) -> Vec<u8> {
+        // Serialising maps of JSON values cannot fail.
+        match self {
+            Record::Event(e) => serde_json::to_vec(e).unwrap_or_default(),
+            Record::Summary(s) => {
+                serde_json::to_vec(&OutEvent::summary(s, key_field)).unwrap_or_default()
+            }
         }
     }
 }

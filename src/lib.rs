@@ -1,50 +1,73 @@
-//! cwtap pulls log events out of AWS CloudWatch Logs and delivers them to a
-//! trace store (VectaDB's batch API) or an NDJSON file, losing nothing and
-//! sending nothing twice.
+//! cwtap gets log events out of AWS CloudWatch Logs and into a trace store
+//! (VectaDB's batch API) or an NDJSON file: parsed, grouped into traces, and
+//! checkpointed so that a restart, a late event, throttling or an outage of
+//! the output loses nothing.
 //!
 //! # The pipeline
 //!
+//! Every event takes one path, whatever its source and output:
+//!
 //! ```text
-//! CloudWatch ──FilterLogEvents──▶ source ──▶ parse ──▶ sink ──ack──▶ state
-//!   (cloudwatch/)                (source/)  (parse/)  (sink/)      (state/)
+//!  source            prepare          group            deliver           commit
+//!  (source/)   ──▶   (pipeline::      (trace/:     ──▶  (sink/: the  ──▶  (state/: position,
+//!  pull: polls        prepare, with    trace keys,       output,          delivered ids,
+//!  CloudWatch         parse/ rules)    in memory)        retries,         trace changes,
+//!                                                        backpressure)    counters; one
+//!                                                                         SQLite transaction)
 //! ```
 //!
-//! Per log group, the source scans time windows page by page, drops events
-//! whose `eventId` was already delivered, runs the parser rules, and hands
-//! batches to the sink. Only when the sink has acknowledged a batch are its
-//! event ids (and, at the end of a window, the cursor) committed to SQLite, in
-//! one transaction. Windows start a little behind the cursor so that events
-//! CloudWatch ingests late are still read.
+//! [`pipeline`] runs the steps: a source hands it batches of prepared events
+//! with the position it will have reached once they are delivered (a group's
+//! covered range); `submit` groups them, delivers them, and commits the
+//! position with the acknowledged ids in one transaction, then returns.
+//! Closed traces' summaries go through the same deliver and commit steps.
+//!
+//! Where to add things:
+//! - a **source**: a module under [`source`] that prepares events and calls
+//!   [`pipeline::Pipeline::submit`], and the command that runs it in [`app`];
+//! - an **output**: a module under [`sink`] that owns its config section and
+//!   implements [`sink::Sink`], and one line in [`sink::OUTPUTS`].
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (clap).
-//! - [`app`]: the commands as functions: run, backfill, check, status.
-//! - [`config`]: YAML -> validated [`config::Config`], `${VAR}` expansion.
-//! - [`cloudwatch`]: the only module that calls aws-sdk-cloudwatchlogs: reads,
-//!   retries, the write path (`write`), admin (`admin`), Insights (`insights`).
-//! - [`source`]: group pollers, window planning (the cursor rules), progress.
+//! - [`cli`], [`app`]: the command line (clap) and the commands as functions
+//!   (run, backfill, check, status, parse-test); [`ops`]: the operator
+//!   commands (admin, query, trace, fixtures) and their output.
+//! - [`config`]: YAML -> validated [`config::Config`], `${VAR}` expansion;
+//!   each output's section is read by its own module.
+//! - [`source`]: where events come from ([`source::pull`]: group pollers,
+//!   window planning and sizing, the cursor rules, backfill progress).
+//! - [`cloudwatch`]: the only module that calls aws-sdk-cloudwatchlogs:
+//!   reads, the shared rate budget, retries, the write path, admin, Insights.
+//! - [`pipeline`]: prepare -> group -> deliver -> commit.
 //! - [`parse`]: parser rules (json, regex, kv), the rule sets shipped in
-//!   `parsers/`, PII redaction, and the session id search.
-//! - [`event`]: the raw CloudWatch event and the delivered event shape.
-//! - [`sink`]: outputs behind the [`sink::Sink`] trait: VectaDB, NDJSON.
-//! - [`trace`]: grouping events into traces; trace state and summaries.
-//! - [`state`]: the SQLite state file: schema, migrations, checkpoints.
-//! - [`replay`]: fixtures: capture, replay (to CloudWatch or downstream), generate.
+//!   `parsers/`, PII redaction, the session id search.
+//! - [`trace`]: grouping events into traces: pure logic over the in-memory
+//!   working set; summaries.
+//! - [`sink`]: the outputs behind [`sink::Sink`] (VectaDB, NDJSON), each
+//!   with its config section.
+//! - [`state`]: the SQLite state file and every SQL statement: schema,
+//!   migrations, checkpoints, the trace working set's durable copy.
+//! - [`event`]: the raw CloudWatch event, the delivered event, the record an
+//!   output is handed.
+//! - [`replay`]: fixtures: capture, replay (to CloudWatch, or through the
+//!   pipeline to the output), generate.
 //! - [`obs`]: the `/healthz`, `/readyz` and `/metrics` listener, the
-//!   Prometheus metrics and the `cwtap health` probe.
-//! - [`ops`]: the operator commands (admin, query, trace, fixtures) and their
-//!   table / JSON output.
-//! - [`retry`], [`shutdown`], [`time`]: backoff, shutdown signal, time values.
+//!   Prometheus metrics and the `cwtap health` probe (depends on nothing
+//!   above it).
+//! - [`retry`], [`shutdown`], [`time`], [`errors`]: backoff, the shutdown
+//!   signal, time values, error chains.
 
 pub mod app;
 pub mod cli;
 pub mod cloudwatch;
 pub mod config;
+pub mod errors;
 pub mod event;
 pub mod obs;
 pub mod ops;
 pub mod parse;
+pub mod pipeline;
 pub mod replay;
 pub mod retry;
 pub mod shutdown;

@@ -119,7 +119,8 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 Some(p) => std::fs::read_to_string(p)
                     .map_err(|e| AppError::Usage(format!("cannot read {}: {e}", p.display())))?,
             };
-            print!("{}", app::parse_test(&config, &group, &text, json)?);
+            let report = runtime()?.block_on(app::parse_test(&config, &group, &text, json))?;
+            print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {

@@ -376,6 +376,7 @@ impl CloudWatch {
                     timestamp_ms,
                     ingestion_time_ms: e.ingestion_time(),
                     message,
+                    origin: Default::default(),
                 }
             })
             .collect();

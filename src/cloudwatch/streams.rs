@@ -179,8 +179,8 @@ impl StreamRead {
 impl CloudWatch {
     /// The streams of `log_group` selected by `filter` that can hold events
     /// with timestamps in `[start_ms, end_ms)` (see
-    /// [`StreamActivity::may_hold`]), by name. Every DescribeLogStreams page
-    /// is read.
+    /// [`StreamActivity::may_hold`]), by name, and the DescribeLogStreams
+    /// calls it took (every page is read).
     pub async fn window_streams(
         &self,
         log_group: &str,
@@ -188,7 +188,7 @@ impl CloudWatch {
         start_ms: EpochMs,
         end_ms: EpochMs,
         shutdown: &Shutdown,
-    ) -> Result<Vec<String>, CloudWatchError> {
+    ) -> Result<(Vec<String>, u64), CloudWatchError> {
         let prefix = match filter {
             StreamFilter::All => String::new(),
             StreamFilter::Prefix(p) => p.clone(),
@@ -196,7 +196,9 @@ impl CloudWatch {
         };
         let mut found = Vec::new();
         let mut token: Option<String> = None;
+        let mut calls = 0;
         loop {
+            calls += 1;
             let page = self
                 .retrying("DescribeLogStreams", log_group, shutdown, || {
                     self.client
@@ -237,7 +239,7 @@ impl CloudWatch {
             selected = streams.len(),
             "streams of the window"
         );
-        Ok(streams)
+        Ok((streams, calls))
     }
 
     /// The next page of `read` (GetLogEvents, oldest first). The end of the
@@ -292,6 +294,7 @@ impl CloudWatch {
                     timestamp_ms,
                     ingestion_time_ms,
                     message,
+                    origin: Default::default(),
                 }
             })
             .collect();

@@ -7,14 +7,18 @@
 
 mod expand;
 pub(crate) mod raw;
+mod section;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::parse::{LoadOptions, RedactConfig, RuleSet, redact::DEFAULT_FIELD_NAMES};
+use crate::sink::OutputConfig;
 use crate::time::parse_duration;
+use crate::trace::SummaryPolicy;
 use raw::{DurationValue, RawConfig, RawRedact, RawRedactFields};
+pub use section::{Sections, field_names};
 
 /// A secret value (an API key). Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,7 +64,8 @@ pub struct Config {
     /// The file it came from, for messages.
     pub path: PathBuf,
     pub aws: AwsConfig,
-    pub output: OutputConfig,
+    /// The one output (see [`crate::sink::OUTPUTS`]).
+    pub output: Arc<dyn OutputConfig>,
     pub groups: Vec<GroupConfig>,
     pub agent: AgentConfig,
 }
@@ -116,72 +121,6 @@ impl Default for AwsConfig {
             rate_limits: RateLimits::default(),
         }
     }
-}
-
-#[derive(Debug, Clone)]
-pub enum OutputConfig {
-    Vectadb(VectadbConfig),
-    Ndjson(NdjsonConfig),
-}
-
-impl OutputConfig {
-    /// Most events one delivery carries.
-    pub fn batch_size(&self) -> usize {
-        match self {
-            OutputConfig::Vectadb(v) => v.batch_size,
-            OutputConfig::Ndjson(n) => n.batch_size,
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            OutputConfig::Vectadb(v) => format!(
-                "VectaDB at {} (batches of {} events, at most {} bytes; api key {})",
-                v.endpoint,
-                v.batch_size,
-                v.max_batch_bytes,
-                if v.api_key.is_some() {
-                    "set"
-                } else {
-                    "not set"
-                }
-            ),
-            OutputConfig::Ndjson(n) => match &n.path {
-                None => "NDJSON on standard output".to_string(),
-                Some(p) => format!("NDJSON file {}", p.display()),
-            },
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct VectadbConfig {
-    /// Base URL, without a trailing slash.
-    pub endpoint: String,
-    pub api_key: Option<Secret>,
-    pub batch_size: usize,
-    /// Bound on one request body; the server refuses bodies above 2 MiB.
-    pub max_batch_bytes: usize,
-    pub timeout: Duration,
-    /// Cap of the exponential backoff between retries of one batch.
-    pub max_backoff: Duration,
-    /// How often an event the server reported failed (HTTP 200 with
-    /// `errors`) is sent again before it is counted as rejected.
-    pub max_item_retries: u32,
-    /// Whether `GET /health` must answer before the agent starts.
-    pub health_check: bool,
-    /// PEM bundle of CA certificates trusted for an https endpoint besides
-    /// the system roots (a private CA); certificates are always verified.
-    pub ca_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NdjsonConfig {
-    /// `None` is standard output.
-    pub path: Option<PathBuf>,
-    pub batch_size: usize,
-    /// fsync after every batch, so an acknowledged batch survives a crash.
-    pub fsync: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -244,9 +183,6 @@ pub struct AgentConfig {
     pub max_idle_poll_interval: Duration,
     /// How far back a group seen for the first time starts.
     pub lookback: Duration,
-    pub auto_create_traces: bool,
-    pub generate_embeddings: bool,
-    pub extract_relationships: bool,
     pub state_path: PathBuf,
     /// Guaranteed lateness: an event ingested up to this long after its
     /// timestamp is delivered exactly once.
@@ -268,6 +204,8 @@ pub struct AgentConfig {
     pub trace_idle: Duration,
     /// How delivered events carry their trace key.
     pub trace_key_field: crate::trace::KeyField,
+    /// Which closed traces get a `trace_summary`.
+    pub trace_summaries: SummaryPolicy,
     /// Where `cwtap run` serves `/healthz`, `/readyz` and `/metrics`;
     /// `None` when `agent.listen: off`.
     pub listen: Option<std::net::SocketAddr>,
@@ -276,9 +214,6 @@ pub struct AgentConfig {
 /// Where the metrics and health listener is by default: loopback only.
 pub const DEFAULT_LISTEN: std::net::SocketAddr =
     std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
-
-/// The largest request body VectaDB accepts (axum's default limit).
-pub const VECTADB_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 impl Config {
     /// Reads, expands and validates `path`.
@@ -299,7 +234,7 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let raw = Self::expanded(&text, path)?;
+        let (_, raw) = Self::parse(&text, path)?;
         validate_aws(raw.aws).map_err(|(key, message)| ConfigError::Invalid {
             path: path.to_path_buf(),
             key,
@@ -307,52 +242,115 @@ impl Config {
         })
     }
 
-    /// Parses the text twice (as written, for line numbers; then with
-    /// `${VAR}` expanded) into the raw structs.
-    fn expanded(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
-        let syntax = |e: serde_yaml::Error| ConfigError::Syntax {
+    /// Expands `${VAR}` in the text, then parses it (errors keep their line
+    /// and column) and checks the top-level keys. Returns the expanded text
+    /// (the sections read from it) and the general part.
+    fn parse(text: &str, path: &Path) -> Result<(String, RawConfig), ConfigError> {
+        let syntax = |message: String| ConfigError::Syntax {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message,
         };
-        serde_yaml::from_str::<RawConfig>(text).map_err(syntax)?;
-        let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(syntax)?;
-        expand::expand_env(&mut value, &|name| std::env::var(name).ok()).map_err(
-            |(key, message)| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                key,
-                message,
-            },
-        )?;
-        serde_yaml::from_value(value).map_err(syntax)
+        let expanded =
+            expand::expand_text(text, &|name| std::env::var(name).ok()).map_err(|e| {
+                ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    key: e.key,
+                    message: format!("line {}: {}", e.line, e.message),
+                }
+            })?;
+        let raw: RawConfig = serde_yaml::from_str(&expanded).map_err(|e| syntax(e.to_string()))?;
+        check_top_level_keys(&expanded).map_err(syntax)?;
+        Ok((expanded, raw))
     }
 
     /// Validates YAML text; `path` is used in messages, and its folder is
     /// where a relative `parsers_dir` is read from.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        // First pass on the text as written, so that YAML, unknown-key and type
-        // errors carry their line and column; then ${VAR} is expanded.
-        let raw = Self::expanded(text, path)?;
+        let (expanded, raw) = Self::parse(text, path)?;
         let base = path.parent().unwrap_or(Path::new(""));
-        validate(raw, base)
-            .map_err(|(key, message)| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                key,
-                message,
-            })
-            .map(|mut c| {
-                c.path = path.to_path_buf();
-                c
-            })
+        let invalid = |(key, message): Invalid| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        let sections = Sections {
+            text: &expanded,
+            path,
+            base_dir: base,
+            agent: &raw.agent,
+        };
+        let output = read_output(&sections).map_err(invalid)?;
+        validate(raw, output, base).map_err(invalid).map(|mut c| {
+            c.path = path.to_path_buf();
+            c
+        })
     }
 }
 
-type Invalid = (String, String);
+/// Top-level keys that are not [`RawConfig`]'s: the sections their modules
+/// read for themselves.
+fn section_names() -> Vec<&'static str> {
+    crate::sink::OUTPUTS.iter().map(|o| o.name).collect()
+}
 
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+/// Every top-level key must be known: a misspelt section would otherwise
+/// be ignored.
+fn check_top_level_keys(text: &str) -> Result<(), String> {
+    let Ok(serde_yaml::Value::Mapping(map)) = serde_yaml::from_str::<serde_yaml::Value>(text)
+    else {
+        return Ok(());
+    };
+    let general = field_names::<RawConfig>();
+    let sections = section_names();
+    for key in map.keys() {
+        let name = key.as_str().unwrap_or_default();
+        if !general.contains(&name) && !sections.contains(&name) {
+            let line = text
+                .lines()
+                .position(|l| l.starts_with(name) && l[name.len()..].trim_start().starts_with(':'))
+                .map(|n| format!("line {}: ", n + 1))
+                .unwrap_or_default();
+            let mut known: Vec<&str> = general.iter().copied().chain(sections).collect();
+            known.sort_unstable();
+            return Err(format!(
+                "{line}unknown top-level key `{name}`, expected one of {}",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The one configured output.
+fn read_output(sections: &Sections<'_>) -> Result<Arc<dyn OutputConfig>, Invalid> {
+    let mut found: Vec<(&str, Arc<dyn OutputConfig>)> = Vec::new();
+    for kind in crate::sink::OUTPUTS {
+        if let Some(output) = (kind.load)(sections)? {
+            found.push((kind.name, output));
+        }
+    }
+    let names = section_names().join(", ");
+    match found.len() {
+        0 => Err(invalid(
+            names,
+            "no output is configured; add a `vectadb:` section, `otlp: {endpoint: ...}` or `ndjson: {path: ...}`",
+        )),
+        1 => Ok(found.remove(0).1),
+        _ => Err(invalid(
+            found.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+            "two outputs are configured; keep exactly one",
+        )),
+    }
+}
+
+/// A value that makes no sense: (key, message).
+pub type Invalid = (String, String);
+
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
     (key.into(), message.into())
 }
 
-fn duration(
+pub(crate) fn duration(
     value: &Option<DurationValue>,
     key: &str,
     default: Duration,
@@ -364,7 +362,7 @@ fn duration(
     }
 }
 
-fn non_empty(value: Option<String>, key: &str) -> Result<Option<String>, Invalid> {
+pub(crate) fn non_empty(value: Option<String>, key: &str) -> Result<Option<String>, Invalid> {
     match value {
         Some(v) if v.trim().is_empty() => Err(invalid(key, "must not be empty")),
         other => Ok(other),
@@ -451,69 +449,8 @@ fn validate_rate_limits(raw: Option<raw::RawRateLimits>) -> Result<RateLimits, I
 
 /// `base` is the config file's folder: a relative `parsers_dir` is read
 /// from there.
-fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
+fn validate(raw: RawConfig, output: Arc<dyn OutputConfig>, base: &Path) -> Result<Config, Invalid> {
     let aws = validate_aws(raw.aws)?;
-
-    let output = match (raw.vectadb, raw.ndjson) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "vectadb, ndjson",
-                "two outputs are configured; keep exactly one of `vectadb` and `ndjson`",
-            ));
-        }
-        (None, None) => {
-            return Err(invalid(
-                "vectadb, ndjson",
-                "no output is configured; add a `vectadb:` section or `ndjson: {path: ...}`",
-            ));
-        }
-        (Some(v), None) => {
-            let endpoint = v.endpoint.trim().trim_end_matches('/').to_string();
-            check_http_url(&endpoint, "vectadb.endpoint")?;
-            let batch_size = v.batch_size.unwrap_or(100);
-            if batch_size == 0 {
-                return Err(invalid("vectadb.batch_size", "must be at least 1"));
-            }
-            let max_batch_bytes = v.max_batch_bytes.unwrap_or(VECTADB_BODY_LIMIT - 64 * 1024);
-            if !(1024..=VECTADB_BODY_LIMIT).contains(&max_batch_bytes) {
-                return Err(invalid(
-                    "vectadb.max_batch_bytes",
-                    format!(
-                        "must be between 1024 and {VECTADB_BODY_LIMIT} (the server's body limit)"
-                    ),
-                ));
-            }
-            OutputConfig::Vectadb(VectadbConfig {
-                endpoint,
-                api_key: v.api_key.filter(|k| !k.is_empty()).map(Secret::new),
-                batch_size,
-                max_batch_bytes,
-                timeout: Duration::from_secs(v.timeout_secs.unwrap_or(30).max(1)),
-                max_backoff: Duration::from_secs(v.max_backoff_secs.unwrap_or(60).max(1)),
-                max_item_retries: v.max_item_retries.unwrap_or(5),
-                health_check: v.health_check.unwrap_or(true),
-                ca_file: non_empty(v.ca_file, "vectadb.ca_file")?.map(|p| base.join(p)),
-            })
-        }
-        (None, Some(n)) => {
-            let path = n.path.trim();
-            if path.is_empty() {
-                return Err(invalid(
-                    "ndjson.path",
-                    "must be a file path or - for standard output",
-                ));
-            }
-            let batch_size = n.batch_size.unwrap_or(500);
-            if batch_size == 0 {
-                return Err(invalid("ndjson.batch_size", "must be at least 1"));
-            }
-            OutputConfig::Ndjson(NdjsonConfig {
-                path: (path != "-").then(|| PathBuf::from(path)),
-                batch_size,
-                fsync: n.fsync.unwrap_or(true),
-            })
-        }
-    };
 
     let raw_groups = raw.log_groups.ok_or_else(|| {
         invalid(
@@ -689,9 +626,6 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
             "agent.lookback_secs",
             Duration::from_secs(300),
         )?,
-        auto_create_traces: a.auto_create_traces.unwrap_or(true),
-        generate_embeddings: a.generate_embeddings.unwrap_or(true),
-        extract_relationships: a.extract_relationships.unwrap_or(false),
         state_path: PathBuf::from(state_path),
         late_arrival,
         adaptive_late_arrival: a.adaptive_late_arrival.unwrap_or(true),
@@ -722,6 +656,15 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
                 )
             })?,
         },
+        trace_summaries: match a.trace_summaries.as_deref() {
+            None => SummaryPolicy::default(),
+            Some(text) => SummaryPolicy::parse(text).ok_or_else(|| {
+                invalid(
+                    "agent.trace_summaries",
+                    format!("{text:?} is not one of multi_event, all, none"),
+                )
+            })?,
+        },
         listen,
     };
     if agent.shutdown_grace > Duration::from_secs(9) {
@@ -740,7 +683,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Invalid> {
     })
 }
 
-fn check_http_url(url: &str, key: &str) -> Result<(), Invalid> {
+pub(crate) fn check_http_url(url: &str, key: &str) -> Result<(), Invalid> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
@@ -762,8 +705,6 @@ mod tests {
         let shown = format!("{config:?} {:?}", config.output);
         assert!(!shown.contains("sk-do-not-print"), "{shown}");
         assert!(shown.contains("redacted"));
-        let raw: raw::RawConfig = serde_yaml::from_str(yaml).unwrap();
-        assert!(!format!("{raw:?}").contains("sk-do-not-print"));
     }
 
     #[test]
@@ -783,16 +724,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("agent.listen"), "{error}");
-    }
-
-    #[test]
-    fn a_relative_ca_file_is_read_from_the_config_files_folder() {
-        let yaml = "vectadb: {endpoint: 'https://127.0.0.1:1', ca_file: ca.pem}\nlog_groups: [{name: /a}]\n";
-        let config = Config::from_yaml(yaml, Path::new("/etc/cwtap/c.yaml")).unwrap();
-        let OutputConfig::Vectadb(v) = config.output else {
-            panic!("vectadb output expected");
-        };
-        assert_eq!(v.ca_file, Some(PathBuf::from("/etc/cwtap/ca.pem")));
     }
 
     #[test]
@@ -832,11 +763,8 @@ mod tests {
         assert_eq!(a.max_late_arrival, Duration::from_secs(900));
         assert_eq!(a.max_window, Duration::from_secs(3600));
         assert_eq!(a.state_path, PathBuf::from("./cwtap-state.db"));
-        assert!(a.auto_create_traces && a.generate_embeddings && !a.extract_relationships);
-        assert!(matches!(
-            config.output,
-            OutputConfig::Ndjson(NdjsonConfig { path: None, .. })
-        ));
+        assert_eq!(a.trace_summaries, SummaryPolicy::MultiEvent);
+        assert_eq!(config.output.describe(), "NDJSON on standard output");
     }
 
     #[test]
@@ -874,6 +802,34 @@ mod tests {
         // A blank pattern is no pattern.
         let blank = "ndjson: {path: '-'}\nlog_groups:\n  - {name: /a, mode: streams, filter_pattern: ' '}\n";
         assert!(Config::from_yaml(blank, Path::new("c.yaml")).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_is_named_with_its_line() {
+        let e = Config::from_yaml(
+            "ndjson: {path: '-'}\nlog_groups: [{name: /a}]\nvectadbb: {endpoint: x}\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 3") && e.contains("`vectadbb`"), "{e}");
+        let two = "ndjson: {path: '-'}\nvectadb: {endpoint: 'http://127.0.0.1:1'}\nlog_groups: [{name: /a}]\n";
+        let e = Config::from_yaml(two, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("two outputs"), "{e}");
+    }
+
+    #[test]
+    fn an_error_inside_an_output_section_names_the_section_and_line() {
+        let yaml = "log_groups: [{name: /a}]\nvectadb:\n  endpoint: 'http://127.0.0.1:1'\n  batchsize: 5\n";
+        let e = Config::from_yaml(yaml, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("vectadb") && e.contains("batchsize") && e.contains("line 4"),
+            "{e}"
+        );
     }
 
     #[test]

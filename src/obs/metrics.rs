@@ -167,7 +167,7 @@ impl Metrics {
         );
         registry.register(
             "open_traces",
-            "Traces not yet closed in the state file (read at each scrape)",
+            "Traces not yet closed (updated as summaries are emitted)",
             m.open_traces.clone(),
         );
         Metrics { registry, ..m }
@@ -267,7 +267,7 @@ impl Metrics {
         self.commit_latency.observe(elapsed.as_secs_f64());
     }
 
-    /// The number of open traces, as last read from the state file.
+    /// The number of traces not closed yet.
     pub fn set_open_traces(&self, n: i64) {
         self.open_traces.set(n);
     }

@@ -13,7 +13,6 @@ pub mod ready;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -55,8 +54,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ObsError> {
 }
 
 /// Serves `/healthz`, `/readyz` and `/metrics` until `shutdown`.
-/// `state_path` is read at each scrape for the open trace count.
-pub async fn serve(listener: TcpListener, state_path: Option<PathBuf>, shutdown: Shutdown) {
+pub async fn serve(listener: TcpListener, shutdown: Shutdown) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics and health listener up");
     }
@@ -76,13 +74,12 @@ pub async fn serve(listener: TcpListener, state_path: Option<PathBuf>, shutdown:
                 continue;
             }
         };
-        let state_path = state_path.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state_path = state_path.clone();
-                async move { Ok::<_, Infallible>(route(req, state_path).await) }
-            });
+            let service =
+                hyper::service::service_fn(
+                    move |req| async move { Ok::<_, Infallible>(route(req)) },
+                );
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -105,7 +102,7 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     resp
 }
 
-async fn route(req: Request<Incoming>, state_path: Option<PathBuf>) -> Response<Full<Bytes>> {
+fn route(req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
     }
@@ -119,9 +116,6 @@ async fn route(req: Request<Incoming>, state_path: Option<PathBuf>) -> Response<
             ),
         },
         "/metrics" => {
-            if let Some(path) = state_path {
-                refresh_open_traces(path).await;
-            }
             let mut resp = text(StatusCode::OK, metrics().encode());
             resp.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
@@ -135,27 +129,6 @@ async fn route(req: Request<Incoming>, state_path: Option<PathBuf>) -> Response<
             StatusCode::NOT_FOUND,
             "not found; try /healthz, /readyz or /metrics\n".into(),
         ),
-    }
-}
-
-/// Counts open traces with a read-only connection of its own (WAL lets it
-/// read beside the writer); on any error the gauge keeps its last value.
-async fn refresh_open_traces(path: PathBuf) {
-    let counted = tokio::task::spawn_blocking(move || {
-        let conn = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::from_millis(200))?;
-        conn.query_row("SELECT COUNT(*) FROM traces WHERE closed = 0", [], |r| {
-            r.get::<_, i64>(0)
-        })
-    })
-    .await;
-    match counted {
-        Ok(Ok(n)) => metrics().set_open_traces(n),
-        Ok(Err(error)) => tracing::debug!(%error, "open traces not counted"),
-        Err(_) => {}
     }
 }
 
@@ -173,7 +146,7 @@ pub async fn probe(url: &str) -> Result<String, ObsError> {
         .get(url)
         .send()
         .await
-        .map_err(|e| unreachable(crate::sink::vectadb::error_chain(&e)))?;
+        .map_err(|e| unreachable(crate::errors::chain(&e)))?;
     let status = resp.status().as_u16();
     let body = resp.text().await.unwrap_or_default();
     if status == 200 {

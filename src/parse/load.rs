@@ -9,7 +9,7 @@ use regex::Regex;
 use super::RuleSet;
 use super::redact::{RedactConfig, Redactor};
 use super::rule::{KeyError, Rule};
-use crate::config::raw::RawParser;
+use super::spec::RawParser;
 
 /// The rule sets shipped in `parsers/`, embedded in the binary.
 const BUILTIN: &[(&str, &str)] = &[

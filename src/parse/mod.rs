@@ -31,6 +31,7 @@ mod normalize;
 mod path;
 pub mod redact;
 pub mod rule;
+pub mod spec;
 
 use std::sync::LazyLock;
 
@@ -122,10 +123,7 @@ impl RuleSet {
     /// Compiles a `parsers` list without `parsers_dir` or redaction; errors
     /// are (key, message), the key like `log_groups[0].parsers[1].pattern`.
     #[cfg(test)]
-    pub(crate) fn compile(
-        raw: &[crate::config::raw::RawParser],
-        key: &str,
-    ) -> Result<RuleSet, (String, String)> {
+    pub(crate) fn compile(raw: &[spec::RawParser], key: &str) -> Result<RuleSet, (String, String)> {
         RuleSet::load(raw, key, &LoadOptions::default()).map_err(RuleError::into_pair)
     }
 
@@ -274,8 +272,8 @@ pub fn find_session_id(message: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::spec::RawParser;
     use super::*;
-    use crate::config::raw::RawParser;
 
     fn rules(yaml: &str) -> RuleSet {
         let raw: Vec<RawParser> = serde_yaml::from_str(yaml).unwrap();

@@ -28,7 +28,7 @@ use super::Fields;
 use super::kv::{self, Separators};
 use super::normalize::{self, LevelNumbers};
 use super::path::Path;
-use crate::config::raw::{RawLevelNumbers, RawMode, RawParser};
+use super::spec::{OneOrMany, RawLevelNumbers, RawMode, RawParser};
 
 /// What went wrong compiling a rule: (key below the rule, message).
 pub(crate) type KeyError = (String, String);
@@ -348,7 +348,7 @@ fn to_number(value: &Value) -> Option<Value> {
         .map(Value::Number)
 }
 
-fn list(values: &Option<crate::config::raw::OneOrMany>) -> Vec<String> {
+fn list(values: &Option<OneOrMany>) -> Vec<String> {
     values.as_ref().map(|v| v.to_vec()).unwrap_or_default()
 }
 

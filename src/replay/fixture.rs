@@ -49,6 +49,7 @@ impl From<FixtureEvent> for RawEvent {
             timestamp_ms: e.timestamp,
             ingestion_time_ms: e.ingestion_time,
             message: e.message,
+            origin: Default::default(),
         }
     }
 }

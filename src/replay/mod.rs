@@ -16,7 +16,6 @@ pub mod generate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -26,11 +25,11 @@ use crate::cloudwatch::write::{
 };
 use crate::cloudwatch::{CloudWatch, CloudWatchError, ScanRequest};
 use crate::config::{Config, GroupConfig, GroupSelector, StreamFilter};
-use crate::event::{OutEvent, RawEvent};
+use crate::event::RawEvent;
+use crate::pipeline::{self, Batch, Pending, Pipeline, PipelineError, Position};
 use crate::shutdown::Shutdown;
-use crate::sink::{self, SinkError};
+use crate::sink::SinkError;
 use crate::time::{EpochMs, format_ms};
-use crate::trace;
 use fixture::{FixtureEvent, FixtureWriter};
 
 /// Why a capture, replay or generation failed.
@@ -62,9 +61,9 @@ pub enum ReplayError {
     /// The configured output could not be opened or is not healthy.
     #[error(transparent)]
     Sink(#[from] SinkError),
-    /// Trace grouping failed on its in-memory database.
-    #[error("trace grouping failed: {0}")]
-    Traces(String),
+    /// The pipeline failed (it keeps no state here, so only in theory).
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
 }
 
 impl ReplayError {
@@ -405,10 +404,11 @@ pub fn group_config<'a>(config: &'a Config, group: &str) -> Option<&'a GroupConf
     })
 }
 
-/// Runs `events` through each group's parser rules and delivers them to the
-/// configured output, as the pull path would, without CloudWatch. Events are
-/// delivered in timestamp order (ties in file order); nothing is
-/// checkpointed.
+/// Runs `events` through the pipeline as the pull path would, without
+/// CloudWatch: each group's parser rules, trace grouping, the configured
+/// output. Events are delivered in timestamp order (ties in file order);
+/// nothing is checkpointed. At the end every trace is closed and its summary
+/// delivered.
 pub async fn replay_downstream(
     config: &Config,
     mut events: Vec<FixtureEvent>,
@@ -418,8 +418,15 @@ pub async fn replay_downstream(
     shutdown: &Shutdown,
 ) -> Result<DownstreamReport, ReplayError> {
     let shift = rebase.shift_ms(&events, now);
-    let sink: Arc<dyn sink::Sink> = sink::build(&config.output, &config.agent)?;
+    let sink = config.output.build(&config.agent)?;
     sink.health(shutdown).await?;
+    let pipeline = Pipeline::new(
+        sink,
+        None,
+        config.agent.group_traces,
+        crate::app::trace_settings(&config.agent),
+    )
+    .map_err(PipelineError::from)?;
     let mut report = DownstreamReport {
         events: events.len(),
         shift_ms: shift,
@@ -430,20 +437,8 @@ pub async fn replay_downstream(
     }
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_by_key(|&i| (events[i].timestamp, i));
-    // Trace grouping as the pull path does it, on a throw-away in-memory
-    // database (a replay checkpoints nothing). It is small and in memory, so
-    // it runs inline.
-    let mut traces = if config.agent.group_traces {
-        let conn = rusqlite::Connection::open_in_memory()
-            .map_err(|e| ReplayError::Traces(e.to_string()))?;
-        conn.execute_batch(trace::SCHEMA)
-            .map_err(|e| ReplayError::Traces(e.to_string()))?;
-        Some(conn)
-    } else {
-        None
-    };
-    let mut inputs: Vec<trace::TraceInput> = Vec::new();
-    let mut batch: Vec<OutEvent> = Vec::with_capacity(sink.batch_size());
+    let batch_size = pipeline.batch_size();
+    let mut batch: Vec<Pending> = Vec::with_capacity(batch_size);
     let mut slots: Vec<Option<FixtureEvent>> = events.into_iter().map(Some).collect();
     for i in order {
         let Some(e) = slots[i].take() else { continue };
@@ -454,87 +449,55 @@ pub async fn replay_downstream(
         let mut raw: RawEvent = e.into();
         raw.timestamp_ms += shift;
         raw.ingestion_time_ms = raw.ingestion_time_ms.map(|t| t + shift);
-        let parsed = group.rules.parse(&raw.message);
-        if traces.is_some() {
-            inputs.push(trace::TraceInput::from_parsed(
-                &raw.log_group,
-                &raw.log_stream,
-                raw.timestamp_ms,
-                &parsed,
-            ));
-        }
-        batch.push(OutEvent::build(raw, parsed, group.agent_id.as_deref()));
-        if batch.len() >= sink.batch_size() {
-            group_batch(traces.as_mut(), &mut batch, &mut inputs, config, now)?;
-            if !deliver(&*sink, &mut batch, &mut report, shutdown).await {
-                return Ok(report);
-            }
+        batch.push(Pending {
+            event: pipeline::prepare(raw, group),
+            late: false,
+        });
+        if batch.len() >= batch_size
+            && !submit(&pipeline, &mut batch, &mut report, shutdown).await?
+        {
+            return Ok(report);
         }
     }
-    group_batch(traces.as_mut(), &mut batch, &mut inputs, config, now)?;
-    if !deliver(&*sink, &mut batch, &mut report, shutdown).await {
+    if !submit(&pipeline, &mut batch, &mut report, shutdown).await? {
         return Ok(report);
     }
     // The fixture is complete: every trace it holds is closed and summarised.
-    if let Some(conn) = traces.as_mut() {
-        let err = |e: rusqlite::Error| ReplayError::Traces(e.to_string());
-        let tx = conn.transaction().map_err(err)?;
-        trace::close_idle(&tx, i64::MAX, true).map_err(err)?;
-        tx.commit().map_err(err)?;
-        let mut summaries: Vec<OutEvent> = trace::pending_summaries(conn, usize::MAX)
-            .map_err(err)?
-            .iter()
-            .map(|s| trace::summary_event(s, config.agent.trace_key_field))
-            .collect();
-        report.summaries = summaries.len();
-        let delivered_before = report.delivered;
-        deliver(&*sink, &mut summaries, &mut report, shutdown).await;
-        // Summaries are reported on their own, not as replayed events.
-        report.delivered = delivered_before;
-    }
+    report.summaries = pipeline
+        .emit_summaries(EpochMs::MAX, true, shutdown)
+        .await?;
     for (group, n) in &report.unmatched {
         tracing::warn!(group = %group, events = n, "no log_groups entry selects this group; its events were skipped");
     }
     Ok(report)
 }
 
-/// Groups a batch into traces (when enabled) and stamps each event's key.
-fn group_batch(
-    traces: Option<&mut rusqlite::Connection>,
-    batch: &mut [OutEvent],
-    inputs: &mut Vec<trace::TraceInput>,
-    config: &Config,
-    now: EpochMs,
-) -> Result<(), ReplayError> {
-    let Some(conn) = traces else { return Ok(()) };
-    let err = |e: rusqlite::Error| ReplayError::Traces(e.to_string());
-    let tx = conn.transaction().map_err(err)?;
-    let assignments = trace::apply(&tx, inputs, now).map_err(err)?;
-    tx.commit().map_err(err)?;
-    inputs.clear();
-    crate::source::stamp_trace_keys(batch, assignments, config.agent.trace_key_field);
-    Ok(())
-}
-
-/// Delivers and empties `batch`; false when shutdown cut it short.
-async fn deliver(
-    sink: &dyn sink::Sink,
-    batch: &mut Vec<OutEvent>,
+/// Hands `batch` (emptied) to the pipeline; false when shutdown cut it short.
+async fn submit(
+    pipeline: &Pipeline,
+    batch: &mut Vec<Pending>,
     report: &mut DownstreamReport,
     shutdown: &Shutdown,
-) -> bool {
+) -> Result<bool, ReplayError> {
     if batch.is_empty() {
-        return true;
+        return Ok(true);
     }
-    let outcome = sink.deliver(batch, shutdown).await;
-    report.delivered += outcome.accepted.len();
-    report.rejected += outcome.rejected.len();
-    batch.clear();
-    if outcome.abandoned {
+    let committed = pipeline
+        .submit(
+            Batch {
+                events: std::mem::take(batch),
+                position: Position::None,
+            },
+            shutdown,
+        )
+        .await?;
+    report.delivered += committed.delivered as usize;
+    report.rejected += committed.rejected as usize;
+    if committed.abandoned {
         report.interrupted = true;
-        return false;
+        return Ok(false);
     }
-    true
+    Ok(true)
 }
 
 /// Formats a shift for messages: `+2h 3m` / `-5s`.

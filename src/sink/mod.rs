@@ -1,8 +1,13 @@
-//! Outputs. Each takes a batch of events and reports, per event, whether it is
-//! done with it (accepted, or rejected for good) before the source may
-//! checkpoint those events. A sink retries what can succeed later for as long
-//! as it takes (the source stops pulling meanwhile: backpressure) unless
+//! Outputs. Each takes a batch of [`Record`]s and reports, per record,
+//! whether it is done with it (accepted, or rejected for good) before the
+//! pipeline may checkpoint them. A sink retries what can succeed later for as
+//! long as it takes (the sources stop pulling meanwhile: backpressure) unless
 //! shutdown is requested.
+//!
+//! Each output owns its config section: its YAML types, validation and
+//! construction live in its module, which exports one [`OutputKind`]; the
+//! list [`OUTPUTS`] is the one place outputs are registered. A new output is
+//! a module and a line there.
 
 pub mod ndjson;
 pub mod vectadb;
@@ -11,9 +16,32 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::config::{AgentConfig, OutputConfig};
-use crate::event::OutEvent;
+use crate::config::{AgentConfig, Invalid, Sections};
+use crate::event::Record;
 use crate::shutdown::Shutdown;
+
+/// Every output, by its config section name.
+pub const OUTPUTS: &[OutputKind] = &[vectadb::OUTPUT, ndjson::OUTPUT];
+
+/// An output kind: the top-level config section it owns and how it reads it.
+pub struct OutputKind {
+    /// The section name (`vectadb`, `ndjson`, ...).
+    pub name: &'static str,
+    /// Reads and validates the section; `None` when the file has none.
+    pub load: LoadSection,
+}
+
+/// How an output reads its section.
+pub type LoadSection = fn(&Sections<'_>) -> Result<Option<Arc<dyn OutputConfig>>, Invalid>;
+
+/// A validated output section.
+pub trait OutputConfig: std::fmt::Debug + Send + Sync {
+    /// One line for `cwtap check` and the start-up log (never a secret).
+    fn describe(&self) -> String;
+
+    /// Builds the sink.
+    fn build(&self, agent: &AgentConfig) -> Result<Arc<dyn Sink>, SinkError>;
+}
 
 /// What became of one batch. Indices are positions in the batch.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -22,8 +50,8 @@ pub struct Outcome {
     pub accepted: Vec<usize>,
     /// Refused for good (400/415/422, or failed too often); counted and logged.
     pub rejected: Vec<usize>,
-    /// Shutdown came before the rest of the batch was delivered; the events in
-    /// neither list are not checkpointed and will be read again.
+    /// Shutdown came before the rest of the batch was delivered; the records
+    /// in neither list are not checkpointed and will be read again.
     pub abandoned: bool,
 }
 
@@ -40,23 +68,35 @@ pub enum SinkError {
 /// An output.
 pub trait Sink: Send + Sync {
     /// Delivers `batch`, retrying transient failures until done or shutdown.
-    fn deliver<'a>(
-        &'a self,
-        batch: &'a [OutEvent],
-        shutdown: &'a Shutdown,
-    ) -> BoxFuture<'a, Outcome>;
+    fn deliver<'a>(&'a self, batch: &'a [Record], shutdown: &'a Shutdown)
+    -> BoxFuture<'a, Outcome>;
 
     /// Checks the output is reachable before the agent starts.
     fn health<'a>(&'a self, shutdown: &'a Shutdown) -> BoxFuture<'a, Result<(), SinkError>>;
 
-    /// Most events one `deliver` call should carry.
+    /// Most records one `deliver` call should carry.
     fn batch_size(&self) -> usize;
 }
 
-/// Builds the configured output.
-pub fn build(output: &OutputConfig, agent: &AgentConfig) -> Result<Arc<dyn Sink>, SinkError> {
-    Ok(match output {
-        OutputConfig::Vectadb(v) => Arc::new(vectadb::VectadbSink::new(v.clone(), agent)?),
-        OutputConfig::Ndjson(n) => Arc::new(ndjson::NdjsonSink::open(n.clone())?),
-    })
+/// The certificates of a PEM bundle, for an HTTP output's trusted roots;
+/// `key` names the setting in messages.
+pub(crate) fn read_ca_file(
+    path: &std::path::Path,
+    key: &str,
+) -> Result<Vec<reqwest::Certificate>, SinkError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| SinkError::Open(format!("cannot read {key} {}: {e}", path.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        SinkError::Open(format!(
+            "{key} {} is not a PEM certificate bundle: {e}",
+            path.display()
+        ))
+    })?;
+    if certs.is_empty() {
+        return Err(SinkError::Open(format!(
+            "{key} {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
 }

@@ -1,16 +1,84 @@
-//! NDJSON output: one event object per line, to a file (appended) or stdout.
-//! A batch counts as delivered once written, flushed and (by default) fsynced.
+//! NDJSON output: one event object per line (the shape VectaDB's batch API
+//! takes), to a file (appended) or stdout. A batch counts as delivered once
+//! written, flushed and (by default) fsynced.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{BoxFuture, Outcome, Sink, SinkError};
-use crate::config::NdjsonConfig;
-use crate::event::OutEvent;
+use serde::Deserialize;
+
+use super::{BoxFuture, Outcome, OutputConfig, OutputKind, Sink, SinkError};
+use crate::config::{AgentConfig, Invalid, Sections, invalid};
+use crate::event::Record;
 use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
+use crate::trace::KeyField;
+
+/// The output's registration (see [`crate::sink::OUTPUTS`]).
+pub const OUTPUT: OutputKind = OutputKind {
+    name: "ndjson",
+    load,
+};
+
+/// `ndjson:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNdjson {
+    pub path: String,
+    pub batch_size: Option<usize>,
+    pub fsync: Option<bool>,
+}
+
+/// The validated `ndjson:` section.
+#[derive(Debug, Clone)]
+pub struct NdjsonConfig {
+    /// `None` is standard output.
+    pub path: Option<PathBuf>,
+    pub batch_size: usize,
+    /// fsync after every batch, so an acknowledged batch survives a crash.
+    pub fsync: bool,
+}
+
+fn load(sections: &Sections<'_>) -> Result<Option<Arc<dyn OutputConfig>>, Invalid> {
+    let Some(n) = sections.get::<RawNdjson>("ndjson")? else {
+        return Ok(None);
+    };
+    let path = n.path.trim();
+    if path.is_empty() {
+        return Err(invalid(
+            "ndjson.path",
+            "must be a file path or - for standard output",
+        ));
+    }
+    let batch_size = n.batch_size.unwrap_or(500);
+    if batch_size == 0 {
+        return Err(invalid("ndjson.batch_size", "must be at least 1"));
+    }
+    Ok(Some(Arc::new(NdjsonConfig {
+        path: (path != "-").then(|| PathBuf::from(path)),
+        batch_size,
+        fsync: n.fsync.unwrap_or(true),
+    })))
+}
+
+impl OutputConfig for NdjsonConfig {
+    fn describe(&self) -> String {
+        match &self.path {
+            None => "NDJSON on standard output".to_string(),
+            Some(p) => format!("NDJSON file {}", p.display()),
+        }
+    }
+
+    fn build(&self, agent: &AgentConfig) -> Result<Arc<dyn Sink>, SinkError> {
+        Ok(Arc::new(NdjsonSink::open(
+            self.clone(),
+            agent.trace_key_field,
+        )?))
+    }
+}
 
 enum Target {
     Stdout,
@@ -20,10 +88,11 @@ enum Target {
 pub struct NdjsonSink {
     config: NdjsonConfig,
     target: Arc<Mutex<Target>>,
+    key_field: KeyField,
 }
 
 impl NdjsonSink {
-    pub fn open(config: NdjsonConfig) -> Result<NdjsonSink, SinkError> {
+    pub fn open(config: NdjsonConfig, key_field: KeyField) -> Result<NdjsonSink, SinkError> {
         let target = match &config.path {
             None => Target::Stdout,
             Some(path) => {
@@ -48,6 +117,7 @@ impl NdjsonSink {
         Ok(NdjsonSink {
             config,
             target: Arc::new(Mutex::new(target)),
+            key_field,
         })
     }
 
@@ -74,16 +144,14 @@ impl NdjsonSink {
 impl Sink for NdjsonSink {
     fn deliver<'a>(
         &'a self,
-        batch: &'a [OutEvent],
+        batch: &'a [Record],
         shutdown: &'a Shutdown,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let mut bytes = Vec::with_capacity(batch.len() * 512);
-            for event in batch {
-                // Serializing a Map of JSON values cannot fail.
-                if serde_json::to_writer(&mut bytes, event).is_ok() {
-                    bytes.push(b'\n');
-                }
+            for record in batch {
+                bytes.extend_from_slice(&record.to_json(self.key_field));
+                bytes.push(b'\n');
             }
             let bytes = Arc::new(bytes);
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));

@@ -1,11 +1,16 @@
-//! The SQLite state file: per log group the covered time range (the cursor),
-//! counters and the last error, and the ids of recently delivered events.
+//! The SQLite state file, and every SQL statement cwtap runs: per log group
+//! the covered time range (the cursor), counters and the last error; the ids
+//! of recently delivered events; the trace working set's durable copy.
 //!
-//! A checkpoint moves the cursor and records the delivered ids in one
-//! transaction, and is only written after the output acknowledged those events.
-//! The file runs in WAL mode; its schema is versioned with `PRAGMA
-//! user_version`, and a file from a newer cwtap is refused. Every call runs on
-//! tokio's blocking pool, never on the async executor.
+//! A checkpoint moves a source's position, records the delivered ids and
+//! writes what changed in the trace working set, in one transaction, and is
+//! only written after the output acknowledged those events. The file runs in
+//! WAL mode; its schema is versioned with `PRAGMA user_version` (the
+//! migrations below are literal SQL, applied in order), and a file from a
+//! newer cwtap is refused. Every call runs on tokio's blocking pool, one at a
+//! time, never on the async executor.
+
+mod migrations;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -14,36 +19,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::time::EpochMs;
-use crate::trace::{self, Assignment, TraceInput, TraceSummary};
-
-/// Schema migrations; entry `i` brings a file from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    // 1: groups and delivered ids.
-    "CREATE TABLE groups (
-        log_group          TEXT PRIMARY KEY,
-        covered_from_ms    INTEGER NOT NULL,
-        cursor_ms          INTEGER NOT NULL,
-        events_delivered   INTEGER NOT NULL DEFAULT 0,
-        events_rejected    INTEGER NOT NULL DEFAULT 0,
-        late_events        INTEGER NOT NULL DEFAULT 0,
-        observed_delay_ms  INTEGER NOT NULL DEFAULT 0,
-        last_poll_ms       INTEGER,
-        last_error         TEXT,
-        last_error_ms      INTEGER,
-        updated_ms         INTEGER NOT NULL
-    );
-    CREATE TABLE delivered (
-        log_group     TEXT NOT NULL,
-        event_id      TEXT NOT NULL,
-        timestamp_ms  INTEGER NOT NULL,
-        PRIMARY KEY (log_group, event_id)
-    ) WITHOUT ROWID;
-    CREATE INDEX delivered_by_time ON delivered (log_group, timestamp_ms);",
-    // 2: trace grouping.
-    crate::trace::SCHEMA,
-    // 3: the time between a group's last two polls.
-    "ALTER TABLE groups ADD COLUMN poll_interval_ms INTEGER;",
-];
+use crate::trace::{Changes, StreamKey, Trace, Traces};
+use migrations::MIGRATIONS;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -88,27 +65,62 @@ pub struct GroupState {
     pub last_error_ms: Option<EpochMs>,
     /// Time between the last two polls of the running agent.
     pub poll_interval_ms: Option<i64>,
+    /// Read calls (FilterLogEvents, GetLogEvents, DescribeLogStreams) made
+    /// for this group, and the events they returned (re-reads included).
+    pub api_calls: u64,
+    pub events_read: u64,
 }
 
-/// What one acknowledged delivery changes, written in one transaction.
-#[derive(Debug, Default, Clone)]
-pub struct Checkpoint {
-    pub log_group: String,
-    /// Ids (with timestamps) of the events the output acknowledged or
-    /// rejected for good; they will not be sent again.
-    pub ids: Vec<(String, EpochMs)>,
-    pub delivered: u64,
-    pub rejected: u64,
-    /// Events found behind the cursor that had not been delivered: late arrivals.
-    pub late: u64,
+/// Where a pull source is in one group, written with the batch that got it
+/// there.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupPosition {
     /// The new covered range, when a scan window was completed.
     pub coverage: Option<Coverage>,
     /// Delivered ids older than this are dropped: no scan re-reads them.
     pub prune_before_ms: Option<EpochMs>,
     pub observed_delay_ms: Option<i64>,
-    /// The same events' grouping facts, applied to the trace state in the
-    /// same transaction.
-    pub traces: Vec<TraceInput>,
+    /// Calls made and events read since the last checkpoint.
+    pub api_calls: u64,
+    pub events_read: u64,
+}
+
+/// What one acknowledged delivery changes, written in one transaction (with
+/// the trace working set's changes).
+#[derive(Debug, Clone)]
+pub enum Checkpoint {
+    /// A batch pulled from one log group.
+    Group {
+        log_group: String,
+        /// Ids (with timestamps) of the events the output acknowledged or
+        /// rejected for good; they will not be sent again.
+        ids: Vec<(String, EpochMs)>,
+        delivered: u64,
+        rejected: u64,
+        /// Events found behind the cursor that had not been delivered.
+        late: u64,
+        position: GroupPosition,
+    },
+    /// Events received by push: `(log group, event id)`, kept until
+    /// `received_ms + retention`; older ones are dropped now.
+    Pushed {
+        ids: Vec<(String, String)>,
+        received_ms: EpochMs,
+        prune_before_ms: EpochMs,
+    },
+    /// Nothing but the trace working set (summaries delivered, traces closed).
+    Traces,
+}
+
+/// The trace working set as the state file holds it, for a start.
+#[derive(Debug, Default)]
+pub struct StoredTraces {
+    /// Traces to hold in memory.
+    pub traces: Vec<(String, Trace)>,
+    /// Aliases of the traces left on disk, with when their trace was last
+    /// seen (see [`Traces::remember_cold`]).
+    pub cold: Vec<(String, EpochMs)>,
+    pub brackets: Vec<(StreamKey, String)>,
 }
 
 /// A handle on the state file; cheap to clone.
@@ -119,7 +131,9 @@ pub struct StateStore {
     /// One call on the blocking pool at a time: the connection serves one
     /// anyway, and callers queued here wait without holding a pool thread
     /// (hundreds of group pollers would otherwise park as many threads on
-    /// the connection's lock, each with its own allocator arena).
+    /// the connection's lock, each with its own allocator arena). It also
+    /// orders checkpoints: the trace changes a checkpoint takes are written
+    /// before those the next one takes.
     gate: Arc<tokio::sync::Semaphore>,
 }
 
@@ -129,6 +143,10 @@ impl std::fmt::Debug for StateStore {
             .field("path", &self.path)
             .finish()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl StateStore {
@@ -192,26 +210,38 @@ impl StateStore {
         &self.path
     }
 
+    fn sqlite(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
     /// Runs `f` on the connection on the blocking pool.
     async fn with<T, F>(&self, f: F) -> Result<T, StateError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        let _permit = self.gate.acquire().await.map_err(|_| StateError::Worker {
+            path: self.path.clone(),
+        })?;
+        self.unqueued(f).await
+    }
+
+    /// [`Self::with`] for a caller that already holds the gate.
+    async fn unqueued<T, F>(&self, f: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
         let conn = Arc::clone(&self.conn);
-        let path = self.path.clone();
-        let _permit = self
-            .gate
-            .acquire()
+        let result = tokio::task::spawn_blocking(move || f(&mut lock(&conn)))
             .await
-            .map_err(|_| StateError::Worker { path: path.clone() })?;
-        let result = tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|_| StateError::Worker { path: path.clone() })?;
-        result.map_err(|source| StateError::Sqlite { path, source })
+            .map_err(|_| StateError::Worker {
+                path: self.path.clone(),
+            })?;
+        result.map_err(|source| self.sqlite(source))
     }
 
     /// Blocking variant of [`StateStore::with`], for synchronous commands.
@@ -219,14 +249,7 @@ impl StateStore {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StateError> {
-        let mut guard = self
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut guard).map_err(|source| StateError::Sqlite {
-            path: self.path.clone(),
-            source,
-        })
+        f(&mut lock(&self.conn)).map_err(|source| self.sqlite(source))
     }
 
     pub async fn group(&self, log_group: &str) -> Result<Option<GroupState>, StateError> {
@@ -289,52 +312,143 @@ impl StateStore {
         .await
     }
 
-    /// Writes one checkpoint atomically.
-    pub async fn commit(&self, checkpoint: Arc<Checkpoint>) -> Result<(), StateError> {
-        self.with(move |c| commit_tx(c, &checkpoint)).await
+    /// Of the pushed events `ids` (log group, event id), the positions of
+    /// those already delivered.
+    pub async fn pushed_already(
+        &self,
+        ids: Arc<Vec<(String, String)>>,
+    ) -> Result<HashSet<usize>, StateError> {
+        self.with(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT 1 FROM pushed WHERE log_group = ?1 AND event_id = ?2")?;
+            let mut seen = HashSet::new();
+            for (i, (group, id)) in ids.iter().enumerate() {
+                if stmt.exists(params![group, id])? {
+                    seen.insert(i);
+                }
+            }
+            Ok(seen)
+        })
+        .await
     }
 
-    /// Where `events` would land in the trace state as it is committed now,
-    /// without changing it (the transaction is rolled back).
-    pub async fn resolve_traces(
+    /// Writes one checkpoint atomically, with whatever changed in `traces`
+    /// since the last checkpoint. If the write fails, the trace changes are
+    /// given back, so the next checkpoint writes them.
+    pub async fn commit(
         &self,
-        events: Vec<TraceInput>,
-    ) -> Result<Vec<Assignment>, StateError> {
-        self.with(move |c| {
-            let tx = c.transaction()?;
-            let out = trace::apply(&tx, &events, crate::time::now_ms())?;
-            tx.rollback()?;
+        checkpoint: Arc<Checkpoint>,
+        traces: Option<&Mutex<Traces>>,
+    ) -> Result<(), StateError> {
+        let _permit = self.gate.acquire().await.map_err(|_| StateError::Worker {
+            path: self.path.clone(),
+        })?;
+        // Taken while holding the gate: checkpoints write trace changes in
+        // the order they took them, so the file converges on memory.
+        let changes = traces.map(|t| lock(t).take_changes()).unwrap_or_default();
+        let conn = Arc::clone(&self.conn);
+        let result = tokio::task::spawn_blocking(move || {
+            let written = commit_tx(&mut lock(&conn), &checkpoint, &changes);
+            (written, changes)
+        })
+        .await;
+        match result {
+            Ok((Ok(()), _)) => Ok(()),
+            Ok((Err(source), changes)) => {
+                if let Some(t) = traces {
+                    lock(t).restore_changes(changes);
+                }
+                Err(self.sqlite(source))
+            }
+            Err(_) => Err(StateError::Worker {
+                path: self.path.clone(),
+            }),
+        }
+    }
+
+    /// The trace working set to start from: traces seen since
+    /// `hot_since_ms` (wall clock) or still open or unsummarised, in full;
+    /// the others by their aliases only. Blocking (called at start).
+    pub fn load_traces_blocking(&self, hot_since_ms: EpochMs) -> Result<StoredTraces, StateError> {
+        self.with_blocking(|c| {
+            let mut out = StoredTraces::default();
+            let mut stmt = c.prepare("SELECT trace_key, last_seen_ms, settled, data FROM trace_state")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let key: String = r.get(0)?;
+                let seen: EpochMs = r.get(1)?;
+                let settled: bool = r.get(2)?;
+                let data: String = r.get(3)?;
+                let Ok(trace) = serde_json::from_str::<Trace>(&data) else {
+                    tracing::warn!(trace_key = %key, "unreadable trace row in the state file; it starts afresh");
+                    continue;
+                };
+                if settled && seen < hot_since_ms {
+                    out.cold
+                        .extend(trace.aliases.into_iter().map(|a| (a, seen)));
+                } else {
+                    out.traces.push((key, trace));
+                }
+            }
+            out.brackets = read_brackets(c)?;
             Ok(out)
         })
-        .await
     }
 
-    /// Closes idle traces: by wall clock (`run`) or by event time (`backfill`).
-    pub async fn close_idle_traces(
+    /// The traces that own `aliases`, read back for an event that needs
+    /// an evicted trace.
+    pub async fn load_cold_traces(
         &self,
-        before_ms: EpochMs,
-        by_event_time: bool,
-    ) -> Result<usize, StateError> {
+        aliases: Vec<String>,
+    ) -> Result<Vec<(String, Trace)>, StateError> {
         self.with(move |c| {
-            let tx = c.transaction()?;
-            let n = trace::close_idle(&tx, before_ms, by_event_time)?;
-            tx.commit()?;
-            Ok(n)
+            // Aliases live inside the rows; the key of the trace an alias
+            // names is usually the alias itself, else a scan finds it.
+            let mut found: Vec<(String, Trace)> = Vec::new();
+            let mut by_key =
+                c.prepare_cached("SELECT data FROM trace_state WHERE trace_key = ?1")?;
+            let mut missing = Vec::new();
+            for alias in &aliases {
+                if found.iter().any(|(_, t)| t.aliases.contains(alias)) {
+                    continue;
+                }
+                let data: Option<String> = by_key.query_row([alias], |r| r.get(0)).optional()?;
+                match data.and_then(|d| serde_json::from_str::<Trace>(&d).ok()) {
+                    Some(t) if t.aliases.contains(alias) => found.push((alias.clone(), t)),
+                    _ => missing.push(alias.clone()),
+                }
+            }
+            if !missing.is_empty() {
+                let mut scan = c.prepare_cached(
+                    "SELECT trace_key, data FROM trace_state WHERE instr(data, ?1) > 0",
+                )?;
+                for alias in missing {
+                    let needle = serde_json::to_string(&alias).unwrap_or_default();
+                    let mut rows = scan.query([needle])?;
+                    while let Some(r) = rows.next()? {
+                        let key: String = r.get(0)?;
+                        let data: String = r.get(1)?;
+                        if let Ok(t) = serde_json::from_str::<Trace>(&data)
+                            && t.aliases.contains(&alias)
+                            && !found.iter().any(|(k, _)| *k == key)
+                        {
+                            found.push((key, t));
+                        }
+                    }
+                }
+            }
+            Ok(found)
         })
         .await
     }
 
-    /// Closed traces whose summary is not delivered yet.
-    pub async fn pending_summaries(&self, limit: usize) -> Result<Vec<TraceSummary>, StateError> {
-        self.with(move |c| trace::pending_summaries(c, limit)).await
-    }
-
-    /// Records summaries as delivered: (trace key, revision).
-    pub async fn mark_summaries_sent(&self, sent: Vec<(String, i64)>) -> Result<(), StateError> {
+    /// Deletes settled traces last seen before `before_ms` (wall clock).
+    pub async fn prune_traces(&self, before_ms: EpochMs) -> Result<usize, StateError> {
         self.with(move |c| {
-            let tx = c.transaction()?;
-            trace::mark_sent(&tx, &sent)?;
-            tx.commit()
+            c.execute(
+                "DELETE FROM trace_state WHERE settled = 1 AND last_seen_ms < ?1",
+                [before_ms],
+            )
         })
         .await
     }
@@ -370,7 +484,8 @@ impl StateStore {
 }
 
 const GROUP_COLUMNS: &str = "log_group, covered_from_ms, cursor_ms, events_delivered, events_rejected, \
-     late_events, observed_delay_ms, last_poll_ms, last_error, last_error_ms, poll_interval_ms";
+     late_events, observed_delay_ms, last_poll_ms, last_error, last_error_ms, poll_interval_ms, \
+     api_calls, events_read";
 
 fn row_to_group(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupState> {
     Ok(GroupState {
@@ -387,6 +502,8 @@ fn row_to_group(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupState> {
         last_error: r.get(8)?,
         last_error_ms: r.get(9)?,
         poll_interval_ms: r.get(10)?,
+        api_calls: r.get::<_, i64>(11)? as u64,
+        events_read: r.get::<_, i64>(12)? as u64,
     })
 }
 
@@ -399,55 +516,126 @@ fn read_group(c: &Connection, name: &str) -> rusqlite::Result<Option<GroupState>
     .optional()
 }
 
-fn commit_tx(c: &mut Connection, cp: &Checkpoint) -> rusqlite::Result<()> {
+fn read_brackets(c: &Connection) -> rusqlite::Result<Vec<(StreamKey, String)>> {
+    let mut stmt = c.prepare("SELECT log_group, log_stream, request_id FROM lambda_brackets")?;
+    let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+    rows.collect()
+}
+
+fn commit_tx(c: &mut Connection, cp: &Checkpoint, changes: &Changes) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO delivered (log_group, event_id, timestamp_ms) VALUES (?1, ?2, ?3)",
-        )?;
-        for (id, ts) in &cp.ids {
-            insert.execute(params![cp.log_group, id, ts])?;
+    match cp {
+        Checkpoint::Group {
+            log_group,
+            ids,
+            delivered,
+            rejected,
+            late,
+            position,
+        } => {
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO delivered (log_group, event_id, timestamp_ms) VALUES (?1, ?2, ?3)",
+                )?;
+                for (id, ts) in ids {
+                    insert.execute(params![log_group, id, ts])?;
+                }
+            }
+            tx.prepare_cached(
+                "UPDATE groups SET events_delivered = events_delivered + ?2,
+                                   events_rejected = events_rejected + ?3,
+                                   late_events = late_events + ?4,
+                                   api_calls = api_calls + ?5,
+                                   events_read = events_read + ?6,
+                                   updated_ms = ?7,
+                                   covered_from_ms = COALESCE(?8, covered_from_ms),
+                                   cursor_ms = COALESCE(?9, cursor_ms),
+                                   observed_delay_ms = COALESCE(?10, observed_delay_ms)
+                 WHERE log_group = ?1",
+            )?
+            .execute(params![
+                log_group,
+                *delivered as i64,
+                *rejected as i64,
+                *late as i64,
+                position.api_calls as i64,
+                position.events_read as i64,
+                crate::time::now_ms(),
+                position.coverage.map(|c| c.covered_from_ms),
+                position.coverage.map(|c| c.cursor_ms),
+                position.observed_delay_ms,
+            ])?;
+            if let Some(before) = position.prune_before_ms {
+                // Only ids inside the covered range can go: ids below it
+                // belong to a backfill window still in progress.
+                tx.prepare_cached(
+                    "DELETE FROM delivered WHERE log_group = ?1 AND timestamp_ms < ?2
+                       AND timestamp_ms >= (SELECT covered_from_ms FROM groups WHERE log_group = ?1)",
+                )?
+                .execute(params![log_group, before])?;
+            }
         }
+        Checkpoint::Pushed {
+            ids,
+            received_ms,
+            prune_before_ms,
+        } => {
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO pushed (log_group, event_id, received_ms) VALUES (?1, ?2, ?3)",
+                )?;
+                for (group, id) in ids {
+                    insert.execute(params![group, id, received_ms])?;
+                }
+            }
+            tx.prepare_cached("DELETE FROM pushed WHERE received_ms < ?1")?
+                .execute([prune_before_ms])?;
+        }
+        Checkpoint::Traces => {}
     }
-    tx.execute(
-        "UPDATE groups SET events_delivered = events_delivered + ?2,
-                           events_rejected = events_rejected + ?3,
-                           late_events = late_events + ?4,
-                           updated_ms = ?5
-         WHERE log_group = ?1",
-        params![
-            cp.log_group,
-            cp.delivered as i64,
-            cp.rejected as i64,
-            cp.late as i64,
-            crate::time::now_ms()
-        ],
-    )?;
-    if let Some(cov) = cp.coverage {
-        tx.execute(
-            "UPDATE groups SET covered_from_ms = ?2, cursor_ms = ?3 WHERE log_group = ?1",
-            params![cp.log_group, cov.covered_from_ms, cov.cursor_ms],
-        )?;
-    }
-    if let Some(delay) = cp.observed_delay_ms {
-        tx.execute(
-            "UPDATE groups SET observed_delay_ms = ?2 WHERE log_group = ?1",
-            params![cp.log_group, delay],
-        )?;
-    }
-    if !cp.traces.is_empty() {
-        trace::apply(&tx, &cp.traces, crate::time::now_ms())?;
-    }
-    if let Some(before) = cp.prune_before_ms {
-        // Only ids inside the covered range can go: ids below it belong to a
-        // backfill window still in progress.
-        tx.execute(
-            "DELETE FROM delivered WHERE log_group = ?1 AND timestamp_ms < ?2
-               AND timestamp_ms >= (SELECT covered_from_ms FROM groups WHERE log_group = ?1)",
-            params![cp.log_group, before],
-        )?;
-    }
+    write_trace_changes(&tx, changes)?;
     tx.commit()
+}
+
+fn write_trace_changes(tx: &rusqlite::Transaction<'_>, changes: &Changes) -> rusqlite::Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut delete = tx.prepare_cached("DELETE FROM trace_state WHERE trace_key = ?1")?;
+    for key in &changes.deleted {
+        delete.execute([key])?;
+    }
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO trace_state (trace_key, last_seen_ms, settled, data) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (trace_key) DO UPDATE SET
+           last_seen_ms = excluded.last_seen_ms, settled = excluded.settled, data = excluded.data",
+    )?;
+    for (key, t) in &changes.traces {
+        // Serialising plain data into a String cannot fail.
+        let data = serde_json::to_string(t).unwrap_or_default();
+        upsert.execute(params![
+            key,
+            t.last_seen_ms,
+            t.closed && t.summary_sent,
+            data
+        ])?;
+    }
+    for ((group, stream), request) in &changes.brackets {
+        match request {
+            Some(r) => tx
+                .prepare_cached(
+                    "INSERT INTO lambda_brackets (log_group, log_stream, request_id) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (log_group, log_stream) DO UPDATE SET request_id = excluded.request_id",
+                )?
+                .execute(params![group, stream, r])?,
+            None => tx
+                .prepare_cached(
+                    "DELETE FROM lambda_brackets WHERE log_group = ?1 AND log_stream = ?2",
+                )?
+                .execute(params![group, stream])?,
+        };
+    }
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -471,105 +659,4 @@ fn create_private(_path: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn checkpoint_moves_cursor_and_ids_together_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let store = StateStore::open(&path).unwrap();
-        store
-            .set_coverage(
-                "/g",
-                Coverage {
-                    covered_from_ms: 1000,
-                    cursor_ms: 1000,
-                },
-            )
-            .await
-            .unwrap();
-        store
-            .commit(Arc::new(Checkpoint {
-                log_group: "/g".into(),
-                ids: vec![("a".into(), 1500), ("b".into(), 1900)],
-                delivered: 2,
-                coverage: Some(Coverage {
-                    covered_from_ms: 1000,
-                    cursor_ms: 2000,
-                }),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
-        drop(store);
-        let store = StateStore::open(&path).unwrap();
-        let g = store.group("/g").await.unwrap().unwrap();
-        assert_eq!(g.coverage.cursor_ms, 2000);
-        assert_eq!(g.events_delivered, 2);
-        let ids = store.delivered_ids("/g", 1600).await.unwrap();
-        assert_eq!(ids, HashSet::from(["b".to_string()]));
-        let mode: String = store
-            .with_blocking(|c| c.pragma_query_value(None, "journal_mode", |r| r.get(0)))
-            .unwrap();
-        assert_eq!(mode, "wal");
-    }
-
-    #[tokio::test]
-    async fn pruning_keeps_ids_below_the_covered_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(&dir.path().join("s.db")).unwrap();
-        store
-            .set_coverage(
-                "/g",
-                Coverage {
-                    covered_from_ms: 1000,
-                    cursor_ms: 5000,
-                },
-            )
-            .await
-            .unwrap();
-        store
-            .commit(Arc::new(Checkpoint {
-                log_group: "/g".into(),
-                ids: vec![
-                    ("backfilling".into(), 500),
-                    ("old".into(), 1500),
-                    ("recent".into(), 4500),
-                ],
-                prune_before_ms: Some(4000),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
-        let ids = store.delivered_ids("/g", 0).await.unwrap();
-        assert_eq!(
-            ids,
-            HashSet::from(["backfilling".to_string(), "recent".to_string()])
-        );
-    }
-
-    #[test]
-    fn newer_schema_is_refused_with_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
-        drop(conn);
-        let err = StateStore::open(&path).unwrap_err();
-        assert!(matches!(err, StateError::NewerSchema { .. }));
-        assert!(err.to_string().contains("newer"), "{err}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn state_file_is_private_to_its_owner() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        StateStore::open(&path).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
-}
+mod tests;

@@ -1,4 +1,4 @@
-//! Grouping events into traces.
+//! Grouping events into traces: pure logic over an in-memory working set.
 //!
 //! An event's correlation keys are its `trace_id` (an X-Ray root or W3C trace
 //! id once the parsers normalised it), its `request_id`, and, only when it has
@@ -13,47 +13,63 @@
 //! (a bare `print()`); each stream has its own bracket, so interleaved streams
 //! of one function stay apart.
 //!
-//! All trace state lives in SQLite and is changed by [`apply`] inside the
-//! checkpoint transaction that records the same events as delivered, so a
-//! crash or restart never splits or forgets a trace. Before delivery the same
-//! function runs in a transaction that is rolled back, to learn each event's
-//! trace key (see [`crate::state::StateStore::resolve_traces`]).
+//! [`Traces`] is the working set: every trace that may still receive events,
+//! the alias index (`t:<trace id>`, `r:<request id>`, `s:<session id>` -> trace)
+//! and the open Lambda brackets. [`Traces::apply`] assigns one event in one
+//! pass and records what changed; the state layer
+//! ([`crate::state::StateStore::commit`]) writes the changes in the checkpoint
+//! transaction that records the same events as delivered, so a crash or
+//! restart never splits or forgets a trace. Traces that are closed, summarised
+//! and quiet leave memory ([`Traces::evict`]) but stay in the state file until
+//! pruned; their aliases are remembered as 64-bit fingerprints, so an event
+//! for one of them makes the state layer load it back first
+//! ([`Traces::cold_aliases`], [`Traces::restore`]).
 //!
 //! A trace closes at a Lambda `REPORT` line once none of its requests is still
-//! open, or after `agent.trace_idle_secs` without events; a closed trace gets
-//! one `trace_summary` event downstream. Events arriving for a closed trace
-//! reopen it, and its next closing emits a summary with a higher `revision`.
+//! open, or after `agent.trace_idle_secs` without events ([`Traces::close_idle`]);
+//! a closed trace gets one `trace_summary` when the [`SummaryPolicy`] wants
+//! one. Events arriving for a closed trace reopen it, and its next closing
+//! emits a summary with a higher `revision`.
 
-use std::collections::BTreeSet;
+mod summary;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
+
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use crate::event::{OutEvent, Source};
-use crate::parse::Parsed;
+use crate::parse::Fields;
 use crate::time::{EpochMs, format_ms};
+pub use summary::{Span, SummaryPolicy, TraceSummary};
 
-/// The facts about one event that grouping needs.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TraceInput {
-    pub log_group: String,
-    pub log_stream: String,
+type Hasher = foldhash::fast::RandomState;
+type Map<K, V> = HashMap<K, V, Hasher>;
+type Set<K> = HashSet<K, Hasher>;
+
+/// Most spans one trace keeps (a session can run for days); later spans are
+/// counted in `spans_dropped`.
+pub const MAX_SPANS: usize = 1000;
+
+/// The facts about one event that grouping needs, borrowed from the event.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TraceInput<'a> {
+    pub log_group: &'a str,
+    pub log_stream: &'a str,
     pub timestamp_ms: EpochMs,
-    pub trace_id: Option<String>,
-    pub request_id: Option<String>,
-    pub session_id: Option<String>,
-    pub span_id: Option<String>,
-    pub parent_span_id: Option<String>,
-    pub service: Option<String>,
+    pub trace_id: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub span_id: Option<&'a str>,
+    pub parent_span_id: Option<&'a str>,
+    pub service: Option<&'a str>,
     pub is_error: bool,
-    pub event_type: Option<String>,
+    pub event_type: Option<&'a str>,
     /// From a Lambda REPORT line.
     pub report: Option<LambdaReport>,
 }
 
 /// What a Lambda REPORT line says about one invocation.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LambdaReport {
     pub duration_ms: Option<f64>,
     pub billed_duration_ms: Option<f64>,
@@ -63,16 +79,17 @@ pub struct LambdaReport {
     pub init_duration_ms: Option<f64>,
 }
 
-impl TraceInput {
-    /// Collects the grouping facts from a parsed event.
-    pub fn from_parsed(
-        log_group: &str,
-        log_stream: &str,
+impl<'a> TraceInput<'a> {
+    /// Collects the grouping facts from what the rules found: the canonical
+    /// `fields` and the event's `properties` (a REPORT's numbers).
+    pub fn from_fields(
+        log_group: &'a str,
+        log_stream: &'a str,
         timestamp_ms: EpochMs,
-        parsed: &Parsed,
-    ) -> TraceInput {
-        let f = &parsed.fields;
-        let number = |key: &str| parsed.properties.get(key).and_then(Value::as_f64);
+        f: &'a Fields,
+        properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> TraceInput<'a> {
+        let number = |key: &str| properties.get(key).and_then(|v| v.as_f64());
         let report = (f.event_type.as_deref() == Some("lambda_report")).then(|| LambdaReport {
             duration_ms: f.duration_ms.or_else(|| number("duration_ms")),
             billed_duration_ms: number("billed_duration_ms"),
@@ -85,8 +102,8 @@ impl TraceInput {
             .as_deref()
             .is_some_and(|l| matches!(l, "error" | "fatal" | "critical" | "panic"));
         TraceInput {
-            log_group: log_group.to_string(),
-            log_stream: log_stream.to_string(),
+            log_group,
+            log_stream,
             timestamp_ms,
             trace_id: non_empty(&f.trace_id),
             request_id: non_empty(&f.request_id),
@@ -95,22 +112,19 @@ impl TraceInput {
             parent_span_id: non_empty(&f.parent_span_id),
             service: non_empty(&f.service).or_else(|| service_from_group(log_group)),
             is_error: level_error || f.error.as_deref().is_some_and(|e| !e.is_empty()),
-            event_type: f.event_type.clone(),
+            event_type: f.event_type.as_deref(),
             report,
         }
     }
 }
 
-fn non_empty(v: &Option<String>) -> Option<String> {
-    v.as_ref().filter(|s| !s.trim().is_empty()).cloned()
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|s| !s.trim().is_empty())
 }
 
 /// `/aws/lambda/checkout-api` -> `checkout-api`: a Lambda's service name.
-fn service_from_group(group: &str) -> Option<String> {
-    group
-        .strip_prefix("/aws/lambda/")
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
+pub fn service_from_group(group: &str) -> Option<&str> {
+    group.strip_prefix("/aws/lambda/").filter(|s| !s.is_empty())
 }
 
 /// Where one event landed.
@@ -120,636 +134,649 @@ pub struct Assignment {
     /// `None` for an event without correlation ids.
     pub trace_key: Option<String>,
     /// The request id, filled from the stream's START bracket when the line
-    /// itself has none.
-    pub request_id: Option<String>,
+    /// itself has none (`None` when the line has its own).
+    pub bracket_request_id: Option<String>,
 }
 
-/// Schema of the trace tables (migration 2 of the state file).
-pub const SCHEMA: &str = "
-    CREATE TABLE traces (
-        trace_key       TEXT PRIMARY KEY,
-        first_ts        INTEGER NOT NULL,
-        last_ts         INTEGER NOT NULL,
-        event_count     INTEGER NOT NULL DEFAULT 0,
-        error_count     INTEGER NOT NULL DEFAULT 0,
-        services        TEXT NOT NULL DEFAULT '[]',
-        log_groups      TEXT NOT NULL DEFAULT '[]',
-        root_span       TEXT,
-        open_requests   TEXT NOT NULL DEFAULT '[]',
-        lambda          TEXT NOT NULL DEFAULT '{}',
-        last_seen_ms    INTEGER NOT NULL,
-        closed          INTEGER NOT NULL DEFAULT 0,
-        revision        INTEGER NOT NULL DEFAULT 0,
-        summary_sent    INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX traces_open ON traces (closed, last_seen_ms);
-    CREATE TABLE trace_aliases (
-        alias      TEXT PRIMARY KEY,
-        trace_key  TEXT NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX trace_aliases_by_trace ON trace_aliases (trace_key);
-    CREATE TABLE trace_spans (
-        trace_key       TEXT NOT NULL,
-        span_id         TEXT NOT NULL,
-        parent_span_id  TEXT,
-        service         TEXT,
-        first_ts        INTEGER NOT NULL,
-        PRIMARY KEY (trace_key, span_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE lambda_brackets (
-        log_group   TEXT NOT NULL,
-        log_stream  TEXT NOT NULL,
-        request_id  TEXT NOT NULL,
-        PRIMARY KEY (log_group, log_stream)
-    ) WITHOUT ROWID;
-";
-
-fn json_set(text: &str) -> BTreeSet<String> {
-    serde_json::from_str(text).unwrap_or_default()
+/// What a trace knows about one Lambda invocation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Invocation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_group: Option<String>,
+    /// When its START line was logged (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billed_duration_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_size_mb: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_used_mb: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_duration_ms: Option<f64>,
+    /// Set by the REPORT line: whether it was a cold start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start: Option<bool>,
 }
 
-fn json_text<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
-}
-
-/// One trace row, held in memory while a batch is applied.
-#[derive(Debug, Clone)]
-struct TraceRow {
-    first_ts: i64,
-    last_ts: i64,
-    event_count: i64,
-    error_count: i64,
-    services: BTreeSet<String>,
-    log_groups: BTreeSet<String>,
-    open_requests: BTreeSet<String>,
-    lambda: serde_json::Map<String, Value>,
-    last_seen_ms: i64,
-    closed: bool,
-    revision: i64,
-    summary_sent: bool,
-}
-
-/// The rows one `apply` call touches: read once, written back once at the
-/// end. Aliases and spans are written as they come (merges rewrite them in
-/// SQL, which must see every earlier write).
-struct Work<'t, 'c> {
-    tx: &'t Transaction<'c>,
-    traces: std::collections::HashMap<String, TraceRow>,
-    deleted: BTreeSet<String>,
-    aliases: std::collections::HashMap<String, Option<String>>,
-    brackets: std::collections::HashMap<(String, String), Option<String>>,
-}
-
-impl<'t, 'c> Work<'t, 'c> {
-    fn new(tx: &'t Transaction<'c>) -> Self {
-        Work {
-            tx,
-            traces: Default::default(),
-            deleted: BTreeSet::new(),
-            aliases: Default::default(),
-            brackets: Default::default(),
-        }
-    }
-
-    fn alias(&mut self, alias: &str) -> rusqlite::Result<Option<String>> {
-        if let Some(cached) = self.aliases.get(alias) {
-            return Ok(cached.clone());
-        }
-        let key: Option<String> = self
-            .tx
-            .prepare_cached("SELECT trace_key FROM trace_aliases WHERE alias = ?1")?
-            .query_row([alias], |r| r.get(0))
-            .optional()?;
-        self.aliases.insert(alias.to_string(), key.clone());
-        Ok(key)
-    }
-
-    fn set_alias(&mut self, alias: &str, key: &str) -> rusqlite::Result<()> {
-        if self.alias(alias)?.is_none() {
-            self.tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO trace_aliases (alias, trace_key) VALUES (?1, ?2)",
-                )?
-                .execute(params![alias, key])?;
-            self.aliases
-                .insert(alias.to_string(), Some(key.to_string()));
-        }
-        Ok(())
-    }
-
-    fn trace(&mut self, key: &str) -> rusqlite::Result<Option<&mut TraceRow>> {
-        if !self.traces.contains_key(key) {
-            let row = self
-                .tx
-                .prepare_cached(
-                    "SELECT first_ts, last_ts, event_count, error_count, services, log_groups, open_requests,
-                            lambda, last_seen_ms, closed, revision, summary_sent
-                     FROM traces WHERE trace_key = ?1",
-                )?
-                .query_row([key], |r| {
-                    Ok(TraceRow {
-                        first_ts: r.get(0)?,
-                        last_ts: r.get(1)?,
-                        event_count: r.get(2)?,
-                        error_count: r.get(3)?,
-                        services: json_set(&r.get::<_, String>(4)?),
-                        log_groups: json_set(&r.get::<_, String>(5)?),
-                        open_requests: json_set(&r.get::<_, String>(6)?),
-                        lambda: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
-                        last_seen_ms: r.get(8)?,
-                        closed: r.get::<_, i64>(9)? == 1,
-                        revision: r.get(10)?,
-                        summary_sent: r.get::<_, i64>(11)? == 1,
-                    })
-                })
-                .optional()?;
-            match row {
-                Some(row) => {
-                    self.traces.insert(key.to_string(), row);
-                }
-                None => return Ok(None),
-            }
-        }
-        Ok(self.traces.get_mut(key))
-    }
-
-    fn bracket(&mut self, group: &str, stream: &str) -> rusqlite::Result<Option<String>> {
-        let k = (group.to_string(), stream.to_string());
-        if let Some(cached) = self.brackets.get(&k) {
-            return Ok(cached.clone());
-        }
-        let request: Option<String> = self
-            .tx
-            .prepare_cached(
-                "SELECT request_id FROM lambda_brackets WHERE log_group = ?1 AND log_stream = ?2",
-            )?
-            .query_row(params![group, stream], |r| r.get(0))
-            .optional()?;
-        self.brackets.insert(k, request.clone());
-        Ok(request)
-    }
-
-    /// Merges trace `from` into `into`: aliases, spans, counters, sets.
-    fn merge(&mut self, into: &str, from: &str) -> rusqlite::Result<()> {
-        if into == from {
-            return Ok(());
-        }
-        let Some(other) = self.trace(from)?.cloned() else {
-            return Ok(());
-        };
-        self.tx.execute(
-            "UPDATE trace_aliases SET trace_key = ?1 WHERE trace_key = ?2",
-            params![into, from],
-        )?;
-        for v in self.aliases.values_mut() {
-            if v.as_deref() == Some(from) {
-                *v = Some(into.to_string());
-            }
-        }
-        self.tx.execute(
-            "INSERT OR IGNORE INTO trace_spans (trace_key, span_id, parent_span_id, service, first_ts)
-             SELECT ?1, span_id, parent_span_id, service, first_ts FROM trace_spans WHERE trace_key = ?2",
-            params![into, from],
-        )?;
-        self.tx
-            .execute("DELETE FROM trace_spans WHERE trace_key = ?1", [from])?;
-        if let Some(t) = self.trace(into)? {
-            t.first_ts = t.first_ts.min(other.first_ts);
-            t.last_ts = t.last_ts.max(other.last_ts);
-            t.event_count += other.event_count;
-            t.error_count += other.error_count;
-            t.services.extend(other.services);
-            t.log_groups.extend(other.log_groups);
-            t.open_requests.extend(other.open_requests);
-            for (k, v) in other.lambda {
-                t.lambda.entry(k).or_insert(v);
-            }
-            t.last_seen_ms = t.last_seen_ms.max(other.last_seen_ms);
-            // Merged traces are open unless both were closed.
-            t.closed = t.closed && other.closed;
-        }
-        self.traces.remove(from);
-        self.deleted.insert(from.to_string());
-        Ok(())
-    }
-
-    /// Writes every touched row back.
-    fn flush(self) -> rusqlite::Result<()> {
-        for key in &self.deleted {
-            self.tx
-                .execute("DELETE FROM traces WHERE trace_key = ?1", [key])?;
-        }
-        let mut upsert = self.tx.prepare_cached(
-            "INSERT OR REPLACE INTO traces (trace_key, first_ts, last_ts, event_count, error_count, services,
-                 log_groups, open_requests, lambda, last_seen_ms, closed, revision, summary_sent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
-        for (key, t) in &self.traces {
-            upsert.execute(params![
-                key,
-                t.first_ts,
-                t.last_ts,
-                t.event_count,
-                t.error_count,
-                json_text(&t.services),
-                json_text(&t.log_groups),
-                json_text(&t.open_requests),
-                json_text(&t.lambda),
-                t.last_seen_ms,
-                t.closed as i64,
-                t.revision,
-                t.summary_sent as i64,
-            ])?;
-        }
-        for ((group, stream), request) in &self.brackets {
-            match request {
-                Some(r) => self.tx.execute(
-                    "INSERT INTO lambda_brackets (log_group, log_stream, request_id) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (log_group, log_stream) DO UPDATE SET request_id = excluded.request_id",
-                    params![group, stream, r],
-                )?,
-                None => self.tx.execute(
-                    "DELETE FROM lambda_brackets WHERE log_group = ?1 AND log_stream = ?2",
-                    params![group, stream],
-                )?,
-            };
-        }
-        Ok(())
-    }
-}
-
-/// Applies events to the trace state in `tx`, in order, and returns where each
-/// landed. `now_ms` is the wall clock (for idle closing).
-pub fn apply(
-    tx: &Transaction<'_>,
-    events: &[TraceInput],
-    now_ms: EpochMs,
-) -> rusqlite::Result<Vec<Assignment>> {
-    let mut work = Work::new(tx);
-    let mut out = Vec::with_capacity(events.len());
-    for e in events {
-        out.push(apply_one(&mut work, e, now_ms)?);
-    }
-    work.flush()?;
-    Ok(out)
-}
-
-fn apply_one(
-    w: &mut Work<'_, '_>,
-    e: &TraceInput,
-    now_ms: EpochMs,
-) -> rusqlite::Result<Assignment> {
-    let event_type = e.event_type.as_deref().unwrap_or("");
-    // Lambda bracketing, per stream.
-    let mut request_id = e.request_id.clone();
-    let stream_key = (e.log_group.clone(), e.log_stream.clone());
-    if event_type == "lambda_start" {
-        if let Some(r) = &request_id {
-            w.brackets.insert(stream_key.clone(), Some(r.clone()));
-        }
-    } else if request_id.is_none() {
-        request_id = w.bracket(&e.log_group, &e.log_stream)?;
-    }
-    if matches!(event_type, "lambda_report" | "lambda_end")
-        && let Some(r) = &request_id
-        && w.bracket(&e.log_group, &e.log_stream)?.as_deref() == Some(r.as_str())
-    {
-        w.brackets.insert(stream_key, None);
-    }
-
-    // Correlation keys, most specific first.
-    let mut aliases = Vec::with_capacity(2);
-    if let Some(t) = &e.trace_id {
-        aliases.push(format!("t:{t}"));
-    }
-    if let Some(r) = &request_id {
-        aliases.push(format!("r:{r}"));
-    }
-    if aliases.is_empty()
-        && let Some(s) = &e.session_id
-    {
-        aliases.push(format!("s:{s}"));
-    }
-    if aliases.is_empty() {
-        return Ok(Assignment {
-            trace_key: None,
-            request_id,
-        });
-    }
-
-    // Find the traces these keys already belong to; merge them into the oldest.
-    let mut found: Vec<(i64, String)> = Vec::new();
-    for alias in &aliases {
-        if let Some(key) = w.alias(alias)?
-            && !found.iter().any(|(_, k)| *k == key)
-        {
-            let first = w.trace(&key)?.map(|t| t.first_ts).unwrap_or(i64::MAX);
-            found.push((first, key));
-        }
-    }
-    found.sort();
-    let key = match found.first() {
-        None => {
-            let key = aliases[0].clone();
-            w.traces.insert(
-                key.clone(),
-                TraceRow {
-                    first_ts: e.timestamp_ms,
-                    last_ts: e.timestamp_ms,
-                    event_count: 0,
-                    error_count: 0,
-                    services: BTreeSet::new(),
-                    log_groups: BTreeSet::new(),
-                    open_requests: BTreeSet::new(),
-                    lambda: serde_json::Map::new(),
-                    last_seen_ms: now_ms,
-                    closed: false,
-                    revision: 0,
-                    summary_sent: false,
-                },
-            );
-            key
-        }
-        Some((_, into)) => {
-            let into = into.clone();
-            for (_, other) in &found[1..] {
-                w.merge(&into, other)?;
-            }
-            into
-        }
-    };
-    for alias in &aliases {
-        w.set_alias(alias, &key)?;
-    }
-    if let Some(span) = &e.span_id {
-        w.tx.prepare_cached(
-            "INSERT INTO trace_spans (trace_key, span_id, parent_span_id, service, first_ts) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (trace_key, span_id) DO UPDATE SET
-               parent_span_id = COALESCE(trace_spans.parent_span_id, excluded.parent_span_id),
-               first_ts = MIN(trace_spans.first_ts, excluded.first_ts)",
-        )?
-        .execute(params![key, span, e.parent_span_id, e.service, e.timestamp_ms])?;
-    }
-
-    // Update the trace.
-    let Some(t) = w.trace(&key)? else {
-        return Ok(Assignment {
-            trace_key: Some(key),
-            request_id,
-        });
-    };
-    t.first_ts = t.first_ts.min(e.timestamp_ms);
-    t.last_ts = t.last_ts.max(e.timestamp_ms);
-    t.event_count += 1;
-    t.error_count += e.is_error as i64;
-    if let Some(s) = &e.service {
-        t.services.insert(s.clone());
-    }
-    t.log_groups.insert(e.log_group.clone());
-    t.last_seen_ms = now_ms;
-    // An event for a closed trace reopens it.
-    if t.closed {
-        t.closed = false;
-        t.summary_sent = false;
-    }
-    if let Some(r) = &request_id {
-        match event_type {
-            "lambda_start" => {
-                t.open_requests.insert(r.clone());
-                let entry = t.lambda.entry(r.clone()).or_insert_with(|| json!({}));
-                entry["log_group"] = json!(e.log_group);
-                entry["start"] = json!(format_ms(e.timestamp_ms));
-            }
-            "lambda_end" => {
-                t.open_requests.remove(r);
-            }
-            "lambda_report" => {
-                t.open_requests.remove(r);
-                let entry = t.lambda.entry(r.clone()).or_insert_with(|| json!({}));
-                entry["log_group"] = json!(e.log_group);
-                if let Some(rep) = &e.report {
-                    if let (Some(obj), Ok(Value::Object(src))) =
-                        (entry.as_object_mut(), serde_json::to_value(rep))
-                    {
-                        for (k, v) in src {
-                            if !v.is_null() {
-                                obj.insert(k, v);
-                            }
-                        }
-                    }
-                    entry["cold_start"] = json!(rep.init_duration_ms.is_some());
-                }
-                if t.open_requests.is_empty() {
-                    t.closed = true;
-                    t.summary_sent = false;
-                    t.revision += 1;
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(Assignment {
-        trace_key: Some(key),
-        request_id,
-    })
-}
-
-/// Closes open traces without events since `idle_before_ms` (wall clock);
-/// with `by_event_time`, compares the trace's last event timestamp instead.
-pub fn close_idle(
-    tx: &Transaction<'_>,
-    idle_before_ms: EpochMs,
-    by_event_time: bool,
-) -> rusqlite::Result<usize> {
-    let column = if by_event_time {
-        "last_ts"
-    } else {
-        "last_seen_ms"
-    };
-    tx.execute(
-        &format!(
-            "UPDATE traces SET closed = 1, revision = revision + 1, summary_sent = 0
-             WHERE closed = 0 AND {column} < ?1"
-        ),
-        [idle_before_ms],
-    )
-}
-
-/// One span of a trace's tree.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Span {
+/// One span seen in a trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanRow {
     pub span_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_span_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    pub first: String,
-    pub children: Vec<Span>,
+    pub first_ts: EpochMs,
 }
 
-/// Everything a `trace_summary` says.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TraceSummary {
-    pub trace_key: String,
-    pub revision: i64,
-    pub aliases: Vec<String>,
-    pub root_span: Option<String>,
-    pub spans: Vec<Span>,
+/// One trace: what its summary says, and its aliases. Serialised as the
+/// state file's `trace_state.data`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    pub first_ts: EpochMs,
+    pub last_ts: EpochMs,
+    pub event_count: u64,
+    pub error_count: u64,
+    #[serde(default)]
     pub services: Vec<String>,
+    #[serde(default)]
     pub log_groups: Vec<String>,
-    pub first: String,
-    pub last: String,
-    #[serde(skip)]
-    pub first_ms: EpochMs,
-    #[serde(skip)]
-    pub last_ms: EpochMs,
-    pub duration_ms: i64,
-    pub event_count: i64,
-    pub error_count: i64,
-    /// Per Lambda request: durations, memory, cold start.
-    pub lambda: Value,
+    /// Lambda requests started and not yet ended.
+    #[serde(default)]
+    pub open_requests: Vec<String>,
+    /// Per Lambda request id.
+    #[serde(default)]
+    pub lambda: BTreeMap<String, Invocation>,
+    #[serde(default)]
+    pub spans: Vec<SpanRow>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spans_dropped: u64,
+    /// Every correlation key that leads here (the trace key among them).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Wall clock of the last event applied (idle closing in `run`, eviction).
+    pub last_seen_ms: EpochMs,
     pub closed: bool,
+    pub revision: i64,
+    pub summary_sent: bool,
 }
 
-fn build_spans(
-    rows: Vec<(String, Option<String>, Option<String>, i64)>,
-) -> (Option<String>, Vec<Span>) {
-    let ids: BTreeSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-    fn children(
-        parent: &str,
-        rows: &[(String, Option<String>, Option<String>, i64)],
-        depth: usize,
-    ) -> Vec<Span> {
-        if depth > 64 {
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Trace {
+    fn new(ts: EpochMs, now_ms: EpochMs) -> Trace {
+        Trace {
+            first_ts: ts,
+            last_ts: ts,
+            event_count: 0,
+            error_count: 0,
+            services: Vec::new(),
+            log_groups: Vec::new(),
+            open_requests: Vec::new(),
+            lambda: BTreeMap::new(),
+            spans: Vec::new(),
+            spans_dropped: 0,
+            aliases: Vec::new(),
+            last_seen_ms: now_ms,
+            closed: false,
+            revision: 0,
+            summary_sent: false,
+        }
+    }
+
+    /// Whether a Lambda REPORT was seen for one of its requests.
+    pub fn has_report(&self) -> bool {
+        self.lambda.values().any(|i| i.duration_ms.is_some())
+    }
+
+    /// Closes the trace: a new revision whose summary is due.
+    fn close(&mut self) {
+        self.closed = true;
+        self.summary_sent = false;
+        self.revision += 1;
+    }
+
+    fn add_span(&mut self, e: &TraceInput<'_>, span: &str) {
+        if let Some(s) = self.spans.iter_mut().find(|s| s.span_id == span) {
+            if s.parent_span_id.is_none() {
+                s.parent_span_id = e.parent_span_id.map(str::to_string);
+            }
+            s.first_ts = s.first_ts.min(e.timestamp_ms);
+        } else if self.spans.len() < MAX_SPANS {
+            self.spans.push(SpanRow {
+                span_id: span.to_string(),
+                parent_span_id: e.parent_span_id.map(str::to_string),
+                service: e.service.map(str::to_string),
+                first_ts: e.timestamp_ms,
+            });
+        } else {
+            self.spans_dropped += 1;
+        }
+    }
+
+    /// Takes `other` in (a merge): counters, sets, spans, aliases.
+    fn absorb(&mut self, other: Trace) {
+        self.first_ts = self.first_ts.min(other.first_ts);
+        self.last_ts = self.last_ts.max(other.last_ts);
+        self.event_count += other.event_count;
+        self.error_count += other.error_count;
+        for s in other.services {
+            push_unique(&mut self.services, &s);
+        }
+        for g in other.log_groups {
+            push_unique(&mut self.log_groups, &g);
+        }
+        for r in other.open_requests {
+            push_unique(&mut self.open_requests, &r);
+        }
+        for (k, v) in other.lambda {
+            self.lambda.entry(k).or_insert(v);
+        }
+        for span in other.spans {
+            if !self.spans.iter().any(|s| s.span_id == span.span_id) {
+                if self.spans.len() < MAX_SPANS {
+                    self.spans.push(span);
+                } else {
+                    self.spans_dropped += 1;
+                }
+            }
+        }
+        self.spans_dropped += other.spans_dropped;
+        self.aliases.extend(other.aliases);
+        self.last_seen_ms = self.last_seen_ms.max(other.last_seen_ms);
+        // Merged traces are open unless both were closed.
+        self.closed = self.closed && other.closed;
+    }
+}
+
+fn push_unique(list: &mut Vec<String>, value: &str) {
+    if !list.iter().any(|v| v == value) {
+        list.push(value.to_string());
+    }
+}
+
+/// The stream a Lambda bracket belongs to: (log group, log stream).
+pub type StreamKey = (String, String);
+
+/// What changed in the working set since the last [`Traces::take_changes`]:
+/// what the next checkpoint writes.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Traces to write, by key.
+    pub traces: Vec<(String, Trace)>,
+    /// Traces merged into another since: their rows go.
+    pub deleted: Vec<String>,
+    /// Brackets opened (`Some`) or closed (`None`).
+    pub brackets: Vec<((String, String), Option<String>)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.traces.is_empty() && self.deleted.is_empty() && self.brackets.is_empty()
+    }
+}
+
+/// The working set. See the module documentation.
+#[derive(Debug, Default)]
+pub struct Traces {
+    /// By trace key.
+    traces: Map<String, Trace>,
+    /// Alias -> trace key.
+    aliases: Map<String, String>,
+    /// Open Lambda brackets: log group -> log stream -> request id.
+    brackets: Map<String, Map<String, String>>,
+    dirty: Set<String>,
+    deleted: Set<String>,
+    dirty_brackets: Set<StreamKey>,
+    /// Fingerprints of the aliases of evicted traces, with the wall-clock
+    /// time their trace was last seen (when the state file may prune it).
+    cold: Map<u64, EpochMs>,
+    /// Seeds the alias fingerprints; fixed for the life of the process.
+    fingerprint: foldhash::quality::FixedState,
+}
+
+impl Traces {
+    pub fn new() -> Traces {
+        Traces::default()
+    }
+
+    /// Number of traces in memory.
+    pub fn len(&self) -> usize {
+        self.traces.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.traces.is_empty()
+    }
+
+    /// Number of traces not closed yet.
+    pub fn open_count(&self) -> usize {
+        self.traces.values().filter(|t| !t.closed).count()
+    }
+
+    /// A trace by key.
+    pub fn get(&self, key: &str) -> Option<&Trace> {
+        self.traces.get(key)
+    }
+
+    /// Every trace key in memory, ordered by first event (for `parse-test`).
+    pub fn keys_by_first_event(&self) -> Vec<String> {
+        let mut keys: Vec<(&EpochMs, &String)> =
+            self.traces.iter().map(|(k, t)| (&t.first_ts, k)).collect();
+        keys.sort();
+        keys.into_iter().map(|(_, k)| k.clone()).collect()
+    }
+
+    fn fingerprint(&self, alias: &str) -> u64 {
+        self.fingerprint.hash_one(alias)
+    }
+
+    /// Loads traces and brackets read from the state file (at start, or
+    /// evicted traces an event needs again). They are not dirty; a trace
+    /// already in memory is newer than its stored copy and stays.
+    pub fn restore(
+        &mut self,
+        traces: impl IntoIterator<Item = (String, Trace)>,
+        brackets: impl IntoIterator<Item = (StreamKey, String)>,
+    ) {
+        for (key, trace) in traces {
+            if self.traces.contains_key(&key) {
+                continue;
+            }
+            for alias in &trace.aliases {
+                let fp = self.fingerprint(alias);
+                self.cold.remove(&fp);
+                self.aliases.insert(alias.clone(), key.clone());
+            }
+            self.traces.insert(key, trace);
+        }
+        for ((group, stream), request) in brackets {
+            self.brackets
+                .entry(group)
+                .or_default()
+                .entry(stream)
+                .or_insert(request);
+        }
+    }
+
+    /// The correlation keys of `events` that belong to evicted traces (or
+    /// may: fingerprints can collide), to load before [`Traces::apply`].
+    pub fn cold_aliases(&self, events: &[TraceInput<'_>]) -> Vec<String> {
+        if self.cold.is_empty() {
             return Vec::new();
         }
-        rows.iter()
-            .filter(|r| r.1.as_deref() == Some(parent))
-            .map(|r| Span {
-                span_id: r.0.clone(),
-                parent_span_id: r.1.clone(),
-                service: r.2.clone(),
-                first: format_ms(r.3),
-                children: children(&r.0, rows, depth + 1),
-            })
-            .collect()
+        let mut out = Vec::new();
+        for e in events {
+            let candidates = [
+                e.trace_id.map(|t| format!("t:{t}")),
+                e.request_id.map(|r| format!("r:{r}")),
+                e.session_id.map(|s| format!("s:{s}")),
+            ];
+            for alias in candidates.into_iter().flatten() {
+                if !self.aliases.contains_key(&alias)
+                    && self.cold.contains_key(&self.fingerprint(&alias))
+                    && !out.contains(&alias)
+                {
+                    out.push(alias);
+                }
+            }
+        }
+        out
     }
-    // Roots: spans whose parent is absent or unknown in this trace.
-    let mut roots: Vec<_> = rows
-        .iter()
-        .filter(|r| r.1.as_deref().is_none_or(|p| !ids.contains(p)))
-        .collect();
-    roots.sort_by_key(|r| (r.1.is_some(), r.3));
-    let root = roots.first().map(|r| r.0.clone());
-    let tree = roots
-        .iter()
-        .map(|r| Span {
-            span_id: r.0.clone(),
-            parent_span_id: r.1.clone(),
-            service: r.2.clone(),
-            first: format_ms(r.3),
-            children: children(&r.0, &rows, 0),
-        })
-        .collect();
-    (root, tree)
-}
 
-/// Reads one trace's summary.
-pub fn summary(conn: &rusqlite::Connection, key: &str) -> rusqlite::Result<Option<TraceSummary>> {
-    let row = conn
-        .query_row(
-            "SELECT first_ts, last_ts, event_count, error_count, services, log_groups, lambda, closed, revision
-             FROM traces WHERE trace_key = ?1",
-            [key],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, i64>(7)?,
-                    r.get::<_, i64>(8)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((first, last, events, errors, services, groups, lambda, closed, revision)) = row
-    else {
-        return Ok(None);
-    };
-    let mut aliases: Vec<String> = conn
-        .prepare_cached("SELECT alias FROM trace_aliases WHERE trace_key = ?1 ORDER BY alias")?
-        .query_map([key], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    aliases.sort();
-    let spans: Vec<(String, Option<String>, Option<String>, i64)> = conn
-        .prepare_cached("SELECT span_id, parent_span_id, service, first_ts FROM trace_spans WHERE trace_key = ?1")?
-        .query_map([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let (root_span, spans) = build_spans(spans);
-    Ok(Some(TraceSummary {
-        trace_key: key.to_string(),
-        revision,
-        aliases,
-        root_span,
-        spans,
-        services: json_set(&services).into_iter().collect(),
-        log_groups: json_set(&groups).into_iter().collect(),
-        first: format_ms(first),
-        last: format_ms(last),
-        first_ms: first,
-        last_ms: last,
-        duration_ms: last - first,
-        event_count: events,
-        error_count: errors,
-        lambda: serde_json::from_str(&lambda).unwrap_or(Value::Null),
-        closed: closed == 1,
-    }))
-}
-
-/// Closed traces whose summary has not been delivered yet.
-pub fn pending_summaries(
-    conn: &rusqlite::Connection,
-    limit: usize,
-) -> rusqlite::Result<Vec<TraceSummary>> {
-    let keys: Vec<String> = conn
-        .prepare_cached(
-            "SELECT trace_key FROM traces WHERE closed = 1 AND summary_sent = 0 ORDER BY last_ts LIMIT ?1",
-        )?
-        .query_map([limit as i64], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
-        if let Some(s) = summary(conn, &key)? {
-            out.push(s);
+    fn mark(&mut self, key: &str) {
+        if !self.dirty.contains(key) {
+            self.dirty.insert(key.to_string());
         }
     }
-    Ok(out)
-}
 
-/// Marks summaries delivered, unless the trace was reopened meanwhile (its
-/// revision moved on).
-pub fn mark_sent(tx: &Transaction<'_>, sent: &[(String, i64)]) -> rusqlite::Result<()> {
-    for (key, revision) in sent {
-        tx.execute(
-            "UPDATE traces SET summary_sent = 1 WHERE trace_key = ?1 AND revision = ?2 AND closed = 1",
-            params![key, revision],
-        )?;
+    fn bracket(&self, group: &str, stream: &str) -> Option<&String> {
+        self.brackets
+            .get(group)
+            .and_then(|streams| streams.get(stream))
     }
-    Ok(())
+
+    fn set_bracket(&mut self, group: &str, stream: &str, request: Option<&str>) {
+        match request {
+            Some(r) => {
+                if self.bracket(group, stream).map(String::as_str) == Some(r) {
+                    return;
+                }
+                self.brackets
+                    .entry(group.to_string())
+                    .or_default()
+                    .insert(stream.to_string(), r.to_string());
+            }
+            None => {
+                let Some(streams) = self.brackets.get_mut(group) else {
+                    return;
+                };
+                if streams.remove(stream).is_none() {
+                    return;
+                }
+                if streams.is_empty() {
+                    self.brackets.remove(group);
+                }
+            }
+        }
+        self.dirty_brackets
+            .insert((group.to_string(), stream.to_string()));
+    }
+
+    /// Merges trace `from` into `into`.
+    fn merge(&mut self, into: &str, from: &str) {
+        if into == from {
+            return;
+        }
+        let Some(other) = self.traces.remove(from) else {
+            return;
+        };
+        for alias in &other.aliases {
+            if let Some(k) = self.aliases.get_mut(alias) {
+                *k = into.to_string();
+            }
+        }
+        if let Some(t) = self.traces.get_mut(into) {
+            t.absorb(other);
+        }
+        self.dirty.remove(from);
+        self.deleted.insert(from.to_string());
+        self.mark(into);
+    }
+
+    /// Applies one event, in order, and says where it landed. `now_ms` is
+    /// the wall clock (for idle closing and eviction).
+    pub fn apply(&mut self, e: &TraceInput<'_>, now_ms: EpochMs) -> Assignment {
+        let event_type = e.event_type.unwrap_or("");
+        // Lambda bracketing, per stream.
+        let mut bracket_request_id = None;
+        let request_id: Option<&str> = match e.request_id {
+            Some(r) => Some(r),
+            None if event_type != "lambda_start" => {
+                bracket_request_id = self.bracket(e.log_group, e.log_stream).cloned();
+                bracket_request_id.as_deref()
+            }
+            None => None,
+        };
+        if let Some(r) = request_id {
+            match event_type {
+                "lambda_start" => self.set_bracket(e.log_group, e.log_stream, Some(r)),
+                "lambda_report" | "lambda_end"
+                    if self
+                        .bracket(e.log_group, e.log_stream)
+                        .is_some_and(|open| open.as_str() == r) =>
+                {
+                    self.set_bracket(e.log_group, e.log_stream, None)
+                }
+                _ => {}
+            }
+        }
+
+        // Correlation keys, most specific first.
+        let mut aliases: Vec<String> = Vec::with_capacity(2);
+        if let Some(t) = e.trace_id {
+            aliases.push(format!("t:{t}"));
+        }
+        if let Some(r) = request_id {
+            aliases.push(format!("r:{r}"));
+        }
+        if aliases.is_empty()
+            && let Some(s) = e.session_id
+        {
+            aliases.push(format!("s:{s}"));
+        }
+        if aliases.is_empty() {
+            return Assignment {
+                trace_key: None,
+                bracket_request_id,
+            };
+        }
+
+        // The traces these keys already belong to; merge them into the oldest.
+        let mut found: Vec<(EpochMs, String)> = Vec::with_capacity(2);
+        for alias in &aliases {
+            if let Some(key) = self.aliases.get(alias.as_str())
+                && !found.iter().any(|(_, k)| k == key)
+            {
+                let first = self.traces.get(key).map_or(EpochMs::MAX, |t| t.first_ts);
+                found.push((first, key.clone()));
+            }
+        }
+        if found.len() > 1 {
+            found.sort_unstable();
+            for (_, other) in &found[1..] {
+                self.merge(&found[0].1, other);
+            }
+        }
+        let key = match found.into_iter().next() {
+            Some((_, key)) => key,
+            None => aliases[0].clone(),
+        };
+        // A new key starts a trace (as does, defensively, an alias whose
+        // trace is gone: cold traces are loaded before events are applied).
+        let t = self
+            .traces
+            .entry(key.clone())
+            .or_insert_with(|| Trace::new(e.timestamp_ms, now_ms));
+        for alias in aliases {
+            if let std::collections::hash_map::Entry::Vacant(v) = self.aliases.entry(alias) {
+                t.aliases.push(v.key().clone());
+                v.insert(key.clone());
+            }
+        }
+        if let Some(span) = e.span_id {
+            t.add_span(e, span);
+        }
+
+        // Update the trace.
+        t.first_ts = t.first_ts.min(e.timestamp_ms);
+        t.last_ts = t.last_ts.max(e.timestamp_ms);
+        t.event_count += 1;
+        t.error_count += e.is_error as u64;
+        if let Some(s) = e.service {
+            push_unique(&mut t.services, s);
+        }
+        push_unique(&mut t.log_groups, e.log_group);
+        t.last_seen_ms = now_ms;
+        // An event for a closed trace reopens it.
+        if t.closed {
+            t.closed = false;
+            t.summary_sent = false;
+        }
+        if let Some(r) = request_id {
+            match event_type {
+                "lambda_start" => {
+                    push_unique(&mut t.open_requests, r);
+                    let entry = t.lambda.entry(r.to_string()).or_default();
+                    entry.log_group = Some(e.log_group.to_string());
+                    entry.start = Some(format_ms(e.timestamp_ms));
+                }
+                "lambda_end" => t.open_requests.retain(|o| o != r),
+                "lambda_report" => {
+                    t.open_requests.retain(|o| o != r);
+                    let entry = t.lambda.entry(r.to_string()).or_default();
+                    entry.log_group = Some(e.log_group.to_string());
+                    if let Some(rep) = &e.report {
+                        let fill = |slot: &mut Option<f64>, v: Option<f64>| {
+                            if v.is_some() {
+                                *slot = v;
+                            }
+                        };
+                        fill(&mut entry.duration_ms, rep.duration_ms);
+                        fill(&mut entry.billed_duration_ms, rep.billed_duration_ms);
+                        fill(&mut entry.memory_size_mb, rep.memory_size_mb);
+                        fill(&mut entry.max_memory_used_mb, rep.max_memory_used_mb);
+                        fill(&mut entry.init_duration_ms, rep.init_duration_ms);
+                        entry.cold_start = Some(rep.init_duration_ms.is_some());
+                    }
+                    if t.open_requests.is_empty() {
+                        t.close();
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.mark(&key);
+        Assignment {
+            trace_key: Some(key),
+            bracket_request_id,
+        }
+    }
+
+    /// Closes open traces without events since `before_ms`: by the wall clock
+    /// of their last event (`run`), or with `by_event_time` by their last
+    /// event's timestamp (`backfill`, replay). Returns how many closed.
+    pub fn close_idle(&mut self, before_ms: EpochMs, by_event_time: bool) -> usize {
+        let mut closed = Vec::new();
+        for (key, t) in self.traces.iter_mut() {
+            let last = if by_event_time {
+                t.last_ts
+            } else {
+                t.last_seen_ms
+            };
+            if !t.closed && last < before_ms {
+                t.close();
+                closed.push(key.clone());
+            }
+        }
+        for key in &closed {
+            self.mark(key);
+        }
+        closed.len()
+    }
+
+    /// Closed traces whose summary is still due, oldest first, at most
+    /// `limit`. Traces the policy does not summarise are marked sent.
+    pub fn pending_summaries(&mut self, policy: SummaryPolicy, limit: usize) -> Vec<TraceSummary> {
+        let mut due: Vec<(EpochMs, String)> = Vec::new();
+        let mut skipped: Vec<String> = Vec::new();
+        for (key, t) in &self.traces {
+            if !t.closed || t.summary_sent {
+                continue;
+            }
+            if policy.wants(t) {
+                due.push((t.last_ts, key.clone()));
+            } else {
+                skipped.push(key.clone());
+            }
+        }
+        for key in skipped {
+            if let Some(t) = self.traces.get_mut(&key) {
+                t.summary_sent = true;
+            }
+            self.mark(&key);
+        }
+        due.sort_unstable();
+        due.truncate(limit);
+        due.iter()
+            .filter_map(|(_, key)| self.summary(key))
+            .collect()
+    }
+
+    /// Records summaries as delivered: (trace key, revision). A trace
+    /// reopened meanwhile (its revision moved on) stays due.
+    pub fn mark_sent(&mut self, sent: &[(String, i64)]) {
+        for (key, revision) in sent {
+            if let Some(t) = self.traces.get_mut(key)
+                && t.revision == *revision
+                && t.closed
+            {
+                t.summary_sent = true;
+                self.mark(key);
+            }
+        }
+    }
+
+    /// One trace's summary.
+    pub fn summary(&self, key: &str) -> Option<TraceSummary> {
+        self.traces.get(key).map(|t| TraceSummary::of(key, t))
+    }
+
+    /// Takes what changed since the last call, for the checkpoint to write.
+    pub fn take_changes(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        for key in self.dirty.drain() {
+            if let Some(t) = self.traces.get(&key) {
+                changes.traces.push((key, t.clone()));
+            }
+        }
+        changes.deleted = self.deleted.drain().collect();
+        let dirty: Vec<StreamKey> = self.dirty_brackets.drain().collect();
+        for stream in dirty {
+            let request = self.bracket(&stream.0, &stream.1).cloned();
+            changes.brackets.push((stream, request));
+        }
+        changes
+    }
+
+    /// Gives back changes a checkpoint could not write, so the next one does.
+    pub fn restore_changes(&mut self, changes: Changes) {
+        for (key, _) in changes.traces {
+            self.dirty.insert(key);
+        }
+        for key in changes.deleted {
+            // Unless the key came back meanwhile as a new trace.
+            if !self.traces.contains_key(&key) {
+                self.deleted.insert(key);
+            } else {
+                self.dirty.insert(key);
+            }
+        }
+        for (stream, _) in changes.brackets {
+            self.dirty_brackets.insert(stream);
+        }
+    }
+
+    /// Drops from memory the traces that are closed, summarised, written and
+    /// quiet since `before_ms` (wall clock); they stay in the state file, and
+    /// their aliases' fingerprints bring them back when needed. Returns how
+    /// many left.
+    pub fn evict(&mut self, before_ms: EpochMs) -> usize {
+        let gone: Vec<String> = self
+            .traces
+            .iter()
+            .filter(|(k, t)| {
+                t.closed
+                    && t.summary_sent
+                    && t.last_seen_ms < before_ms
+                    && !self.dirty.contains(k.as_str())
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &gone {
+            if let Some(t) = self.traces.remove(key) {
+                for alias in &t.aliases {
+                    self.aliases.remove(alias);
+                    let fp = self.fingerprint(alias);
+                    self.cold.insert(fp, t.last_seen_ms);
+                }
+            }
+        }
+        gone.len()
+    }
+
+    /// Forgets the fingerprints of evicted traces last seen before
+    /// `before_ms`: the state file prunes those traces at the same bound.
+    pub fn forget_cold(&mut self, before_ms: EpochMs) {
+        self.cold.retain(|_, seen| *seen >= before_ms);
+    }
+
+    /// Registers traces present in the state file but not loaded (at start),
+    /// so that an event for one of them loads it.
+    pub fn remember_cold(&mut self, aliases: impl IntoIterator<Item = (String, EpochMs)>) {
+        for (alias, seen) in aliases {
+            let fp = self.fingerprint(&alias);
+            self.cold.insert(fp, seen);
+        }
+    }
 }
 
-/// Every trace key, ordered by first event (for `parse-test`).
-pub fn all_keys(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<String>> {
-    conn.prepare("SELECT trace_key FROM traces ORDER BY first_ts, trace_key")?
-        .query_map([], |r| r.get(0))?
-        .collect()
-}
-
-/// How the downstream event carries the trace key.
+/// How delivered events carry their trace key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KeyField {
     /// As `session_id`: VectaDB creates one trace per session id (default).
@@ -772,78 +799,34 @@ impl KeyField {
     }
 }
 
-/// The downstream `trace_summary` event for a closed trace.
-pub fn summary_event(s: &TraceSummary, key_field: KeyField) -> OutEvent {
-    let mut properties = match serde_json::to_value(s) {
-        Ok(Value::Object(m)) => m,
-        _ => serde_json::Map::new(),
-    };
-    properties.insert(
-        "message".into(),
-        json!(format!(
-            "trace {} closed: {} events, {} errors, {} ms across {}",
-            s.trace_key,
-            s.event_count,
-            s.error_count,
-            s.duration_ms,
-            s.services.join(", ")
-        )),
-    );
-    let key = s.trace_key.clone();
-    OutEvent {
-        timestamp: format_ms(s.last_ms),
-        event_type: Some("trace_summary".into()),
-        agent_id: None,
-        session_id: (key_field == KeyField::SessionId).then(|| key.clone()),
-        trace_id: (key_field == KeyField::TraceId).then(|| key.clone()),
-        properties,
-        source: Source {
-            system: "cloudwatch",
-            log_group: s.log_groups.first().cloned().unwrap_or_default(),
-            log_stream: "cwtap/trace-summary".into(),
-            log_id: format!("trace-summary:{key}:{}", s.revision),
-        },
-        timestamp_ms: s.last_ms,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn db() -> rusqlite::Connection {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        conn.execute_batch(SCHEMA).unwrap();
-        conn
-    }
-
-    fn ev(group: &str, stream: &str, ts: i64) -> TraceInput {
+    fn ev<'a>(group: &'a str, stream: &'a str, ts: i64) -> TraceInput<'a> {
         TraceInput {
-            log_group: group.into(),
-            log_stream: stream.into(),
+            log_group: group,
+            log_stream: stream,
             timestamp_ms: ts,
             ..TraceInput::default()
         }
     }
 
-    fn run(conn: &mut rusqlite::Connection, events: &[TraceInput]) -> Vec<Assignment> {
-        let tx = conn.transaction().unwrap();
-        let out = apply(&tx, events, 0).unwrap();
-        tx.commit().unwrap();
-        out
+    fn run(traces: &mut Traces, events: &[TraceInput<'_>]) -> Vec<Assignment> {
+        events.iter().map(|e| traces.apply(e, 0)).collect()
     }
 
     #[test]
     fn bare_lines_inside_a_lambda_bracket_belong_to_its_request_and_streams_stay_apart() {
-        let mut conn = db();
-        let start = |stream: &str, r: &str, ts| TraceInput {
-            event_type: Some("lambda_start".into()),
-            request_id: Some(r.into()),
+        let mut traces = Traces::new();
+        let start = |stream, r, ts| TraceInput {
+            event_type: Some("lambda_start"),
+            request_id: Some(r),
             ..ev("/aws/lambda/f", stream, ts)
         };
-        let report = |stream: &str, r: &str, ts| TraceInput {
-            event_type: Some("lambda_report".into()),
-            request_id: Some(r.into()),
+        let report = |stream, r, ts| TraceInput {
+            event_type: Some("lambda_report"),
+            request_id: Some(r),
             report: Some(LambdaReport {
                 duration_ms: Some(12.5),
                 init_duration_ms: Some(200.0),
@@ -852,7 +835,7 @@ mod tests {
             ..ev("/aws/lambda/f", stream, ts)
         };
         let out = run(
-            &mut conn,
+            &mut traces,
             &[
                 start("s1", "A", 1),
                 start("s2", "B", 2),
@@ -874,49 +857,50 @@ mod tests {
                 None
             ]
         );
-        let a = summary(&conn, "r:A").unwrap().unwrap();
+        assert_eq!(out[2].bracket_request_id.as_deref(), Some("A"));
+        let a = traces.summary("r:A").unwrap();
         assert!(a.closed);
         assert_eq!(a.event_count, 3);
-        assert_eq!(a.lambda["A"]["duration_ms"], 12.5);
-        assert_eq!(a.lambda["A"]["cold_start"], true);
-        assert!(!summary(&conn, "r:B").unwrap().unwrap().closed);
+        assert_eq!(a.lambda["A"].duration_ms, Some(12.5));
+        assert_eq!(a.lambda["A"].cold_start, Some(true));
+        assert!(!traces.summary("r:B").unwrap().closed);
     }
 
     #[test]
     fn traces_sharing_a_trace_id_across_groups_merge_into_one() {
-        let mut conn = db();
+        let mut traces = Traces::new();
         let out = run(
-            &mut conn,
+            &mut traces,
             &[
                 // Gateway: trace T, its own request id.
                 TraceInput {
-                    trace_id: Some("T".into()),
-                    request_id: Some("gw-1".into()),
-                    span_id: Some("a".into()),
+                    trace_id: Some("T"),
+                    request_id: Some("gw-1"),
+                    span_id: Some("a"),
                     ..ev("/gw", "s", 1)
                 },
                 // Lambda B logs only its request id first...
                 TraceInput {
-                    request_id: Some("lam-b".into()),
-                    span_id: Some("c".into()),
-                    parent_span_id: Some("b".into()),
+                    request_id: Some("lam-b"),
+                    span_id: Some("c"),
+                    parent_span_id: Some("b"),
                     is_error: true,
-                    service: Some("b".into()),
+                    service: Some("b"),
                     ..ev("/aws/lambda/b", "s", 3)
                 },
                 // ...Lambda A links itself to T...
                 TraceInput {
-                    trace_id: Some("T".into()),
-                    request_id: Some("lam-a".into()),
-                    span_id: Some("b".into()),
-                    parent_span_id: Some("a".into()),
-                    service: Some("a".into()),
+                    trace_id: Some("T"),
+                    request_id: Some("lam-a"),
+                    span_id: Some("b"),
+                    parent_span_id: Some("a"),
+                    service: Some("a"),
                     ..ev("/aws/lambda/a", "s", 2)
                 },
                 // ...and later B's line with T merges B's request into the trace.
                 TraceInput {
-                    trace_id: Some("T".into()),
-                    request_id: Some("lam-b".into()),
+                    trace_id: Some("T"),
+                    request_id: Some("lam-b"),
                     ..ev("/aws/lambda/b", "s", 4)
                 },
             ],
@@ -924,9 +908,8 @@ mod tests {
         assert_eq!(out[0].trace_key.as_deref(), Some("t:T"));
         assert_eq!(out[1].trace_key.as_deref(), Some("r:lam-b"));
         assert_eq!(out[3].trace_key.as_deref(), Some("t:T"));
-        let keys = all_keys(&conn).unwrap();
-        assert_eq!(keys, vec!["t:T".to_string()], "one trace after the merge");
-        let s = summary(&conn, "t:T").unwrap().unwrap();
+        assert_eq!(traces.keys_by_first_event(), vec!["t:T".to_string()]);
+        let s = traces.summary("t:T").unwrap();
         assert_eq!(s.event_count, 4);
         assert_eq!(s.error_count, 1);
         assert_eq!(s.log_groups, vec!["/aws/lambda/a", "/aws/lambda/b", "/gw"]);
@@ -936,21 +919,24 @@ mod tests {
         assert_eq!(s.spans[0].children[0].span_id, "b");
         assert_eq!(s.spans[0].children[0].children[0].span_id, "c");
         assert!(s.aliases.contains(&"r:lam-b".to_string()));
+        let changes = traces.take_changes();
+        assert_eq!(changes.deleted, vec!["r:lam-b".to_string()]);
+        assert_eq!(changes.traces.len(), 1);
     }
 
     #[test]
     fn session_only_keys_group_and_events_without_ids_stand_alone() {
-        let mut conn = db();
+        let mut traces = Traces::new();
         let out = run(
-            &mut conn,
+            &mut traces,
             &[
                 TraceInput {
-                    session_id: Some("s1".into()),
+                    session_id: Some("s1"),
                     ..ev("/g", "s", 1)
                 },
                 ev("/g", "s", 2),
                 TraceInput {
-                    session_id: Some("s1".into()),
+                    session_id: Some("s1"),
                     ..ev("/g", "s", 3)
                 },
             ],
@@ -962,39 +948,149 @@ mod tests {
 
     #[test]
     fn idle_traces_close_and_summaries_are_marked_once_per_revision() {
-        let mut conn = db();
-        run(
-            &mut conn,
-            &[TraceInput {
-                request_id: Some("R".into()),
-                ..ev("/g", "s", 10)
-            }],
-        );
-        let tx = conn.transaction().unwrap();
-        assert_eq!(close_idle(&tx, 100, true).unwrap(), 1);
-        tx.commit().unwrap();
-        let pending = pending_summaries(&conn, 10).unwrap();
+        let mut traces = Traces::new();
+        let two = |ts| {
+            [
+                TraceInput {
+                    request_id: Some("R"),
+                    ..ev("/g", "s", ts)
+                },
+                TraceInput {
+                    request_id: Some("R"),
+                    ..ev("/g", "s", ts + 1)
+                },
+            ]
+        };
+        run(&mut traces, &two(10));
+        assert_eq!(traces.close_idle(100, true), 1);
+        let pending = traces.pending_summaries(SummaryPolicy::MultiEvent, 10);
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].revision, 1);
-        let tx = conn.transaction().unwrap();
-        mark_sent(&tx, &[("r:R".into(), 1)]).unwrap();
-        tx.commit().unwrap();
-        assert!(pending_summaries(&conn, 10).unwrap().is_empty());
-        // A late event reopens it; closing again gives revision 2.
-        run(
-            &mut conn,
-            &[TraceInput {
-                request_id: Some("R".into()),
-                ..ev("/g", "s", 20)
-            }],
-        );
+        traces.mark_sent(&[("r:R".into(), 1)]);
         assert!(
-            pending_summaries(&conn, 10).unwrap().is_empty(),
+            traces
+                .pending_summaries(SummaryPolicy::MultiEvent, 10)
+                .is_empty()
+        );
+        // A late event reopens it; closing again gives revision 2.
+        run(&mut traces, &two(20)[..1]);
+        assert!(
+            traces
+                .pending_summaries(SummaryPolicy::MultiEvent, 10)
+                .is_empty(),
             "open again"
         );
-        let tx = conn.transaction().unwrap();
-        close_idle(&tx, 100, true).unwrap();
-        tx.commit().unwrap();
-        assert_eq!(pending_summaries(&conn, 10).unwrap()[0].revision, 2);
+        traces.close_idle(100, true);
+        assert_eq!(
+            traces.pending_summaries(SummaryPolicy::MultiEvent, 10)[0].revision,
+            2
+        );
+    }
+
+    #[test]
+    fn single_event_traces_get_no_summary_by_default_but_a_lambda_report_does() {
+        let mut traces = Traces::new();
+        run(
+            &mut traces,
+            &[
+                TraceInput {
+                    request_id: Some("lonely"),
+                    ..ev("/g", "s", 1)
+                },
+                TraceInput {
+                    request_id: Some("L"),
+                    event_type: Some("lambda_report"),
+                    report: Some(LambdaReport {
+                        duration_ms: Some(3.0),
+                        ..LambdaReport::default()
+                    }),
+                    ..ev("/aws/lambda/f", "s", 2)
+                },
+            ],
+        );
+        traces.close_idle(i64::MAX, true);
+        let due: Vec<String> = traces
+            .pending_summaries(SummaryPolicy::MultiEvent, 10)
+            .into_iter()
+            .map(|s| s.trace_key)
+            .collect();
+        assert_eq!(due, vec!["r:L".to_string()]);
+        // The single-event trace is settled: not due under any later call.
+        assert!(traces.get("r:lonely").unwrap().summary_sent);
+        let mut all = Traces::new();
+        run(
+            &mut all,
+            &[TraceInput {
+                request_id: Some("lonely"),
+                ..ev("/g", "s", 1)
+            }],
+        );
+        all.close_idle(i64::MAX, true);
+        assert_eq!(all.pending_summaries(SummaryPolicy::All, 10).len(), 1);
+        let mut none = Traces::new();
+        run(
+            &mut none,
+            &[TraceInput {
+                request_id: Some("L"),
+                event_type: Some("lambda_report"),
+                ..ev("/g", "s", 1)
+            }],
+        );
+        assert!(none.pending_summaries(SummaryPolicy::None, 10).is_empty());
+    }
+
+    #[test]
+    fn evicted_traces_are_found_again_through_their_fingerprints() {
+        let mut traces = Traces::new();
+        let e = TraceInput {
+            trace_id: Some("T"),
+            request_id: Some("R"),
+            ..ev("/g", "s", 1)
+        };
+        traces.apply(&e, 1_000);
+        traces.close_idle(i64::MAX, true);
+        traces.pending_summaries(SummaryPolicy::All, 10);
+        traces.mark_sent(&[("t:T".into(), 1)]);
+        assert_eq!(traces.evict(2_000), 0, "dirty traces stay until written");
+        let written = traces.take_changes();
+        assert_eq!(traces.evict(2_000), 1);
+        assert!(traces.is_empty());
+        let late = TraceInput {
+            request_id: Some("R"),
+            ..ev("/g", "s", 5)
+        };
+        assert_eq!(traces.cold_aliases(&[late]), vec!["r:R".to_string()]);
+        let other = TraceInput {
+            request_id: Some("unknown"),
+            ..ev("/g", "s", 5)
+        };
+        assert!(traces.cold_aliases(&[other]).is_empty());
+        // The state layer loads it back; the late event joins it.
+        traces.restore(written.traces, []);
+        assert!(traces.cold_aliases(&[late]).is_empty());
+        assert_eq!(traces.apply(&late, 3_000).trace_key.as_deref(), Some("t:T"));
+        assert_eq!(traces.get("t:T").unwrap().event_count, 2);
+        traces.forget_cold(i64::MAX);
+    }
+
+    #[test]
+    fn unwritten_changes_are_written_by_the_next_checkpoint() {
+        let mut traces = Traces::new();
+        traces.apply(
+            &TraceInput {
+                request_id: Some("R"),
+                event_type: Some("lambda_start"),
+                ..ev("/g", "s", 1)
+            },
+            0,
+        );
+        let failed = traces.take_changes();
+        assert_eq!(failed.traces.len(), 1);
+        assert_eq!(failed.brackets.len(), 1);
+        assert!(traces.take_changes().is_empty());
+        traces.restore_changes(failed);
+        let again = traces.take_changes();
+        assert_eq!(again.traces.len(), 1);
+        assert_eq!(again.brackets.len(), 1);
     }
 }

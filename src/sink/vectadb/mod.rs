@@ -15,6 +15,10 @@
 //!   nowhere else;
 //! - https certificates are always verified, against the system roots plus
 //!   `vectadb.ca_file` when set.
+//!
+//! [`config`] holds the `vectadb:` section.
+
+pub mod config;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -23,12 +27,15 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{BoxFuture, Outcome, Sink, SinkError};
-use crate::config::{AgentConfig, VectadbConfig};
-use crate::event::OutEvent;
+use super::{BoxFuture, Outcome, Sink, SinkError, read_ca_file};
+use crate::config::AgentConfig;
+use crate::errors;
+use crate::event::Record;
 use crate::obs;
 use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
+use crate::trace::KeyField;
+pub use config::{OUTPUT, VectadbConfig};
 
 pub struct VectadbSink {
     config: VectadbConfig,
@@ -37,6 +44,8 @@ pub struct VectadbSink {
     options: Vec<u8>,
     /// How long an in-flight request may finish after shutdown.
     shutdown_grace: Duration,
+    /// How events carry their trace key.
+    key_field: KeyField,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,7 +72,7 @@ impl VectadbSink {
     pub fn new(config: VectadbConfig, agent: &AgentConfig) -> Result<VectadbSink, SinkError> {
         let mut builder = reqwest::Client::builder();
         if let Some(path) = &config.ca_file {
-            for cert in read_ca_file(path)? {
+            for cert in read_ca_file(path, "vectadb.ca_file")? {
                 builder = builder.add_root_certificate(cert);
             }
         }
@@ -73,12 +82,13 @@ impl VectadbSink {
             .user_agent(concat!("cwtap/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SinkError::Open(format!("cannot build the HTTP client: {e}")))?;
-        let options = encode_options(agent);
+        let options = encode_options(&config);
         Ok(VectadbSink {
             config,
             client,
             options,
             shutdown_grace: agent.shutdown_grace,
+            key_field: agent.trace_key_field,
         })
     }
 
@@ -136,7 +146,7 @@ impl VectadbSink {
             }
             // reqwest's errors carry the URL, never headers: safe to log.
             Err(e) => {
-                let chain = error_chain(&e);
+                let chain = errors::chain(&e);
                 obs::metrics().downstream_request(None, started.elapsed());
                 obs::readiness().output_down(&format!("VectaDB unreachable: {chain}"));
                 Reply::Transport(chain)
@@ -148,22 +158,19 @@ impl VectadbSink {
 /// The request's `options` object, the same in every request: always
 /// explicit, since the server's default for a missing one turns trace
 /// creation off.
-fn encode_options(agent: &AgentConfig) -> Vec<u8> {
+fn encode_options(config: &VectadbConfig) -> Vec<u8> {
     serde_json::to_vec(&json!({
-        "auto_create_traces": agent.auto_create_traces,
-        "generate_embeddings": agent.generate_embeddings,
-        "extract_relationships": agent.extract_relationships,
+        "auto_create_traces": config.auto_create_traces,
+        "generate_embeddings": config.generate_embeddings,
+        "extract_relationships": config.extract_relationships,
     }))
     .unwrap_or_default()
 }
 
-/// Each event serialized once; a batch is cut by these sizes and retried
+/// Each record serialized once; a batch is cut by these sizes and retried
 /// pieces reuse them.
-fn encode_items(batch: &[OutEvent]) -> Vec<Vec<u8>> {
-    batch
-        .iter()
-        .map(|e| serde_json::to_vec(e).unwrap_or_default())
-        .collect()
+fn encode_items(batch: &[Record], key_field: KeyField) -> Vec<Vec<u8>> {
+    batch.iter().map(|r| r.to_json(key_field)).collect()
 }
 
 /// `{"events":[...],"options":{...}}` from pre-serialized events.
@@ -184,49 +191,14 @@ fn batch_body(items: &[&[u8]], options: &[u8]) -> Vec<u8> {
 }
 
 /// The body of one `POST /api/v1/events/batch` carrying all of `batch`, built
-/// the way the sink builds it (each event serialized, then joined with the
-/// `options` of `agent`). Public for `benches/encode.rs` only; the sink
+/// the way the sink builds it (each record serialized, then joined with the
+/// `options` of `config`). Public for `benches/encode.rs` only; the sink
 /// itself also cuts batches by `max_batch_bytes` and `batch_size`.
 #[doc(hidden)]
-pub fn encode_batch(batch: &[OutEvent], agent: &AgentConfig) -> Vec<u8> {
-    let encoded = encode_items(batch);
+pub fn encode_batch(batch: &[Record], config: &VectadbConfig, key_field: KeyField) -> Vec<u8> {
+    let encoded = encode_items(batch, key_field);
     let items: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-    batch_body(&items, &encode_options(agent))
-}
-
-/// The certificates of a PEM bundle, for reqwest's trusted roots.
-fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, SinkError> {
-    let pem = std::fs::read(path).map_err(|e| {
-        SinkError::Open(format!(
-            "cannot read vectadb.ca_file {}: {e}",
-            path.display()
-        ))
-    })?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-        SinkError::Open(format!(
-            "vectadb.ca_file {} is not a PEM certificate bundle: {e}",
-            path.display()
-        ))
-    })?;
-    if certs.is_empty() {
-        return Err(SinkError::Open(format!(
-            "vectadb.ca_file {} holds no PEM certificate",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
-
-/// An error and its sources, `: `-separated (TLS causes sit deep in the chain).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    batch_body(&items, &encode_options(config))
 }
 
 fn excerpt(text: &str) -> &str {
@@ -241,11 +213,11 @@ fn excerpt(text: &str) -> &str {
 impl Sink for VectadbSink {
     fn deliver<'a>(
         &'a self,
-        batch: &'a [OutEvent],
+        batch: &'a [Record],
         shutdown: &'a Shutdown,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let encoded = encode_items(batch);
+            let encoded = encode_items(batch, self.key_field);
             let mut outcome = Outcome::default();
             let mut attempts = vec![0u32; batch.len()];
             // Split by bytes first: each chunk's body stays under the bound.
@@ -298,7 +270,7 @@ impl Sink for VectadbSink {
                                 Some(f) => {
                                     attempts[i] += 1;
                                     if attempts[i] > self.config.max_item_retries {
-                                        tracing::error!(log_id = %batch[i].source.log_id, error = %f.error, attempts = attempts[i], "VectaDB kept failing an event; counting it as rejected");
+                                        tracing::error!(log_id = %batch[i].log_id(), error = %f.error, attempts = attempts[i], "VectaDB kept failing an event; counting it as rejected");
                                         outcome.rejected.push(i);
                                     } else {
                                         again.push(i);
@@ -345,7 +317,7 @@ impl Sink for VectadbSink {
                         tracing::error!(
                             status = status.as_u16(),
                             events = chunk.len(),
-                            sample_log_id = %batch[chunk[0]].source.log_id,
+                            sample_log_id = %batch[chunk[0]].log_id(),
                             response = excerpt(&body),
                             "VectaDB refused a batch; not retrying, counting it as rejected"
                         );
@@ -392,7 +364,7 @@ impl Sink for VectadbSink {
                 match sent {
                     Ok(resp) if resp.status().is_success() => return Ok(()),
                     Ok(resp) => last = format!("GET /health answered {}", resp.status()),
-                    Err(e) => last = error_chain(&e),
+                    Err(e) => last = errors::chain(&e),
                 }
                 tracing::warn!(endpoint = %self.config.endpoint, error = %last, "VectaDB health check failed");
                 obs::readiness().output_down(&format!("health check failed: {last}"));
@@ -415,11 +387,11 @@ impl Sink for VectadbSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Source;
+    use crate::event::{OutEvent, Source};
     use serde_json::Value;
 
-    fn event(i: usize) -> OutEvent {
-        OutEvent {
+    fn event(i: usize) -> Record {
+        Record::Event(OutEvent {
             trace_id: None,
             timestamp: format!("2026-11-20T08:00:00.{i:03}Z"),
             event_type: Some("app_log".into()),
@@ -431,30 +403,53 @@ mod tests {
                 log_group: "/g".into(),
                 log_stream: "s".into(),
                 log_id: format!("{i:056}"),
+                origin: Default::default(),
             },
             timestamp_ms: i as i64,
-        }
+            ingestion_time_ms: None,
+            message: String::new(),
+            fields: Default::default(),
+            trace_key: None,
+            rule: None,
+        })
     }
 
     #[test]
     fn batch_body_holds_every_event_in_order_and_explicit_options() {
         let config = crate::config::Config::from_yaml(
-            "vectadb: {endpoint: 'http://127.0.0.1:1'}\nlog_groups: [{name: /g}]\nagent: {generate_embeddings: false}\n",
+            "vectadb: {endpoint: 'http://127.0.0.1:1', generate_embeddings: false}\nlog_groups: [{name: /g}]\n",
             std::path::Path::new("test.yaml"),
         )
         .expect("config loads");
-        let events: Vec<OutEvent> = (0..3).map(event).collect();
-        let body: Value = serde_json::from_slice(&encode_batch(&events, &config.agent))
-            .expect("the body is JSON");
-        let expected: Vec<Value> = events.iter().map(|e| json!(e)).collect();
+        let vectadb = VectadbConfig {
+            generate_embeddings: false,
+            ..sample()
+        };
+        assert!(format!("{:?}", config.output).contains("generate_embeddings: false"));
+        let events: Vec<Record> = (0..3).map(event).collect();
+        let body: Value =
+            serde_json::from_slice(&encode_batch(&events, &vectadb, KeyField::SessionId))
+                .expect("the body is JSON");
+        let expected: Vec<Value> = events
+            .iter()
+            .map(|e| match e {
+                Record::Event(e) => json!(e),
+                Record::Summary(_) => unreachable!(),
+            })
+            .collect();
         assert_eq!(body["events"], Value::Array(expected));
         assert_eq!(
             body["options"],
             json!({"auto_create_traces": true, "generate_embeddings": false, "extract_relationships": false})
         );
         assert_eq!(
-            serde_json::from_slice::<Value>(&encode_batch(&[], &config.agent)).expect("JSON")["events"],
+            serde_json::from_slice::<Value>(&encode_batch(&[], &vectadb, KeyField::SessionId))
+                .expect("JSON")["events"],
             json!([])
         );
+    }
+
+    fn sample() -> VectadbConfig {
+        VectadbConfig::with_endpoint("http://127.0.0.1:1")
     }
 }

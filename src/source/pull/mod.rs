@@ -1,8 +1,13 @@
-//! Pulling one log group: scan windows page by page (FilterLogEvents, or
-//! GetLogEvents stream by stream: see [`pager`]), drop events already
-//! delivered, parse, hand batches to the sink, and checkpoint each
-//! acknowledged batch; the cursor moves only when a whole window is
-//! delivered. See [`plan`] for how windows are chosen.
+//! The pull source: one poller per log group scans time windows page by
+//! page (FilterLogEvents, or GetLogEvents stream by stream: see [`pager`]),
+//! drops events already delivered, prepares the rest and hands them to the
+//! [`Pipeline`] in batches; the group's cursor moves with the batch that
+//! completes a window. [`plan`] chooses the windows (the cursor rules and
+//! their sizing), [`progress`] reports a backfill.
+//!
+//! A window's pages are read one ahead of the batches being delivered, so
+//! a group whose output is busy still keeps its calls going, and a group
+//! waiting on its output holds no call another group could use.
 
 pub mod pager;
 pub mod plan;
@@ -12,24 +17,21 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::cloudwatch::budget::{self, Priority};
-use crate::cloudwatch::{CloudWatch, CloudWatchError};
+use crate::cloudwatch::{CloudWatch, CloudWatchError, Page};
 use crate::config::{AgentConfig, GroupConfig};
-use crate::event::OutEvent;
 use crate::obs;
+use crate::pipeline::{self, Batch, Pending, Pipeline, PipelineError, Position};
 use crate::shutdown::Shutdown;
-use crate::sink::Sink;
-use crate::state::{Checkpoint, Coverage, StateError, StateStore};
+use crate::state::{Coverage, GroupPosition, StateError, StateStore};
 use crate::time::now_ms;
-use crate::trace::{Assignment, KeyField, TraceInput};
 use pager::Pager;
-use plan::{Overlap, Target, Window, initial_coverage, next_window, overlap_ms};
+use plan::{Overlap, Sizing, Target, Window, initial_coverage, next_window, overlap_ms};
 use progress::GroupProgress;
-use serde_json::Value;
 
 /// What every group poller shares.
 pub struct Context {
     pub cloudwatch: CloudWatch,
-    pub sink: Arc<dyn Sink>,
+    pub pipeline: Arc<Pipeline>,
     pub state: StateStore,
     pub agent: AgentConfig,
 }
@@ -58,10 +60,8 @@ enum ScanError {
     CloudWatch(#[from] CloudWatchError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error(
-        "{events} events were delivered but their checkpoint could not be written ({source}); they will be delivered again at the next start"
-    )]
-    Uncommitted { events: usize, source: StateError },
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
 }
 
 enum ScanEnd {
@@ -106,7 +106,7 @@ pub async fn run_group(
         }
     }
     progress.update(coverage);
-    let max_window_ms = agent.max_window.as_millis() as i64;
+    let mut sizing = Sizing::new(agent.max_window.as_millis() as i64);
     let late_ms = agent.late_arrival.as_millis() as i64;
     let cap_ms = agent.max_late_arrival.as_millis() as i64;
     let poll_ms = agent.poll_interval.as_millis() as i64;
@@ -147,11 +147,13 @@ pub async fn run_group(
                     }
                 };
                 first_window = false;
-                let Some(window) = next_window(coverage, target, now_ms(), overlap, max_window_ms)
-                else {
+                let span_ms = sizing.span_ms();
+                let Some(window) = next_window(coverage, target, now_ms(), overlap, span_ms) else {
                     return Ok(());
                 };
-                let caught_up = window.end_ms - coverage.cursor_ms < max_window_ms;
+                // A window that did not reach its whole span was cut short by
+                // now (or the backfill's end): caught up.
+                let caught_up = window.end_ms - coverage.cursor_ms < span_ms;
                 // A group with windows still to read after this one has a
                 // backlog: its calls go before those of caught-up groups.
                 let priority = if window.end_ms < now_ms() - poll_ms {
@@ -160,22 +162,23 @@ pub async fn run_group(
                     Priority::Idle
                 };
                 let before = progress.delivered();
-                let scanned = budget::with_priority(
+                let scanned = scan(
+                    &ctx,
+                    &group,
+                    coverage,
+                    window,
                     priority,
-                    scan(
-                        &ctx,
-                        &group,
-                        coverage,
-                        window,
-                        &mut delay_ms,
-                        &mut progress,
-                        &shutdown,
-                    ),
+                    &mut delay_ms,
+                    &mut progress,
+                    &shutdown,
                 )
                 .await?;
                 match scanned {
-                    ScanEnd::Interrupted => return Ok(()),
-                    ScanEnd::Complete => {
+                    (ScanEnd::Interrupted, _) => return Ok(()),
+                    (ScanEnd::Complete, read) => {
+                        let reach = (window.then.cursor_ms - coverage.cursor_ms)
+                            .max(coverage.covered_from_ms - window.then.covered_from_ms);
+                        sizing.observe(reach, read.density_pages, read.events);
                         if let Some(at) = sweep_at {
                             // After the first sweep of a run, groups started
                             // together would all sweep in the same second;
@@ -202,7 +205,7 @@ pub async fn run_group(
             }
         }
         .await;
-        if let Err(e @ ScanError::Uncommitted { .. }) = &polled {
+        if let Err(e @ ScanError::Pipeline(PipelineError::Uncommitted { .. })) = &polled {
             tracing::error!(group = name, error = %e, "stopped with an unwritten checkpoint");
             progress.finish("failed");
             return GroupEnd::Failed(format!("{name}: {e}"));
@@ -271,38 +274,125 @@ fn idle_interval(agent: &AgentConfig, idle_polls: u32) -> std::time::Duration {
         .max(agent.poll_interval)
 }
 
+/// What reading a window took: for [`Sizing`].
+#[derive(Debug, Default, Clone, Copy)]
+struct WindowRead {
+    /// Pages of a paged scan over the group (0 stream by stream).
+    density_pages: u64,
+    /// Events the window's pages held, re-reads included.
+    events: u64,
+}
+
+/// A page from the reader, with the calls made to get it.
+struct Fetched {
+    page: Page,
+    calls: u64,
+    last: bool,
+}
+
+/// Stops the page reader when the scan ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads `window`'s pages one ahead into a channel of two, in `priority`'s
+/// class (a group with more pages to read has a backlog: its next call goes
+/// first).
+fn read_ahead(
+    cloudwatch: CloudWatch,
+    group: &GroupSpec,
+    window: Window,
+    priority: Priority,
+    shutdown: Shutdown,
+) -> (
+    tokio::sync::mpsc::Receiver<Result<Fetched, CloudWatchError>>,
+    bool,
+    AbortOnDrop,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let mut pager = Pager::new(cloudwatch, group, window);
+    let paged = pager.pages_measure_density();
+    let task = tokio::spawn(budget::with_priority(priority, async move {
+        loop {
+            let before = pager.calls();
+            let next = pager.next(&shutdown).await;
+            let calls = pager.calls() - before;
+            let (message, end) = match next {
+                Ok(Some(page)) => {
+                    let last = pager.is_done();
+                    (Ok(Fetched { page, calls, last }), last)
+                }
+                Ok(None) => (
+                    Ok(Fetched {
+                        page: Page::default(),
+                        calls,
+                        last: true,
+                    }),
+                    true,
+                ),
+                Err(e) => (Err(e), true),
+            };
+            if tx.send(message).await.is_err() || end {
+                return;
+            }
+            budget::set_priority(Priority::Backlog);
+        }
+    }));
+    (rx, paged, AbortOnDrop(task))
+}
+
 /// Scans one window; on `Complete` every event of it is delivered and the
 /// cursor checkpointed.
+#[allow(clippy::too_many_arguments)]
 async fn scan(
     ctx: &Context,
     group: &GroupSpec,
     coverage: Coverage,
     window: Window,
+    priority: Priority,
     delay_ms: &mut i64,
     progress: &mut GroupProgress,
     shutdown: &Shutdown,
-) -> Result<ScanEnd, ScanError> {
+) -> Result<(ScanEnd, WindowRead), ScanError> {
     let name = group.name.as_str();
     let retention_ms = retention_ms(&ctx.agent);
     // Ids delivered earlier in this window (overlap, or a run cut short).
     let seen: HashSet<String> = ctx.state.delivered_ids(name, window.start_ms).await?;
     let going_up = window.then.cursor_ms > coverage.cursor_ms;
-    let mut pager = Pager::new(&ctx.cloudwatch, group, window);
-    let batch_size = ctx.sink.batch_size();
+    let (mut pages_rx, paged, _reader) = read_ahead(
+        ctx.cloudwatch.clone(),
+        group,
+        window,
+        priority,
+        shutdown.clone(),
+    );
+    let batch_size = ctx.pipeline.batch_size();
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_size);
     let mut window_delay = 0i64;
+    let mut read = WindowRead::default();
     let mut pages = 0u64;
+    // Calls and events read since the last checkpoint, for `status`.
+    let mut cost = GroupPosition::default();
     loop {
-        let page = match pager.next(shutdown).await {
-            Ok(Some(p)) => p,
-            Ok(None) => break,
-            Err(CloudWatchError::ShutDown) => return Ok(ScanEnd::Interrupted),
-            Err(e) => return Err(e.into()),
+        let fetched = match pages_rx.recv().await {
+            Some(Ok(f)) => f,
+            Some(Err(CloudWatchError::ShutDown)) => return Ok((ScanEnd::Interrupted, read)),
+            Some(Err(e)) => return Err(e.into()),
+            // The reader stopped without a last page: only shutdown does that.
+            None => return Ok((ScanEnd::Interrupted, read)),
         };
         pages += 1;
-        obs::metrics().events_pulled(name, page.events.len());
+        cost.api_calls += fetched.calls;
+        cost.events_read += fetched.page.events.len() as u64;
+        read.events += fetched.page.events.len() as u64;
+        progress.add_read(fetched.calls, fetched.page.events.len() as u64);
+        obs::metrics().events_pulled(name, fetched.page.events.len());
         let mut reread = 0;
-        for raw in page.events {
+        for raw in fetched.page.events {
             if raw.timestamp_ms < window.start_ms || raw.timestamp_ms >= window.end_ms {
                 continue;
             }
@@ -314,38 +404,33 @@ async fn scan(
                 window_delay = window_delay.max(ingested - raw.timestamp_ms);
             }
             let late = going_up && raw.timestamp_ms < coverage.cursor_ms;
-            let parsed = group.config.rules.parse(&raw.message);
-            if parsed.rule.is_none() {
-                obs::metrics().event_fallback(name);
-            }
-            let trace = ctx.agent.group_traces.then(|| {
-                TraceInput::from_parsed(&raw.log_group, &raw.log_stream, raw.timestamp_ms, &parsed)
-            });
             batch.push(Pending {
-                event: OutEvent::build(raw, parsed, group.config.agent_id.as_deref()),
+                event: pipeline::prepare(raw, &group.config),
                 late,
-                trace,
             });
             if batch.len() >= batch_size {
-                let full = std::mem::take(&mut batch);
-                if let ScanEnd::Interrupted =
-                    deliver(ctx, name, full, None, progress, shutdown).await?
-                {
-                    return Ok(ScanEnd::Interrupted);
+                let full = Batch {
+                    events: std::mem::replace(&mut batch, Vec::with_capacity(batch_size)),
+                    position: Position::Group {
+                        log_group: name.to_string(),
+                        position: std::mem::take(&mut cost),
+                    },
+                };
+                if let ScanEnd::Interrupted = deliver(ctx, full, progress, shutdown).await? {
+                    return Ok((ScanEnd::Interrupted, read));
                 }
             }
         }
         obs::metrics().overlap_rereads(name, reread);
-        // Only the pager knows the end: an empty page is not it. A group
-        // with more pages to read has a backlog: its next call goes first.
-        if pager.is_done() {
+        // Only the pager knows the end: an empty page is not it.
+        if fetched.last {
             break;
         }
-        budget::set_priority(Priority::Backlog);
         if shutdown.is_triggered() {
-            return Ok(ScanEnd::Interrupted);
+            return Ok((ScanEnd::Interrupted, read));
         }
     }
+    read.density_pages = if paged { pages } else { 0 };
     // Lateness seen lately. A live poll lets it decay slowly (10% a poll) so
     // one quiet poll does not shrink the re-read window at once; a backfill's
     // windows are history and only ever raise it.
@@ -362,187 +447,46 @@ async fn scan(
         end = window.end_ms,
         "window scanned"
     );
-    let finish = Finish {
-        coverage: window.then,
-        prune_before_ms: window.then.cursor_ms - retention_ms,
-        observed_delay_ms: *delay_ms,
+    let last = Batch {
+        events: batch,
+        position: Position::Group {
+            log_group: name.to_string(),
+            position: GroupPosition {
+                coverage: Some(window.then),
+                prune_before_ms: Some(window.then.cursor_ms - retention_ms),
+                observed_delay_ms: Some(*delay_ms),
+                ..cost
+            },
+        },
     };
-    deliver(ctx, name, batch, Some(finish), progress, shutdown).await
-}
-
-/// The cursor move that completes a window.
-struct Finish {
-    coverage: Coverage,
-    prune_before_ms: i64,
-    observed_delay_ms: i64,
-}
-
-/// An event on its way: the delivered shape, whether it was caught behind
-/// the cursor, and its grouping facts (when traces are grouped).
-struct Pending {
-    event: OutEvent,
-    late: bool,
-    trace: Option<TraceInput>,
-}
-
-/// Puts each event's trace key where the downstream expects it.
-pub(crate) fn stamp_trace_keys(
-    events: &mut [OutEvent],
-    assignments: Vec<Assignment>,
-    key_field: KeyField,
-) {
-    for (event, a) in events.iter_mut().zip(assignments) {
-        if let Some(r) = a.request_id {
-            event
-                .properties
-                .entry("request_id")
-                .or_insert(Value::String(r));
-        }
-        let Some(key) = a.trace_key else { continue };
-        event
-            .properties
-            .insert("trace_key".into(), Value::String(key.clone()));
-        match key_field {
-            KeyField::SessionId => event.session_id = Some(key),
-            KeyField::TraceId => event.trace_id = Some(key),
-            KeyField::None => {}
-        }
+    let end = deliver(ctx, last, progress, shutdown).await?;
+    if let ScanEnd::Complete = end {
+        let lag_ms = (now_ms() - window.then.cursor_ms).max(0) as u64;
+        obs::metrics().group_lag(name, std::time::Duration::from_millis(lag_ms));
     }
+    Ok((end, read))
 }
 
-/// Delivers a batch and checkpoints what the sink acknowledged, with the
-/// window's cursor move when `finish` is given and all was delivered.
+/// Hands a batch to the pipeline and counts what it delivered.
 async fn deliver(
     ctx: &Context,
-    name: &str,
-    batch: Vec<Pending>,
-    finish: Option<Finish>,
+    batch: Batch,
     progress: &mut GroupProgress,
     shutdown: &Shutdown,
 ) -> Result<ScanEnd, ScanError> {
-    let mut events = Vec::with_capacity(batch.len());
-    let mut late = Vec::with_capacity(batch.len());
-    let mut traces = Vec::with_capacity(batch.len());
-    for p in batch {
-        events.push(p.event);
-        late.push(p.late);
-        traces.push(p.trace);
-    }
-    let inputs: Vec<TraceInput> = traces.iter().flatten().cloned().collect();
-    if !inputs.is_empty() && inputs.len() == events.len() {
-        // Where the events land given the committed trace state; the state
-        // itself changes only in the checkpoint below.
-        let assignments = ctx.state.resolve_traces(inputs).await?;
-        stamp_trace_keys(&mut events, assignments, ctx.agent.trace_key_field);
-    }
-    let outcome = if events.is_empty() {
-        Default::default()
-    } else {
-        ctx.sink.deliver(&events, shutdown).await
-    };
-    // In batch order: grouping depends on it (START before the lines it brackets).
-    let mut done: Vec<usize> = outcome
-        .accepted
-        .iter()
-        .chain(&outcome.rejected)
-        .copied()
-        .collect();
-    done.sort_unstable();
-    let mut checkpoint = Checkpoint {
-        log_group: name.to_string(),
-        ids: done
-            .iter()
-            .map(|&i| (events[i].source.log_id.clone(), events[i].timestamp_ms))
-            .collect(),
-        delivered: outcome.accepted.len() as u64,
-        rejected: outcome.rejected.len() as u64,
-        late: done.iter().filter(|&&i| late[i]).count() as u64,
-        traces: done.iter().filter_map(|&i| traces[i].take()).collect(),
-        ..Checkpoint::default()
-    };
-    if !outcome.abandoned
-        && let Some(f) = finish
-    {
-        checkpoint.coverage = Some(f.coverage);
-        checkpoint.prune_before_ms = Some(f.prune_before_ms);
-        checkpoint.observed_delay_ms = Some(f.observed_delay_ms);
-    }
-    if checkpoint.late > 0 {
+    let committed = ctx.pipeline.submit(batch, shutdown).await?;
+    if committed.late > 0 {
         tracing::info!(
-            group = name,
-            late = checkpoint.late,
+            late = committed.late,
             "late events caught by the re-read window"
         );
     }
-    let delivered = checkpoint.delivered;
-    let counts = (checkpoint.rejected, checkpoint.late);
-    let cursor_ms = checkpoint.coverage.map(|c| c.cursor_ms);
-    let started = std::time::Instant::now();
-    commit_until_written(ctx, name, checkpoint, shutdown).await?;
-    obs::metrics().checkpoint_commit(started.elapsed());
-    obs::metrics().checkpointed(name, delivered, counts.0, counts.1);
-    if let Some(cursor_ms) = cursor_ms {
-        let lag_ms = (now_ms() - cursor_ms).max(0) as u64;
-        obs::metrics().group_lag(name, std::time::Duration::from_millis(lag_ms));
-    }
-    progress.add_delivered(delivered);
-    Ok(if outcome.abandoned {
+    progress.add_delivered(committed.delivered);
+    Ok(if committed.abandoned {
         ScanEnd::Interrupted
     } else {
         ScanEnd::Complete
     })
-}
-
-/// Commits `checkpoint`, retrying while the state file cannot be written
-/// (disk full, I/O error). Its events are already delivered: giving up and
-/// polling on would deliver them again and move on without a record, so the
-/// group stops advancing here, says so, and goes on once a write succeeds.
-/// Only shutdown ends the wait, with [`ScanError::Uncommitted`].
-async fn commit_until_written(
-    ctx: &Context,
-    name: &str,
-    checkpoint: Checkpoint,
-    shutdown: &Shutdown,
-) -> Result<(), ScanError> {
-    let checkpoint = Arc::new(checkpoint);
-    let mut backoff = crate::retry::Backoff::new(
-        std::time::Duration::from_millis(500),
-        std::time::Duration::from_secs(30),
-    );
-    let mut failures = 0u32;
-    loop {
-        let error = match ctx.state.commit(Arc::clone(&checkpoint)).await {
-            Ok(()) => {
-                if failures > 0 {
-                    tracing::info!(
-                        group = name,
-                        failures,
-                        "state file writable again: checkpoint written, pulling resumes"
-                    );
-                    obs::readiness().state_error(None);
-                }
-                return Ok(());
-            }
-            Err(e) => e,
-        };
-        failures += 1;
-        if failures == 1 || failures.is_multiple_of(10) {
-            tracing::error!(
-                group = name,
-                error = %error,
-                events = checkpoint.ids.len(),
-                failures,
-                "cannot write the checkpoint: this group stops advancing until the state file can be written; the events just delivered are held and will not be sent again"
-            );
-        }
-        obs::readiness().state_error(Some(error.to_string()));
-        if !backoff.sleep(shutdown).await {
-            return Err(ScanError::Uncommitted {
-                events: checkpoint.ids.len(),
-                source: error,
-            });
-        }
-    }
 }
 
 #[cfg(test)]

@@ -19,9 +19,11 @@ use crate::shutdown::Shutdown;
 use crate::time::EpochMs;
 
 /// The pages of one window of one group.
-pub struct Pager<'a> {
-    cloudwatch: &'a CloudWatch,
+pub struct Pager {
+    cloudwatch: CloudWatch,
     source: Source,
+    /// Calls made so far.
+    calls: u64,
 }
 
 enum Source {
@@ -42,9 +44,9 @@ enum Source {
     },
 }
 
-impl<'a> Pager<'a> {
+impl Pager {
     /// The pages of `window` of `group`, read as the group's config says.
-    pub fn new(cloudwatch: &'a CloudWatch, group: &GroupSpec, window: Window) -> Pager<'a> {
+    pub fn new(cloudwatch: CloudWatch, group: &GroupSpec, window: Window) -> Pager {
         let source = match group.config.mode {
             ReadMode::Filter => Source::Filter {
                 request: ScanRequest {
@@ -67,7 +69,22 @@ impl<'a> Pager<'a> {
                 current: None,
             },
         };
-        Pager { cloudwatch, source }
+        Pager {
+            cloudwatch,
+            source,
+            calls: 0,
+        }
+    }
+
+    /// The calls made so far (every page, and stream listings).
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// Whether pages measure how dense the window is: one scan over the
+    /// group pages by content, a stream-by-stream read by streams.
+    pub fn pages_measure_density(&self) -> bool {
+        matches!(self.source, Source::Filter { .. })
     }
 
     /// Whether every page of the window was returned. A page, even an empty
@@ -90,13 +107,15 @@ impl<'a> Pager<'a> {
         if self.is_done() {
             return Ok(None);
         }
-        let cloudwatch = self.cloudwatch;
+        let cloudwatch = &self.cloudwatch;
+        let calls = &mut self.calls;
         match &mut self.source {
             Source::Filter {
                 request,
                 token,
                 done,
             } => {
+                *calls += 1;
                 let page = cloudwatch
                     .filter_page(request, token.as_deref(), shutdown)
                     .await?;
@@ -115,6 +134,7 @@ impl<'a> Pager<'a> {
                 current,
             } => loop {
                 if let Some(read) = current.as_mut().filter(|r| !r.is_done()) {
+                    *calls += 1;
                     let events = cloudwatch.stream_page(read, shutdown).await?;
                     return Ok(Some(Page {
                         events,
@@ -122,9 +142,10 @@ impl<'a> Pager<'a> {
                     }));
                 }
                 if pending.is_none() {
-                    let streams = cloudwatch
+                    let (streams, listing) = cloudwatch
                         .window_streams(log_group, filter, *start_ms, *end_ms, shutdown)
                         .await?;
+                    *calls += listing;
                     *pending = Some(streams.into());
                 }
                 match pending.as_mut().and_then(VecDeque::pop_front) {

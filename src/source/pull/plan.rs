@@ -7,6 +7,15 @@
 //! cursor passed their timestamp, are read again; their ids tell which were
 //! already delivered. A backfill reaching back before `covered_from_ms` first
 //! fills downwards, window by window, so the covered range stays one piece.
+//!
+//! How long a window is follows what the windows before it held
+//! ([`Sizing`]): calls are spent on pages of events, not on hours of history.
+//! A window that came back in one page makes the next one twice as long, up
+//! to the whole remaining range; a window that took more than two pages
+//! makes the next one shorter, at most `agent.max_window_secs`. So an empty
+//! week costs a handful of calls, and a crash can make cwtap re-read at
+//! most one window: either one that fit in one page, or one of at most
+//! `max_window_secs` (plus the pages it took to find out it was dense).
 
 use crate::state::Coverage;
 use crate::time::EpochMs;
@@ -51,19 +60,20 @@ pub fn initial_coverage(
     }
 }
 
-/// The next window, or `None` when the target is reached.
+/// The next window, at most `span_ms` beyond the covered range, or `None`
+/// when the target is reached.
 pub fn next_window(
     cov: Coverage,
     target: Target,
     now: EpochMs,
     overlap_ms: i64,
-    max_window_ms: i64,
+    span_ms: i64,
 ) -> Option<Window> {
     let up_to = match target {
         Target::Live => now,
         Target::Backfill { since, until } => {
             if since < cov.covered_from_ms {
-                let start = since.max(cov.covered_from_ms - max_window_ms);
+                let start = since.max(cov.covered_from_ms - span_ms);
                 return Some(Window {
                     start_ms: start,
                     end_ms: cov.covered_from_ms,
@@ -80,7 +90,7 @@ pub fn next_window(
         return None;
     }
     let start = cov.covered_from_ms.max(cov.cursor_ms - overlap_ms);
-    let end = up_to.min(cov.cursor_ms + max_window_ms);
+    let end = up_to.min(cov.cursor_ms.saturating_add(span_ms));
     Some(Window {
         start_ms: start,
         end_ms: end,
@@ -89,6 +99,56 @@ pub fn next_window(
             cursor_ms: end,
         },
     })
+}
+
+/// Events one FilterLogEvents or GetLogEvents page holds at most.
+pub const PAGE_EVENTS: u64 = 10_000;
+
+/// The shortest window sizing goes down to.
+pub const MIN_SPAN_MS: i64 = 1_000;
+
+/// The length of a group's next window, from what its last windows held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizing {
+    span_ms: i64,
+    max_window_ms: i64,
+}
+
+impl Sizing {
+    /// Starts at `max_window_ms` (`agent.max_window_secs`).
+    pub fn new(max_window_ms: i64) -> Sizing {
+        Sizing {
+            span_ms: max_window_ms.max(MIN_SPAN_MS),
+            max_window_ms: max_window_ms.max(MIN_SPAN_MS),
+        }
+    }
+
+    /// How far past the covered range the next window may reach.
+    pub fn span_ms(&self) -> i64 {
+        self.span_ms
+    }
+
+    /// Learns from a completed window: how much of the covered range it
+    /// added (`reach_ms`; it reached the whole span unless the target or
+    /// now cut it short), the pages it took (extra pages of a paged scan;
+    /// 0 where pages do not measure density, as stream by stream) and the
+    /// events it read.
+    pub fn observe(&mut self, reach_ms: i64, pages: u64, events: u64) {
+        let heavy = pages.max(events.div_ceil(PAGE_EVENTS));
+        if heavy <= 1 && events <= PAGE_EVENTS / 2 {
+            // One page with room to spare: try twice as much, if this window
+            // was as long as allowed (a window cut short by now says nothing).
+            if reach_ms >= self.span_ms {
+                self.span_ms = self.span_ms.saturating_mul(2);
+            }
+        } else if heavy > 2 {
+            // Aim at about two pages, never above max_window.
+            let scaled = (reach_ms.max(MIN_SPAN_MS) as i128 * 2 / heavy as i128) as i64;
+            self.span_ms = scaled.clamp(MIN_SPAN_MS, self.max_window_ms);
+        } else {
+            self.span_ms = self.span_ms.min(self.max_window_ms);
+        }
+    }
 }
 
 /// The lateness a group is guaranteed against: at least the configured
@@ -271,6 +331,106 @@ mod tests {
                 let seen = polls
                     .iter()
                     .any(|&(at, start)| at >= visible && start <= ts);
+                assert!(
+                    seen,
+                    "event at {ts} ingested {lateness} ms late is never read"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn windows_grow_while_they_fit_in_a_page_and_shrink_when_dense() {
+        let hour = 3_600_000;
+        let mut s = Sizing::new(hour);
+        // An empty week: 1h, 2h, 4h, ... covers 7 days in 8 windows.
+        let (week, mut covered, mut windows) = (7 * 24 * hour, 0, 0);
+        while covered < week {
+            let reach = s.span_ms().min(week - covered);
+            covered += reach;
+            windows += 1;
+            s.observe(reach, 1, 0);
+        }
+        assert_eq!(windows, 8);
+        // A window cut short by now does not grow the next.
+        let before = s.span_ms();
+        s.observe(1_000, 1, 3);
+        assert_eq!(s.span_ms(), before);
+        // A dense window (5 pages) brings the span under max_window...
+        s.observe(before, 5, 50_000);
+        assert!(s.span_ms() <= hour);
+        // ...and keeps shrinking towards ~2 pages per window.
+        let dense = s.span_ms();
+        s.observe(dense, 8, 80_000);
+        assert_eq!(s.span_ms(), dense * 2 / 8);
+        // Two pages: kept, capped at max_window.
+        let mut s = Sizing::new(hour);
+        s.observe(hour, 1, 0);
+        assert_eq!(s.span_ms(), 2 * hour);
+        s.observe(2 * hour, 2, 12_000);
+        assert_eq!(s.span_ms(), hour);
+        // Never below the floor.
+        let mut s = Sizing::new(hour);
+        s.observe(MIN_SPAN_MS, 1_000, 10_000_000);
+        assert_eq!(s.span_ms(), MIN_SPAN_MS);
+    }
+
+    /// The late-arrival proof does not depend on window lengths: windows
+    /// of varying size (grown while sparse, shrunk when dense), with the
+    /// overlap behind each start, still see every event within the bound.
+    #[test]
+    fn every_late_event_is_seen_with_windows_of_varying_size() {
+        let (late, poll) = (60_000i64, 7_000i64);
+        let o = Overlap::new(late, 0, poll);
+        let mut sizing = Sizing::new(5_000);
+        // A group catching up (backlog far behind now), then live.
+        let (mut now, mut last_sweep) = (2_000_000i64, i64::MIN / 2);
+        let mut cov = Coverage {
+            covered_from_ms: 1_000_000,
+            cursor_ms: 1_000_000,
+        };
+        let mut reads: Vec<(i64, i64, i64)> = Vec::new(); // (read at, start, end)
+        let mut step = 0u64;
+        while now < 2_400_000 {
+            let sweep = now - last_sweep >= o.sweep_every_ms;
+            if sweep {
+                last_sweep = now;
+            }
+            let overlap = if sweep { o.sweep_ms } else { o.short_ms };
+            let mut first = true;
+            loop {
+                let o_ms = if first { overlap } else { o.short_ms };
+                let span = sizing.span_ms();
+                let Some(w) = next_window(cov, Target::Live, now, o_ms, span) else {
+                    break;
+                };
+                first = false;
+                reads.push((now, w.start_ms, w.end_ms));
+                // Density varies: every third window is dense.
+                step += 1;
+                let (pages, events) = if step.is_multiple_of(3) {
+                    (4, 35_000)
+                } else {
+                    (1, 10)
+                };
+                let reach = w.end_ms - cov.cursor_ms;
+                sizing.observe(reach, pages, events);
+                cov = w.then;
+                now += 150; // each window takes a while
+                if reach < span {
+                    break; // caught up with now
+                }
+            }
+            now += poll + (now / 1000) % 3_000;
+        }
+        for ts in (1_000_000..2_300_000).step_by(4_999) {
+            for lateness in (0..=late).step_by(1_499) {
+                let visible = ts + lateness;
+                // Events visible before the live reads started were read by
+                // the catch-up when their window came.
+                let seen = reads
+                    .iter()
+                    .any(|&(at, start, end)| at >= visible && start <= ts && ts < end);
                 assert!(
                     seen,
                     "event at {ts} ingested {lateness} ms late is never read"

@@ -41,6 +41,8 @@ impl Progress {
             bar,
             range: self.range,
             delivered: 0,
+            calls: 0,
+            read: 0,
             started: Instant::now(),
         }
     }
@@ -52,6 +54,9 @@ pub struct GroupProgress {
     bar: Option<ProgressBar>,
     range: Option<(EpochMs, EpochMs)>,
     delivered: u64,
+    /// Read calls made, and the events they returned.
+    calls: u64,
+    read: u64,
     started: Instant,
 }
 
@@ -84,10 +89,30 @@ impl GroupProgress {
         self.delivered += n;
     }
 
+    /// `calls` read calls returned `events` events.
+    pub fn add_read(&mut self, calls: u64, events: u64) {
+        self.calls += calls;
+        self.read += events;
+    }
+
+    /// Where the calls went: how many, and events read per call.
+    fn cost(&self) -> String {
+        format!(
+            "{} calls, {:.0} ev/call",
+            self.calls,
+            self.read as f64 / self.calls.max(1) as f64
+        )
+    }
+
     pub fn update(&mut self, cov: Coverage) {
         if let Some(bar) = &self.bar {
             bar.set_position(self.covered(cov));
-            bar.set_message(format!("{} events, {:.0}/s", self.delivered, self.rate()));
+            bar.set_message(format!(
+                "{} events, {:.0}/s, {}",
+                self.delivered,
+                self.rate(),
+                self.cost()
+            ));
         }
     }
 
@@ -99,6 +124,8 @@ impl GroupProgress {
                 to = %format_ms(window.end_ms),
                 events,
                 total = self.delivered,
+                calls = self.calls,
+                events_read = self.read,
                 covered_pct = self.range.map(|_| self.covered(window.then) as f64 / 10.0),
                 "window delivered"
             );
@@ -108,9 +135,10 @@ impl GroupProgress {
     pub fn finish(&mut self, how: &str) {
         if let Some(bar) = &self.bar {
             bar.finish_with_message(format!(
-                "{how}: {} events, {:.0}/s",
+                "{how}: {} events, {:.0}/s, {}",
                 self.delivered,
-                self.rate()
+                self.rate(),
+                self.cost()
             ));
         }
     }

@@ -1,0 +1,114 @@
+//! The state file's schema migrations, as literal SQL: entry `i` brings a file
+//! from version `i` to `i + 1`. A released migration is never edited: a
+//! change is a new entry at the end (the tests open files of every earlier
+//! version and check what they become).
+
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: groups and delivered ids.
+    "CREATE TABLE groups (
+        log_group          TEXT PRIMARY KEY,
+        covered_from_ms    INTEGER NOT NULL,
+        cursor_ms          INTEGER NOT NULL,
+        events_delivered   INTEGER NOT NULL DEFAULT 0,
+        events_rejected    INTEGER NOT NULL DEFAULT 0,
+        late_events        INTEGER NOT NULL DEFAULT 0,
+        observed_delay_ms  INTEGER NOT NULL DEFAULT 0,
+        last_poll_ms       INTEGER,
+        last_error         TEXT,
+        last_error_ms      INTEGER,
+        updated_ms         INTEGER NOT NULL
+    );
+    CREATE TABLE delivered (
+        log_group     TEXT NOT NULL,
+        event_id      TEXT NOT NULL,
+        timestamp_ms  INTEGER NOT NULL,
+        PRIMARY KEY (log_group, event_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX delivered_by_time ON delivered (log_group, timestamp_ms);",
+    // 2: trace grouping, one row per trace with its aliases and spans beside.
+    "CREATE TABLE traces (
+        trace_key       TEXT PRIMARY KEY,
+        first_ts        INTEGER NOT NULL,
+        last_ts         INTEGER NOT NULL,
+        event_count     INTEGER NOT NULL DEFAULT 0,
+        error_count     INTEGER NOT NULL DEFAULT 0,
+        services        TEXT NOT NULL DEFAULT '[]',
+        log_groups      TEXT NOT NULL DEFAULT '[]',
+        root_span       TEXT,
+        open_requests   TEXT NOT NULL DEFAULT '[]',
+        lambda          TEXT NOT NULL DEFAULT '{}',
+        last_seen_ms    INTEGER NOT NULL,
+        closed          INTEGER NOT NULL DEFAULT 0,
+        revision        INTEGER NOT NULL DEFAULT 0,
+        summary_sent    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX traces_open ON traces (closed, last_seen_ms);
+    CREATE TABLE trace_aliases (
+        alias      TEXT PRIMARY KEY,
+        trace_key  TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX trace_aliases_by_trace ON trace_aliases (trace_key);
+    CREATE TABLE trace_spans (
+        trace_key       TEXT NOT NULL,
+        span_id         TEXT NOT NULL,
+        parent_span_id  TEXT,
+        service         TEXT,
+        first_ts        INTEGER NOT NULL,
+        PRIMARY KEY (trace_key, span_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE lambda_brackets (
+        log_group   TEXT NOT NULL,
+        log_stream  TEXT NOT NULL,
+        request_id  TEXT NOT NULL,
+        PRIMARY KEY (log_group, log_stream)
+    ) WITHOUT ROWID;",
+    // 3: the time between a group's last two polls.
+    "ALTER TABLE groups ADD COLUMN poll_interval_ms INTEGER;",
+    // 4: a trace is one row holding all it knows (the working set is in
+    // memory; the file is its durable copy, written once per change), and
+    // the read cost per group; ids of events received by push.
+    "CREATE TABLE trace_state (
+        trace_key     TEXT PRIMARY KEY,
+        last_seen_ms  INTEGER NOT NULL,
+        settled       INTEGER NOT NULL,
+        data          TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX trace_state_settled ON trace_state (settled, last_seen_ms);
+    INSERT INTO trace_state (trace_key, last_seen_ms, settled, data)
+    SELECT t.trace_key, t.last_seen_ms, (t.closed = 1 AND t.summary_sent = 1),
+        json_object(
+            'first_ts', t.first_ts,
+            'last_ts', t.last_ts,
+            'event_count', t.event_count,
+            'error_count', t.error_count,
+            'services', json(t.services),
+            'log_groups', json(t.log_groups),
+            'open_requests', json(t.open_requests),
+            'lambda', json(t.lambda),
+            -- json(): a subquery's value loses its JSON subtype.
+            'spans', json((SELECT json_group_array(json_object(
+                          'span_id', s.span_id,
+                          'parent_span_id', s.parent_span_id,
+                          'service', s.service,
+                          'first_ts', s.first_ts))
+                      FROM trace_spans s WHERE s.trace_key = t.trace_key)),
+            'aliases', json((SELECT json_group_array(a.alias)
+                        FROM trace_aliases a WHERE a.trace_key = t.trace_key)),
+            'last_seen_ms', t.last_seen_ms,
+            'closed', json(CASE WHEN t.closed = 1 THEN 'true' ELSE 'false' END),
+            'revision', t.revision,
+            'summary_sent', json(CASE WHEN t.summary_sent = 1 THEN 'true' ELSE 'false' END))
+    FROM traces t;
+    DROP TABLE trace_spans;
+    DROP TABLE trace_aliases;
+    DROP TABLE traces;
+    ALTER TABLE groups ADD COLUMN api_calls INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE groups ADD COLUMN events_read INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE pushed (
+        log_group    TEXT NOT NULL,
+        event_id     TEXT NOT NULL,
+        received_ms  INTEGER NOT NULL,
+        PRIMARY KEY (log_group, event_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX pushed_by_time ON pushed (received_ms);",
+];

@@ -1,0 +1,300 @@
+use super::*;
+use crate::trace::{SummaryPolicy, TraceInput};
+
+fn group_checkpoint(ids: Vec<(&str, EpochMs)>, position: GroupPosition) -> Arc<Checkpoint> {
+    Arc::new(Checkpoint::Group {
+        log_group: "/g".into(),
+        delivered: ids.len() as u64,
+        ids: ids.into_iter().map(|(i, t)| (i.to_string(), t)).collect(),
+        rejected: 0,
+        late: 0,
+        position,
+    })
+}
+
+#[tokio::test]
+async fn checkpoint_moves_cursor_and_ids_together_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = StateStore::open(&path).unwrap();
+    store
+        .set_coverage(
+            "/g",
+            Coverage {
+                covered_from_ms: 1000,
+                cursor_ms: 1000,
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .commit(
+            group_checkpoint(
+                vec![("a", 1500), ("b", 1900)],
+                GroupPosition {
+                    coverage: Some(Coverage {
+                        covered_from_ms: 1000,
+                        cursor_ms: 2000,
+                    }),
+                    api_calls: 3,
+                    events_read: 7,
+                    ..Default::default()
+                },
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let store = StateStore::open(&path).unwrap();
+    let g = store.group("/g").await.unwrap().unwrap();
+    assert_eq!(g.coverage.cursor_ms, 2000);
+    assert_eq!(g.events_delivered, 2);
+    assert_eq!((g.api_calls, g.events_read), (3, 7));
+    let ids = store.delivered_ids("/g", 1600).await.unwrap();
+    assert_eq!(ids, HashSet::from(["b".to_string()]));
+    let mode: String = store
+        .with_blocking(|c| c.pragma_query_value(None, "journal_mode", |r| r.get(0)))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn pruning_keeps_ids_below_the_covered_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&dir.path().join("s.db")).unwrap();
+    store
+        .set_coverage(
+            "/g",
+            Coverage {
+                covered_from_ms: 1000,
+                cursor_ms: 5000,
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .commit(
+            group_checkpoint(
+                vec![("backfilling", 500), ("old", 1500), ("recent", 4500)],
+                GroupPosition {
+                    prune_before_ms: Some(4000),
+                    ..Default::default()
+                },
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    let ids = store.delivered_ids("/g", 0).await.unwrap();
+    assert_eq!(
+        ids,
+        HashSet::from(["backfilling".to_string(), "recent".to_string()])
+    );
+}
+
+#[tokio::test]
+async fn pushed_ids_are_remembered_until_their_window_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&dir.path().join("s.db")).unwrap();
+    let pushed = |ids: &[(&str, &str)], at: EpochMs, prune: EpochMs| {
+        Arc::new(Checkpoint::Pushed {
+            ids: ids
+                .iter()
+                .map(|(g, i)| (g.to_string(), i.to_string()))
+                .collect(),
+            received_ms: at,
+            prune_before_ms: prune,
+        })
+    };
+    store
+        .commit(pushed(&[("/a", "1"), ("/b", "1")], 1_000, 0), None)
+        .await
+        .unwrap();
+    let asked = Arc::new(vec![
+        ("/a".to_string(), "1".to_string()),
+        ("/a".to_string(), "2".to_string()),
+        ("/b".to_string(), "1".to_string()),
+    ]);
+    let seen = store.pushed_already(Arc::clone(&asked)).await.unwrap();
+    assert_eq!(seen, HashSet::from([0, 2]));
+    store
+        .commit(pushed(&[("/a", "2")], 5_000, 2_000), None)
+        .await
+        .unwrap();
+    let seen = store.pushed_already(asked).await.unwrap();
+    assert_eq!(seen, HashSet::from([1]), "ids older than the window go");
+}
+
+#[tokio::test]
+async fn trace_changes_are_written_with_the_checkpoint_and_loaded_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = StateStore::open(&path).unwrap();
+    let traces = Mutex::new(Traces::new());
+    let input = |ts, r: &'static str, kind: Option<&'static str>| TraceInput {
+        log_group: "/aws/lambda/f",
+        log_stream: "s",
+        timestamp_ms: ts,
+        request_id: Some(r),
+        trace_id: Some("T"),
+        event_type: kind,
+        ..TraceInput::default()
+    };
+    {
+        let mut t = lock(&traces);
+        t.apply(&input(1, "R", Some("lambda_start")), 100);
+        t.apply(&input(2, "R", None), 100);
+    }
+    store
+        .commit(Arc::new(Checkpoint::Traces), Some(&traces))
+        .await
+        .unwrap();
+    drop(store);
+    let store = StateStore::open(&path).unwrap();
+    let stored = store.load_traces_blocking(0).unwrap();
+    assert_eq!(stored.traces.len(), 1);
+    assert_eq!(stored.traces[0].0, "t:T");
+    assert_eq!(stored.traces[0].1.event_count, 2);
+    assert_eq!(
+        stored.brackets,
+        vec![(
+            ("/aws/lambda/f".to_string(), "s".to_string()),
+            "R".to_string()
+        )]
+    );
+    // A restarted working set continues the same trace.
+    let mut again = Traces::new();
+    again.restore(stored.traces, stored.brackets);
+    let bare = TraceInput {
+        log_group: "/aws/lambda/f",
+        log_stream: "s",
+        timestamp_ms: 3,
+        ..TraceInput::default()
+    };
+    assert_eq!(again.apply(&bare, 200).trace_key.as_deref(), Some("t:T"));
+}
+
+#[tokio::test]
+async fn settled_traces_load_cold_and_come_back_by_any_alias() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = StateStore::open(&path).unwrap();
+    let traces = Mutex::new(Traces::new());
+    {
+        let mut t = lock(&traces);
+        for ts in [1, 2] {
+            t.apply(
+                &TraceInput {
+                    log_group: "/g",
+                    log_stream: "s",
+                    timestamp_ms: ts,
+                    trace_id: Some("T"),
+                    request_id: Some("R"),
+                    ..TraceInput::default()
+                },
+                100,
+            );
+        }
+        t.close_idle(i64::MAX, true);
+        let due = t.pending_summaries(SummaryPolicy::MultiEvent, 10);
+        t.mark_sent(&[(due[0].trace_key.clone(), due[0].revision)]);
+    }
+    store
+        .commit(Arc::new(Checkpoint::Traces), Some(&traces))
+        .await
+        .unwrap();
+    let stored = store.load_traces_blocking(1_000).unwrap();
+    assert!(stored.traces.is_empty());
+    let mut cold: Vec<String> = stored.cold.iter().map(|(a, _)| a.clone()).collect();
+    cold.sort();
+    assert_eq!(cold, vec!["r:R".to_string(), "t:T".to_string()]);
+    // By the request id (not the trace's key): found by the scan.
+    let back = store.load_cold_traces(vec!["r:R".into()]).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].0, "t:T");
+    assert_eq!(store.prune_traces(1_000).await.unwrap(), 1);
+    assert!(
+        store
+            .load_cold_traces(vec!["t:T".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_version_3_file_with_traces_is_migrated_and_keeps_every_trace_fact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for m in &MIGRATIONS[..3] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO groups (log_group, covered_from_ms, cursor_ms, events_delivered, updated_ms)
+                 VALUES ('/g', 1000, 2000, 5, 0);
+             INSERT INTO delivered VALUES ('/g', 'e1', 1500);
+             INSERT INTO traces (trace_key, first_ts, last_ts, event_count, error_count, services,
+                 log_groups, open_requests, lambda, last_seen_ms, closed, revision, summary_sent)
+                 VALUES ('t:T', 10, 20, 3, 1, '[\"api\"]', '[\"/g\"]', '[]',
+                         '{\"R\":{\"duration_ms\":12.5,\"cold_start\":true,\"start\":\"1970-01-01T00:00:00.010Z\"}}',
+                         99, 1, 1, 0);
+             INSERT INTO trace_aliases VALUES ('t:T', 't:T'), ('r:R', 't:T');
+             INSERT INTO trace_spans VALUES ('t:T', 'a', NULL, 'api', 10), ('t:T', 'b', 'a', NULL, 12);
+             INSERT INTO lambda_brackets VALUES ('/g', 's', 'R2');",
+        )
+        .unwrap();
+    }
+    let store = StateStore::open(&path).unwrap();
+    let g = store.all_groups_blocking().unwrap();
+    assert_eq!(g[0].coverage.cursor_ms, 2000);
+    assert_eq!(g[0].events_delivered, 5);
+    let stored = store.load_traces_blocking(0).unwrap();
+    assert_eq!(stored.traces.len(), 1);
+    let (key, t) = &stored.traces[0];
+    assert_eq!(key, "t:T");
+    assert_eq!(
+        (t.first_ts, t.last_ts, t.event_count, t.error_count),
+        (10, 20, 3, 1)
+    );
+    assert_eq!(t.services, vec!["api"]);
+    assert_eq!(t.log_groups, vec!["/g"]);
+    assert!(t.closed && !t.summary_sent);
+    assert_eq!(t.revision, 1);
+    assert_eq!(t.lambda["R"].duration_ms, Some(12.5));
+    assert_eq!(t.lambda["R"].cold_start, Some(true));
+    let mut aliases = t.aliases.clone();
+    aliases.sort();
+    assert_eq!(aliases, vec!["r:R", "t:T"]);
+    assert_eq!(t.spans.len(), 2);
+    let b = t.spans.iter().find(|s| s.span_id == "b").unwrap();
+    assert_eq!(b.parent_span_id.as_deref(), Some("a"));
+    assert_eq!(stored.brackets.len(), 1);
+}
+
+#[test]
+fn newer_schema_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    let err = StateStore::open(&path).unwrap_err();
+    assert!(matches!(err, StateError::NewerSchema { .. }));
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn state_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    StateStore::open(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

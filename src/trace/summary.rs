@@ -1,0 +1,146 @@
+//! What a closed trace's `trace_summary` says, and which traces get one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::{Invocation, SpanRow, Trace};
+use crate::time::{EpochMs, format_ms};
+
+/// Which closed traces get a `trace_summary` (`agent.trace_summaries`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SummaryPolicy {
+    /// Traces of two or more events, or with a Lambda REPORT (default): a
+    /// single log line with its own id says nothing its summary would not.
+    #[default]
+    MultiEvent,
+    /// Every closed trace.
+    All,
+    /// None.
+    None,
+}
+
+impl SummaryPolicy {
+    pub fn parse(text: &str) -> Option<SummaryPolicy> {
+        match text {
+            "multi_event" => Some(SummaryPolicy::MultiEvent),
+            "all" => Some(SummaryPolicy::All),
+            "none" => Some(SummaryPolicy::None),
+            _ => None,
+        }
+    }
+
+    /// Whether `trace` gets a summary when it closes.
+    pub fn wants(self, trace: &Trace) -> bool {
+        match self {
+            SummaryPolicy::MultiEvent => trace.event_count >= 2 || trace.has_report(),
+            SummaryPolicy::All => true,
+            SummaryPolicy::None => false,
+        }
+    }
+}
+
+/// One span of a trace's tree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Span {
+    pub span_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub first: String,
+    pub children: Vec<Span>,
+}
+
+/// Everything a `trace_summary` says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceSummary {
+    pub trace_key: String,
+    pub revision: i64,
+    pub aliases: Vec<String>,
+    pub root_span: Option<String>,
+    pub spans: Vec<Span>,
+    pub services: Vec<String>,
+    pub log_groups: Vec<String>,
+    pub first: String,
+    pub last: String,
+    #[serde(skip)]
+    pub first_ms: EpochMs,
+    #[serde(skip)]
+    pub last_ms: EpochMs,
+    pub duration_ms: i64,
+    pub event_count: u64,
+    pub error_count: u64,
+    /// Per Lambda request: durations, memory, cold start.
+    pub lambda: BTreeMap<String, Invocation>,
+    pub closed: bool,
+}
+
+impl TraceSummary {
+    pub fn of(key: &str, t: &Trace) -> TraceSummary {
+        let (root_span, spans) = build_spans(&t.spans);
+        let sorted = |v: &[String]| -> Vec<String> {
+            let set: BTreeSet<&String> = v.iter().collect();
+            set.into_iter().cloned().collect()
+        };
+        TraceSummary {
+            trace_key: key.to_string(),
+            revision: t.revision,
+            aliases: sorted(&t.aliases),
+            root_span,
+            spans,
+            services: sorted(&t.services),
+            log_groups: sorted(&t.log_groups),
+            first: format_ms(t.first_ts),
+            last: format_ms(t.last_ts),
+            first_ms: t.first_ts,
+            last_ms: t.last_ts,
+            duration_ms: t.last_ts - t.first_ts,
+            event_count: t.event_count,
+            error_count: t.error_count,
+            lambda: t.lambda.clone(),
+            closed: t.closed,
+        }
+    }
+
+    /// The line a `trace_summary` event carries as its `message`.
+    pub fn message(&self) -> String {
+        format!(
+            "trace {} closed: {} events, {} errors, {} ms across {}",
+            self.trace_key,
+            self.event_count,
+            self.error_count,
+            self.duration_ms,
+            self.services.join(", ")
+        )
+    }
+}
+
+fn build_spans(rows: &[SpanRow]) -> (Option<String>, Vec<Span>) {
+    let ids: BTreeSet<&str> = rows.iter().map(|r| r.span_id.as_str()).collect();
+    fn node(r: &SpanRow, rows: &[SpanRow], depth: usize) -> Span {
+        Span {
+            span_id: r.span_id.clone(),
+            parent_span_id: r.parent_span_id.clone(),
+            service: r.service.clone(),
+            first: format_ms(r.first_ts),
+            children: if depth > 64 {
+                Vec::new()
+            } else {
+                rows.iter()
+                    .filter(|c| c.parent_span_id.as_deref() == Some(r.span_id.as_str()))
+                    .map(|c| node(c, rows, depth + 1))
+                    .collect()
+            },
+        }
+    }
+    // Roots: spans whose parent is absent or unknown in this trace.
+    let mut roots: Vec<&SpanRow> = rows
+        .iter()
+        .filter(|r| r.parent_span_id.as_deref().is_none_or(|p| !ids.contains(p)))
+        .collect();
+    roots.sort_by_key(|r| (r.parent_span_id.is_some(), r.first_ts));
+    let root = roots.first().map(|r| r.span_id.clone());
+    let tree = roots.iter().map(|r| node(r, rows, 0)).collect();
+    (root, tree)
+}
