@@ -271,6 +271,127 @@ async fn start_listener(
     }
 }
 
+/// `cwtap serve`: receives Firehose requests on `firehose.listen` until
+/// `shutdown`, then finishes the requests in flight and returns.
+pub async fn serve(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
+    use crate::source::firehose;
+    let Some(endpoint) = config.firehose.clone() else {
+        return Err(AppError::Usage(format!(
+            "{} has no `firehose:` section: `serve` needs firehose.listen and firehose.access_key",
+            config.path.display()
+        )));
+    };
+    let tls = firehose::tls_acceptor(&endpoint).map_err(|e| AppError::Usage(e.to_string()))?;
+    // Bound first: a busy port is reported before anything else starts.
+    let socket = firehose::bind(&endpoint)
+        .await
+        .map_err(|e| AppError::Failed(e.to_string()))?;
+    let listener = start_listener(&config, &shutdown).await;
+    let pipeline = match open_pipeline(&config, &shutdown).await {
+        Ok(p) => p,
+        Err(_) if shutdown.is_triggered() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let state = pipeline
+        .state()
+        .cloned()
+        .ok_or_else(|| AppError::Failed("the Firehose source needs a state file".into()))?;
+    crate::obs::readiness().output_up();
+    crate::obs::readiness().discovered();
+    tracing::info!(listen = %endpoint.listen, output = %config.output.describe(), state = %config.agent.state_path.display(), "cwtap serving Firehose");
+    let summaries = config.agent.group_traces.then(|| {
+        tokio::spawn(summary_loop(
+            Arc::clone(&pipeline),
+            config.agent.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let receiver = Arc::new(firehose::Receiver::new(
+        endpoint,
+        &config.groups,
+        pipeline,
+        state,
+        shutdown.clone(),
+    ));
+    firehose::serve(
+        receiver,
+        socket,
+        tls,
+        shutdown.clone(),
+        config.agent.shutdown_grace,
+    )
+    .await;
+    for task in [summaries, listener].into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
+    Ok(())
+}
+
+/// What `cwtap subscribe` asks for.
+#[derive(Debug, Clone)]
+pub struct SubscribeRequest {
+    pub destination_arn: String,
+    pub role_arn: String,
+    /// Groups by name, and by prefix; both empty: the config's log_groups.
+    pub groups: Vec<String>,
+    pub prefixes: Vec<String>,
+    pub filter_name: String,
+    pub filter_pattern: String,
+    pub dry_run: bool,
+}
+
+/// `cwtap subscribe`: puts the subscription filter on every selected group;
+/// returns per group what happened (`Err` with the reason when it failed).
+pub async fn subscribe(
+    config: &Config,
+    request: &SubscribeRequest,
+    shutdown: &Shutdown,
+) -> Result<Vec<(String, Result<(), String>)>, AppError> {
+    let cloudwatch = CloudWatch::connect(&config.aws).await;
+    let mut names: Vec<String> = Vec::new();
+    let mut failed = Vec::new();
+    if request.groups.is_empty() && request.prefixes.is_empty() {
+        let mut known = HashSet::new();
+        let (found, errors) = resolve_groups(config, &cloudwatch, &mut known, shutdown).await;
+        names.extend(found.into_iter().map(|g| g.name));
+        failed.extend(
+            errors
+                .into_iter()
+                .map(|e| ("(discovery)".to_string(), Err(e))),
+        );
+    } else {
+        names.extend(request.groups.iter().cloned());
+        for prefix in &request.prefixes {
+            match cloudwatch.discover_groups(prefix, shutdown).await {
+                Ok(found) => names.extend(found),
+                Err(e) => failed.push((format!("prefix {prefix:?}"), Err(e.to_string()))),
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    let spec = crate::cloudwatch::admin::SubscriptionFilterSpec {
+        name: request.filter_name.clone(),
+        pattern: request.filter_pattern.clone(),
+        destination_arn: request.destination_arn.clone(),
+        role_arn: Some(request.role_arn.clone()),
+        by_log_stream: None,
+    };
+    let mut out = failed;
+    for name in names {
+        let result = if request.dry_run {
+            Ok(())
+        } else {
+            cloudwatch
+                .put_subscription_filter(&name, &spec, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        out.push((name, result));
+    }
+    Ok(out)
+}
+
 /// `cwtap health`: exit 0 when `url` answers 200.
 pub async fn health(url: &str) -> Result<String, AppError> {
     crate::obs::probe(url)

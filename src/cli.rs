@@ -81,6 +81,40 @@ pub enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Receive CloudWatch Logs subscription events from Amazon Data Firehose
+    /// (an HTTP endpoint destination) on `firehose.listen` until SIGTERM.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Put a subscription filter on log groups towards a Firehose stream, so
+    /// that their events reach `cwtap serve`.
+    Subscribe {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// ARN of the Firehose delivery stream (or another destination).
+        #[arg(long)]
+        destination_arn: String,
+        /// ARN of the role CloudWatch Logs assumes to write to the stream.
+        #[arg(long)]
+        role_arn: String,
+        /// These log groups (repeatable) [default: the config's log_groups,
+        /// prefixes resolved].
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Every group whose name starts with this (repeatable).
+        #[arg(long = "prefix")]
+        prefixes: Vec<String>,
+        /// Name of the subscription filter (a group has at most two).
+        #[arg(long, default_value = "cwtap")]
+        filter_name: String,
+        /// Filter pattern; empty sends every event.
+        #[arg(long, default_value = "")]
+        filter_pattern: String,
+        /// Print what would be done and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Validate the config and print what would be polled and where it goes.
     Check {
         #[command(flatten)]

@@ -93,6 +93,63 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             println!("ok: {url} answered 200: {}", body.trim());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve { config } => {
+            let shutdown = install_signals()?;
+            let config = load(&config.resolve())?;
+            runtime()?.block_on(app::serve(config, shutdown))?;
+            tracing::info!("stopped cleanly");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Subscribe {
+            config,
+            destination_arn,
+            role_arn,
+            groups,
+            prefixes,
+            filter_name,
+            filter_pattern,
+            dry_run,
+        } => {
+            let shutdown = install_signals()?;
+            let config = load(&config.resolve())?;
+            let request = app::SubscribeRequest {
+                destination_arn,
+                role_arn,
+                groups,
+                prefixes,
+                filter_name,
+                filter_pattern,
+                dry_run,
+            };
+            let results = runtime()?.block_on(app::subscribe(&config, &request, &shutdown))?;
+            let verb = if request.dry_run {
+                "would subscribe"
+            } else {
+                "subscribed"
+            };
+            let mut failures = 0;
+            for (group, result) in &results {
+                match result {
+                    Ok(()) => println!(
+                        "{verb} {group} -> {} (filter {})",
+                        request.destination_arn, request.filter_name
+                    ),
+                    Err(e) => {
+                        failures += 1;
+                        eprintln!("cwtap: {group}: {e}");
+                    }
+                }
+            }
+            if results.is_empty() {
+                eprintln!("cwtap: no log group selected");
+                return Ok(ExitCode::from(1));
+            }
+            Ok(if failures > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Check { config } => {
             let config = load(&config.resolve())?;
             print!("{}", app::describe(&config));

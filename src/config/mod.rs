@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::parse::{LoadOptions, RedactConfig, RuleSet, redact::DEFAULT_FIELD_NAMES};
 use crate::sink::OutputConfig;
+use crate::source::firehose::config::FirehoseConfig;
 use crate::time::parse_duration;
 use crate::trace::SummaryPolicy;
 use raw::{DurationValue, RawConfig, RawRedact, RawRedactFields};
@@ -68,6 +69,8 @@ pub struct Config {
     pub output: Arc<dyn OutputConfig>,
     pub groups: Vec<GroupConfig>,
     pub agent: AgentConfig,
+    /// `firehose:`: what `cwtap serve` listens on.
+    pub firehose: Option<Arc<FirehoseConfig>>,
 }
 
 /// The `aws:` section: where CloudWatch is and how calls are retried.
@@ -273,24 +276,59 @@ impl Config {
             key,
             message,
         };
+        let rules = rule_options(&raw, base).map_err(invalid)?;
         let sections = Sections {
             text: &expanded,
             path,
             base_dir: base,
             agent: &raw.agent,
+            rules: &rules,
         };
         let output = read_output(&sections).map_err(invalid)?;
-        validate(raw, output, base).map_err(invalid).map(|mut c| {
-            c.path = path.to_path_buf();
-            c
-        })
+        let firehose = crate::source::firehose::config::load(&sections).map_err(invalid)?;
+        validate(raw, output, firehose, rules)
+            .map_err(invalid)
+            .map(|mut c| {
+                c.path = path.to_path_buf();
+                c
+            })
     }
 }
 
 /// Top-level keys that are not [`RawConfig`]'s: the sections their modules
-/// read for themselves.
+/// read for themselves (the outputs', and the Firehose source's).
 fn section_names() -> Vec<&'static str> {
-    crate::sink::OUTPUTS.iter().map(|o| o.name).collect()
+    crate::sink::OUTPUTS
+        .iter()
+        .map(|o| o.name)
+        .chain([crate::source::firehose::config::SECTION])
+        .collect()
+}
+
+/// Where `use:` finds rule files, and the redaction every group gets unless
+/// it says otherwise. `base` is the config file's folder: a relative
+/// `parsers_dir` is read from there.
+fn rule_options(raw: &RawConfig, base: &Path) -> Result<LoadOptions, Invalid> {
+    let parsers_dir = match non_empty(raw.parsers_dir.clone(), "parsers_dir")? {
+        None => None,
+        Some(dir) => {
+            let dir = base.join(dir);
+            if !dir.is_dir() {
+                return Err(invalid(
+                    "parsers_dir",
+                    format!(
+                        "{} is not a folder (a relative path is read from the config file's folder)",
+                        dir.display()
+                    ),
+                ));
+            }
+            Some(dir)
+        }
+    };
+    Ok(LoadOptions {
+        parsers_dir,
+        redact: redact_config(raw.redact.as_ref()),
+    })
 }
 
 /// Every top-level key must be known: a misspelt section would otherwise
@@ -449,38 +487,33 @@ fn validate_rate_limits(raw: Option<raw::RawRateLimits>) -> Result<RateLimits, I
 
 /// `base` is the config file's folder: a relative `parsers_dir` is read
 /// from there.
-fn validate(raw: RawConfig, output: Arc<dyn OutputConfig>, base: &Path) -> Result<Config, Invalid> {
+fn validate(
+    raw: RawConfig,
+    output: Arc<dyn OutputConfig>,
+    firehose: Option<Arc<FirehoseConfig>>,
+    rules: LoadOptions,
+) -> Result<Config, Invalid> {
     let aws = validate_aws(raw.aws)?;
 
-    let raw_groups = raw.log_groups.ok_or_else(|| {
-        invalid(
-            "log_groups",
-            "missing: list the log groups to poll (name: or prefix:)",
-        )
-    })?;
-    if raw_groups.is_empty() {
-        return Err(invalid(
-            "log_groups",
-            "is empty: list at least one log group (name: or prefix:)",
-        ));
-    }
-    let parsers_dir = match non_empty(raw.parsers_dir, "parsers_dir")? {
-        None => None,
-        Some(dir) => {
-            let dir = base.join(dir);
-            if !dir.is_dir() {
-                return Err(invalid(
-                    "parsers_dir",
-                    format!(
-                        "{} is not a folder (a relative path is read from the config file's folder)",
-                        dir.display()
-                    ),
-                ));
-            }
-            Some(dir)
+    // A config that only receives (`firehose:`) may leave log_groups out:
+    // every group then gets firehose.default_parsers.
+    let raw_groups = match (raw.log_groups, &firehose) {
+        (Some(g), _) if !g.is_empty() => g,
+        (_, Some(_)) => Vec::new(),
+        (None, None) => {
+            return Err(invalid(
+                "log_groups",
+                "missing: list the log groups to poll (name: or prefix:)",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(invalid(
+                "log_groups",
+                "is empty: list at least one log group (name: or prefix:)",
+            ));
         }
     };
-    let default_redact = redact_config(raw.redact.as_ref());
+    let default_redact = rules.redact.clone();
     let mut groups = Vec::with_capacity(raw_groups.len());
     for (i, g) in raw_groups.into_iter().enumerate() {
         let key = format!("log_groups[{i}]");
@@ -535,7 +568,7 @@ fn validate(raw: RawConfig, output: Arc<dyn OutputConfig>, base: &Path) -> Resul
             ));
         }
         let options = LoadOptions {
-            parsers_dir: parsers_dir.clone(),
+            parsers_dir: rules.parsers_dir.clone(),
             redact: match &g.redact {
                 Some(r) => redact_config(Some(r)),
                 None => default_redact.clone(),
@@ -680,6 +713,7 @@ fn validate(raw: RawConfig, output: Arc<dyn OutputConfig>, base: &Path) -> Resul
         output,
         groups,
         agent,
+        firehose,
     })
 }
 

@@ -22,6 +22,8 @@ pub struct Sections<'a> {
     /// The `agent:` section as written (for settings an output also accepts
     /// there, as the VectaDB agent's config has them).
     pub agent: &'a RawAgent,
+    /// How parser rules in a section are loaded (`parsers_dir`, redaction).
+    pub rules: &'a crate::parse::LoadOptions,
 }
 
 impl Sections<'_> {
@@ -133,6 +135,9 @@ mod tests {
         (text.to_string(), RawAgent::default())
     }
 
+    static RULES: std::sync::LazyLock<crate::parse::LoadOptions> =
+        std::sync::LazyLock::new(Default::default);
+
     #[test]
     fn a_section_is_read_with_its_line_and_other_sections_are_skipped() {
         let (text, agent) = sections(
@@ -143,6 +148,7 @@ mod tests {
             path: Path::new("c.yaml"),
             base_dir: Path::new(""),
             agent: &agent,
+            rules: &RULES,
         };
         assert_eq!(
             s.get::<Out>("out").unwrap(),
@@ -158,6 +164,7 @@ mod tests {
             path: Path::new("c.yaml"),
             base_dir: Path::new(""),
             agent: &agent,
+            rules: &RULES,
         };
         let (key, message) = s.get::<Out>("out").unwrap_err();
         assert_eq!(key, "out");

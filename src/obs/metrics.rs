@@ -35,6 +35,14 @@ struct StatusLabel {
     status_class: String,
 }
 
+/// Labels of the output's refused-record counter: the output and, for
+/// OTLP, the signal (`logs`, `traces`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutputLabel {
+    output: String,
+    signal: String,
+}
+
 type GaugeF64 = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 /// Every metric cwtap exports; see the README's "Metrics and health".
@@ -55,6 +63,8 @@ pub struct Metrics {
     downstream_latency: Histogram,
     commit_latency: Histogram,
     open_traces: Gauge,
+    output_rejected: Family<OutputLabel, Counter>,
+    firehose: super::firehose::FirehoseMetrics,
 }
 
 /// CloudWatch error codes that mean "slow down" (counted as throttles).
@@ -94,6 +104,8 @@ impl Metrics {
             // 0.5 ms .. ~4 s.
             commit_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             open_traces: Gauge::default(),
+            output_rejected: Family::default(),
+            firehose: super::firehose::FirehoseMetrics::new(),
         };
         registry.register(
             "events_pulled",
@@ -170,7 +182,18 @@ impl Metrics {
             "Traces not yet closed (updated as summaries are emitted)",
             m.open_traces.clone(),
         );
+        m.firehose.register(&mut registry);
+        registry.register(
+            "output_rejected",
+            "Records (log records, spans) the output refused: counted in an OTLP partial_success, or refused alone with a 4xx",
+            m.output_rejected.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// The metrics of `cwtap serve`.
+    pub fn firehose(&self) -> &super::firehose::FirehoseMetrics {
+        &self.firehose
     }
 
     fn group(name: &str) -> GroupLabel {
@@ -270,6 +293,17 @@ impl Metrics {
     /// The number of traces not closed yet.
     pub fn set_open_traces(&self, n: i64) {
         self.open_traces.set(n);
+    }
+
+    /// The output refused `n` records of `signal` (OTLP `partial_success`,
+    /// or a 4xx for records sent alone).
+    pub fn output_rejected(&self, output: &str, signal: &str, n: u64) {
+        self.output_rejected
+            .get_or_create(&OutputLabel {
+                output: output.to_string(),
+                signal: signal.to_string(),
+            })
+            .inc_by(n);
     }
 
     /// The text exposition format (OpenMetrics text, which Prometheus reads).

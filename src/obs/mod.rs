@@ -8,6 +8,7 @@
 //! The listener is a bare hyper 1 HTTP/1 server: three fixed GET routes do
 //! not need a router.
 
+pub mod firehose;
 pub mod metrics;
 pub mod ready;
 

@@ -119,7 +119,7 @@ enum Origin<'a> {
 
 impl RuleSet {
     /// Builds the rules of a `parsers` list at config key `key`.
-    pub(crate) fn load(
+    pub fn load(
         entries: &[RawParser],
         key: &str,
         options: &LoadOptions,

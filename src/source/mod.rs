@@ -8,5 +8,8 @@
 //!
 //! - [`pull`]: polls CloudWatch Logs, group by group (`cwtap run`,
 //!   `cwtap backfill`).
+//! - [`firehose`]: receives subscription filters' events through Amazon
+//!   Data Firehose (`cwtap serve`).
 
+pub mod firehose;
 pub mod pull;
