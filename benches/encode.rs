@@ -1,7 +1,9 @@
-//! Encoding cost of VectaDB batch bodies: the JSON body of one
-//! `POST /api/v1/events/batch` for a batch of delivered events built from
-//! ~300-byte structured log lines (parsed by the `json` set, trace key stamped
-//! as `session_id`, as `cwtap run` sends them by default). Throughput is
+//! Encoding cost of the outputs' request bodies for a batch of delivered
+//! events built from ~300-byte structured log lines (parsed by the `json`
+//! set, trace key stamped as `session_id`, as `cwtap run` sends them by
+//! default): VectaDB's JSON body of one `POST /api/v1/events/batch`, and the
+//! OTLP output's protobuf `ExportLogsServiceRequest` of one `POST /v1/logs`
+//! (every event mapped to a log record, uncompressed). Throughput is
 //! reported in events per second.
 
 use std::hint::black_box;
@@ -9,27 +11,13 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use cwtap::event::{OutEvent, RawEvent, Record};
 use cwtap::parse::RuleSet;
+use cwtap::sink::otlp::encode_logs_body;
 use cwtap::sink::vectadb::{VectadbConfig, encode_batch};
 use cwtap::trace::KeyField;
 
-/// A JSON log line of about 300 bytes, varied like a busy service's (the same
-/// shape as `benches/parse.rs`'s `json_300b`).
-fn json_line(i: usize) -> String {
-    format!(
-        r#"{{"level":"{}","time":"2026-11-20T08:{:02}:{:02}.{:03}Z","service":"checkout-api","msg":"order {} processed for customer","request_id":"5e5c4176-5df6-4817-b099-{:012x}","trace_id":"1-6afffe01-96d38ff58c3f846c{:08x}","span_id":"{:016x}","duration_ms":{}.{},"items":{},"region":"us-east-1"}}"#,
-        ["info", "debug", "warn", "error"][i % 4],
-        i / 60 % 60,
-        i % 60,
-        i % 1000,
-        i,
-        i * 7919,
-        i * 31,
-        i * 104729,
-        i % 300,
-        i % 10,
-        i % 9 + 1
-    )
-}
+#[path = "support/lines.rs"]
+mod lines;
+use lines::json_line;
 
 /// `n` events as the pipeline hands them to the sink.
 fn events(n: usize) -> Vec<Record> {
@@ -86,6 +74,22 @@ fn bench(c: &mut Criterion) {
                     KeyField::SessionId,
                 ))
             })
+        });
+    }
+    // About otlp.batch_size's default (512, the OpenTelemetry SDKs' batch),
+    // and the same events as vectadb_batch_500.
+    {
+        let size = 500usize;
+        let batch = events(size);
+        let body = encode_logs_body(&batch);
+        eprintln!(
+            "encode/otlp_logs_{size}: body {} bytes, {} bytes per event",
+            body.len(),
+            body.len() / size
+        );
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function(format!("otlp_logs_{size}"), |b| {
+            b.iter(|| black_box(encode_logs_body(black_box(&batch))))
         });
     }
     group.finish();

@@ -1,5 +1,6 @@
 //! cwtap gets log events out of AWS CloudWatch Logs and into a trace store
-//! (VectaDB's batch API) or an NDJSON file: parsed, grouped into traces, and
+//! (VectaDB's batch API), any OpenTelemetry backend (OTLP) or an NDJSON
+//! file: parsed, grouped into traces, and
 //! checkpointed so that a restart, a late event, throttling or an outage of
 //! the output loses nothing.
 //!
@@ -11,15 +12,17 @@
 //!  source            prepare          group            deliver           commit
 //!  (source/)   ──▶   (pipeline::      (trace/:     ──▶  (sink/: the  ──▶  (state/: position,
 //!  pull: polls        prepare, with    trace keys,       output,          delivered ids,
-//!  CloudWatch         parse/ rules)    in memory)        retries,         trace changes,
-//!                                                        backpressure)    counters; one
-//!                                                                         SQLite transaction)
+//!  CloudWatch;        parse/ rules)    in memory)        retries,         trace changes,
+//!  firehose:                                             backpressure)    counters; one
+//!  receives pushes                                                        SQLite transaction)
 //! ```
 //!
 //! [`pipeline`] runs the steps: a source hands it batches of prepared events
 //! with the position it will have reached once they are delivered (a group's
 //! covered range); `submit` groups them, delivers them, and commits the
-//! position with the acknowledged ids in one transaction, then returns.
+//! position with the acknowledged ids in one transaction, then returns. A
+//! Firehose request's position is its event ids: a retried request delivers
+//! only what it did not deliver before.
 //! Closed traces' summaries go through the same deliver and commit steps.
 //!
 //! Where to add things:
@@ -36,7 +39,8 @@
 //! - [`config`]: YAML -> validated [`config::Config`], `${VAR}` expansion;
 //!   each output's section is read by its own module.
 //! - [`source`]: where events come from ([`source::pull`]: group pollers,
-//!   window planning and sizing, the cursor rules, backfill progress).
+//!   window planning and sizing, the cursor rules, backfill progress;
+//!   [`source::firehose`]: the HTTP endpoint for Firehose, `cwtap serve`).
 //! - [`cloudwatch`]: the only module that calls aws-sdk-cloudwatchlogs:
 //!   reads, the shared rate budget, retries, the write path, admin, Insights.
 //! - [`pipeline`]: prepare -> group -> deliver -> commit.
@@ -44,8 +48,8 @@
 //!   `parsers/`, PII redaction, the session id search.
 //! - [`trace`]: grouping events into traces: pure logic over the in-memory
 //!   working set; summaries.
-//! - [`sink`]: the outputs behind [`sink::Sink`] (VectaDB, NDJSON), each
-//!   with its config section.
+//! - [`sink`]: the outputs behind [`sink::Sink`] (VectaDB, OTLP, NDJSON),
+//!   each with its config section.
 //! - [`state`]: the SQLite state file and every SQL statement: schema,
 //!   migrations, checkpoints, the trace working set's durable copy.
 //! - [`event`]: the raw CloudWatch event, the delivered event, the record an

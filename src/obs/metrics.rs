@@ -164,12 +164,12 @@ impl Metrics {
         );
         registry.register(
             "downstream_requests",
-            "Requests to the VectaDB output by HTTP status class (error: no answer)",
+            "Requests to the output (VectaDB, OTLP) by HTTP status class (error: no answer)",
             m.downstream_requests.clone(),
         );
         registry.register(
             "downstream_request_duration_seconds",
-            "Time from sending a VectaDB batch request to its answer",
+            "Time from sending a request to the output (VectaDB, OTLP) to its answer",
             m.downstream_latency.clone(),
         );
         registry.register(

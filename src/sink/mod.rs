@@ -10,6 +10,7 @@
 //! a module and a line there.
 
 pub mod ndjson;
+pub mod otlp;
 pub mod vectadb;
 
 use std::future::Future;
@@ -21,7 +22,7 @@ use crate::event::Record;
 use crate::shutdown::Shutdown;
 
 /// Every output, by its config section name.
-pub const OUTPUTS: &[OutputKind] = &[vectadb::OUTPUT, ndjson::OUTPUT];
+pub const OUTPUTS: &[OutputKind] = &[vectadb::OUTPUT, otlp::OUTPUT, ndjson::OUTPUT];
 
 /// An output kind: the top-level config section it owns and how it reads it.
 pub struct OutputKind {
