@@ -125,6 +125,7 @@ async fn context(config: &Config, shutdown: &Shutdown) -> Result<Arc<Context>, A
         pipeline,
         state,
         agent: config.agent.clone(),
+        read_up_to: Default::default(),
     }))
 }
 
@@ -440,6 +441,27 @@ pub async fn backfill(
         until: request.until,
     };
     let progress = Progress::new(request.interactive, Some((request.since, request.until)));
+    // Traces close by event time as the groups read past them, so memory
+    // holds only the traces still open, however long the range.
+    let (closer_done, closer_stop) = crate::shutdown::channel();
+    let closer = config.agent.group_traces.then(|| {
+        let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
+        let idle_ms = config.agent.trace_idle.as_millis() as i64;
+        tokio::spawn(async move {
+            while closer_stop.sleep(Duration::from_secs(2)).await && !shutdown.is_triggered() {
+                let Some(read) = ctx.read_watermark() else {
+                    continue;
+                };
+                if let Err(e) = ctx
+                    .pipeline
+                    .emit_summaries(read - idle_ms, true, &shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "emitting trace summaries failed; retrying");
+                }
+            }
+        })
+    });
     let mut tasks = JoinSet::new();
     for spec in specs {
         let name = spec.name.clone();
@@ -458,6 +480,10 @@ pub async fn backfill(
             }
             Err(e) => report.groups_failed.push(("(task)".into(), e.to_string())),
         }
+    }
+    closer_done.trigger();
+    if let Some(closer) = closer {
+        let _ = closer.await;
     }
     if config.agent.group_traces && !report.interrupted && report.groups_failed.is_empty() {
         let idle_ms = config.agent.trace_idle.as_millis() as i64;

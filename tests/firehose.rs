@@ -82,9 +82,28 @@ fn metrics_url(config: &Path) -> String {
     format!("http://{agent}/metrics")
 }
 
+/// A `cwtap serve` process, killed if a test ends (or panics) without
+/// stopping it.
+struct Serve(Option<Child>);
+
+impl Serve {
+    fn child(&self) -> &Child {
+        self.0.as_ref().expect("running")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// `cwtap serve`, logging to `serve.log` beside the config; waits until the
 /// endpoint accepts connections.
-fn spawn_serve(moto: &Moto, config: &Path, port: u16) -> Child {
+fn spawn_serve(moto: &Moto, config: &Path, port: u16) -> Serve {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -98,14 +117,16 @@ fn spawn_serve(moto: &Moto, config: &Path, port: u16) -> Child {
         .stderr(log)
         .spawn()
         .expect("cwtap serve starts");
+    let serve = Serve(Some(child));
     let up = wait_until(Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     assert!(up, "cwtap serve did not listen on {port}");
-    child
+    serve
 }
 
-fn stop_serve(mut child: Child, config: &Path) {
+fn stop_serve(mut serve: Serve, config: &Path) {
+    let mut child = serve.0.take().expect("running");
     signal(&child, "TERM");
     let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s");
     let log = std::fs::read_to_string(config.with_file_name("serve.log")).unwrap_or_default();
@@ -400,13 +421,12 @@ async fn two_replicas_behind_round_robin_one_killed_lose_nothing_and_repeat_only
         std::thread::spawn(move || standin(&moto_url, &dir, &urls, &[]))
     };
     // Kill replica A once it has delivered something.
-    let mut a = a;
     assert!(
         wait_until(Duration::from_secs(60), || receiver.stored_count() >= 10),
         "deliveries started"
     );
-    signal(&a, "KILL");
-    let _ = wait_exit(&mut a, Duration::from_secs(5));
+    signal(a.child(), "KILL");
+    drop(a);
     let (ok, log) = runner.join().unwrap();
     assert!(ok, "the stand-in delivered everything through B");
     stop_serve(b, &config_b);
@@ -588,10 +608,11 @@ async fn sigterm_finishes_the_request_in_flight_answers_it_and_exits_zero() {
             .any(|r| r.path == "/api/v1/events/batch")),
         "delivery started"
     );
-    signal(&serve, "TERM");
+    signal(serve.child(), "TERM");
     let verdict = sender.join().unwrap();
+    let mut child = serve.0.take().expect("running");
     let exit =
-        wait_exit(&mut serve, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+        wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
     assert!(exit.success(), "{exit:?}");
     assert_eq!(
         verdict["event"], "delivered",

@@ -357,15 +357,17 @@ impl CloudWatch {
                 call.send()
             })
             .await?;
+        // The page's strings are moved into the events, not copied.
         let events = out
-            .events()
-            .iter()
+            .events
+            .unwrap_or_default()
+            .into_iter()
             .map(|e| {
-                let stream = e.log_stream_name().unwrap_or_default().to_string();
-                let timestamp_ms = e.timestamp().unwrap_or_default();
-                let message = e.message().unwrap_or_default().to_string();
-                let event_id = match e.event_id() {
-                    Some(id) => id.to_string(),
+                let stream = e.log_stream_name.unwrap_or_default();
+                let timestamp_ms = e.timestamp.unwrap_or_default();
+                let message = e.message.unwrap_or_default();
+                let event_id = match e.event_id {
+                    Some(id) => id,
                     // CloudWatch always sends one; a stand-in keeps the event.
                     None => format!("{stream}:{timestamp_ms}:{:x}", fxhash(&message)),
                 };
@@ -374,7 +376,7 @@ impl CloudWatch {
                     log_stream: stream,
                     event_id,
                     timestamp_ms,
-                    ingestion_time_ms: e.ingestion_time(),
+                    ingestion_time_ms: e.ingestion_time,
                     message,
                     origin: Default::default(),
                 }
@@ -382,10 +384,7 @@ impl CloudWatch {
             .collect();
         Ok(Page {
             events,
-            next_token: out
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string),
+            next_token: out.next_token.filter(|t| !t.is_empty()),
         })
     }
 

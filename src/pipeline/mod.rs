@@ -410,15 +410,20 @@ impl Pipeline {
             tracing::debug!(closed, "idle traces closed");
         }
         let mut total = 0;
-        loop {
-            let due = lock(traces).pending_summaries(self.settings.summaries, self.batch_size());
-            if due.is_empty() || shutdown.is_triggered() {
+        // The due traces are listed once; their summaries are built a
+        // delivery at a time.
+        let due = lock(traces).due_summaries(self.settings.summaries);
+        for keys in due.chunks(self.batch_size().max(1)) {
+            if shutdown.is_triggered() {
                 break;
             }
-            let records: Vec<Record> = due
-                .into_iter()
-                .map(|s| Record::Summary(Box::new(s)))
-                .collect();
+            let records: Vec<Record> = {
+                let t = lock(traces);
+                keys.iter()
+                    .filter_map(|k| t.summary(k))
+                    .map(|s| Record::Summary(Box::new(s)))
+                    .collect()
+            };
             let outcome = self.deliver(&records, shutdown).await;
             let sent: Vec<(String, i64)> = outcome
                 .accepted
@@ -439,7 +444,14 @@ impl Pipeline {
         self.commit(Checkpoint::Traces, 0, shutdown).await?;
         if let Some(state) = &self.state {
             let now = now_ms();
-            let evicted = lock(traces).evict(now - self.settings.evict_after.as_millis() as i64);
+            // A backfill reads history much faster than it happened: its
+            // settled traces leave memory once the events read are past
+            // their idle time, not after a wall-clock while.
+            let evicted = if by_event_time {
+                lock(traces).evict(idle_before_ms, true)
+            } else {
+                lock(traces).evict(now - self.settings.evict_after.as_millis() as i64, false)
+            };
             let forget_before = now - self.settings.retention.as_millis() as i64;
             lock(traces).forget_cold(forget_before);
             let pruned = state.prune_traces(forget_before).await?;

@@ -86,11 +86,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
             'open_requests', json(t.open_requests),
             'lambda', json(t.lambda),
             -- json(): a subquery's value loses its JSON subtype.
-            'spans', json((SELECT json_group_array(json_object(
-                          'span_id', s.span_id,
-                          'parent_span_id', s.parent_span_id,
-                          'service', s.service,
-                          'first_ts', s.first_ts))
+            'spans', json((SELECT json_group_array(json_array(
+                          s.span_id, s.parent_span_id, s.service, s.first_ts))
                       FROM trace_spans s WHERE s.trace_key = t.trace_key)),
             'aliases', json((SELECT json_group_array(a.alias)
                         FROM trace_aliases a WHERE a.trace_key = t.trace_key)),

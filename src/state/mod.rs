@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::time::EpochMs;
-use crate::trace::{Changes, StreamKey, Trace, Traces};
+use crate::trace::{Changes, Name, StreamKey, Trace, Traces};
 use migrations::MIGRATIONS;
 
 /// The schema version this build writes.
@@ -119,7 +119,7 @@ pub struct StoredTraces {
     pub traces: Vec<(String, Trace)>,
     /// Aliases of the traces left on disk, with when their trace was last
     /// seen (see [`Traces::remember_cold`]).
-    pub cold: Vec<(String, EpochMs)>,
+    pub cold: Vec<(Name, EpochMs)>,
     pub brackets: Vec<(StreamKey, String)>,
 }
 
@@ -135,7 +135,16 @@ pub struct StateStore {
     /// orders checkpoints: the trace changes a checkpoint takes are written
     /// before those the next one takes.
     gate: Arc<tokio::sync::Semaphore>,
+    /// Checkpoints waiting for the gate: whoever gets it writes all of them
+    /// in one transaction (group commit), and tells each how it went.
+    waiting: Arc<Mutex<Vec<Waiting>>>,
 }
+
+/// A checkpoint waiting to be written, and where its outcome goes.
+type Waiting = (
+    Arc<Checkpoint>,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
 
 impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -175,6 +184,10 @@ impl StateStore {
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql)?;
+        // Checkpoint the WAL into the file every 16 MB instead of every 4:
+        // a page rewritten by many transactions is copied back once.
+        conn.pragma_update(None, "wal_autocheckpoint", 4000)
+            .map_err(sql)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql)?;
@@ -195,6 +208,7 @@ impl StateStore {
             path: path.to_path_buf(),
             conn: Arc::new(Mutex::new(conn)),
             gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            waiting: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -333,36 +347,60 @@ impl StateStore {
     }
 
     /// Writes one checkpoint atomically, with whatever changed in `traces`
-    /// since the last checkpoint. If the write fails, the trace changes are
-    /// given back, so the next checkpoint writes them.
+    /// since the last checkpoint. Checkpoints that arrive while another is
+    /// being written are written together in the next transaction (one
+    /// fsync, and a trace several of them touched written once); each
+    /// caller returns once its own is written. If the write fails, the
+    /// trace changes are given back, so the next checkpoint writes them.
     pub async fn commit(
         &self,
         checkpoint: Arc<Checkpoint>,
         traces: Option<&Mutex<Traces>>,
     ) -> Result<(), StateError> {
+        let (done, mut outcome) = tokio::sync::oneshot::channel();
+        lock(&self.waiting).push((checkpoint, done));
         let _permit = self.gate.acquire().await.map_err(|_| StateError::Worker {
             path: self.path.clone(),
         })?;
-        // Taken while holding the gate: checkpoints write trace changes in
+        // The transaction before ours may have taken ours too (a writer
+        // answers every checkpoint it took before it lets the gate go).
+        if let Ok(result) = outcome.try_recv() {
+            return result.map_err(|message| self.failed(message));
+        }
+        let batch: Vec<Waiting> = std::mem::take(&mut *lock(&self.waiting));
+        // Taken while holding the gate: transactions write trace changes in
         // the order they took them, so the file converges on memory.
         let changes = traces.map(|t| lock(t).take_changes()).unwrap_or_default();
         let conn = Arc::clone(&self.conn);
+        // The outcome goes to every checkpoint of the transaction from the
+        // worker itself, so that it arrives even if this caller is dropped.
         let result = tokio::task::spawn_blocking(move || {
-            let written = commit_tx(&mut lock(&conn), &checkpoint, &changes);
+            let checkpoints: Vec<&Checkpoint> = batch.iter().map(|(c, _)| c.as_ref()).collect();
+            let written = commit_tx(&mut lock(&conn), &checkpoints, &changes);
+            let outcome = written.as_ref().map(|_| ()).map_err(|e| e.to_string());
+            for (_, done) in batch {
+                let _ = done.send(outcome.clone());
+            }
             (written, changes)
         })
         .await;
-        match result {
-            Ok((Ok(()), _)) => Ok(()),
-            Ok((Err(source), changes)) => {
-                if let Some(t) = traces {
-                    lock(t).restore_changes(changes);
-                }
-                Err(self.sqlite(source))
-            }
+        if let Ok((Err(_), changes)) = result
+            && let Some(t) = traces
+        {
+            lock(t).restore_changes(changes);
+        }
+        match outcome.await {
+            Ok(result) => result.map_err(|message| self.failed(message)),
             Err(_) => Err(StateError::Worker {
                 path: self.path.clone(),
             }),
+        }
+    }
+
+    fn failed(&self, message: String) -> StateError {
+        StateError::Io {
+            path: self.path.clone(),
+            message,
         }
     }
 
@@ -409,12 +447,13 @@ impl StateStore {
                 c.prepare_cached("SELECT data FROM trace_state WHERE trace_key = ?1")?;
             let mut missing = Vec::new();
             for alias in &aliases {
-                if found.iter().any(|(_, t)| t.aliases.contains(alias)) {
+                let names = |t: &Trace| t.aliases.iter().any(|a| **a == **alias);
+                if found.iter().any(|(_, t)| names(t)) {
                     continue;
                 }
                 let data: Option<String> = by_key.query_row([alias], |r| r.get(0)).optional()?;
                 match data.and_then(|d| serde_json::from_str::<Trace>(&d).ok()) {
-                    Some(t) if t.aliases.contains(alias) => found.push((alias.clone(), t)),
+                    Some(t) if names(&t) => found.push((alias.clone(), t)),
                     _ => missing.push(alias.clone()),
                 }
             }
@@ -429,7 +468,7 @@ impl StateStore {
                         let key: String = r.get(0)?;
                         let data: String = r.get(1)?;
                         if let Ok(t) = serde_json::from_str::<Trace>(&data)
-                            && t.aliases.contains(&alias)
+                            && t.aliases.iter().any(|a| **a == *alias)
                             && !found.iter().any(|(k, _)| *k == key)
                         {
                             found.push((key, t));
@@ -522,8 +561,20 @@ fn read_brackets(c: &Connection) -> rusqlite::Result<Vec<(StreamKey, String)>> {
     rows.collect()
 }
 
-fn commit_tx(c: &mut Connection, cp: &Checkpoint, changes: &Changes) -> rusqlite::Result<()> {
+fn commit_tx(
+    c: &mut Connection,
+    checkpoints: &[&Checkpoint],
+    changes: &Changes,
+) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
+    for cp in checkpoints {
+        write_checkpoint(&tx, cp)?;
+    }
+    write_trace_changes(&tx, changes)?;
+    tx.commit()
+}
+
+fn write_checkpoint(tx: &rusqlite::Transaction<'_>, cp: &Checkpoint) -> rusqlite::Result<()> {
     match cp {
         Checkpoint::Group {
             log_group,
@@ -593,8 +644,7 @@ fn commit_tx(c: &mut Connection, cp: &Checkpoint, changes: &Changes) -> rusqlite
         }
         Checkpoint::Traces => {}
     }
-    write_trace_changes(&tx, changes)?;
-    tx.commit()
+    Ok(())
 }
 
 fn write_trace_changes(tx: &rusqlite::Transaction<'_>, changes: &Changes) -> rusqlite::Result<()> {
@@ -610,15 +660,8 @@ fn write_trace_changes(tx: &rusqlite::Transaction<'_>, changes: &Changes) -> rus
          ON CONFLICT (trace_key) DO UPDATE SET
            last_seen_ms = excluded.last_seen_ms, settled = excluded.settled, data = excluded.data",
     )?;
-    for (key, t) in &changes.traces {
-        // Serialising plain data into a String cannot fail.
-        let data = serde_json::to_string(t).unwrap_or_default();
-        upsert.execute(params![
-            key,
-            t.last_seen_ms,
-            t.closed && t.summary_sent,
-            data
-        ])?;
+    for t in &changes.traces {
+        upsert.execute(params![t.key, t.last_seen_ms, t.settled, t.data])?;
     }
     for ((group, stream), request) in &changes.brackets {
         match request {

@@ -206,7 +206,7 @@ async fn settled_traces_load_cold_and_come_back_by_any_alias() {
         .unwrap();
     let stored = store.load_traces_blocking(1_000).unwrap();
     assert!(stored.traces.is_empty());
-    let mut cold: Vec<String> = stored.cold.iter().map(|(a, _)| a.clone()).collect();
+    let mut cold: Vec<String> = stored.cold.iter().map(|(a, _)| a.to_string()).collect();
     cold.sort();
     assert_eq!(cold, vec!["r:R".to_string(), "t:T".to_string()]);
     // By the request id (not the trace's key): found by the scan.
@@ -260,15 +260,15 @@ fn a_version_3_file_with_traces_is_migrated_and_keeps_every_trace_fact() {
         (t.first_ts, t.last_ts, t.event_count, t.error_count),
         (10, 20, 3, 1)
     );
-    assert_eq!(t.services, vec!["api"]);
-    assert_eq!(t.log_groups, vec!["/g"]);
+    assert_eq!(t.services, vec![Name::from("api")]);
+    assert_eq!(t.log_groups, vec![Name::from("/g")]);
     assert!(t.closed && !t.summary_sent);
     assert_eq!(t.revision, 1);
     assert_eq!(t.lambda["R"].duration_ms, Some(12.5));
     assert_eq!(t.lambda["R"].cold_start, Some(true));
     let mut aliases = t.aliases.clone();
     aliases.sort();
-    assert_eq!(aliases, vec!["r:R", "t:T"]);
+    assert_eq!(aliases, vec![Name::from("r:R"), Name::from("t:T")]);
     assert_eq!(t.spans.len(), 2);
     let b = t.spans.iter().find(|s| s.span_id == "b").unwrap();
     assert_eq!(b.parent_span_id.as_deref(), Some("a"));

@@ -35,6 +35,7 @@ mod summary;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,10 @@ pub use summary::{Span, SummaryPolicy, TraceSummary};
 type Hasher = foldhash::fast::RandomState;
 type Map<K, V> = HashMap<K, V, Hasher>;
 type Set<K> = HashSet<K, Hasher>;
+
+/// A shared string: group and service names, trace keys and aliases are
+/// held once however many traces name them.
+pub type Name = Arc<str>;
 
 /// Most spans one trace keeps (a session can run for days); later spans are
 /// counted in `spans_dropped`.
@@ -161,15 +166,39 @@ pub struct Invocation {
     pub cold_start: Option<bool>,
 }
 
-/// One span seen in a trace.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One span seen in a trace. Stored as `[span_id, parent_span_id, service,
+/// first_ts]`: a trace can hold many.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SpanRow {
     pub span_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_span_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
+    pub service: Option<Name>,
     pub first_ts: EpochMs,
+}
+
+impl Serialize for SpanRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (
+            &self.span_id,
+            &self.parent_span_id,
+            &self.service,
+            self.first_ts,
+        )
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SpanRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SpanRow, D::Error> {
+        let (span_id, parent_span_id, service, first_ts) =
+            <(String, Option<String>, Option<Name>, EpochMs)>::deserialize(d)?;
+        Ok(SpanRow {
+            span_id,
+            parent_span_id,
+            service,
+            first_ts,
+        })
+    }
 }
 
 /// One trace: what its summary says, and its aliases. Serialised as the
@@ -181,22 +210,22 @@ pub struct Trace {
     pub event_count: u64,
     pub error_count: u64,
     #[serde(default)]
-    pub services: Vec<String>,
+    pub services: Vec<Name>,
     #[serde(default)]
-    pub log_groups: Vec<String>,
+    pub log_groups: Vec<Name>,
     /// Lambda requests started and not yet ended.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_requests: Vec<String>,
     /// Per Lambda request id.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lambda: BTreeMap<String, Invocation>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spans: Vec<SpanRow>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub spans_dropped: u64,
     /// Every correlation key that leads here (the trace key among them).
     #[serde(default)]
-    pub aliases: Vec<String>,
+    pub aliases: Vec<Name>,
     /// Wall clock of the last event applied (idle closing in `run`, eviction).
     pub last_seen_ms: EpochMs,
     pub closed: bool,
@@ -241,7 +270,7 @@ impl Trace {
         self.revision += 1;
     }
 
-    fn add_span(&mut self, e: &TraceInput<'_>, span: &str) {
+    fn add_span(&mut self, e: &TraceInput<'_>, span: &str, service: Option<Name>) {
         if let Some(s) = self.spans.iter_mut().find(|s| s.span_id == span) {
             if s.parent_span_id.is_none() {
                 s.parent_span_id = e.parent_span_id.map(str::to_string);
@@ -251,7 +280,7 @@ impl Trace {
             self.spans.push(SpanRow {
                 span_id: span.to_string(),
                 parent_span_id: e.parent_span_id.map(str::to_string),
-                service: e.service.map(str::to_string),
+                service,
                 first_ts: e.timestamp_ms,
             });
         } else {
@@ -266,10 +295,10 @@ impl Trace {
         self.event_count += other.event_count;
         self.error_count += other.error_count;
         for s in other.services {
-            push_unique(&mut self.services, &s);
+            push_name(&mut self.services, &s);
         }
         for g in other.log_groups {
-            push_unique(&mut self.log_groups, &g);
+            push_name(&mut self.log_groups, &g);
         }
         for r in other.open_requests {
             push_unique(&mut self.open_requests, &r);
@@ -300,6 +329,23 @@ fn push_unique(list: &mut Vec<String>, value: &str) {
     }
 }
 
+fn push_name(list: &mut Vec<Name>, value: &Name) {
+    if !list.iter().any(|v| v == value) {
+        list.push(Arc::clone(value));
+    }
+}
+
+/// One trace as the state file stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTrace {
+    pub key: String,
+    pub last_seen_ms: EpochMs,
+    /// Closed and its summary delivered: may leave the file once quiet.
+    pub settled: bool,
+    /// The [`Trace`], as JSON.
+    pub data: String,
+}
+
 /// The stream a Lambda bracket belongs to: (log group, log stream).
 pub type StreamKey = (String, String);
 
@@ -307,8 +353,8 @@ pub type StreamKey = (String, String);
 /// what the next checkpoint writes.
 #[derive(Debug, Default)]
 pub struct Changes {
-    /// Traces to write, by key.
-    pub traces: Vec<(String, Trace)>,
+    /// Traces to write.
+    pub traces: Vec<StoredTrace>,
     /// Traces merged into another since: their rows go.
     pub deleted: Vec<String>,
     /// Brackets opened (`Some`) or closed (`None`).
@@ -325,13 +371,15 @@ impl Changes {
 #[derive(Debug, Default)]
 pub struct Traces {
     /// By trace key.
-    traces: Map<String, Trace>,
+    traces: Map<Name, Trace>,
     /// Alias -> trace key.
-    aliases: Map<String, String>,
+    aliases: Map<Name, Name>,
+    /// Group and service names, each held once.
+    names: Set<Name>,
     /// Open Lambda brackets: log group -> log stream -> request id.
     brackets: Map<String, Map<String, String>>,
-    dirty: Set<String>,
-    deleted: Set<String>,
+    dirty: Set<Name>,
+    deleted: Set<Name>,
     dirty_brackets: Set<StreamKey>,
     /// Fingerprints of the aliases of evicted traces, with the wall-clock
     /// time their trace was last seen (when the state file may prune it).
@@ -366,10 +414,22 @@ impl Traces {
 
     /// Every trace key in memory, ordered by first event (for `parse-test`).
     pub fn keys_by_first_event(&self) -> Vec<String> {
-        let mut keys: Vec<(&EpochMs, &String)> =
+        let mut keys: Vec<(&EpochMs, &Name)> =
             self.traces.iter().map(|(k, t)| (&t.first_ts, k)).collect();
         keys.sort();
-        keys.into_iter().map(|(_, k)| k.clone()).collect()
+        keys.into_iter().map(|(_, k)| k.to_string()).collect()
+    }
+
+    /// `name`, shared with every other use of it.
+    fn name(&mut self, name: &str) -> Name {
+        match self.names.get(name) {
+            Some(n) => Arc::clone(n),
+            None => {
+                let n: Name = Arc::from(name);
+                self.names.insert(Arc::clone(&n));
+                n
+            }
+        }
     }
 
     fn fingerprint(&self, alias: &str) -> u64 {
@@ -384,14 +444,18 @@ impl Traces {
         traces: impl IntoIterator<Item = (String, Trace)>,
         brackets: impl IntoIterator<Item = (StreamKey, String)>,
     ) {
-        for (key, trace) in traces {
-            if self.traces.contains_key(&key) {
+        for (key, mut trace) in traces {
+            if self.traces.contains_key(key.as_str()) {
                 continue;
             }
+            let key: Name = Arc::from(key);
             for alias in &trace.aliases {
                 let fp = self.fingerprint(alias);
                 self.cold.remove(&fp);
-                self.aliases.insert(alias.clone(), key.clone());
+                self.aliases.insert(Arc::clone(alias), Arc::clone(&key));
+            }
+            for n in trace.services.iter_mut().chain(trace.log_groups.iter_mut()) {
+                *n = self.name(n);
             }
             self.traces.insert(key, trace);
         }
@@ -418,7 +482,7 @@ impl Traces {
                 e.session_id.map(|s| format!("s:{s}")),
             ];
             for alias in candidates.into_iter().flatten() {
-                if !self.aliases.contains_key(&alias)
+                if !self.aliases.contains_key(alias.as_str())
                     && self.cold.contains_key(&self.fingerprint(&alias))
                     && !out.contains(&alias)
                 {
@@ -429,9 +493,9 @@ impl Traces {
         out
     }
 
-    fn mark(&mut self, key: &str) {
+    fn mark(&mut self, key: &Name) {
         if !self.dirty.contains(key) {
-            self.dirty.insert(key.to_string());
+            self.dirty.insert(Arc::clone(key));
         }
     }
 
@@ -469,7 +533,7 @@ impl Traces {
     }
 
     /// Merges trace `from` into `into`.
-    fn merge(&mut self, into: &str, from: &str) {
+    fn merge(&mut self, into: &Name, from: &Name) {
         if into == from {
             return;
         }
@@ -478,14 +542,14 @@ impl Traces {
         };
         for alias in &other.aliases {
             if let Some(k) = self.aliases.get_mut(alias) {
-                *k = into.to_string();
+                *k = Arc::clone(into);
             }
         }
         if let Some(t) = self.traces.get_mut(into) {
             t.absorb(other);
         }
         self.dirty.remove(from);
-        self.deleted.insert(from.to_string());
+        self.deleted.insert(Arc::clone(from));
         self.mark(into);
     }
 
@@ -538,13 +602,13 @@ impl Traces {
         }
 
         // The traces these keys already belong to; merge them into the oldest.
-        let mut found: Vec<(EpochMs, String)> = Vec::with_capacity(2);
+        let mut found: Vec<(EpochMs, Name)> = Vec::with_capacity(2);
         for alias in &aliases {
             if let Some(key) = self.aliases.get(alias.as_str())
                 && !found.iter().any(|(_, k)| k == key)
             {
                 let first = self.traces.get(key).map_or(EpochMs::MAX, |t| t.first_ts);
-                found.push((first, key.clone()));
+                found.push((first, Arc::clone(key)));
             }
         }
         if found.len() > 1 {
@@ -553,10 +617,12 @@ impl Traces {
                 self.merge(&found[0].1, other);
             }
         }
-        let key = match found.into_iter().next() {
+        let key: Name = match found.into_iter().next() {
             Some((_, key)) => key,
-            None => aliases[0].clone(),
+            None => Arc::from(aliases[0].as_str()),
         };
+        let group = self.name(e.log_group);
+        let service = e.service.map(|s| self.name(s));
         // A new key starts a trace (as does, defensively, an alias whose
         // trace is gone: cold traces are loaded before events are applied).
         let t = self
@@ -564,13 +630,14 @@ impl Traces {
             .entry(key.clone())
             .or_insert_with(|| Trace::new(e.timestamp_ms, now_ms));
         for alias in aliases {
-            if let std::collections::hash_map::Entry::Vacant(v) = self.aliases.entry(alias) {
-                t.aliases.push(v.key().clone());
-                v.insert(key.clone());
+            if !self.aliases.contains_key(alias.as_str()) {
+                let alias: Name = Arc::from(alias);
+                t.aliases.push(Arc::clone(&alias));
+                self.aliases.insert(alias, Arc::clone(&key));
             }
         }
         if let Some(span) = e.span_id {
-            t.add_span(e, span);
+            t.add_span(e, span, service.clone());
         }
 
         // Update the trace.
@@ -578,10 +645,10 @@ impl Traces {
         t.last_ts = t.last_ts.max(e.timestamp_ms);
         t.event_count += 1;
         t.error_count += e.is_error as u64;
-        if let Some(s) = e.service {
-            push_unique(&mut t.services, s);
+        if let Some(s) = &service {
+            push_name(&mut t.services, s);
         }
-        push_unique(&mut t.log_groups, e.log_group);
+        push_name(&mut t.log_groups, &group);
         t.last_seen_ms = now_ms;
         // An event for a closed trace reopens it.
         if t.closed {
@@ -623,7 +690,7 @@ impl Traces {
         }
         self.mark(&key);
         Assignment {
-            trace_key: Some(key),
+            trace_key: Some(key.to_string()),
             bracket_request_id,
         }
     }
@@ -632,7 +699,7 @@ impl Traces {
     /// of their last event (`run`), or with `by_event_time` by their last
     /// event's timestamp (`backfill`, replay). Returns how many closed.
     pub fn close_idle(&mut self, before_ms: EpochMs, by_event_time: bool) -> usize {
-        let mut closed = Vec::new();
+        let mut closed: Vec<Name> = Vec::new();
         for (key, t) in self.traces.iter_mut() {
             let last = if by_event_time {
                 t.last_ts
@@ -641,7 +708,7 @@ impl Traces {
             };
             if !t.closed && last < before_ms {
                 t.close();
-                closed.push(key.clone());
+                closed.push(Arc::clone(key));
             }
         }
         for key in &closed {
@@ -650,19 +717,19 @@ impl Traces {
         closed.len()
     }
 
-    /// Closed traces whose summary is still due, oldest first, at most
-    /// `limit`. Traces the policy does not summarise are marked sent.
-    pub fn pending_summaries(&mut self, policy: SummaryPolicy, limit: usize) -> Vec<TraceSummary> {
-        let mut due: Vec<(EpochMs, String)> = Vec::new();
-        let mut skipped: Vec<String> = Vec::new();
+    /// The keys of the closed traces whose summary is due, oldest first.
+    /// Traces the policy does not summarise are marked sent.
+    pub fn due_summaries(&mut self, policy: SummaryPolicy) -> Vec<String> {
+        let mut due: Vec<(EpochMs, Name)> = Vec::new();
+        let mut skipped: Vec<Name> = Vec::new();
         for (key, t) in &self.traces {
             if !t.closed || t.summary_sent {
                 continue;
             }
             if policy.wants(t) {
-                due.push((t.last_ts, key.clone()));
+                due.push((t.last_ts, Arc::clone(key)));
             } else {
-                skipped.push(key.clone());
+                skipped.push(Arc::clone(key));
             }
         }
         for key in skipped {
@@ -672,9 +739,16 @@ impl Traces {
             self.mark(&key);
         }
         due.sort_unstable();
-        due.truncate(limit);
+        due.into_iter().map(|(_, k)| k.to_string()).collect()
+    }
+
+    /// Closed traces whose summary is still due, oldest first, at most
+    /// `limit` (see [`Traces::due_summaries`]).
+    pub fn pending_summaries(&mut self, policy: SummaryPolicy, limit: usize) -> Vec<TraceSummary> {
+        let due = self.due_summaries(policy);
         due.iter()
-            .filter_map(|(_, key)| self.summary(key))
+            .take(limit)
+            .filter_map(|key| self.summary(key))
             .collect()
     }
 
@@ -682,12 +756,13 @@ impl Traces {
     /// reopened meanwhile (its revision moved on) stays due.
     pub fn mark_sent(&mut self, sent: &[(String, i64)]) {
         for (key, revision) in sent {
-            if let Some(t) = self.traces.get_mut(key)
+            let key: Name = Arc::from(key.as_str());
+            if let Some(t) = self.traces.get_mut(&key)
                 && t.revision == *revision
                 && t.closed
             {
                 t.summary_sent = true;
-                self.mark(key);
+                self.mark(&key);
             }
         }
     }
@@ -702,10 +777,16 @@ impl Traces {
         let mut changes = Changes::default();
         for key in self.dirty.drain() {
             if let Some(t) = self.traces.get(&key) {
-                changes.traces.push((key, t.clone()));
+                changes.traces.push(StoredTrace {
+                    key: key.to_string(),
+                    last_seen_ms: t.last_seen_ms,
+                    settled: t.closed && t.summary_sent,
+                    // Serialising plain data into a String cannot fail.
+                    data: serde_json::to_string(t).unwrap_or_default(),
+                });
             }
         }
-        changes.deleted = self.deleted.drain().collect();
+        changes.deleted = self.deleted.drain().map(|k| k.to_string()).collect();
         let dirty: Vec<StreamKey> = self.dirty_brackets.drain().collect();
         for stream in dirty {
             let request = self.bracket(&stream.0, &stream.1).cloned();
@@ -716,11 +797,12 @@ impl Traces {
 
     /// Gives back changes a checkpoint could not write, so the next one does.
     pub fn restore_changes(&mut self, changes: Changes) {
-        for (key, _) in changes.traces {
-            self.dirty.insert(key);
+        for stored in changes.traces {
+            self.dirty.insert(Arc::from(stored.key));
         }
         for key in changes.deleted {
             // Unless the key came back meanwhile as a new trace.
+            let key: Name = Arc::from(key);
             if !self.traces.contains_key(&key) {
                 self.deleted.insert(key);
             } else {
@@ -733,20 +815,23 @@ impl Traces {
     }
 
     /// Drops from memory the traces that are closed, summarised, written and
-    /// quiet since `before_ms` (wall clock); they stay in the state file, and
-    /// their aliases' fingerprints bring them back when needed. Returns how
-    /// many left.
-    pub fn evict(&mut self, before_ms: EpochMs) -> usize {
-        let gone: Vec<String> = self
+    /// quiet since `before_ms` (wall clock, or with `by_event_time` their
+    /// last event's timestamp); they stay in the state file, and their
+    /// aliases' fingerprints bring them back when needed. Returns how many
+    /// left.
+    pub fn evict(&mut self, before_ms: EpochMs, by_event_time: bool) -> usize {
+        let gone: Vec<Name> = self
             .traces
             .iter()
             .filter(|(k, t)| {
-                t.closed
-                    && t.summary_sent
-                    && t.last_seen_ms < before_ms
-                    && !self.dirty.contains(k.as_str())
+                let last = if by_event_time {
+                    t.last_ts
+                } else {
+                    t.last_seen_ms
+                };
+                t.closed && t.summary_sent && last < before_ms && !self.dirty.contains(*k)
             })
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| Arc::clone(k))
             .collect();
         for key in &gone {
             if let Some(t) = self.traces.remove(key) {
@@ -768,7 +853,7 @@ impl Traces {
 
     /// Registers traces present in the state file but not loaded (at start),
     /// so that an event for one of them loads it.
-    pub fn remember_cold(&mut self, aliases: impl IntoIterator<Item = (String, EpochMs)>) {
+    pub fn remember_cold(&mut self, aliases: impl IntoIterator<Item = (Name, EpochMs)>) {
         for (alias, seen) in aliases {
             let fp = self.fingerprint(&alias);
             self.cold.insert(fp, seen);
@@ -1051,9 +1136,13 @@ mod tests {
         traces.close_idle(i64::MAX, true);
         traces.pending_summaries(SummaryPolicy::All, 10);
         traces.mark_sent(&[("t:T".into(), 1)]);
-        assert_eq!(traces.evict(2_000), 0, "dirty traces stay until written");
+        assert_eq!(
+            traces.evict(2_000, false),
+            0,
+            "dirty traces stay until written"
+        );
         let written = traces.take_changes();
-        assert_eq!(traces.evict(2_000), 1);
+        assert_eq!(traces.evict(2_000, false), 1);
         assert!(traces.is_empty());
         let late = TraceInput {
             request_id: Some("R"),
@@ -1066,7 +1155,13 @@ mod tests {
         };
         assert!(traces.cold_aliases(&[other]).is_empty());
         // The state layer loads it back; the late event joins it.
-        traces.restore(written.traces, []);
+        traces.restore(
+            written
+                .traces
+                .into_iter()
+                .map(|t| (t.key, serde_json::from_str(&t.data).unwrap())),
+            [],
+        );
         assert!(traces.cold_aliases(&[late]).is_empty());
         assert_eq!(traces.apply(&late, 3_000).trace_key.as_deref(), Some("t:T"));
         assert_eq!(traces.get("t:T").unwrap().event_count, 2);

@@ -79,10 +79,10 @@ pub struct TraceSummary {
 impl TraceSummary {
     pub fn of(key: &str, t: &Trace) -> TraceSummary {
         let (root_span, spans) = build_spans(&t.spans);
-        let sorted = |v: &[String]| -> Vec<String> {
-            let set: BTreeSet<&String> = v.iter().collect();
-            set.into_iter().cloned().collect()
-        };
+        fn sorted<S: AsRef<str>>(v: &[S]) -> Vec<String> {
+            let set: BTreeSet<&str> = v.iter().map(AsRef::as_ref).collect();
+            set.into_iter().map(str::to_string).collect()
+        }
         TraceSummary {
             trace_key: key.to_string(),
             revision: t.revision,
@@ -122,7 +122,7 @@ fn build_spans(rows: &[SpanRow]) -> (Option<String>, Vec<Span>) {
         Span {
             span_id: r.span_id.clone(),
             parent_span_id: r.parent_span_id.clone(),
-            service: r.service.clone(),
+            service: r.service.as_deref().map(str::to_string),
             first: format_ms(r.first_ts),
             children: if depth > 64 {
                 Vec::new()

@@ -34,6 +34,30 @@ pub struct Context {
     pub pipeline: Arc<Pipeline>,
     pub state: StateStore,
     pub agent: AgentConfig,
+    /// Per running group, its cursor: how far a backfill is in event time
+    /// (within a window pages need not come in timestamp order: moto gives
+    /// them stream by stream).
+    pub read_up_to: std::sync::Mutex<std::collections::HashMap<String, crate::time::EpochMs>>,
+}
+
+impl Context {
+    fn read_to(&self, group: &str, ts: crate::time::EpochMs) {
+        let mut map = self.read_up_to.lock().unwrap_or_else(|p| p.into_inner());
+        let at = map.entry(group.to_string()).or_insert(ts);
+        *at = (*at).max(ts);
+    }
+
+    fn group_ended(&self, group: &str) {
+        let mut map = self.read_up_to.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(group);
+    }
+
+    /// The event time every running group has read past (`None`: no group
+    /// running): a backfill may close traces idle since before it.
+    pub fn read_watermark(&self) -> Option<crate::time::EpochMs> {
+        let map = self.read_up_to.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().min().copied()
+    }
 }
 
 /// A concrete log group and the config entry that selected it.
@@ -74,11 +98,24 @@ pub async fn run_group(
     ctx: Arc<Context>,
     group: GroupSpec,
     target: Target,
-    mut progress: GroupProgress,
+    progress: GroupProgress,
     shutdown: Shutdown,
 ) -> GroupEnd {
     let name = group.name.as_str();
     obs::readiness().group_started(name);
+    let end = poll_group(&ctx, &group, target, progress, shutdown).await;
+    ctx.group_ended(name);
+    end
+}
+
+async fn poll_group(
+    ctx: &Arc<Context>,
+    group: &GroupSpec,
+    target: Target,
+    mut progress: GroupProgress,
+    shutdown: Shutdown,
+) -> GroupEnd {
+    let name = group.name.as_str();
     let agent = &ctx.agent;
     let lookback_ms = agent.lookback.as_millis() as i64;
     let existing = match ctx.state.group(name).await {
@@ -106,6 +143,7 @@ pub async fn run_group(
         }
     }
     progress.update(coverage);
+    ctx.read_to(name, coverage.cursor_ms);
     let mut sizing = Sizing::new(agent.max_window.as_millis() as i64);
     let late_ms = agent.late_arrival.as_millis() as i64;
     let cap_ms = agent.max_late_arrival.as_millis() as i64;
@@ -163,8 +201,8 @@ pub async fn run_group(
                 };
                 let before = progress.delivered();
                 let scanned = scan(
-                    &ctx,
-                    &group,
+                    ctx,
+                    group,
                     coverage,
                     window,
                     priority,
@@ -195,6 +233,7 @@ pub async fn run_group(
                             last_sweep_ms = at - spread;
                         }
                         coverage = window.then;
+                        ctx.read_to(name, coverage.cursor_ms);
                         progress.update(coverage);
                         progress.window_done(window, progress.delivered() - before);
                     }
@@ -299,9 +338,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Reads `window`'s pages one ahead into a channel of two, in `priority`'s
-/// class (a group with more pages to read has a backlog: its next call goes
-/// first).
+/// Reads `window`'s pages one ahead, in `priority`'s class (a group with
+/// more pages to read has a backlog: its next call goes first). A page is
+/// fetched only once its slot in the channel is free, so a group holds at
+/// most two pages: the one being delivered and the next.
 fn read_ahead(
     cloudwatch: CloudWatch,
     group: &GroupSpec,
@@ -313,11 +353,14 @@ fn read_ahead(
     bool,
     AbortOnDrop,
 ) {
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
     let mut pager = Pager::new(cloudwatch, group, window);
     let paged = pager.pages_measure_density();
     let task = tokio::spawn(budget::with_priority(priority, async move {
         loop {
+            let Ok(slot) = tx.reserve().await else {
+                return;
+            };
             let before = pager.calls();
             let next = pager.next(&shutdown).await;
             let calls = pager.calls() - before;
@@ -336,7 +379,8 @@ fn read_ahead(
                 ),
                 Err(e) => (Err(e), true),
             };
-            if tx.send(message).await.is_err() || end {
+            slot.send(message);
+            if end {
                 return;
             }
             budget::set_priority(Priority::Backlog);
