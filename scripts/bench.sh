@@ -2,11 +2,23 @@
 # End-to-end benchmark of cwtap against moto (CloudWatch Logs) and a local
 # VectaDB stand-in, everything on 127.0.0.1. Run by hand, not in CI:
 #
-#   scripts/bench.sh [backfill|live|outage|all]    (default: all, ~6 minutes)
+#   scripts/bench.sh [PHASE...]    (default: all = backfill live outage, ~6 minutes)
 #
 # backfill  seeds BENCH_EVENTS ~300-byte JSON events into moto, then times
 #           `cwtap backfill` into NDJSON and into the receiver: events/s, CPU
 #           seconds per 100,000 events, peak RSS, API calls per 10,000 events.
+# compare   the same data, `cwtap backfill` (with and without trace grouping)
+#           against the VectaDB CloudWatch agent (VECTADB_AGENT_BIN), as
+#           shipped and with its per-event debug logging off (RUST_LOG=info),
+#           each into a fresh receiver: CPU s per 100,000 events delivered,
+#           peak RSS, wall time, events delivered, lost and duplicated,
+#           FilterLogEvents calls. About 2 minutes.
+# windows   "cost follows events": from a fresh moto each, `cwtap backfill
+#           --since 7d` of sparse data with bursts (BENCH_SPARSE_*), of empty
+#           groups (BENCH_EMPTY_GROUPS) and of a busy week (BENCH_BUSY_*), and
+#           of scripts/demo.sh's fixture: FilterLogEvents calls per group
+#           against the pages the events take, wall time, exactly-once.
+#           Bounded by the rate budget: ~1 hour with 1-hour windows.
 # live      `cwtap run` on BENCH_GROUPS log groups while a writer puts
 #           BENCH_RATE events/s into them: delivery latency p50/p99, peak RSS,
 #           extra FilterLogEvents calls caused by the late-arrival re-reads.
@@ -14,7 +26,7 @@
 #           RSS every second, then delivery resumes with nothing lost.
 #
 # Sizes (environment):
-#   BENCH_EVENTS=100000 BENCH_BACKFILL_GROUPS=4 BENCH_SPAN_SECS=3600
+#   BENCH_EVENTS=100000 BENCH_BACKFILL_GROUPS=4 BENCH_STREAMS=4 BENCH_SPAN_SECS=3600
 #   BENCH_GROUPS=100 BENCH_RATE=1000 BENCH_WARMUP_SECS=20 BENCH_LIVE_SECS=150
 #   BENCH_OUTAGE_PRE_SECS=20 BENCH_OUTAGE_SECS=60 BENCH_OUTAGE_POST_SECS=10
 #   BENCH_DRAIN_SECS=150 (longest wait for the last events after the writer stops)
@@ -23,6 +35,13 @@
 #   BENCH_FILTER_RATE: aws.rate_limits.filter_log_events (calls/s), passed
 #     only when this cwtap has that key (config.example.yaml mentions it)
 #   CWTAP_BIN: the binary to measure (default: a release build, made here)
+#   VECTADB_AGENT_BIN (compare): the VectaDB agent's binary (default:
+#     /work/vectadb-target/release/vectadb-cloudwatch-agent);
+#     BENCH_AGENT_WAIT_SECS=300: longest wait for its two poll cycles
+#   windows: BENCH_WINDOWS="sparse empty busy demo" (the scenarios to run),
+#     BENCH_SPARSE_GROUPS=3 BENCH_SPARSE_EVENTS=30000 (over 6 days),
+#     BENCH_EMPTY_GROUPS=100, BENCH_BUSY_GROUPS=10 BENCH_BUSY_EVENTS=100000
+#     (over 7 days), BENCH_WINDOWS_TIMEOUT=5400 (longest one backfill may run)
 #   BENCH_KEEP=1 keeps the work directory (configs, logs, receiver dumps).
 #
 # Writes the results as a markdown table to stdout (and $WORK/results.md).
@@ -30,17 +49,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 
-PHASE="${1:-all}"
-case "$PHASE" in
-backfill | live | outage | all) ;;
-*)
-    echo "usage: $0 [backfill|live|outage|all]" >&2
-    exit 2
-    ;;
-esac
+PHASES=("$@")
+if ((${#PHASES[@]} == 0)); then PHASES=(all); fi
+for phase in "${PHASES[@]}"; do
+    case "$phase" in
+    backfill | live | outage | compare | windows | all) ;;
+    *)
+        echo "usage: $0 [backfill|live|outage|compare|windows|all]..." >&2
+        exit 2
+        ;;
+    esac
+done
 
 BENCH_EVENTS="${BENCH_EVENTS:-100000}"
 BENCH_BACKFILL_GROUPS="${BENCH_BACKFILL_GROUPS:-4}"
+BENCH_STREAMS="${BENCH_STREAMS:-4}"
 BENCH_SPAN_SECS="${BENCH_SPAN_SECS:-3600}"
 BENCH_GROUPS="${BENCH_GROUPS:-100}"
 BENCH_RATE="${BENCH_RATE:-1000}"
@@ -52,6 +75,15 @@ BENCH_OUTAGE_POST_SECS="${BENCH_OUTAGE_POST_SECS:-10}"
 BENCH_DRAIN_SECS="${BENCH_DRAIN_SECS:-150}"
 BENCH_POLL_SECS="${BENCH_POLL_SECS:-}"
 BENCH_FILTER_RATE="${BENCH_FILTER_RATE:-}"
+VECTADB_AGENT_BIN="${VECTADB_AGENT_BIN:-/work/vectadb-target/release/vectadb-cloudwatch-agent}"
+BENCH_AGENT_WAIT_SECS="${BENCH_AGENT_WAIT_SECS:-300}"
+BENCH_WINDOWS="${BENCH_WINDOWS:-sparse empty busy demo}"
+BENCH_SPARSE_GROUPS="${BENCH_SPARSE_GROUPS:-3}"
+BENCH_SPARSE_EVENTS="${BENCH_SPARSE_EVENTS:-30000}"
+BENCH_EMPTY_GROUPS="${BENCH_EMPTY_GROUPS:-100}"
+BENCH_BUSY_GROUPS="${BENCH_BUSY_GROUPS:-10}"
+BENCH_BUSY_EVENTS="${BENCH_BUSY_EVENTS:-100000}"
+BENCH_WINDOWS_TIMEOUT="${BENCH_WINDOWS_TIMEOUT:-5400}"
 
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh
@@ -64,6 +96,10 @@ tool() { "${TOOLS[@]}" "$@"; }
 # A field of a one-line JSON object.
 jget() { "$PY" -c 'import json,sys; v=json.loads(sys.argv[1]); [v:=v[k] for k in sys.argv[2:]]; print(v)' "$@"; }
 calc() { "$PY" -c "import math; print($1)"; }
+# An epoch-ms time as RFC 3339 (UTC, milliseconds), the form --rebase takes.
+rfc3339_ms() { "$PY" -c 'import sys, datetime as d; t = int(sys.argv[1]) / 1000
+print(d.datetime.fromtimestamp(t, d.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")' "$1"; }
+mb() { printf '%.1f MB' "$(calc "$1 * 1024 / 1e6")"; } # kB (ru_maxrss) as MB = 10^6 bytes
 
 if [[ -z "${CWTAP_BIN:-}" ]]; then
     step "building cwtap (release)"
@@ -147,6 +183,13 @@ start_receiver() {
 receiver_stats() { curl -sf "$RECEIVER_URL/_bench/stats"; }
 receiver_dump() { curl -sf -X POST -H 'Content-Type: application/json' -d "{\"path\": \"$1\"}" "$RECEIVER_URL/_bench/dump" >/dev/null; }
 
+# moto's request recorder, for counting the API calls of one run.
+recorder_start() {
+    curl -sf -X POST "$MOTO_URL/moto-api/recorder/reset-recording" >/dev/null
+    curl -sf -X POST "$MOTO_URL/moto-api/recorder/start-recording" >/dev/null
+}
+recorder_stop() { curl -sf -X POST "$MOTO_URL/moto-api/recorder/stop-recording" >/dev/null; }
+
 row() { printf '| %s | %s | %s | %s |\n' "$@" >>"$RESULTS"; }
 
 # aws.rate_limits exists only in a cwtap that has the shared API rate budget.
@@ -182,12 +225,15 @@ YAML
 cwtap_logs=(--log-format json --log-level "info,cwtap::source=debug")
 
 # ------------------------------------------------------------ backfill
-phase_backfill() {
-    local dir="$WORK/backfill" seeded started seed_s since groups_yaml out
-    mkdir -p "$dir"
-    step "backfill: moto, $BENCH_EVENTS events over ${BENCH_SPAN_SECS}s in $BENCH_BACKFILL_GROUPS groups"
+
+# Starts moto under DIR and puts the backfill data into it: BENCH_EVENTS
+# events spread evenly over the last BENCH_SPAN_SECS, in BENCH_BACKFILL_GROUPS
+# groups named PREFIX000... of BENCH_STREAMS streams each.
+seed_backfill() { # dir prefix phase
+    local dir="$1" seeded started seed_s
+    step "$3: moto, $BENCH_EVENTS events over ${BENCH_SPAN_SECS}s in $BENCH_BACKFILL_GROUPS groups x $BENCH_STREAMS streams"
     start_moto "$dir"
-    tool fixture --out "$dir/fixture.ndjson" --prefix /bench/backfill/ --groups "$BENCH_BACKFILL_GROUPS" \
+    tool fixture --out "$dir/fixture.ndjson" --prefix "$2" --groups "$BENCH_BACKFILL_GROUPS" --streams "$BENCH_STREAMS" \
         --events "$BENCH_EVENTS" --span "$BENCH_SPAN_SECS" >/dev/null
     started="$(now_ms)"
     seeded="$("$CWTAP" --log-level warn replay "$dir/fixture.ndjson" --to cloudwatch --create --rebase now --speed max --json)"
@@ -196,7 +242,14 @@ phase_backfill() {
         echo "error: moto accepted $(jget "$seeded" accepted) of $BENCH_EVENTS events" >&2
         return 1
     fi
-    row "backfill" "seeding $BENCH_EVENTS events (cwtap replay --speed max)" "$(printf '%.1f s' "$seed_s")" "moto PutLogEvents"
+    row "$3" "seeding $BENCH_EVENTS events, $BENCH_BACKFILL_GROUPS groups x $BENCH_STREAMS streams (cwtap replay --speed max)" \
+        "$(printf '%.1f s' "$seed_s")" "moto PutLogEvents"
+}
+
+phase_backfill() {
+    local dir="$WORK/backfill" since groups_yaml out
+    mkdir -p "$dir"
+    seed_backfill "$dir" /bench/backfill/ backfill
     since="$((BENCH_SPAN_SECS + 600))s"
     groups_yaml="  - prefix: /bench/backfill/
     parsers: [{use: json}]"
@@ -213,15 +266,14 @@ phase_backfill() {
             ;;
         *) write_config "$dir" "ndjson: {path: $dir/events.ndjson}" "$groups_yaml" "  group_traces: false" ;;
         esac
-        curl -sf -X POST "$MOTO_URL/moto-api/recorder/reset-recording" >/dev/null
-        curl -sf -X POST "$MOTO_URL/moto-api/recorder/start-recording" >/dev/null
+        recorder_start
         local moto_cpu0 recv_cpu0=0 usage delivered summaries calls moto_cpu recv_cpu wall cpu
         moto_cpu0="$(tool cpu "$MOTO_PID")"
         if [[ -n "$RECEIVER_PID" ]]; then recv_cpu0="$(tool cpu "$RECEIVER_PID")"; fi
         step "backfill: cwtap backfill --since $since -> $out"
         tool supervise --out "$dir/usage.json" --stderr "$dir/cwtap-${out%%,*}.log" -- \
             "$CWTAP" "${cwtap_logs[@]}" backfill --config "$dir/config.yaml" --since "$since" --no-progress
-        curl -sf -X POST "$MOTO_URL/moto-api/recorder/stop-recording" >/dev/null
+        recorder_stop
         moto_cpu="$(calc "$(tool cpu "$MOTO_PID") - $moto_cpu0")"
         if [[ "$out" != vectadb ]]; then
             local counted
@@ -304,8 +356,7 @@ start_writer() { # dir prefix seconds
     EXPECTED="$(jget "$made" events)"
     span="$(jget "$made" span_ms)"
     WRITE_START_MS="$(now_ms)"
-    rebase="$("$PY" -c 'import sys, datetime as d; t = (int(sys.argv[1]) + int(sys.argv[2])) / 1000
-print(d.datetime.fromtimestamp(t, d.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")' "$WRITE_START_MS" "$span")"
+    rebase="$(rfc3339_ms "$((WRITE_START_MS + span))")"
     "$CWTAP" --log-level warn replay "$dir/live.ndjson" --to cloudwatch --rebase "$rebase" --speed 1 --json >"$dir/writer.json" 2>"$dir/writer.log" &
     WRITER_PID=$!
     PIDS+=("$WRITER_PID")
@@ -432,21 +483,262 @@ phase_outage() {
     stop_all
 }
 
+# ------------------------------------------------------------ compare
+
+# The VectaDB agent's config for the compare data: the same groups (it takes
+# names, not prefixes), its JSON rule (it has no Lambda rules), a lookback
+# that reaches the oldest seeded event, everything else its defaults.
+write_agent_config() { # dir
+    local g
+    {
+        echo "aws: {region: us-east-1}"
+        echo "vectadb: {endpoint: \"$RECEIVER_URL\", batch_size: 100, timeout_secs: 30}"
+        echo "log_groups:"
+        for g in $(seq 0 $((BENCH_BACKFILL_GROUPS - 1))); do
+            printf '  - name: /bench/compare/%03d\n    parsers: [{name: json, type: json, priority: 10}]\n' "$g"
+        done
+        echo "agent: {poll_interval_secs: 10, lookback_secs: $((BENCH_SPAN_SECS + 600)), auto_create_traces: true, generate_embeddings: true}"
+    } >"$1/agent.yaml"
+}
+
+# The rows of one compare run, from the receiver's records, the run's usage
+# and moto's recording. The wall time is from the start of the process to the
+# last event at the receiver: the agent never exits by itself.
+compare_rows() { # dir name label note
+    local dir="$1" delivery usage calls filter received wall cpu summaries
+    summaries="$(jget "$(receiver_stats)" summaries)"
+    receiver_dump "$dir/received-$2.jsonl"
+    delivery="$(tool delivery "$dir/received-$2.jsonl" --expected "$BENCH_EVENTS")"
+    usage="$(cat "$dir/usage-$2.json")"
+    calls="$(tool recording "$MOTO_RECORDING")"
+    filter="$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1]).get("FilterLogEvents", 0))' "$calls")"
+    received="$(jget "$delivery" distinct_seq)"
+    cpu="$(calc "$(jget "$usage" user_s) + $(jget "$usage" sys_s)")"
+    wall="$(calc "($(jget "$delivery" last_arrival_ms) - $(jget "$usage" started_ms)) / 1000")"
+    local p="compare: $3"
+    row "$p" "events delivered / lost / duplicated" \
+        "$received of $BENCH_EVENTS / $(jget "$delivery" lost) / $(jget "$delivery" duplicates)" \
+        "$(jget "$delivery" received) records and $summaries trace summaries; duplicates by (log_group, log_id), $(jget "$delivery" seq_duplicates) by seq"
+    row "$p" "CPU s per 100,000 events delivered (user+sys)" \
+        "$(printf '%.2f' "$(calc "$cpu / max($received, 1) * 100000")")" "$(printf '%.2f CPU s in all' "$cpu")$4"
+    row "$p" "peak RSS" "$(mb "$(jget "$usage" maxrss_kb)")" "getrusage ru_maxrss (VmHWM)"
+    row "$p" "wall time to the last event at the receiver" "$(printf '%.1f s' "$wall")" \
+        "$(printf '%.0f events/s; the process ran %.1f s' "$(calc "$received / max($wall, 0.001)")" "$(jget "$usage" wall_s)")"
+    row "$p" "FilterLogEvents calls" "$filter" "counted at moto: $calls"
+}
+
+phase_compare() {
+    local dir="$WORK/compare" since variant name sup i errors cycles deadline label extra
+    mkdir -p "$dir"
+    if [[ ! -x "$VECTADB_AGENT_BIN" ]]; then
+        echo "error: no VectaDB agent at $VECTADB_AGENT_BIN (set VECTADB_AGENT_BIN)" >&2
+        return 1
+    fi
+    seed_backfill "$dir" /bench/compare/ compare
+    since="$((BENCH_SPAN_SECS + 600))s"
+
+    # cwtap as configured for the comparison, then without trace grouping
+    # (the agent has none) to show what grouping costs.
+    for variant in grouping nogrouping; do
+        name="cwtap-$variant"
+        label="cwtap backfill (json + lambda rules, trace grouping)"
+        extra=""
+        if [[ "$variant" == nogrouping ]]; then
+            label="cwtap backfill (json + lambda rules, group_traces: false)"
+            extra="  group_traces: false"
+        fi
+        step "compare: cwtap backfill --since $since -> receiver ($variant)"
+        rm -f "$dir/state.db"*
+        start_receiver
+        write_config "$dir" "vectadb: {endpoint: \"$RECEIVER_URL\"}" "  - prefix: /bench/compare/
+    parsers: [{use: json}, {use: lambda}]" "$extra"
+        recorder_start
+        tool supervise --out "$dir/usage-$name.json" --stderr "$dir/$name.log" -- \
+            "$CWTAP" "${cwtap_logs[@]}" backfill --config "$dir/config.yaml" --since "$since" --no-progress
+        recorder_stop
+        compare_rows "$dir" "$name" "$label" "; log $(du -k "$dir/$name.log" | cut -f1) kB"
+        stop_pid "$RECEIVER_PID"
+    done
+
+    # The agent has no exit: it is done with the seeded data once its second
+    # poll cycle ends (the windows after the first start after every seeded
+    # event), and then stopped. As shipped it logs every event at debug level
+    # (its default filter is "info,vectadb_cloudwatch_agent=debug" when
+    # RUST_LOG is unset); RUST_LOG=info turns that off. It logs to stdout.
+    for variant in shipped info; do
+        name="agent-$variant"
+        step "compare: VectaDB agent ($variant) -> receiver"
+        start_receiver
+        write_agent_config "$dir"
+        recorder_start
+        rm -f "$dir/$name.pid"
+        (
+            # Its working directory: it reads a .env from there (dotenvy).
+            cd "$dir"
+            if [[ "$variant" == shipped ]]; then
+                exec env -u RUST_LOG CONFIG_PATH="$dir/agent.yaml" "${TOOLS[@]}" supervise --out "$dir/usage-$name.json" \
+                    --pidfile "$dir/$name.pid" --stdout "$dir/$name.log" --stderr "$dir/$name.err" -- "$VECTADB_AGENT_BIN"
+            else
+                exec env RUST_LOG=info CONFIG_PATH="$dir/agent.yaml" "${TOOLS[@]}" supervise --out "$dir/usage-$name.json" \
+                    --pidfile "$dir/$name.pid" --stdout "$dir/$name.log" --stderr "$dir/$name.err" -- "$VECTADB_AGENT_BIN"
+            fi
+        ) &
+        sup=$!
+        PIDS+=("$sup")
+        PIDFILES+=("$dir/$name.pid")
+        deadline="$(($(now_ms) + BENCH_AGENT_WAIT_SECS * 1000))"
+        cycles=0
+        while (($(now_ms) < deadline)); do
+            cycles="$(grep -c 'Poll cycle complete' "$dir/$name.log" 2>/dev/null || true)"
+            if ((cycles >= 2)) || ! kill -0 "$sup" 2>/dev/null; then break; fi
+            sleep 0.5
+        done
+        if ((cycles < 2)); then
+            echo "warning: the VectaDB agent ($variant) ended $cycles poll cycles in ${BENCH_AGENT_WAIT_SECS}s; its log: $dir/$name.log $dir/$name.err" >&2
+            tail -5 "$dir/$name.err" >&2 || true
+        fi
+        stop_pid "$sup"
+        recorder_stop
+        i="$(grep -c 'Reached safety limit' "$dir/$name.log" || true)"
+        errors="$(grep -c '"level":"ERROR"' "$dir/$name.log" || true)"
+        label="VectaDB agent, RUST_LOG=info"
+        if [[ "$variant" == shipped ]]; then label="VectaDB agent, as shipped (per-event debug log)"; fi
+        compare_rows "$dir" "$name" "$label" \
+            "; $cycles poll cycles, $errors errors logged; log $(du -k "$dir/$name.log" | cut -f1) kB; its 10,000-event cap hit $i times"
+        stop_pid "$RECEIVER_PID"
+    done
+    stop_all
+}
+
+# ------------------------------------------------------------ windows
+
+# `cwtap backfill` over LABEL's data (already in moto) into NDJSON, bounded
+# by BENCH_WINDOWS_TIMEOUT: FilterLogEvents calls per group against the
+# pages the events take, wall time, exactly-once. MADE is the JSON with the
+# events per group (sparse-fixture / create-groups); EXPECTED events in all.
+windows_backfill() { # dir label groups-yaml since expected made [run-name]
+    local dir="$1" run="${7:-backfill}" usage calls summary check wall calls_n rate p
+    touch "$dir/events.ndjson"
+    recorder_start
+    step "windows: $2: cwtap backfill --since $4${7:+ ($7)}"
+    write_config "$dir" "ndjson: {path: $dir/events.ndjson}" "$3"
+    tool supervise --timeout "$BENCH_WINDOWS_TIMEOUT" --out "$dir/usage-$run.json" --stderr "$dir/cwtap-$run.log" -- \
+        "$CWTAP" "${cwtap_logs[@]}" backfill --config "$dir/config.yaml" --since "$4" --no-progress || true
+    recorder_stop
+    usage="$(cat "$dir/usage-$run.json")"
+    calls="$(tool recording "$MOTO_RECORDING" --by-group)"
+    echo "$calls" >"$dir/calls-$run.json"
+    summary="$(tool calls-summary "$calls" --per-group "$6")"
+    check="$(tool ndjson-delivery "$dir/events.ndjson" --expected "$5")"
+    wall="$(jget "$usage" wall_s)"
+    calls_n="$(jget "$summary" calls)"
+    rate="${BENCH_FILTER_RATE:-5}"
+    p="windows: $2${7:+ ($7)}"
+    if [[ "$(jget "$usage" timed_out)" == True ]]; then
+        row "$p" "TIMED OUT" "after ${BENCH_WINDOWS_TIMEOUT}s" "the numbers below are up to then"
+    elif [[ "$(jget "$usage" exit)" != 0 ]]; then
+        row "$p" "FAILED" "exit $(jget "$usage" exit)" "its log: cwtap-$run.log"
+    fi
+    row "$p" "FilterLogEvents calls" "$calls_n" \
+        "$(jget "$summary" groups) groups, per group min / median / max $(jget "$summary" min) / $(jget "$summary" median) / $(jget "$summary" max); other calls $(jget "$summary" other_ops)"
+    row "$p" "pages the events take (sum of ceil(events / 10,000) per group)" "$(jget "$summary" pages)" \
+        "$(jget "$summary" pages_min1) with at least one call per group; calls / that = $(printf '%.1f' "$(calc "$calls_n / max($(jget "$summary" pages_min1), 1)")")"
+    row "$p" "wall time of cwtap backfill" "$(printf '%.1f s' "$wall")" \
+        "$(printf 'calls / %s per s = %.1f s; CPU %.1f s; peak RSS %s' "$rate" "$(calc "$calls_n / $rate")" \
+            "$(calc "$(jget "$usage" user_s) + $(jget "$usage" sys_s)")" "$(mb "$(jget "$usage" maxrss_kb)")")"
+    row "$p" "delivered / lost / duplicated" "$(jget "$check" distinct_ids) of $5 / $(jget "$check" lost) / $(jget "$check" duplicates)" \
+        "NDJSON log events${7:+ of every run so far}; duplicates by (log_group, log_id), $(jget "$check" seq_duplicates) by seq"
+}
+
+# One sparse scenario: GROUPS groups x 4 streams, EVENTS events over SPAN
+# seconds ending 5 minutes ago (`cwtap backfill --since 7d` must cover all of
+# them), BURSTS dense 10-minute bursts holding SHARE of the events.
+windows_sparse() { # name label groups events span bursts share
+    local dir="$WORK/windows-$1" prefix="/bench/w-$1/" made seeded started
+    mkdir -p "$dir"
+    start_moto "$dir"
+    made="$(tool sparse-fixture --out "$dir/fixture.ndjson" --prefix "$prefix" --groups "$3" --streams 4 \
+        --events "$4" --span "$5" --bursts "$6" --burst-share "$7" --burst-secs 600)"
+    started="$(now_ms)"
+    seeded="$("$CWTAP" --log-level warn replay "$dir/fixture.ndjson" --to cloudwatch --create \
+        --rebase "$(rfc3339_ms "$(($(now_ms) - 300000))")" --speed max --json)"
+    if [[ "$(jget "$seeded" accepted)" != "$4" ]]; then
+        echo "error: moto accepted $(jget "$seeded" accepted) of $4 events" >&2
+        return 1
+    fi
+    row "windows: $2" "seeding (cwtap replay --speed max)" "$(printf '%.1f s' "$(calc "($(now_ms) - $started) / 1000")")" \
+        "$4 events, $3 groups x 4 streams; per group $(jget "$made" per_group); bursts $(jget "$made" bursts)"
+    windows_backfill "$dir" "$2" "  - prefix: $prefix
+    parsers: [{use: json}, {use: lambda}]" 7d "$4" "$made"
+    stop_all
+}
+
+windows_empty() {
+    local dir="$WORK/windows-empty" prefix="/bench/w-empty/" made
+    mkdir -p "$dir"
+    start_moto "$dir"
+    made="$(tool create-groups --prefix "$prefix" --groups "$BENCH_EMPTY_GROUPS" --streams 1)"
+    windows_backfill "$dir" "$BENCH_EMPTY_GROUPS empty groups" "  - prefix: $prefix
+    parsers: [{use: json}, {use: lambda}]" 7d 0 "$made"
+    stop_all
+}
+
+# scripts/demo.sh's backfill steps (its fixture and config; the release
+# build here, where the demo builds a debug one): the first run and the
+# second, which has nothing new to deliver.
+windows_demo() {
+    local dir="$WORK/windows-demo" fixture="$ROOT/tests/fixtures/lambda-demo.ndjson" made n run groups_yaml
+    mkdir -p "$dir"
+    start_moto "$dir"
+    "$CWTAP" --log-level warn replay "$fixture" --to cloudwatch --create --rebase now --speed max --json >/dev/null
+    n="$(grep -c . "$fixture")"
+    made="$("$PY" -c 'import collections, json, sys
+c = collections.Counter(json.loads(l)["log_group"] for l in open(sys.argv[1]) if l.strip())
+print(json.dumps({"per_group": c}))' "$fixture")"
+    groups_yaml="  - prefix: /aws/lambda/
+    parsers: [{use: xray}, {use: lambda}, {use: json}]
+  - prefix: /aws/apigateway/
+    parsers: [{use: apigateway}]"
+    for run in first second; do
+        windows_backfill "$dir" "scripts/demo.sh data ($n events, 3 groups)" "$groups_yaml" 7d "$n" "$made" "$run"
+    done
+    stop_all
+}
+
+phase_windows() {
+    local s
+    for s in $BENCH_WINDOWS; do
+        case "$s" in
+        sparse) windows_sparse sparse "$BENCH_SPARSE_GROUPS groups, $BENCH_SPARSE_EVENTS events over 6 days" \
+            "$BENCH_SPARSE_GROUPS" "$BENCH_SPARSE_EVENTS" $((6 * 86400)) 2 0.5 ;;
+        empty) windows_empty ;;
+        # 7 days less an hour, so that every event is inside --since 7d.
+        busy) windows_sparse busy "$BENCH_BUSY_GROUPS groups, $BENCH_BUSY_EVENTS events over 7 days" \
+            "$BENCH_BUSY_GROUPS" "$BENCH_BUSY_EVENTS" $((7 * 86400 - 3600)) 4 0.6 ;;
+        demo) windows_demo ;;
+        *)
+            echo "error: unknown BENCH_WINDOWS scenario $s (sparse, empty, busy, demo)" >&2
+            return 1
+            ;;
+        esac
+    done
+}
+
 {
     echo "| phase | measure | result | notes |"
     echo "|---|---|---|---|"
 } >"$RESULTS"
 BENCH_STARTED="$(now_ms)"
-case "$PHASE" in
-backfill) phase_backfill ;;
-live) phase_live ;;
-outage) phase_outage ;;
-all)
-    phase_backfill
-    phase_live
-    phase_outage
-    ;;
-esac
+for phase in "${PHASES[@]}"; do
+    case "$phase" in
+    all)
+        phase_backfill
+        phase_live
+        phase_outage
+        ;;
+    *) "phase_$phase" ;;
+    esac
+done
 
 echo
 echo "cwtap $("$CWTAP" --version 2>/dev/null | awk '{print $2}'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), bench took $(($(($(now_ms) - BENCH_STARTED)) / 1000)) s${MALLOC_ARENA_MAX:+, MALLOC_ARENA_MAX=$MALLOC_ARENA_MAX}"

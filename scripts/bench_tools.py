@@ -6,9 +6,11 @@ Run as `python3 bench_tools.py COMMAND ...`; see each command's --help.
 """
 
 import argparse
+import base64
 import json
 import math
 import os
+import random
 import re
 import signal
 import socket
@@ -62,7 +64,7 @@ def fixture_line(group, stream, ts_ms, seq):
 
 def cmd_fixture(a):
     """Backfill data: N events spread evenly over `span` seconds, round-robin
-    over the groups, two streams per group. Live data: `rate` events/s for
+    over the groups, then over `streams` streams per group. Live data: `rate` events/s for
     `seconds`, each group getting its share once a second (groups staggered
     over the second), as a steady fleet of writers would."""
     base = 1_700_000_000_000  # rebased by `cwtap replay`
@@ -72,7 +74,7 @@ def cmd_fixture(a):
             for seq in range(a.events):
                 g = seq % a.groups
                 f.write(
-                    fixture_line(f"{a.prefix}{g:03d}", f"stream-{seq // a.groups % 2}",
+                    fixture_line(f"{a.prefix}{g:03d}", f"stream-{seq // a.groups % a.streams}",
                                  base + int(seq * step), seq) + "\n")
             total = a.events
             newest = base + int((a.events - 1) * step)
@@ -97,6 +99,56 @@ def cmd_groups_fixture(a):
     with open(a.out, "w", encoding="utf-8") as f:
         for g in range(a.groups):
             f.write(fixture_line(f"{a.prefix}{g:03d}", "stream-0", 1_700_000_000_000, -1 - g) + "\n")
+
+
+def cmd_sparse_fixture(a):
+    """Data whose cost should follow its events, not its time span: N events
+    over `span` seconds, `burst_share` of them in `bursts` dense bursts of
+    `burst_secs` (each in one group, the groups taken in turn), the rest at
+    uniformly random times in random groups; random streams. Seeded, so the
+    same arguments give the same file. The newest event is at exactly `span`
+    after the oldest possible time, so `--rebase T` puts every event in
+    [T - span, T]. Prints the events per group (for the pages they need)."""
+    rng = random.Random(a.seed)
+    base = 1_700_000_000_000  # rebased by `cwtap replay`
+    span_ms = a.span * 1000
+    burst_ms = min(a.burst_secs * 1000, span_ms)
+    in_bursts = int(a.events * a.burst_share) if a.bursts else 0
+    starts = [rng.uniform(0, span_ms - burst_ms) for _ in range(a.bursts)]
+    placed = []  # (offset ms, group)
+    for i in range(in_bursts):
+        b = i % a.bursts
+        placed.append((starts[b] + rng.uniform(0, burst_ms), b % a.groups))
+    for _ in range(a.events - in_bursts):
+        placed.append((rng.uniform(0, span_ms), rng.randrange(a.groups)))
+    placed.sort()
+    if placed:
+        placed[-1] = (span_ms, placed[-1][1])
+    per_group = {f"{a.prefix}{g:03d}": 0 for g in range(a.groups)}
+    with open(a.out, "w", encoding="utf-8") as f:
+        for seq, (offset, g) in enumerate(placed):
+            group = f"{a.prefix}{g:03d}"
+            per_group[group] += 1
+            f.write(fixture_line(group, f"stream-{rng.randrange(a.streams)}", base + int(offset), seq) + "\n")
+    print(json.dumps({"events": len(placed), "span_ms": span_ms, "per_group": per_group,
+                      "bursts": [{"group": f"{a.prefix}{b % a.groups:03d}", "at_s": round(s / 1000),
+                                  "events": in_bursts // a.bursts + (b < in_bursts % a.bursts)}
+                                 for b, s in enumerate(starts)]}))
+
+
+def cmd_create_groups(a):
+    """Empty log groups (with one empty stream each), through boto3 of the
+    venv that runs moto; the endpoint comes from AWS_ENDPOINT_URL."""
+    import boto3  # not standard library: only this command needs it
+
+    logs = boto3.client("logs", endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+                        region_name=os.environ.get("AWS_REGION", "us-east-1"))
+    for g in range(a.groups):
+        name = f"{a.prefix}{g:03d}"
+        logs.create_log_group(logGroupName=name)
+        for s in range(a.streams):
+            logs.create_log_stream(logGroupName=name, logStreamName=f"stream-{s}")
+    print(json.dumps({"events": 0, "per_group": {f"{a.prefix}{g:03d}": 0 for g in range(a.groups)}}))
 
 
 # ------------------------------------------------------------ receiver
@@ -218,9 +270,10 @@ def proc_status(pid, key):
 
 def cmd_supervise(a):
     """Runs the command; samples its VmRSS every `interval` seconds into
-    `--samples` (epoch ms, kB); forwards SIGTERM/SIGINT; at exit writes its
-    wall time, user and system CPU seconds and peak RSS (getrusage of the
-    child, i.e. VmHWM) as JSON to `--out`."""
+    `--samples` (epoch ms, kB); forwards SIGTERM/SIGINT; after `--timeout`
+    seconds sends it SIGTERM (SIGKILL 10 s later); at exit writes its start
+    (epoch ms), wall time, user and system CPU seconds, peak RSS (getrusage
+    of the child, i.e. VmHWM) and whether it timed out as JSON to `--out`."""
     started = time.time()
     child = subprocess.Popen(a.cmd, stdout=open(a.stdout, "ab") if a.stdout else None,
                              stderr=open(a.stderr, "ab") if a.stderr else None)
@@ -241,6 +294,17 @@ def cmd_supervise(a):
             stop.wait(a.interval)
 
     threading.Thread(target=sample, daemon=True).start()
+    timed_out = threading.Event()
+    if a.timeout:
+        def expire():
+            if stop.wait(a.timeout):
+                return
+            timed_out.set()
+            child.terminate()
+            if not stop.wait(10):
+                child.kill()
+
+        threading.Thread(target=expire, daemon=True).start()
     while True:
         try:
             _, status, usage = os.wait4(child.pid, 0)
@@ -250,9 +314,10 @@ def cmd_supervise(a):
     stop.set()
     code = os.waitstatus_to_exitcode(status)
     with open(a.out, "w", encoding="ascii") as f:
-        json.dump({"wall_s": time.time() - started, "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
-                   "maxrss_kb": usage.ru_maxrss, "exit": code}, f)
-    sys.exit(0 if code in (0, -signal.SIGTERM) else 1)
+        json.dump({"started_ms": int(started * 1000), "wall_s": time.time() - started,
+                   "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
+                   "maxrss_kb": usage.ru_maxrss, "exit": code, "timed_out": timed_out.is_set()}, f)
+    sys.exit(0 if code in (0, -signal.SIGTERM) and not timed_out.is_set() else 1)
 
 
 def cmd_cpu(a):
@@ -314,8 +379,10 @@ def cmd_delivery(a):
     distinct = set(seqs)
     lost = a.expected - len(distinct & set(range(a.expected)))
     ids = [(r[1], r[2]) for r in records]
+    arrivals = [r[0] for r in records]
     out = {"received": len(records), "distinct_seq": len(distinct), "lost": lost,
-           "duplicates": len(ids) - len(set(ids))}
+           "duplicates": len(ids) - len(set(ids)), "seq_duplicates": len(seqs) - len(distinct),
+           "first_arrival_ms": min(arrivals, default=None), "last_arrival_ms": max(arrivals, default=None)}
     if a.since_ms is not None:
         lat, lat_ingest = [], []
         for r in records:
@@ -343,18 +410,75 @@ def cmd_ndjson_count(a):
     print(json.dumps({"events": events, "summaries": summaries}))
 
 
+def cmd_ndjson_delivery(a):
+    """Exactly-once check of an NDJSON output: log events (trace summaries
+    left out) per group, duplicates by (log_group, log_id) and by `seq`, and
+    the events lost: the seqs 0..N-1 missing, or for data without seqs, N
+    minus the distinct ids."""
+    ids, seqs, per_group = [], [], {}
+    with open(a.path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip() or '"event_type":"trace_summary"' in line:
+                continue
+            e = json.loads(line)
+            src = e["source"]
+            ids.append((src["log_group"], src["log_id"]))
+            per_group[src["log_group"]] = per_group.get(src["log_group"], 0) + 1
+            seq = (e.get("properties") or {}).get("seq")
+            if isinstance(seq, int):
+                seqs.append(seq)
+    distinct = set(seqs)
+    if seqs:
+        lost = a.expected - len(distinct & set(range(a.expected)))
+    else:
+        lost = max(a.expected - len(set(ids)), 0)
+    print(json.dumps({"events": len(ids), "distinct_ids": len(set(ids)), "duplicates": len(ids) - len(set(ids)),
+                      "seq_duplicates": len(seqs) - len(distinct), "lost": lost, "per_group": per_group}))
+
+
 def cmd_recording(a):
-    """FilterLogEvents (and other) calls in a moto recording."""
-    counts = {}
+    """FilterLogEvents (and other) calls in a moto recording; with
+    --by-group, {"ops": those counts, "filter_by_group": FilterLogEvents
+    calls per log group (from the recorded request bodies)}."""
+    counts, by_group = {}, {}
     with open(a.path, encoding="utf-8") as f:
         for line in f:
             if not line.strip():
                 continue
-            headers = json.loads(line).get("headers", {})
+            entry = json.loads(line)
+            headers = entry.get("headers", {})
             target = next((v for k, v in headers.items() if k.lower() == "x-amz-target"), "?")
             op = target.rsplit(".", 1)[-1]
             counts[op] = counts.get(op, 0) + 1
-    print(json.dumps(counts))
+            if a.by_group and op == "FilterLogEvents":
+                body = entry.get("body") or ""
+                if entry.get("body_encoded"):
+                    body = base64.b64decode(body).decode("utf-8")
+                try:
+                    req = json.loads(body)
+                    group = req.get("logGroupName") or req.get("logGroupIdentifier") or "?"
+                except ValueError:
+                    group = "?"
+                by_group[group] = by_group.get(group, 0) + 1
+    print(json.dumps({"ops": counts, "filter_by_group": by_group} if a.by_group else counts))
+
+
+def cmd_calls_summary(a):
+    """Totals of a `recording --by-group` answer against the events each
+    group holds (the per_group of a `sparse-fixture` or `create-groups`
+    answer): FilterLogEvents calls in all and per group (min / median / max),
+    and the pages the same events take at 10,000 events a page."""
+    rec = json.loads(a.recording)
+    per_group = json.loads(a.per_group)["per_group"] if a.per_group else {}
+    calls = rec["filter_by_group"]
+    groups = set(per_group) | set(calls)
+    n = [calls.get(g, 0) for g in sorted(groups)] or [0]
+    n.sort()
+    events = [per_group.get(g, 0) for g in groups]
+    print(json.dumps({"groups": len(groups), "calls": sum(n), "min": n[0], "median": n[len(n) // 2], "max": n[-1],
+                      "pages": sum(math.ceil(e / 10_000) for e in events),
+                      "pages_min1": sum(max(1, math.ceil(e / 10_000)) for e in events),
+                      "other_ops": {k: v for k, v in rec["ops"].items() if k != "FilterLogEvents"}}))
 
 
 def cmd_windows(a):
@@ -412,7 +536,27 @@ def main():
     s.add_argument("--span", type=int, default=3600, help="seconds (backfill data)")
     s.add_argument("--rate", type=int, help="events/s (live data)")
     s.add_argument("--seconds", type=int, default=0, help="duration (live data)")
+    s.add_argument("--streams", type=int, default=2, help="streams per group (backfill data)")
     s.set_defaults(func=cmd_fixture)
+
+    s = sub.add_parser("sparse-fixture")
+    s.add_argument("--out", required=True)
+    s.add_argument("--prefix", required=True)
+    s.add_argument("--groups", type=int, required=True)
+    s.add_argument("--streams", type=int, default=4)
+    s.add_argument("--events", type=int, required=True)
+    s.add_argument("--span", type=int, required=True, help="seconds")
+    s.add_argument("--bursts", type=int, default=2)
+    s.add_argument("--burst-secs", type=int, default=600)
+    s.add_argument("--burst-share", type=float, default=0.5, help="share of the events in bursts")
+    s.add_argument("--seed", type=int, default=1)
+    s.set_defaults(func=cmd_sparse_fixture)
+
+    s = sub.add_parser("create-groups")
+    s.add_argument("--prefix", required=True)
+    s.add_argument("--groups", type=int, required=True)
+    s.add_argument("--streams", type=int, default=1)
+    s.set_defaults(func=cmd_create_groups)
 
     s = sub.add_parser("groups-fixture")
     s.add_argument("--out", required=True)
@@ -431,6 +575,7 @@ def main():
     s.add_argument("--stdout")
     s.add_argument("--stderr")
     s.add_argument("--pidfile", help="where to write the child's pid")
+    s.add_argument("--timeout", type=float, help="seconds; then SIGTERM (SIGKILL 10 s later)")
     s.add_argument("cmd", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_supervise)
 
@@ -456,9 +601,20 @@ def main():
     s.add_argument("path")
     s.set_defaults(func=cmd_ndjson_count)
 
+    s = sub.add_parser("ndjson-delivery")
+    s.add_argument("path")
+    s.add_argument("--expected", type=int, required=True)
+    s.set_defaults(func=cmd_ndjson_delivery)
+
     s = sub.add_parser("recording")
     s.add_argument("path")
+    s.add_argument("--by-group", action="store_true")
     s.set_defaults(func=cmd_recording)
+
+    s = sub.add_parser("calls-summary")
+    s.add_argument("recording", help="the JSON of `recording --by-group`")
+    s.add_argument("--per-group", help="the JSON of `sparse-fixture` (events per group)")
+    s.set_defaults(func=cmd_calls_summary)
 
     s = sub.add_parser("windows")
     s.add_argument("log")
