@@ -119,9 +119,7 @@ async fn context(config: &Config, shutdown: &Shutdown) -> Result<Arc<Context>, A
         .state()
         .cloned()
         .ok_or_else(|| AppError::Failed("the pull source needs a state file".into()))?;
-    let cloudwatch = CloudWatch::connect(&config.aws).await;
     Ok(Arc::new(Context {
-        cloudwatch,
         pipeline,
         state,
         agent: config.agent.clone(),
@@ -129,17 +127,82 @@ async fn context(config: &Config, shutdown: &Shutdown) -> Result<Arc<Context>, A
     }))
 }
 
+/// One client per configured account, in the config's order.
+pub struct Accounts {
+    clients: Vec<(crate::config::AccountConfig, CloudWatch)>,
+}
+
+impl Accounts {
+    pub async fn connect(config: &Config) -> Accounts {
+        let mut clients = Vec::with_capacity(config.accounts.len());
+        for account in &config.accounts {
+            clients.push((account.clone(), CloudWatch::connect_account(account).await));
+        }
+        Accounts { clients }
+    }
+
+    /// The client of the account named `name`.
+    pub fn get(&self, name: &str) -> Option<&CloudWatch> {
+        self.clients
+            .iter()
+            .find(|(a, _)| a.name == name)
+            .map(|(_, c)| c)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(crate::config::AccountConfig, CloudWatch)> {
+        self.clients.iter()
+    }
+
+    /// The accounts whose role cannot be assumed, with why: their groups
+    /// are left out, the others go on.
+    pub async fn unusable(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (account, client) in &self.clients {
+            if let Err(e) = client.check_credentials().await {
+                out.push((account.name.clone(), e));
+            }
+        }
+        out
+    }
+}
+
+/// What an account's events carry as their origin: its name, account id
+/// and Region when the config lists `accounts:`, nothing otherwise (one
+/// account: the source fields stay as VectaDB's agent sends them).
+fn origin_of(account: &crate::config::AccountConfig) -> crate::event::Origin {
+    if !account.listed {
+        return crate::event::Origin::default();
+    }
+    crate::event::Origin {
+        account: Some(Arc::from(account.name.as_str())),
+        account_id: account.account_id.as_deref().map(Arc::from),
+        region: account.aws.region.as_deref().map(Arc::from),
+    }
+}
+
 /// Resolves the configured selectors into concrete groups; `known` are the
-/// names already running (the first selector naming a group wins).
+/// (account, name) pairs already running (the first selector naming a group
+/// wins); groups of the accounts in `skip` are left out.
 async fn resolve_groups(
     config: &Config,
-    cloudwatch: &CloudWatch,
-    known: &mut HashSet<String>,
+    accounts: &Accounts,
+    known: &mut HashSet<(String, String)>,
+    skip: &[String],
     shutdown: &Shutdown,
 ) -> (Vec<GroupSpec>, Vec<String>) {
     let mut found = Vec::new();
     let mut errors = Vec::new();
     for group in &config.groups {
+        if skip.contains(&group.account) {
+            continue;
+        }
+        let (Some(cloudwatch), Some(account)) = (
+            accounts.get(&group.account),
+            config.accounts.iter().find(|a| a.name == group.account),
+        ) else {
+            errors.push(format!("{}: no account {:?}", group.key, group.account));
+            continue;
+        };
         let names = match &group.selector {
             GroupSelector::Name(n) => vec![n.clone()],
             GroupSelector::Prefix(p) => match cloudwatch.discover_groups(p, shutdown).await {
@@ -151,10 +214,12 @@ async fn resolve_groups(
             },
         };
         for name in names {
-            if known.insert(name.clone()) {
+            if known.insert((group.account.clone(), name.clone())) {
                 found.push(GroupSpec {
                     name,
                     config: Arc::new(group.clone()),
+                    cloudwatch: cloudwatch.clone(),
+                    origin: origin_of(account),
                 });
             }
         }
@@ -176,8 +241,114 @@ async fn summary_loop(pipeline: Arc<Pipeline>, agent: AgentConfig, shutdown: Shu
     }
 }
 
-/// `cwtap run`: polls every group until `shutdown`, then commits and returns.
-pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
+/// Counts SIGHUPs: each change asks `run` to reload its config.
+pub type Reload = tokio::sync::watch::Receiver<u64>;
+
+/// A running group poller: how to stop it, and what it runs with.
+struct Poller {
+    stop: crate::shutdown::ShutdownTrigger,
+    /// The config entry it runs with, as text: a reload restarts the
+    /// pollers whose entry changed.
+    fingerprint: String,
+    handle: tokio::task::JoinHandle<Option<String>>,
+}
+
+/// Starts a poller for `spec`: it stops when `shutdown` (everything) or its
+/// own stop (a reload) comes; deliveries in flight always get the grace.
+fn start_poller(ctx: &Arc<Context>, spec: GroupSpec, shutdown: &Shutdown) -> Poller {
+    tracing::info!(account = %spec.account(), group = %spec.name, "polling log group");
+    let (stop, stopped) = crate::shutdown::channel();
+    let fingerprint = format!("{:?}", spec.config);
+    let progress = crate::source::pull::progress::GroupProgress::quiet(&spec.name);
+    let (ctx, shutdown) = (Arc::clone(ctx), shutdown.clone());
+    let handle = tokio::spawn(async move {
+        match run_group(ctx, spec, Target::Live, progress, shutdown, stopped).await {
+            GroupEnd::Failed(e) => Some(e),
+            GroupEnd::Done | GroupEnd::ShutDown => None,
+        }
+    });
+    Poller {
+        stop,
+        fingerprint,
+        handle,
+    }
+}
+
+/// Logs the accounts whose role cannot be assumed; their groups are left
+/// out, the others go on. Returns their names.
+async fn unusable_accounts(accounts: &Accounts) -> Vec<String> {
+    let mut out = Vec::new();
+    for (account, error) in accounts.unusable().await {
+        tracing::error!(account = %account, error = %error, "account not usable: its log groups are not polled (fix it, then send SIGHUP or restart)");
+        out.push(account);
+    }
+    out
+}
+
+/// What a reloaded config changes that only a restart applies.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.output.describe() != new.output.describe()
+        || format!("{:?}", old.output) != format!("{:?}", new.output)
+    {
+        out.push("the output");
+    }
+    if old.agent.state_path != new.agent.state_path {
+        out.push("agent.state_path");
+    }
+    if old.agent.listen != new.agent.listen {
+        out.push("agent.listen");
+    }
+    let connection = |c: &Config| -> Vec<String> {
+        c.accounts
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {:?} {:?} {:?} {:?} {:?} {:?}",
+                    a.name,
+                    a.aws.region,
+                    a.aws.profile,
+                    a.aws.endpoint_url,
+                    a.role,
+                    a.account_id,
+                    a.aws.timeout
+                )
+            })
+            .collect()
+    };
+    if connection(old) != connection(new) {
+        out.push("accounts (names, Regions, credentials, endpoints)");
+    }
+    let agent = |c: &Config| {
+        let a = &c.agent;
+        format!(
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            a.poll_interval,
+            a.max_idle_poll_interval,
+            a.lookback,
+            a.late_arrival,
+            a.adaptive_late_arrival,
+            a.max_late_arrival,
+            a.max_window,
+            a.shutdown_grace,
+            a.group_traces,
+            a.trace_idle,
+            a.trace_key_field,
+            a.trace_summaries
+        )
+    };
+    if agent(old) != agent(new) {
+        out.push("agent settings other than discovery_interval_secs");
+    }
+    out
+}
+
+/// `cwtap run`: polls every group until `shutdown`, then commits and
+/// returns. Each change of `reload` (SIGHUP) reloads the config file:
+/// groups added or removed, parser rules and rate budgets apply at once;
+/// what needs a restart is logged; a config that does not load is refused
+/// and the running one stays.
+pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Result<(), AppError> {
     let listener = start_listener(&config, &shutdown).await;
     let ctx = match context(&config, &shutdown).await {
         Ok(ctx) => ctx,
@@ -186,61 +357,125 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
         Err(e) => return Err(e),
     };
     crate::obs::readiness().output_up();
-    tracing::info!(groups = config.groups.len(), output = %config.output.describe(), state = %config.agent.state_path.display(), "cwtap running");
-    let has_prefix = config
-        .groups
-        .iter()
-        .any(|g| matches!(g.selector, GroupSelector::Prefix(_)));
-    let mut known = HashSet::new();
-    let mut tasks = JoinSet::new();
-    if config.agent.group_traces {
-        let (pipeline, shutdown) = (Arc::clone(&ctx.pipeline), shutdown.clone());
-        let agent = config.agent.clone();
-        tasks.spawn(async move {
-            summary_loop(pipeline, agent, shutdown).await;
-            None
-        });
-    }
+    tracing::info!(groups = config.groups.len(), accounts = config.accounts.len(), output = %config.output.describe(), state = %config.agent.state_path.display(), "cwtap running");
+    let mut config = config;
+    let accounts = Accounts::connect(&config).await;
+    let mut skip = unusable_accounts(&accounts).await;
+    let summaries = config.agent.group_traces.then(|| {
+        tokio::spawn(summary_loop(
+            Arc::clone(&ctx.pipeline),
+            config.agent.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let mut pollers: std::collections::HashMap<(String, String), Poller> = Default::default();
+    let mut failures = Vec::new();
     loop {
-        let (found, errors) = resolve_groups(&config, &ctx.cloudwatch, &mut known, &shutdown).await;
+        let mut known: HashSet<(String, String)> = pollers.keys().cloned().collect();
+        let (found, errors) =
+            resolve_groups(&config, &accounts, &mut known, &skip, &shutdown).await;
         for e in errors {
             tracing::error!(error = %e, "log group discovery failed; retrying at the next discovery");
         }
         crate::obs::readiness().discovered();
         for spec in found {
-            tracing::info!(group = %spec.name, "polling log group");
-            let progress = crate::source::pull::progress::GroupProgress::quiet(&spec.name);
-            let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
-            tasks.spawn(async move {
-                match run_group(ctx, spec, Target::Live, progress, shutdown).await {
-                    GroupEnd::Failed(e) => Some(e),
-                    GroupEnd::Done | GroupEnd::ShutDown => None,
+            let key = (spec.account().to_string(), spec.name.clone());
+            pollers.insert(key, start_poller(&ctx, spec, &shutdown));
+        }
+        let has_prefix = config
+            .groups
+            .iter()
+            .any(|g| matches!(g.selector, GroupSelector::Prefix(_)));
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            _ = tokio::time::sleep(config.agent.discovery_interval), if has_prefix => {}
+            changed = reload.changed() => {
+                if changed.is_err() {
+                    // No signal thread any more: wait for shutdown only.
+                    shutdown.wait().await;
+                    break;
                 }
-            });
-        }
-        if !has_prefix {
-            shutdown.wait().await;
-            break;
-        }
-        if !shutdown.sleep(config.agent.discovery_interval).await {
-            break;
+                let new = match Config::load(&config.path) {
+                    Ok(new) => new,
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: the new config does not load; the running config stays");
+                        continue;
+                    }
+                };
+                for what in needs_restart(&config, &new) {
+                    tracing::warn!(changed = what, "SIGHUP: this change needs a restart; running with the old one");
+                }
+                for (account, client) in accounts.iter() {
+                    if let Some(a) = new.accounts.iter().find(|a| a.name == account.name)
+                        && a.aws.rate_limits != account.aws.rate_limits
+                    {
+                        client.budget().set_limits(&a.aws.rate_limits);
+                        tracing::info!(account = %a.name, "SIGHUP: new rate budget applied");
+                    }
+                }
+                // Stop the pollers of groups gone or changed; the loop starts
+                // what the new config selects.
+                let wanted: std::collections::HashMap<(String, String), String> = {
+                    let mut none = HashSet::new();
+                    let (specs, _) = resolve_groups(&new, &accounts, &mut none, &skip, &shutdown).await;
+                    specs
+                        .into_iter()
+                        .map(|s| ((s.account().to_string(), s.name.clone()), format!("{:?}", s.config)))
+                        .collect()
+                };
+                let stale: Vec<(String, String)> = pollers
+                    .iter()
+                    .filter(|(k, p)| wanted.get(*k) != Some(&p.fingerprint))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in stale {
+                    if let Some(p) = pollers.remove(&key) {
+                        p.stop.trigger();
+                        // The old poller finishes its batch and commits before
+                        // a new one reads the group: nothing is sent twice.
+                        if let Ok(Some(failure)) = p.handle.await {
+                            failures.push(failure);
+                        }
+                        if wanted.contains_key(&key) {
+                            tracing::info!(account = %key.0, group = %key.1, "SIGHUP: restarting with the new config");
+                        } else {
+                            tracing::info!(account = %key.0, group = %key.1, "SIGHUP: no longer selected; stopped");
+                        }
+                    }
+                }
+                skip = unusable_accounts(&accounts).await;
+                config = Config {
+                    accounts: config.accounts.clone(),
+                    output: Arc::clone(&config.output),
+                    agent: crate::config::AgentConfig {
+                        discovery_interval: new.agent.discovery_interval,
+                        ..config.agent.clone()
+                    },
+                    ..new
+                };
+                tracing::info!(groups = config.groups.len(), "SIGHUP: config reloaded");
+            }
         }
     }
     tracing::info!("shutting down: finishing in-flight deliveries and committing state");
     let deadline = tokio::time::sleep(Duration::from_secs(9));
     tokio::pin!(deadline);
-    let mut failures = Vec::new();
-    loop {
+    let mut handles: Vec<_> = pollers.into_values().map(|p| p.handle).collect();
+    handles.extend(summaries.map(|h| {
+        tokio::spawn(async move {
+            let _ = h.await;
+            None
+        })
+    }));
+    for handle in handles {
+        let abort = handle.abort_handle();
         tokio::select! {
-            next = tasks.join_next() => match next {
-                None => break,
-                Some(Ok(Some(failure))) => failures.push(failure),
-                Some(_) => {}
+            r = handle => if let Ok(Some(failure)) = r {
+                failures.push(failure);
             },
             _ = &mut deadline => {
-                tracing::warn!(remaining = tasks.len(), "pollers did not stop in time; abandoning them (their last batch was not checkpointed and will be read again)");
-                tasks.abort_all();
-                break;
+                tracing::warn!("pollers did not stop in time; abandoning them (their last batch was not checkpointed and will be read again)");
+                abort.abort();
             }
         }
     }
@@ -348,12 +583,15 @@ pub async fn subscribe(
     request: &SubscribeRequest,
     shutdown: &Shutdown,
 ) -> Result<Vec<(String, Result<(), String>)>, AppError> {
-    let cloudwatch = CloudWatch::connect(&config.aws).await;
+    let accounts = Accounts::connect(config).await;
+    let Some((_, cloudwatch)) = accounts.iter().next() else {
+        return Err(AppError::Usage("no account to subscribe in".into()));
+    };
     let mut names: Vec<String> = Vec::new();
     let mut failed = Vec::new();
     if request.groups.is_empty() && request.prefixes.is_empty() {
         let mut known = HashSet::new();
-        let (found, errors) = resolve_groups(config, &cloudwatch, &mut known, shutdown).await;
+        let (found, errors) = resolve_groups(config, &accounts, &mut known, &[], shutdown).await;
         names.extend(found.into_iter().map(|g| g.name));
         failed.extend(
             errors
@@ -393,6 +631,63 @@ pub async fn subscribe(
     Ok(out)
 }
 
+/// Holds `<state_path>.lock` for as long as a command uses the state file:
+/// one agent per state file (the lock goes when the process ends, however
+/// it ends; the file stays, with the last holder's pid).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+/// Takes the state file's lock, before anything touches the state file or
+/// AWS: a second `run`, `backfill` or `serve` on the same file stops here
+/// with a usage error naming the file and the pid holding it.
+pub fn lock_state(config: &Config) -> Result<StateLock, AppError> {
+    use std::io::{Read, Seek, Write};
+    let state = &config.agent.state_path;
+    let mut name = state.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            AppError::Failed(format!(
+                "cannot create the state folder {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .map_err(|e| AppError::Failed(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.set_len(0);
+            let _ = file.rewind();
+            let _ = write!(file, "{}", std::process::id());
+            let _ = file.flush();
+            Ok(StateLock { _file: file })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            Err(AppError::Usage(format!(
+                "state file {} is in use by another cwtap (pid {}): one agent per state file; stop it first or give this one another agent.state_path",
+                state.display(),
+                if holder.is_empty() { "unknown" } else { holder }
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(AppError::Failed(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// `cwtap health`: exit 0 when `url` answers 200.
 pub async fn health(url: &str) -> Result<String, AppError> {
     crate::obs::probe(url)
@@ -426,12 +721,21 @@ pub async fn backfill(
         )));
     }
     let ctx = context(&config, &shutdown).await?;
+    let accounts = Accounts::connect(&config).await;
+    let mut report = BackfillReport::default();
+    let skip = unusable_accounts(&accounts).await;
+    for account in &skip {
+        report.groups_failed.push((
+            format!("(account {account})"),
+            "its role cannot be assumed".into(),
+        ));
+    }
     let mut known = HashSet::new();
-    let (mut specs, errors) = resolve_groups(&config, &ctx.cloudwatch, &mut known, &shutdown).await;
+    let (mut specs, errors) =
+        resolve_groups(&config, &accounts, &mut known, &skip, &shutdown).await;
     if !request.groups.is_empty() {
         specs.retain(|s| request.groups.contains(&s.name));
     }
-    let mut report = BackfillReport::default();
     for e in errors {
         report.groups_failed.push(("(discovery)".into(), e));
     }
@@ -468,7 +772,10 @@ pub async fn backfill(
         let p = progress.group(&name);
         let ctx = Arc::clone(&ctx);
         let shutdown = shutdown.clone();
-        tasks.spawn(async move { (name, run_group(ctx, spec, target, p, shutdown).await) });
+        tasks.spawn(async move {
+            let stop = shutdown.clone();
+            (name, run_group(ctx, spec, target, p, shutdown, stop).await)
+        });
     }
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -577,6 +884,7 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
             .iter()
             .map(|g| {
                 serde_json::json!({
+                    "account": g.account,
                     "log_group": g.log_group,
                     "cursor": format_ms(g.coverage.cursor_ms),
                     "covered_from": format_ms(g.coverage.covered_from_ms),
@@ -611,10 +919,19 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
     let secs = |ms: i64| {
         humantime::format_duration(Duration::from_secs((ms.max(0) as u64) / 1000)).to_string()
     };
+    // With several accounts a group shows as ACCOUNT/GROUP.
+    let several = groups
+        .iter()
+        .any(|g| g.account != crate::config::DEFAULT_ACCOUNT);
     for g in &groups {
+        let name = if several {
+            format!("{}/{}", g.account, g.log_group)
+        } else {
+            g.log_group.clone()
+        };
         out.push_str(&format!(
             "{:<40} {:<25} {:>10} {:>9} {:>10} {:>8} {:>6} {:>7} {:>8.0}  {}\n",
-            g.log_group,
+            name,
             format_ms(g.coverage.cursor_ms),
             secs(now - g.coverage.cursor_ms),
             g.poll_interval_ms.map(secs).unwrap_or_else(|| "-".into()),
@@ -630,6 +947,173 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
         out.push_str("(no log group has been polled yet)\n");
     }
     Ok(out)
+}
+
+/// `cwtap status --watch`: the table, redrawn every `every` until shutdown.
+pub async fn watch_status(
+    config: &Config,
+    every: Duration,
+    shutdown: &Shutdown,
+) -> Result<(), AppError> {
+    use std::io::{IsTerminal, Write};
+    let clear = std::io::stdout().is_terminal();
+    loop {
+        let table = match status(config, false) {
+            Ok(t) => t,
+            // No state file yet: say so and keep watching.
+            Err(AppError::Failed(why)) => format!("{why}\n"),
+            Err(e) => return Err(e),
+        };
+        let mut out = std::io::stdout().lock();
+        if clear {
+            let _ = write!(out, "\x1b[2J\x1b[H");
+        }
+        let _ = write!(
+            out,
+            "{}  (every {}; Ctrl-C to stop)\n{table}",
+            format_ms(now_ms()),
+            humantime::format_duration(every)
+        );
+        let _ = out.flush();
+        drop(out);
+        if !shutdown.sleep(every).await {
+            return Ok(());
+        }
+    }
+}
+
+/// What `cwtap check --online` found: a report, and each failure.
+#[derive(Debug, Default)]
+pub struct OnlineReport {
+    pub text: String,
+    pub failures: Vec<String>,
+}
+
+/// `cwtap check --online`: per account-Region its credentials and one cheap
+/// call of each API the config needs; every prefix resolved and every named
+/// group looked up; the output's health; the state path writable; the poll
+/// interval each group can expect from the budget.
+pub async fn check_online(config: &Config, shutdown: &Shutdown) -> OnlineReport {
+    use std::fmt::Write;
+    let mut r = OnlineReport::default();
+    let accounts = Accounts::connect(config).await;
+    for (account, client) in accounts.iter() {
+        let name = &account.name;
+        let region = client.region().to_string();
+        if let Err(e) = client.check_credentials().await {
+            r.failures.push(e);
+            continue;
+        }
+        let groups: Vec<&crate::config::GroupConfig> = config
+            .groups
+            .iter()
+            .filter(|g| g.account == *name)
+            .collect();
+        // DescribeLogGroups: credentials and the permission discovery needs.
+        if let Err(e) = client.list_one_group(shutdown).await {
+            r.failures.push(format!("account {name} ({region}): {e}"));
+            continue;
+        }
+        let mut resolved: Vec<(String, &crate::config::GroupConfig)> = Vec::new();
+        for g in &groups {
+            match &g.selector {
+                GroupSelector::Name(n) => match client.discover_groups(n, shutdown).await {
+                    Ok(found) if found.iter().any(|f| f == n) => resolved.push((n.clone(), g)),
+                    Ok(_) => r.failures.push(format!(
+                        "{}: log group {n} not found in {region} (account {name})",
+                        g.key
+                    )),
+                    Err(e) => r.failures.push(format!("{}: {e}", g.key)),
+                },
+                GroupSelector::Prefix(p) => match client.discover_groups(p, shutdown).await {
+                    Ok(found) => {
+                        let _ = writeln!(
+                            r.text,
+                            "account {name} ({region}): prefix {p:?} selects {} group(s)",
+                            found.len()
+                        );
+                        resolved.extend(found.into_iter().map(|f| (f, *g)));
+                    }
+                    Err(e) => r.failures.push(format!("{}: prefix {p:?}: {e}", g.key)),
+                },
+            }
+        }
+        resolved.sort_by(|a, b| a.0.cmp(&b.0));
+        resolved.dedup_by(|a, b| a.0 == b.0);
+        // One read call per read mode, on the first group of that mode.
+        for mode in [
+            crate::config::ReadMode::Filter,
+            crate::config::ReadMode::Streams,
+        ] {
+            if let Some((group, g)) = resolved.iter().find(|(_, g)| g.mode == mode)
+                && let Err(e) = client.probe_read(group, g, shutdown).await
+            {
+                r.failures.push(format!("account {name} ({region}): {e}"));
+            }
+        }
+        let rates = &account.aws.rate_limits;
+        let n = resolved.len() as f64;
+        let rate = rates.filter_log_events;
+        let every = (n / rate).max(config.agent.poll_interval.as_secs_f64());
+        let _ = writeln!(
+            r.text,
+            "account {name} ({region}): credentials ok; {} group(s) at {rate} calls/s: each group every ~{:.0} s",
+            resolved.len(),
+            every
+        );
+    }
+    match config.output.build(&config.agent) {
+        Ok(sink) => match sink.health(shutdown).await {
+            Ok(()) => {
+                let _ = writeln!(r.text, "output: {} is reachable", config.output.describe());
+            }
+            Err(e) => r.failures.push(format!("output: {e}")),
+        },
+        Err(e) => r.failures.push(format!("output: {e}")),
+    }
+    match state_writable(&config.agent.state_path) {
+        Ok(()) => {
+            let _ = writeln!(
+                r.text,
+                "state: {} is writable",
+                config.agent.state_path.display()
+            );
+        }
+        Err(e) => r.failures.push(e),
+    }
+    r
+}
+
+/// Whether the state file can be written: its folder takes a new file, and
+/// the file itself, when there, opens for writing (nothing is changed).
+fn state_writable(path: &std::path::Path) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "agent.state_path: cannot create the folder {}: {e}",
+                dir.display()
+            )
+        })?;
+    }
+    let probe = dir.join(format!(".cwtap-write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"probe").map_err(|e| {
+        format!(
+            "agent.state_path: the folder {} is not writable: {e}",
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("agent.state_path: {} is not writable: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Events a group's read calls returned per call (re-reads included).

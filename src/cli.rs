@@ -119,6 +119,11 @@ pub enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+        /// Also try it: one cheap call per account-Region and IAM action
+        /// needed, prefixes resolved, the output's health, the state path;
+        /// exit 1 naming each failure.
+        #[arg(long)]
+        online: bool,
     },
     /// Parse raw lines (or a captured fixture) with a group's rules and show
     /// the matching rule, the canonical fields and the traces that form.
@@ -141,8 +146,14 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// Redraw the table every --interval until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch redraws (2s, 10s, 1m).
+        #[arg(long, default_value = "2s", requires = "watch")]
+        interval: String,
     },
     /// Probe a running agent's health endpoint: exit 0 when it answers 200,
     /// 1 otherwise (the container's HEALTHCHECK; no curl needed).

@@ -17,10 +17,24 @@ use crate::trace::{KeyField, TraceSummary};
 /// without `accounts:`, a fixture).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Origin {
+    /// The `accounts` entry the event was read through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_id: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<Arc<str>>,
+}
+
+impl Origin {
+    /// The account for metrics labels: the `accounts` entry, else the
+    /// account id, else `default`.
+    pub fn label(&self) -> &str {
+        self.account
+            .as_deref()
+            .or(self.account_id.as_deref())
+            .unwrap_or(crate::config::DEFAULT_ACCOUNT)
+    }
 }
 
 /// One log event as CloudWatch returned it.

@@ -57,16 +57,23 @@ fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
 }
 
 /// SIGTERM and SIGINT request a clean shutdown; a second one exits at once.
-fn install_signals() -> Result<shutdown::Shutdown, AppError> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+/// SIGHUP asks `run` to reload its config (other commands log and go on).
+fn install_signals() -> Result<(shutdown::Shutdown, app::Reload), AppError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let (trigger, listener) = shutdown::channel();
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+    let (reload, reloads) = tokio::sync::watch::channel(0u64);
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| AppError::Failed(format!("cannot install signal handlers: {e}")))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut seen = 0;
             for signal in signals.forever() {
+                if signal == SIGHUP {
+                    tracing::info!("SIGHUP: reloading the config");
+                    reload.send_modify(|n| *n += 1);
+                    continue;
+                }
                 seen += 1;
                 if seen == 1 {
                     tracing::info!(signal, "shutdown requested");
@@ -78,13 +85,13 @@ fn install_signals() -> Result<shutdown::Shutdown, AppError> {
             }
         })
         .map_err(|e| AppError::Failed(format!("cannot start the signal thread: {e}")))?;
-    Ok(listener)
+    Ok((listener, reloads))
 }
 
 fn run(cli: Cli) -> Result<ExitCode, AppError> {
     match cli.command {
         Command::Ops(command) => {
-            let shutdown = install_signals()?;
+            let (shutdown, _) = install_signals()?;
             let code = runtime()?.block_on(cwtap::ops::execute(command, shutdown))?;
             Ok(ExitCode::from(code))
         }
@@ -94,8 +101,9 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { config } => {
-            let shutdown = install_signals()?;
+            let (shutdown, _) = install_signals()?;
             let config = load(&config.resolve())?;
+            let _lock = app::lock_state(&config)?;
             runtime()?.block_on(app::serve(config, shutdown))?;
             tracing::info!("stopped cleanly");
             Ok(ExitCode::SUCCESS)
@@ -110,7 +118,7 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             filter_pattern,
             dry_run,
         } => {
-            let shutdown = install_signals()?;
+            let (shutdown, _) = install_signals()?;
             let config = load(&config.resolve())?;
             let request = app::SubscribeRequest {
                 destination_arn,
@@ -150,13 +158,40 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Check { config } => {
+        Command::Check { config, online } => {
             let config = load(&config.resolve())?;
             print!("{}", app::describe(&config));
-            Ok(ExitCode::SUCCESS)
+            if !online {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (shutdown, _) = install_signals()?;
+            let report = runtime()?.block_on(app::check_online(&config, &shutdown));
+            print!("{}", report.text);
+            if report.failures.is_empty() {
+                println!("online check passed");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for failure in &report.failures {
+                    eprintln!("cwtap: check failed: {failure}");
+                }
+                Ok(ExitCode::from(1))
+            }
         }
-        Command::Status { config, json } => {
+        Command::Status {
+            config,
+            json,
+            watch,
+            interval,
+        } => {
             let config = load(&config.resolve())?;
+            if watch {
+                let every = cwtap::time::parse_duration(&interval)
+                    .map_err(|e| AppError::Usage(format!("--interval: {e}")))?;
+                let (shutdown, _) = install_signals()?;
+                return runtime()?
+                    .block_on(app::watch_status(&config, every, &shutdown))
+                    .map(|()| ExitCode::SUCCESS);
+            }
             print!("{}", app::status(&config, json)?);
             if json {
                 println!();
@@ -183,9 +218,10 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Run { config } => {
             // Handlers first: a SIGTERM that arrives while cwtap starts is a
             // clean shutdown too.
-            let shutdown = install_signals()?;
+            let (shutdown, reload) = install_signals()?;
             let config = load(&config.resolve())?;
-            runtime()?.block_on(app::run(config, shutdown))?;
+            let _lock = app::lock_state(&config)?;
+            runtime()?.block_on(app::run(config, shutdown, reload))?;
             tracing::info!("stopped cleanly");
             Ok(ExitCode::SUCCESS)
         }
@@ -212,7 +248,8 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 groups,
                 interactive: !no_progress && std::io::stderr().is_terminal(),
             };
-            let shutdown = install_signals()?;
+            let (shutdown, _) = install_signals()?;
+            let _lock = app::lock_state(&config)?;
             let report = runtime()?.block_on(app::backfill(config, request, shutdown))?;
             for (group, error) in &report.groups_failed {
                 eprintln!("cwtap: backfill of {group} failed: {error}");

@@ -15,7 +15,12 @@ use common::*;
 fn filter_rate(port: u16) -> Option<f64> {
     let (status, body) = http_get(&format!("http://127.0.0.1:{port}/metrics"));
     (status == 200)
-        .then(|| sample(&body, "cwtap_api_rate_limit{operation=\"FilterLogEvents\"}"))
+        .then(|| {
+            sample(
+                &body,
+                "cwtap_api_rate_limit{account=\"default\",operation=\"FilterLogEvents\"}",
+            )
+        })
         .flatten()
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 
 fn group_series(metric: &str, group: &str) -> String {
-    format!("{metric}{{log_group=\"{group}\"}}")
+    format!("{metric}{{account=\"default\",log_group=\"{group}\"}}")
 }
 
 fn start_run(moto: &Moto, config: &Path) -> Child {
@@ -100,7 +100,7 @@ async fn metrics_count_exactly_the_events_delivered_parsed_by_fallback_and_rerea
     assert!(pulled.is_some_and(|p| p >= 30.0), "{scrape}");
     let calls = sample(
         &scrape,
-        "cwtap_api_calls_total{operation=\"FilterLogEvents\"}",
+        "cwtap_api_calls_total{account=\"default\",operation=\"FilterLogEvents\"}",
     );
     assert!(calls.is_some_and(|c| c > 0.0), "{scrape}");
     let ok_requests = sample(

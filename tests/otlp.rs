@@ -529,7 +529,8 @@ async fn a_partial_success_is_counted_in_metrics_and_not_retried() {
         sample(&http_get(&metrics).1, series) == Some(3.0)
     });
     assert!(counted, "{series} is 3: {}", http_get(&metrics).1);
-    let delivered = format!("cwtap_events_delivered_total{{log_group=\"{group}\"}}");
+    let delivered =
+        format!("cwtap_events_delivered_total{{account=\"default\",log_group=\"{group}\"}}");
     assert!(
         wait_until(Duration::from_secs(30), || {
             sample(&http_get(&metrics).1, &delivered) == Some(n as f64)

@@ -72,20 +72,25 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn new(limits: &RateLimits) -> Budget {
+    /// The limiters of `account` (its own budget, its own metrics label).
+    pub fn new(account: &str, limits: &RateLimits) -> Budget {
         let mut limiters = HashMap::new();
-        for (operation, rate) in [
-            ("FilterLogEvents", limits.filter_log_events),
-            ("GetLogEvents", limits.get_log_events),
-            ("DescribeLogGroups", limits.describe_log_groups),
-            ("DescribeLogStreams", limits.describe_log_streams),
-        ] {
-            let limiter = Limiter::new(operation, rate);
-            crate::obs::metrics().api_rate(operation, limiter.max_rate());
+        for (operation, rate) in rates(limits) {
+            let limiter = Limiter::new(operation, rate).for_account(account);
+            crate::obs::metrics().api_rate(account, operation, limiter.max_rate());
             limiters.insert(operation, Arc::new(limiter));
         }
         Budget {
             limiters: Arc::new(limiters),
+        }
+    }
+
+    /// Applies new rates (a reloaded config) to the running limiters.
+    pub fn set_limits(&self, limits: &RateLimits) {
+        for (operation, rate) in rates(limits) {
+            if let Some(l) = self.limiters.get(operation) {
+                l.set_max_rate(rate);
+            }
         }
     }
 
@@ -116,17 +121,30 @@ impl Budget {
     }
 }
 
+/// Each rate-limited API with its configured rate.
+fn rates(limits: &RateLimits) -> [(&'static str, f64); 4] {
+    [
+        ("FilterLogEvents", limits.filter_log_events),
+        ("GetLogEvents", limits.get_log_events),
+        ("DescribeLogGroups", limits.describe_log_groups),
+        ("DescribeLogStreams", limits.describe_log_streams),
+    ]
+}
+
 /// One API's limiter.
 #[derive(Debug)]
 pub struct Limiter {
     operation: &'static str,
-    max_rate: f64,
-    min_rate: f64,
+    /// The account whose budget this is (metrics label).
+    account: Arc<str>,
     state: Mutex<State>,
 }
 
 #[derive(Debug)]
 struct State {
+    /// The configured rate, and the floor throttling may bring it down to.
+    max_rate: f64,
+    min_rate: f64,
     rate: f64,
     /// The earliest instant the next slot may be taken.
     next_free: Instant,
@@ -158,9 +176,10 @@ impl Limiter {
         let max_rate = rate.max(0.01);
         Limiter {
             operation,
-            max_rate,
-            min_rate: max_rate / 20.0,
+            account: Arc::from(crate::config::DEFAULT_ACCOUNT),
             state: Mutex::new(State {
+                max_rate,
+                min_rate: max_rate / 20.0,
                 rate: max_rate,
                 next_free: Instant::now(),
                 last_decrease: None,
@@ -169,6 +188,12 @@ impl Limiter {
                 idle: BTreeMap::new(),
             }),
         }
+    }
+
+    /// The same limiter, labelled as `account`'s.
+    pub fn for_account(mut self, account: &str) -> Limiter {
+        self.account = Arc::from(account);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -189,7 +214,19 @@ impl Limiter {
 
     /// The configured (maximum) rate.
     pub fn max_rate(&self) -> f64 {
-        self.max_rate
+        self.lock().max_rate
+    }
+
+    /// A new configured rate (a reloaded config): the current rate moves
+    /// within the new bounds.
+    pub fn set_max_rate(&self, rate: f64) {
+        let mut s = self.lock();
+        s.max_rate = rate.max(0.01);
+        s.min_rate = s.max_rate / 20.0;
+        s.rate = s.rate.clamp(s.min_rate, s.max_rate);
+        let rate = s.rate;
+        drop(s);
+        crate::obs::metrics().api_rate(&self.account, self.operation, rate);
     }
 
     /// Waits for a slot; false if shutdown came first.
@@ -253,7 +290,7 @@ impl Limiter {
     /// push the next slot out accordingly.
     pub fn throttled(&self) {
         if let Some(rate) = self.throttled_at(Instant::now()) {
-            crate::obs::metrics().api_rate(self.operation, rate);
+            crate::obs::metrics().api_rate(&self.account, self.operation, rate);
             tracing::info!(
                 operation = self.operation,
                 rate = format!("{rate:.2}/s"),
@@ -271,7 +308,7 @@ impl Limiter {
             return None;
         }
         s.last_decrease = Some(now);
-        s.rate = (s.rate / 2.0).max(self.min_rate);
+        s.rate = (s.rate / 2.0).max(s.min_rate);
         s.next_free = s.next_free.max(now + Duration::from_secs_f64(1.0 / s.rate));
         Some(s.rate)
     }
@@ -279,13 +316,13 @@ impl Limiter {
     /// A call succeeded: raise the rate by a fiftieth of the configured rate.
     pub fn succeeded(&self) {
         let mut s = self.lock();
-        if s.rate >= self.max_rate {
+        if s.rate >= s.max_rate {
             return;
         }
-        s.rate = (s.rate + self.max_rate / 50.0).min(self.max_rate);
+        s.rate = (s.rate + s.max_rate / 50.0).min(s.max_rate);
         let rate = s.rate;
         drop(s);
-        crate::obs::metrics().api_rate(self.operation, rate);
+        crate::obs::metrics().api_rate(&self.account, self.operation, rate);
     }
 }
 

@@ -113,13 +113,19 @@ pub struct Page {
     pub next_token: Option<String>,
 }
 
-/// A CloudWatch Logs client with cwtap's retry policy.
+/// A CloudWatch Logs client with cwtap's retry policy, for one account and
+/// Region (with that account-Region's call budget).
 #[derive(Clone)]
 pub struct CloudWatch {
     client: Client,
+    /// The account's name (`accounts[].name`, or `default`): metrics label.
+    account: std::sync::Arc<str>,
     region: String,
     max_retries: u32,
     budget: budget::Budget,
+    /// The role assumed, for messages.
+    role_arn: Option<String>,
+    credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
 }
 
 impl std::fmt::Debug for CloudWatch {
@@ -140,6 +146,21 @@ impl CloudWatch {
     /// SSO, IMDS) plus the config's overrides. `AWS_ENDPOINT_URL` is honoured
     /// by the chain itself.
     pub async fn connect(cfg: &AwsConfig) -> CloudWatch {
+        Self::connect_as(crate::config::DEFAULT_ACCOUNT, cfg, None).await
+    }
+
+    /// The client of one configured account: its Region, profile and
+    /// endpoint, and the role it assumes (through STS, credentials
+    /// refreshed before they expire).
+    pub async fn connect_account(account: &crate::config::AccountConfig) -> CloudWatch {
+        Self::connect_as(&account.name, &account.aws, account.role.as_ref()).await
+    }
+
+    async fn connect_as(
+        name: &str,
+        cfg: &AwsConfig,
+        role: Option<&crate::config::AssumeRole>,
+    ) -> CloudWatch {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -157,17 +178,60 @@ impl CloudWatch {
         if let Some(url) = &cfg.endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        let sdk = loader.load().await;
+        let mut sdk = loader.load().await;
+        let mut credentials = None;
+        if let Some(role) = role {
+            let mut assume = aws_config::sts::AssumeRoleProvider::builder(&role.role_arn)
+                .session_name(&role.session_name)
+                .configure(&sdk);
+            if let Some(id) = &role.external_id {
+                assume = assume.external_id(id.expose());
+            }
+            let provider = aws_credential_types::provider::SharedCredentialsProvider::new(
+                assume.build().await,
+            );
+            credentials = Some(provider.clone());
+            sdk = sdk.into_builder().credentials_provider(provider).build();
+        }
         let region = sdk
             .region()
             .map(|r| r.to_string())
             .unwrap_or_else(|| "(no region configured)".to_string());
         CloudWatch {
             client: Client::new(&sdk),
+            account: std::sync::Arc::from(name),
             region,
             max_retries: cfg.max_retries,
-            budget: budget::Budget::new(&cfg.rate_limits),
+            budget: budget::Budget::new(name, &cfg.rate_limits),
+            role_arn: role.map(|r| r.role_arn.clone()),
+            credentials,
         }
+    }
+
+    /// The account's name (metrics label, checkpoint key).
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// Gets credentials now (assuming the role, when the account has one):
+    /// a role that cannot be assumed is reported before any call.
+    pub async fn check_credentials(&self) -> Result<(), String> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let Some(provider) = &self.credentials else {
+            return Ok(());
+        };
+        provider
+            .provide_credentials()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "account {}: cannot assume role {}: {}",
+                    self.account,
+                    self.role_arn.as_deref().unwrap_or("?"),
+                    crate::errors::chain(&e)
+                )
+            })
     }
 
     /// The shared rate budget.
@@ -293,7 +357,7 @@ impl CloudWatch {
                 _ = shutdown.wait() => return Err(shut_down()),
             };
             let code = result.as_ref().err().and_then(|e| e.code());
-            crate::obs::metrics().api_call(operation, code);
+            crate::obs::metrics().api_call(&self.account, operation, code);
             self.budget.record(
                 operation,
                 code.is_some_and(|c| crate::obs::metrics::THROTTLE_CODES.contains(&c)),
@@ -386,6 +450,50 @@ impl CloudWatch {
             events,
             next_token: out.next_token.filter(|t| !t.is_empty()),
         })
+    }
+
+    /// One DescribeLogGroups call of one group: the credentials work and
+    /// may list groups (`cwtap check --online`).
+    pub async fn list_one_group(&self, shutdown: &Shutdown) -> Result<(), CloudWatchError> {
+        self.retrying("DescribeLogGroups", "(any)", shutdown, || {
+            self.client.describe_log_groups().limit(1).send()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// One read call of the API that reads `group` (FilterLogEvents, or
+    /// DescribeLogStreams and GetLogEvents stream by stream), over the last
+    /// minute: the permission is there (`cwtap check --online`).
+    pub async fn probe_read(
+        &self,
+        group: &str,
+        config: &crate::config::GroupConfig,
+        shutdown: &Shutdown,
+    ) -> Result<(), CloudWatchError> {
+        let end = crate::time::now_ms();
+        match config.mode {
+            crate::config::ReadMode::Filter => {
+                let req = ScanRequest {
+                    log_group: group.to_string(),
+                    start_ms: end - 60_000,
+                    end_ms: end,
+                    filter_pattern: config.filter_pattern.clone(),
+                    streams: config.streams.clone(),
+                };
+                self.filter_page(&req, None, shutdown).await.map(|_| ())
+            }
+            crate::config::ReadMode::Streams => {
+                let (streams, _) = self
+                    .window_streams(group, &config.streams, end - 60_000, end, shutdown)
+                    .await?;
+                if let Some(stream) = streams.first() {
+                    let mut read = streams::StreamRead::new(group, stream, end - 60_000, end);
+                    self.stream_page(&mut read, shutdown).await?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Every log group whose name starts with `prefix` (all pages).

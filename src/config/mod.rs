@@ -65,6 +65,8 @@ pub struct Config {
     /// The file it came from, for messages.
     pub path: PathBuf,
     pub aws: AwsConfig,
+    /// Every account-Region read; the first is the default of a group.
+    pub accounts: Vec<AccountConfig>,
     /// The one output (see [`crate::sink::OUTPUTS`]).
     pub output: Arc<dyn OutputConfig>,
     pub groups: Vec<GroupConfig>,
@@ -89,6 +91,36 @@ pub struct AwsConfig {
     /// The shared call budget per API.
     pub rate_limits: RateLimits,
 }
+
+/// One account and Region cwtap reads: credentials, Region, endpoint and its
+/// own call budget. A config without `accounts:` has one, named `default`,
+/// from `aws:`.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// Unique; names the account in `log_groups[].account`, in metrics and
+    /// as the key of its checkpoints in the state file.
+    pub name: String,
+    /// Region, profile, endpoint, retries, timeout and rate limits.
+    pub aws: AwsConfig,
+    /// A role to assume (through STS, with refreshing credentials).
+    pub role: Option<AssumeRole>,
+    /// The 12-digit account id, when configured or in the role's ARN.
+    pub account_id: Option<String>,
+    /// Whether the config lists `accounts:` (then events carry their
+    /// account and Region in their source fields).
+    pub listed: bool,
+}
+
+/// The role an account is read through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub external_id: Option<Secret>,
+    pub session_name: String,
+}
+
+/// The name of the account of a config without `accounts:`.
+pub const DEFAULT_ACCOUNT: &str = "default";
 
 /// Calls per second per API, shared by every poller: CloudWatch's default
 /// quotas per account and Region unless configured otherwise.
@@ -131,6 +163,8 @@ pub struct GroupConfig {
     /// Where this group sits in the file, `log_groups[2]`, for messages.
     pub key: String,
     pub selector: GroupSelector,
+    /// The name of the account (`accounts[].name`) the group is read from.
+    pub account: String,
     pub agent_id: Option<String>,
     pub filter_pattern: Option<String>,
     pub streams: StreamFilter,
@@ -494,6 +528,7 @@ fn validate(
     rules: LoadOptions,
 ) -> Result<Config, Invalid> {
     let aws = validate_aws(raw.aws)?;
+    let accounts = validate_accounts(raw.accounts, &aws)?;
 
     // A config that only receives (`firehose:`) may leave log_groups out:
     // every group then gets firehose.default_parsers.
@@ -517,7 +552,61 @@ fn validate(
     let mut groups = Vec::with_capacity(raw_groups.len());
     for (i, g) in raw_groups.into_iter().enumerate() {
         let key = format!("log_groups[{i}]");
-        let selector = match (g.name, g.prefix) {
+        let mut account = match &g.account {
+            None => None,
+            Some(a) => Some(
+                accounts
+                    .iter()
+                    .find(|c| c.name == *a)
+                    .ok_or_else(|| {
+                        invalid(
+                            format!("{key}.account"),
+                            format!(
+                                "no accounts entry is named {a:?} (known: {})",
+                                accounts
+                                    .iter()
+                                    .map(|c| c.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                    })?
+                    .name
+                    .clone(),
+            ),
+        };
+        // A log group ARN names its account and Region: the entry reading them.
+        let name = match g.name {
+            Some(n) if n.starts_with("arn:") => {
+                let (region, account_id, name) = parse_log_group_arn(&n)
+                    .ok_or_else(|| invalid(format!("{key}.name"), format!("{n:?} is not a log group ARN (arn:aws:logs:REGION:ACCOUNT:log-group:NAME)")))?;
+                let entry = accounts
+                    .iter()
+                    .find(|c| {
+                        c.account_id.as_deref() == Some(account_id)
+                            && c.aws.region.as_deref() == Some(region)
+                    })
+                    .ok_or_else(|| {
+                        invalid(
+                            format!("{key}.name"),
+                            format!(
+                                "no accounts entry reads account {account_id} in {region}: add one with that account_id and region"
+                            ),
+                        )
+                    })?;
+                if account.as_ref().is_some_and(|a| *a != entry.name) {
+                    return Err(invalid(
+                        format!("{key}.account"),
+                        format!("the ARN in name is read by accounts entry {:?}", entry.name),
+                    ));
+                }
+                account = Some(entry.name.clone());
+                Some(name.to_string())
+            }
+            other => other,
+        };
+        let account = account.unwrap_or_else(|| accounts[0].name.clone());
+        let selector = match (name, g.prefix) {
             (Some(_), Some(_)) => {
                 return Err(invalid(&key, "give either `name` or `prefix`, not both"));
             }
@@ -587,6 +676,7 @@ fn validate(
         groups.push(GroupConfig {
             key,
             selector,
+            account,
             agent_id: non_empty(g.agent_id, "agent_id")?,
             filter_pattern,
             streams,
@@ -710,11 +800,146 @@ fn validate(
     Ok(Config {
         path: PathBuf::new(),
         aws,
+        accounts,
         output,
         groups,
         agent,
         firehose,
     })
+}
+
+/// `accounts:`, each entry inheriting what it leaves out from `aws:`;
+/// without it, one account named `default`.
+fn validate_accounts(
+    raw: Option<Vec<raw::RawAccount>>,
+    aws: &AwsConfig,
+) -> Result<Vec<AccountConfig>, Invalid> {
+    let Some(raw) = raw else {
+        return Ok(vec![AccountConfig {
+            name: DEFAULT_ACCOUNT.to_string(),
+            aws: aws.clone(),
+            role: None,
+            account_id: None,
+            listed: false,
+        }]);
+    };
+    if raw.is_empty() {
+        return Err(invalid(
+            "accounts",
+            "is empty: list the accounts to read, or leave accounts out to read the one of `aws:`",
+        ));
+    }
+    let mut out: Vec<AccountConfig> = Vec::with_capacity(raw.len());
+    for (i, a) in raw.into_iter().enumerate() {
+        let key = format!("accounts[{i}]");
+        let name = a.name.trim().to_string();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("{name:?}: use letters, digits, - and _"),
+            ));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("{name:?} is used twice"),
+            ));
+        }
+        let role = match non_empty(a.role_arn, &format!("{key}.role_arn"))? {
+            None => None,
+            Some(arn) => {
+                if role_account(&arn).is_none() {
+                    return Err(invalid(
+                        format!("{key}.role_arn"),
+                        format!("{arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+                    ));
+                }
+                Some(AssumeRole {
+                    role_arn: arn,
+                    external_id: non_empty(a.external_id, &format!("{key}.external_id"))?
+                        .map(Secret::new),
+                    session_name: non_empty(a.session_name, &format!("{key}.session_name"))?
+                        .unwrap_or_else(|| "cwtap".into()),
+                })
+            }
+        };
+        let account_id = match non_empty(a.account_id, &format!("{key}.account_id"))? {
+            Some(id) if id.len() == 12 && id.chars().all(|c| c.is_ascii_digit()) => Some(id),
+            Some(id) => {
+                return Err(invalid(
+                    format!("{key}.account_id"),
+                    format!("{id:?} is not a 12-digit AWS account id"),
+                ));
+            }
+            None => role
+                .as_ref()
+                .and_then(|r| role_account(&r.role_arn))
+                .map(str::to_string),
+        };
+        let endpoint_url = non_empty(a.endpoint_url, &format!("{key}.endpoint_url"))?
+            .or_else(|| aws.endpoint_url.clone());
+        if let Some(url) = &endpoint_url {
+            check_http_url(url, &format!("{key}.endpoint_url"))?;
+        }
+        let rate_limits = match a.rate_limits {
+            None => aws.rate_limits,
+            Some(r) => validate_rate_limits(Some(r))
+                .map_err(|(k, m)| (k.replacen("aws.", &format!("{key}."), 1), m))?,
+        };
+        out.push(AccountConfig {
+            name,
+            aws: AwsConfig {
+                region: non_empty(a.region, &format!("{key}.region"))?
+                    .or_else(|| aws.region.clone()),
+                profile: non_empty(a.profile, &format!("{key}.profile"))?
+                    .or_else(|| aws.profile.clone()),
+                endpoint_url,
+                rate_limits,
+                ..aws.clone()
+            },
+            role,
+            account_id,
+            listed: true,
+        });
+    }
+    Ok(out)
+}
+
+/// The account id of a role ARN (`arn:aws:iam::123456789012:role/name`).
+fn role_account(arn: &str) -> Option<&str> {
+    let mut parts = arn.split(':');
+    let (arn_, _partition, iam, _region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (arn_ == "arn"
+        && iam == "iam"
+        && account.len() == 12
+        && account.chars().all(|c| c.is_ascii_digit())
+        && resource.starts_with("role/"))
+    .then_some(account)
+}
+
+/// (Region, account id, name) of a log group ARN
+/// (`arn:aws:logs:REGION:ACCOUNT:log-group:NAME`, optionally ending `:*`).
+pub fn parse_log_group_arn(arn: &str) -> Option<(&str, &str, &str)> {
+    let rest = arn.strip_prefix("arn:")?;
+    let (_partition, rest) = rest.split_once(':')?;
+    let rest = rest.strip_prefix("logs:")?;
+    let (region, rest) = rest.split_once(':')?;
+    let (account, rest) = rest.split_once(':')?;
+    let name = rest.strip_prefix("log-group:")?;
+    let name = name.strip_suffix(":*").unwrap_or(name);
+    (!region.is_empty() && !account.is_empty() && !name.is_empty())
+        .then_some((region, account, name))
 }
 
 pub(crate) fn check_http_url(url: &str, key: &str) -> Result<(), Invalid> {

@@ -14,6 +14,8 @@ use crate::parse::spec::RawParser;
 pub struct RawConfig {
     #[serde(default)]
     pub aws: RawAws,
+    /// The accounts and Regions read; without it, one named `default` from `aws:`.
+    pub accounts: Option<Vec<RawAccount>>,
     pub log_groups: Option<Vec<RawLogGroup>>,
     #[serde(default)]
     pub agent: RawAgent,
@@ -35,8 +37,23 @@ pub struct RawAws {
     pub rate_limits: Option<RawRateLimits>,
 }
 
-/// Calls per second allowed per API (the account's quota in this Region).
+/// One account-Region, as written.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccount {
+    pub name: String,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub session_name: Option<String>,
+    pub account_id: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub rate_limits: Option<RawRateLimits>,
+}
+
+/// Calls per second allowed per API (the account's quota in this Region).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimits {
     pub filter_log_events: Option<f64>,
@@ -50,6 +67,8 @@ pub struct RawRateLimits {
 pub struct RawLogGroup {
     pub name: Option<String>,
     pub prefix: Option<String>,
+    /// The `accounts` entry the group is read from (default: the first).
+    pub account: Option<String>,
     pub agent_id: Option<String>,
     pub filter_pattern: Option<String>,
     pub stream_names: Option<Vec<String>>,

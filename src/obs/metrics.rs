@@ -16,15 +16,20 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Label of the per-group metrics.
+/// Labels of the per-group metrics: the account it is read from
+/// (`accounts[].name`, `default` without `accounts:`, the owner's id for
+/// pushed events) and the group.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GroupLabel {
+    account: String,
     log_group: String,
 }
 
-/// Label of the per-API metrics: the CloudWatch Logs operation name.
+/// Labels of the per-API metrics: the account-Region whose budget it is and
+/// the CloudWatch Logs operation name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabel {
+    account: String,
     operation: String,
 }
 
@@ -196,38 +201,46 @@ impl Metrics {
         &self.firehose
     }
 
-    fn group(name: &str) -> GroupLabel {
+    fn group(account: &str, name: &str) -> GroupLabel {
         GroupLabel {
+            account: account.to_string(),
             log_group: name.to_string(),
         }
     }
 
     /// `n` events came back from CloudWatch for `group`.
-    pub fn events_pulled(&self, group: &str, n: usize) {
+    pub fn events_pulled(&self, account: &str, group: &str, n: usize) {
         self.events_pulled
-            .get_or_create(&Self::group(group))
+            .get_or_create(&Self::group(account, group))
             .inc_by(n as u64);
     }
 
     /// `n` events were skipped because an earlier poll delivered them.
-    pub fn overlap_rereads(&self, group: &str, n: usize) {
+    pub fn overlap_rereads(&self, account: &str, group: &str, n: usize) {
         if n > 0 {
             self.overlap_rereads
-                .get_or_create(&Self::group(group))
+                .get_or_create(&Self::group(account, group))
                 .inc_by(n as u64);
         }
     }
 
     /// One event was parsed by the fallback (no rule matched).
-    pub fn event_fallback(&self, group: &str) {
+    pub fn event_fallback(&self, account: &str, group: &str) {
         self.events_fallback
-            .get_or_create(&Self::group(group))
+            .get_or_create(&Self::group(account, group))
             .inc();
     }
 
     /// A checkpoint committed: its delivered, rejected and late counts.
-    pub fn checkpointed(&self, group: &str, delivered: u64, rejected: u64, late: u64) {
-        let label = Self::group(group);
+    pub fn checkpointed(
+        &self,
+        account: &str,
+        group: &str,
+        delivered: u64,
+        rejected: u64,
+        late: u64,
+    ) {
+        let label = Self::group(account, group);
         // get_or_create also makes a zero series visible for a quiet group.
         self.events_delivered
             .get_or_create(&label)
@@ -237,16 +250,17 @@ impl Metrics {
     }
 
     /// The group's cursor is now `lag` behind the clock.
-    pub fn group_lag(&self, group: &str, lag: Duration) {
+    pub fn group_lag(&self, account: &str, group: &str, lag: Duration) {
         self.lag_seconds
-            .get_or_create(&Self::group(group))
+            .get_or_create(&Self::group(account, group))
             .set(lag.as_secs_f64());
     }
 
     /// One attempt of a CloudWatch call ended; `error_code` is the service's
     /// error code when it failed with one.
-    pub fn api_call(&self, operation: &str, error_code: Option<&str>) {
+    pub fn api_call(&self, account: &str, operation: &str, error_code: Option<&str>) {
         let label = OperationLabel {
+            account: account.to_string(),
             operation: operation.to_string(),
         };
         self.api_calls.get_or_create(&label).inc();
@@ -256,18 +270,19 @@ impl Metrics {
     }
 
     /// The budget of `operation` now allows `rate` calls per second.
-    pub fn api_rate(&self, operation: &str, rate: f64) {
+    pub fn api_rate(&self, account: &str, operation: &str, rate: f64) {
         self.api_rate
             .get_or_create(&OperationLabel {
+                account: account.to_string(),
                 operation: operation.to_string(),
             })
             .set(rate);
     }
 
     /// The group was polled `interval` after its previous poll.
-    pub fn poll_interval(&self, group: &str, interval: Duration) {
+    pub fn poll_interval(&self, account: &str, group: &str, interval: Duration) {
         self.poll_interval
-            .get_or_create(&Self::group(group))
+            .get_or_create(&Self::group(account, group))
             .set(interval.as_secs_f64());
     }
 
@@ -322,16 +337,29 @@ mod tests {
     #[test]
     fn a_throttled_attempt_counts_as_a_call_and_a_throttle() {
         let m = Metrics::new();
-        m.api_call("FilterLogEvents", None);
-        m.api_call("FilterLogEvents", Some("ThrottlingException"));
-        m.api_call("FilterLogEvents", Some("ResourceNotFoundException"));
+        m.api_call("default", "FilterLogEvents", None);
+        m.api_call("default", "FilterLogEvents", Some("ThrottlingException"));
+        m.api_call(
+            "default",
+            "FilterLogEvents",
+            Some("ResourceNotFoundException"),
+        );
+        m.api_call("eu", "FilterLogEvents", None);
         let text = m.encode();
         assert!(
-            text.contains("cwtap_api_calls_total{operation=\"FilterLogEvents\"} 3"),
+            text.contains(
+                "cwtap_api_calls_total{account=\"default\",operation=\"FilterLogEvents\"} 3"
+            ),
             "{text}"
         );
         assert!(
-            text.contains("cwtap_api_throttles_total{operation=\"FilterLogEvents\"} 1"),
+            text.contains(
+                "cwtap_api_throttles_total{account=\"default\",operation=\"FilterLogEvents\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("cwtap_api_calls_total{account=\"eu\",operation=\"FilterLogEvents\"} 1"),
             "{text}"
         );
     }

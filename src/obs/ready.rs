@@ -58,6 +58,13 @@ impl Readiness {
         }
     }
 
+    /// The poller of `group` stopped (no longer selected, or restarting).
+    pub fn group_stopped(&self, group: &str) {
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.remove(group);
+        }
+    }
+
     /// `group` completed a poll without error.
     pub fn group_polled(&self, group: &str) {
         if let Ok(mut groups) = self.groups.lock() {

@@ -52,7 +52,7 @@ pub enum PipelineError {
 pub fn prepare(raw: RawEvent, group: &GroupConfig) -> OutEvent {
     let parsed = group.rules.parse(&raw.message);
     if parsed.rule.is_none() {
-        obs::metrics().event_fallback(&raw.log_group);
+        obs::metrics().event_fallback(raw.origin.label(), &raw.log_group);
     }
     OutEvent::build(raw, parsed, group.agent_id.as_deref())
 }
@@ -71,9 +71,11 @@ pub struct Pending {
 pub enum Position {
     /// Nothing is recorded (no state file).
     None,
-    /// A pull source in one log group. `position` counts only when every
-    /// event of the batch is done (the output did not stop on shutdown).
+    /// A pull source in one log group of one account. `position` counts
+    /// only when every event of the batch is done (the output did not stop
+    /// on shutdown).
     Group {
+        account: String,
         log_group: String,
         position: GroupPosition,
     },
@@ -265,6 +267,7 @@ impl Pipeline {
         let checkpoint = match position {
             Position::None => None,
             Position::Group {
+                account,
                 log_group,
                 mut position,
             } => {
@@ -274,6 +277,7 @@ impl Pipeline {
                     position.observed_delay_ms = None;
                 }
                 Some(Checkpoint::Group {
+                    account,
                     log_group,
                     ids: done
                         .iter()
@@ -303,26 +307,29 @@ impl Pipeline {
             self.commit(checkpoint, done.len(), shutdown).await?;
         }
         // Counted once committed, per group.
-        let mut per_group: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+        let mut per_group: BTreeMap<(&str, &str), (u64, u64, u64)> = BTreeMap::new();
+        fn key(e: &OutEvent) -> (&str, &str) {
+            (e.source.origin.label(), e.source.log_group.as_str())
+        }
         for &i in &outcome.accepted {
             if let Some(e) = event(i) {
-                per_group.entry(&e.source.log_group).or_default().0 += 1;
+                per_group.entry(key(e)).or_default().0 += 1;
             }
         }
         for &i in &outcome.rejected {
             if let Some(e) = event(i) {
-                per_group.entry(&e.source.log_group).or_default().1 += 1;
+                per_group.entry(key(e)).or_default().1 += 1;
             }
         }
         for &i in &done {
             if late[i]
                 && let Some(e) = event(i)
             {
-                per_group.entry(&e.source.log_group).or_default().2 += 1;
+                per_group.entry(key(e)).or_default().2 += 1;
             }
         }
-        for (group, (delivered, rejected, late)) in per_group {
-            obs::metrics().checkpointed(group, delivered, rejected, late);
+        for ((account, group), (delivered, rejected, late)) in per_group {
+            obs::metrics().checkpointed(account, group, delivered, rejected, late);
         }
         Ok(committed)
     }

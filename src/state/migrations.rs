@@ -108,4 +108,46 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (log_group, event_id)
     ) WITHOUT ROWID;
     CREATE INDEX pushed_by_time ON pushed (received_ms);",
+    // 5: checkpoints keyed by account as well as group: two accounts' (or
+    // Regions') /aws/lambda/api never share a cursor. What was there is the
+    // `default` account's, the name of a config without `accounts:`.
+    "CREATE TABLE groups_v5 (
+        account            TEXT NOT NULL,
+        log_group          TEXT NOT NULL,
+        covered_from_ms    INTEGER NOT NULL,
+        cursor_ms          INTEGER NOT NULL,
+        events_delivered   INTEGER NOT NULL DEFAULT 0,
+        events_rejected    INTEGER NOT NULL DEFAULT 0,
+        late_events        INTEGER NOT NULL DEFAULT 0,
+        observed_delay_ms  INTEGER NOT NULL DEFAULT 0,
+        last_poll_ms       INTEGER,
+        last_error         TEXT,
+        last_error_ms      INTEGER,
+        updated_ms         INTEGER NOT NULL,
+        poll_interval_ms   INTEGER,
+        api_calls          INTEGER NOT NULL DEFAULT 0,
+        events_read        INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account, log_group)
+    );
+    INSERT INTO groups_v5 (account, log_group, covered_from_ms, cursor_ms, events_delivered,
+        events_rejected, late_events, observed_delay_ms, last_poll_ms, last_error, last_error_ms,
+        updated_ms, poll_interval_ms, api_calls, events_read)
+    SELECT 'default', log_group, covered_from_ms, cursor_ms, events_delivered,
+        events_rejected, late_events, observed_delay_ms, last_poll_ms, last_error, last_error_ms,
+        updated_ms, poll_interval_ms, api_calls, events_read
+    FROM groups;
+    DROP TABLE groups;
+    ALTER TABLE groups_v5 RENAME TO groups;
+    CREATE TABLE delivered_v5 (
+        account       TEXT NOT NULL,
+        log_group     TEXT NOT NULL,
+        event_id      TEXT NOT NULL,
+        timestamp_ms  INTEGER NOT NULL,
+        PRIMARY KEY (account, log_group, event_id)
+    ) WITHOUT ROWID;
+    INSERT INTO delivered_v5 (account, log_group, event_id, timestamp_ms)
+    SELECT 'default', log_group, event_id, timestamp_ms FROM delivered;
+    DROP TABLE delivered;
+    ALTER TABLE delivered_v5 RENAME TO delivered;
+    CREATE INDEX delivered_by_time ON delivered (account, log_group, timestamp_ms);",
 ];

@@ -54,6 +54,8 @@ pub struct Coverage {
 /// One group's row, for `cwtap status` and for resuming.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupState {
+    /// The account it is read from (`default` without `accounts:`).
+    pub account: String,
     pub log_group: String,
     pub coverage: Coverage,
     pub events_delivered: u64,
@@ -91,6 +93,7 @@ pub struct GroupPosition {
 pub enum Checkpoint {
     /// A batch pulled from one log group.
     Group {
+        account: String,
         log_group: String,
         /// Ids (with timestamps) of the events the output acknowledged or
         /// rejected for good; they will not be sent again.
@@ -266,16 +269,20 @@ impl StateStore {
         f(&mut lock(&self.conn)).map_err(|source| self.sqlite(source))
     }
 
-    pub async fn group(&self, log_group: &str) -> Result<Option<GroupState>, StateError> {
-        let name = log_group.to_string();
-        self.with(move |c| read_group(c, &name)).await
+    pub async fn group(
+        &self,
+        account: &str,
+        log_group: &str,
+    ) -> Result<Option<GroupState>, StateError> {
+        let (account, name) = (account.to_string(), log_group.to_string());
+        self.with(move |c| read_group(c, &account, &name)).await
     }
 
     /// Every group's row, ordered by name.
     pub fn all_groups_blocking(&self) -> Result<Vec<GroupState>, StateError> {
         self.with_blocking(|c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT {GROUP_COLUMNS} FROM groups ORDER BY log_group"
+                "SELECT {GROUP_COLUMNS} FROM groups ORDER BY account, log_group"
             ))?;
             let rows = stmt.query_map([], row_to_group)?;
             rows.collect()
@@ -285,15 +292,16 @@ impl StateStore {
     /// Sets a group's covered range, creating its row if needed.
     pub async fn set_coverage(
         &self,
+        account: &str,
         log_group: &str,
         coverage: Coverage,
     ) -> Result<(), StateError> {
-        let name = log_group.to_string();
+        let (account, name) = (account.to_string(), log_group.to_string());
         self.with(move |c| {
             c.execute(
-                "INSERT INTO groups (log_group, covered_from_ms, cursor_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (log_group) DO UPDATE SET
+                "INSERT INTO groups (account, log_group, covered_from_ms, cursor_ms, updated_ms)
+                 VALUES (?5, ?1, ?2, ?3, ?4)
+                 ON CONFLICT (account, log_group) DO UPDATE SET
                    covered_from_ms = excluded.covered_from_ms,
                    cursor_ms = excluded.cursor_ms,
                    updated_ms = excluded.updated_ms",
@@ -301,7 +309,8 @@ impl StateStore {
                     name,
                     coverage.covered_from_ms,
                     coverage.cursor_ms,
-                    crate::time::now_ms()
+                    crate::time::now_ms(),
+                    account
                 ],
             )
             .map(|_| ())
@@ -312,15 +321,18 @@ impl StateStore {
     /// Ids delivered for `log_group` with a timestamp at or after `since_ms`.
     pub async fn delivered_ids(
         &self,
+        account: &str,
         log_group: &str,
         since_ms: EpochMs,
     ) -> Result<HashSet<String>, StateError> {
-        let name = log_group.to_string();
+        let (account, name) = (account.to_string(), log_group.to_string());
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT event_id FROM delivered WHERE log_group = ?1 AND timestamp_ms >= ?2",
+                "SELECT event_id FROM delivered
+                 WHERE account = ?3 AND log_group = ?1 AND timestamp_ms >= ?2",
             )?;
-            let rows = stmt.query_map(params![name, since_ms], |r| r.get::<_, String>(0))?;
+            let rows =
+                stmt.query_map(params![name, since_ms, account], |r| r.get::<_, String>(0))?;
             rows.collect()
         })
         .await
@@ -496,24 +508,27 @@ impl StateStore {
     /// `interval` is the time since the previous poll, when there was one.
     pub async fn record_poll(
         &self,
+        account: &str,
         log_group: &str,
         error: Option<String>,
         interval: Option<std::time::Duration>,
     ) -> Result<(), StateError> {
-        let name = log_group.to_string();
+        let (account, name) = (account.to_string(), log_group.to_string());
         let interval_ms = interval.map(|i| i.as_millis() as i64);
         self.with(move |c| {
             let now = crate::time::now_ms();
             match error {
                 None => c.execute(
                     "UPDATE groups SET last_poll_ms = ?2, last_error = NULL, last_error_ms = NULL,
-                         poll_interval_ms = COALESCE(?3, poll_interval_ms) WHERE log_group = ?1",
-                    params![name, now, interval_ms],
+                         poll_interval_ms = COALESCE(?3, poll_interval_ms)
+                     WHERE account = ?4 AND log_group = ?1",
+                    params![name, now, interval_ms, account],
                 ),
                 Some(e) => c.execute(
                     "UPDATE groups SET last_poll_ms = ?2, last_error = ?3, last_error_ms = ?2,
-                         poll_interval_ms = COALESCE(?4, poll_interval_ms) WHERE log_group = ?1",
-                    params![name, now, e, interval_ms],
+                         poll_interval_ms = COALESCE(?4, poll_interval_ms)
+                     WHERE account = ?5 AND log_group = ?1",
+                    params![name, now, e, interval_ms, account],
                 ),
             }
             .map(|_| ())
@@ -522,34 +537,35 @@ impl StateStore {
     }
 }
 
-const GROUP_COLUMNS: &str = "log_group, covered_from_ms, cursor_ms, events_delivered, events_rejected, \
+const GROUP_COLUMNS: &str = "account, log_group, covered_from_ms, cursor_ms, events_delivered, events_rejected, \
      late_events, observed_delay_ms, last_poll_ms, last_error, last_error_ms, poll_interval_ms, \
      api_calls, events_read";
 
 fn row_to_group(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupState> {
     Ok(GroupState {
-        log_group: r.get(0)?,
+        account: r.get(0)?,
+        log_group: r.get(1)?,
         coverage: Coverage {
-            covered_from_ms: r.get(1)?,
-            cursor_ms: r.get(2)?,
+            covered_from_ms: r.get(2)?,
+            cursor_ms: r.get(3)?,
         },
-        events_delivered: r.get::<_, i64>(3)? as u64,
-        events_rejected: r.get::<_, i64>(4)? as u64,
-        late_events: r.get::<_, i64>(5)? as u64,
-        observed_delay_ms: r.get(6)?,
-        last_poll_ms: r.get(7)?,
-        last_error: r.get(8)?,
-        last_error_ms: r.get(9)?,
-        poll_interval_ms: r.get(10)?,
-        api_calls: r.get::<_, i64>(11)? as u64,
-        events_read: r.get::<_, i64>(12)? as u64,
+        events_delivered: r.get::<_, i64>(4)? as u64,
+        events_rejected: r.get::<_, i64>(5)? as u64,
+        late_events: r.get::<_, i64>(6)? as u64,
+        observed_delay_ms: r.get(7)?,
+        last_poll_ms: r.get(8)?,
+        last_error: r.get(9)?,
+        last_error_ms: r.get(10)?,
+        poll_interval_ms: r.get(11)?,
+        api_calls: r.get::<_, i64>(12)? as u64,
+        events_read: r.get::<_, i64>(13)? as u64,
     })
 }
 
-fn read_group(c: &Connection, name: &str) -> rusqlite::Result<Option<GroupState>> {
+fn read_group(c: &Connection, account: &str, name: &str) -> rusqlite::Result<Option<GroupState>> {
     c.query_row(
-        &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE log_group = ?1"),
-        [name],
+        &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE account = ?1 AND log_group = ?2"),
+        [account, name],
         row_to_group,
     )
     .optional()
@@ -577,6 +593,7 @@ fn commit_tx(
 fn write_checkpoint(tx: &rusqlite::Transaction<'_>, cp: &Checkpoint) -> rusqlite::Result<()> {
     match cp {
         Checkpoint::Group {
+            account,
             log_group,
             ids,
             delivered,
@@ -586,10 +603,11 @@ fn write_checkpoint(tx: &rusqlite::Transaction<'_>, cp: &Checkpoint) -> rusqlite
         } => {
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO delivered (log_group, event_id, timestamp_ms) VALUES (?1, ?2, ?3)",
+                    "INSERT OR IGNORE INTO delivered (account, log_group, event_id, timestamp_ms)
+                     VALUES (?4, ?1, ?2, ?3)",
                 )?;
                 for (id, ts) in ids {
-                    insert.execute(params![log_group, id, ts])?;
+                    insert.execute(params![log_group, id, ts, account])?;
                 }
             }
             tx.prepare_cached(
@@ -602,7 +620,7 @@ fn write_checkpoint(tx: &rusqlite::Transaction<'_>, cp: &Checkpoint) -> rusqlite
                                    covered_from_ms = COALESCE(?8, covered_from_ms),
                                    cursor_ms = COALESCE(?9, cursor_ms),
                                    observed_delay_ms = COALESCE(?10, observed_delay_ms)
-                 WHERE log_group = ?1",
+                 WHERE account = ?11 AND log_group = ?1",
             )?
             .execute(params![
                 log_group,
@@ -615,15 +633,17 @@ fn write_checkpoint(tx: &rusqlite::Transaction<'_>, cp: &Checkpoint) -> rusqlite
                 position.coverage.map(|c| c.covered_from_ms),
                 position.coverage.map(|c| c.cursor_ms),
                 position.observed_delay_ms,
+                account,
             ])?;
             if let Some(before) = position.prune_before_ms {
                 // Only ids inside the covered range can go: ids below it
                 // belong to a backfill window still in progress.
                 tx.prepare_cached(
-                    "DELETE FROM delivered WHERE log_group = ?1 AND timestamp_ms < ?2
-                       AND timestamp_ms >= (SELECT covered_from_ms FROM groups WHERE log_group = ?1)",
+                    "DELETE FROM delivered WHERE account = ?3 AND log_group = ?1 AND timestamp_ms < ?2
+                       AND timestamp_ms >= (SELECT covered_from_ms FROM groups
+                                            WHERE account = ?3 AND log_group = ?1)",
                 )?
-                .execute(params![log_group, before])?;
+                .execute(params![log_group, before, account])?;
             }
         }
         Checkpoint::Pushed {

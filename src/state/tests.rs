@@ -3,6 +3,7 @@ use crate::trace::{SummaryPolicy, TraceInput};
 
 fn group_checkpoint(ids: Vec<(&str, EpochMs)>, position: GroupPosition) -> Arc<Checkpoint> {
     Arc::new(Checkpoint::Group {
+        account: "default".into(),
         log_group: "/g".into(),
         delivered: ids.len() as u64,
         ids: ids.into_iter().map(|(i, t)| (i.to_string(), t)).collect(),
@@ -19,6 +20,7 @@ async fn checkpoint_moves_cursor_and_ids_together_and_survives_reopen() {
     let store = StateStore::open(&path).unwrap();
     store
         .set_coverage(
+            "default",
             "/g",
             Coverage {
                 covered_from_ms: 1000,
@@ -47,11 +49,11 @@ async fn checkpoint_moves_cursor_and_ids_together_and_survives_reopen() {
         .unwrap();
     drop(store);
     let store = StateStore::open(&path).unwrap();
-    let g = store.group("/g").await.unwrap().unwrap();
+    let g = store.group("default", "/g").await.unwrap().unwrap();
     assert_eq!(g.coverage.cursor_ms, 2000);
     assert_eq!(g.events_delivered, 2);
     assert_eq!((g.api_calls, g.events_read), (3, 7));
-    let ids = store.delivered_ids("/g", 1600).await.unwrap();
+    let ids = store.delivered_ids("default", "/g", 1600).await.unwrap();
     assert_eq!(ids, HashSet::from(["b".to_string()]));
     let mode: String = store
         .with_blocking(|c| c.pragma_query_value(None, "journal_mode", |r| r.get(0)))
@@ -65,6 +67,7 @@ async fn pruning_keeps_ids_below_the_covered_range() {
     let store = StateStore::open(&dir.path().join("s.db")).unwrap();
     store
         .set_coverage(
+            "default",
             "/g",
             Coverage {
                 covered_from_ms: 1000,
@@ -86,7 +89,7 @@ async fn pruning_keeps_ids_below_the_covered_range() {
         )
         .await
         .unwrap();
-    let ids = store.delivered_ids("/g", 0).await.unwrap();
+    let ids = store.delivered_ids("default", "/g", 0).await.unwrap();
     assert_eq!(
         ids,
         HashSet::from(["backfilling".to_string(), "recent".to_string()])
@@ -250,8 +253,19 @@ fn a_version_3_file_with_traces_is_migrated_and_keeps_every_trace_fact() {
     }
     let store = StateStore::open(&path).unwrap();
     let g = store.all_groups_blocking().unwrap();
+    assert_eq!(
+        g[0].account, "default",
+        "what was there is the default account's"
+    );
     assert_eq!(g[0].coverage.cursor_ms, 2000);
     assert_eq!(g[0].events_delivered, 5);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ids = rt
+        .block_on(store.delivered_ids("default", "/g", 0))
+        .unwrap();
+    assert_eq!(ids, HashSet::from(["e1".to_string()]));
     let stored = store.load_traces_blocking(0).unwrap();
     assert_eq!(stored.traces.len(), 1);
     let (key, t) = &stored.traces[0];
@@ -297,4 +311,57 @@ fn state_file_is_private_to_its_owner() {
     StateStore::open(&path).unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn two_accounts_keep_their_own_checkpoints_for_the_same_group_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(&dir.path().join("s.db")).unwrap();
+    for (account, cursor) in [("default", 1_000), ("other", 5_000)] {
+        store
+            .set_coverage(
+                account,
+                "/aws/lambda/api",
+                Coverage {
+                    covered_from_ms: 0,
+                    cursor_ms: cursor,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .commit(
+            Arc::new(Checkpoint::Group {
+                account: "other".into(),
+                log_group: "/aws/lambda/api".into(),
+                ids: vec![("e".into(), 4_000)],
+                delivered: 1,
+                rejected: 0,
+                late: 0,
+                position: GroupPosition::default(),
+            }),
+            None,
+        )
+        .await
+        .unwrap();
+    let a = store
+        .group("default", "/aws/lambda/api")
+        .await
+        .unwrap()
+        .unwrap();
+    let b = store
+        .group("other", "/aws/lambda/api")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.coverage.cursor_ms, a.events_delivered), (1_000, 0));
+    assert_eq!((b.coverage.cursor_ms, b.events_delivered), (5_000, 1));
+    assert!(
+        store
+            .delivered_ids("default", "/aws/lambda/api", 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

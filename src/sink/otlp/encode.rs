@@ -682,6 +682,7 @@ mod tests {
             ingestion_time_ms: Some(ts + 250),
             message: message.into(),
             origin: Origin {
+                account: None,
                 account_id: Some(Arc::from("123456789012")),
                 region: Some(Arc::from("eu-west-1")),
             },

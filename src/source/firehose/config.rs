@@ -177,6 +177,7 @@ pub(crate) fn load(sections: &Sections<'_>) -> Result<Option<Arc<FirehoseConfig>
         default_group: Arc::new(GroupConfig {
             key: "firehose.default_parsers".into(),
             selector: GroupSelector::Prefix(String::new()),
+            account: crate::config::DEFAULT_ACCOUNT.into(),
             agent_id: None,
             filter_pattern: None,
             streams: StreamFilter::All,

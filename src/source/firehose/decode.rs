@@ -172,6 +172,7 @@ pub fn raw_events(messages: Vec<Message>, region: Option<&str>) -> Vec<RawEvent>
             continue;
         }
         let origin = Origin {
+            account: None,
             account_id: (!m.owner.is_empty()).then(|| Arc::from(m.owner.as_str())),
             region: region.clone(),
         };

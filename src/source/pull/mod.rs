@@ -30,7 +30,6 @@ use progress::GroupProgress;
 
 /// What every group poller shares.
 pub struct Context {
-    pub cloudwatch: CloudWatch,
     pub pipeline: Arc<Pipeline>,
     pub state: StateStore,
     pub agent: AgentConfig,
@@ -41,15 +40,17 @@ pub struct Context {
 }
 
 impl Context {
-    fn read_to(&self, group: &str, ts: crate::time::EpochMs) {
+    fn read_to(&self, group: &GroupSpec, ts: crate::time::EpochMs) {
         let mut map = self.read_up_to.lock().unwrap_or_else(|p| p.into_inner());
-        let at = map.entry(group.to_string()).or_insert(ts);
+        let at = map
+            .entry(format!("{}/{}", group.account(), group.name))
+            .or_insert(ts);
         *at = (*at).max(ts);
     }
 
-    fn group_ended(&self, group: &str) {
+    fn group_ended(&self, group: &GroupSpec) {
         let mut map = self.read_up_to.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(group);
+        map.remove(&format!("{}/{}", group.account(), group.name));
     }
 
     /// The event time every running group has read past (`None`: no group
@@ -60,11 +61,23 @@ impl Context {
     }
 }
 
-/// A concrete log group and the config entry that selected it.
+/// A concrete log group, the config entry that selected it, and the
+/// account it is read from.
 #[derive(Debug, Clone)]
 pub struct GroupSpec {
     pub name: String,
     pub config: Arc<GroupConfig>,
+    /// The account's client (its budget, its metrics label).
+    pub cloudwatch: CloudWatch,
+    /// What the group's events carry as their origin.
+    pub origin: crate::event::Origin,
+}
+
+impl GroupSpec {
+    /// The account's name: the group's checkpoints are keyed by it.
+    pub fn account(&self) -> &str {
+        self.cloudwatch.account()
+    }
 }
 
 /// How a group's poller ended.
@@ -91,20 +104,29 @@ enum ScanError {
 enum ScanEnd {
     Complete,
     Interrupted,
+    /// The window was a probe and turned out dense: given up, to be read
+    /// again in smaller windows.
+    Dense,
 }
 
 /// Polls one group until `target` is reached (backfill) or shutdown (live).
+///
+/// `stop` ends the polling of this group alone (a reload): it is seen
+/// between windows and between polls, so the batch in delivery finishes
+/// and is committed; `shutdown` stops everything and gives deliveries in
+/// flight the shutdown grace.
 pub async fn run_group(
     ctx: Arc<Context>,
     group: GroupSpec,
     target: Target,
     progress: GroupProgress,
     shutdown: Shutdown,
+    stop: Shutdown,
 ) -> GroupEnd {
     let name = group.name.as_str();
     obs::readiness().group_started(name);
-    let end = poll_group(&ctx, &group, target, progress, shutdown).await;
-    ctx.group_ended(name);
+    let end = poll_group(&ctx, &group, target, progress, shutdown, stop).await;
+    ctx.group_ended(&group);
     end
 }
 
@@ -114,11 +136,13 @@ async fn poll_group(
     target: Target,
     mut progress: GroupProgress,
     shutdown: Shutdown,
+    stop: Shutdown,
 ) -> GroupEnd {
     let name = group.name.as_str();
     let agent = &ctx.agent;
     let lookback_ms = agent.lookback.as_millis() as i64;
-    let existing = match ctx.state.group(name).await {
+    let account = group.account();
+    let existing = match ctx.state.group(account, name).await {
         Ok(g) => g,
         Err(e) => return GroupEnd::Failed(e.to_string()),
     };
@@ -138,13 +162,25 @@ async fn poll_group(
                 since = %crate::time::format_ms(coverage.covered_from_ms),
                 "backfill starts after this group's checkpoint; the gap between is not read");
         }
-        if let Err(e) = ctx.state.set_coverage(name, coverage).await {
+        if let Err(e) = ctx.state.set_coverage(account, name, coverage).await {
             return GroupEnd::Failed(e.to_string());
         }
     }
     progress.update(coverage);
-    ctx.read_to(name, coverage.cursor_ms);
-    let mut sizing = Sizing::new(agent.max_window.as_millis() as i64);
+    ctx.read_to(group, coverage.cursor_ms);
+    // A backfill, or a group far behind, read over the whole group starts
+    // by trying its whole range (stream by stream, pages say nothing of how
+    // dense a range is).
+    let max_window_ms = agent.max_window.as_millis() as i64;
+    let far_behind = match target {
+        Target::Backfill { .. } => true,
+        Target::Live => now_ms() - coverage.cursor_ms > 2 * max_window_ms,
+    };
+    let mut sizing = if far_behind && group.config.mode == crate::config::ReadMode::Filter {
+        Sizing::probing(max_window_ms)
+    } else {
+        Sizing::new(max_window_ms)
+    };
     let late_ms = agent.late_arrival.as_millis() as i64;
     let cap_ms = agent.max_late_arrival.as_millis() as i64;
     let poll_ms = agent.poll_interval.as_millis() as i64;
@@ -160,7 +196,7 @@ async fn poll_group(
         let interval = last_poll_started.map(|t| started - t);
         last_poll_started = Some(started);
         if let Some(i) = interval {
-            obs::metrics().poll_interval(name, i);
+            obs::metrics().poll_interval(account, name, i);
         }
         let delivered_before = progress.delivered();
         let polled: Result<(), ScanError> = async {
@@ -203,9 +239,12 @@ async fn poll_group(
                 let scanned = scan(
                     ctx,
                     group,
-                    coverage,
-                    window,
-                    priority,
+                    Scan {
+                        coverage,
+                        window,
+                        priority,
+                        probe: sizing.is_probing(),
+                    },
                     &mut delay_ms,
                     &mut progress,
                     &shutdown,
@@ -213,6 +252,15 @@ async fn poll_group(
                 .await?;
                 match scanned {
                     (ScanEnd::Interrupted, _) => return Ok(()),
+                    (ScanEnd::Dense, _) => {
+                        tracing::debug!(
+                            group = name,
+                            "range too dense for one window; reading it window by window"
+                        );
+                        sizing.dense();
+                        first_window = true;
+                        continue;
+                    }
                     (ScanEnd::Complete, read) => {
                         let reach = (window.then.cursor_ms - coverage.cursor_ms)
                             .max(coverage.covered_from_ms - window.then.covered_from_ms);
@@ -233,12 +281,15 @@ async fn poll_group(
                             last_sweep_ms = at - spread;
                         }
                         coverage = window.then;
-                        ctx.read_to(name, coverage.cursor_ms);
+                        ctx.read_to(group, coverage.cursor_ms);
                         progress.update(coverage);
                         progress.window_done(window, progress.delivered() - before);
                     }
                 }
-                if shutdown.is_triggered() || (target == Target::Live && caught_up) {
+                if shutdown.is_triggered()
+                    || stop.is_triggered()
+                    || (target == Target::Live && caught_up)
+                {
                     return Ok(());
                 }
             }
@@ -249,12 +300,17 @@ async fn poll_group(
             progress.finish("failed");
             return GroupEnd::Failed(format!("{name}: {e}"));
         }
-        if shutdown.is_triggered() {
+        if shutdown.is_triggered() || stop.is_triggered() {
             progress.finish("stopped");
+            obs::readiness().group_stopped(name);
             return GroupEnd::ShutDown;
         }
         let error = polled.as_ref().err().map(|e| e.to_string());
-        if let Err(e) = ctx.state.record_poll(name, error.clone(), interval).await {
+        if let Err(e) = ctx
+            .state
+            .record_poll(account, name, error.clone(), interval)
+            .await
+        {
             tracing::error!(group = name, error = %e, "cannot record the poll in the state file");
         } else if error.is_none() {
             obs::readiness().group_polled(name);
@@ -281,7 +337,12 @@ async fn poll_group(
         }
         let found_nothing = error.is_none() && progress.delivered() == delivered_before;
         idle_polls = if found_nothing { idle_polls + 1 } else { 0 };
-        if !shutdown.sleep(idle_interval(agent, idle_polls)).await {
+        let slept = tokio::select! {
+            s = shutdown.sleep(idle_interval(agent, idle_polls)) => s,
+            _ = stop.wait() => false,
+        };
+        if !slept {
+            obs::readiness().group_stopped(name);
             return GroupEnd::ShutDown;
         }
     }
@@ -389,26 +450,42 @@ fn read_ahead(
     (rx, paged, AbortOnDrop(task))
 }
 
-/// Scans one window; on `Complete` every event of it is delivered and the
-/// cursor checkpointed.
-#[allow(clippy::too_many_arguments)]
-async fn scan(
-    ctx: &Context,
-    group: &GroupSpec,
+/// What one scan reads: the window, the coverage it extends, the budget
+/// class of its calls, and whether it is a probe of a whole range.
+struct Scan {
     coverage: Coverage,
     window: Window,
     priority: Priority,
+    probe: bool,
+}
+
+/// Scans one window; on `Complete` every event of it is delivered and the
+/// cursor checkpointed.
+async fn scan(
+    ctx: &Context,
+    group: &GroupSpec,
+    scan: Scan,
     delay_ms: &mut i64,
     progress: &mut GroupProgress,
     shutdown: &Shutdown,
 ) -> Result<(ScanEnd, WindowRead), ScanError> {
+    let Scan {
+        coverage,
+        window,
+        priority,
+        probe,
+    } = scan;
     let name = group.name.as_str();
     let retention_ms = retention_ms(&ctx.agent);
     // Ids delivered earlier in this window (overlap, or a run cut short).
-    let seen: HashSet<String> = ctx.state.delivered_ids(name, window.start_ms).await?;
+    let account = group.account();
+    let seen: HashSet<String> = ctx
+        .state
+        .delivered_ids(account, name, window.start_ms)
+        .await?;
     let going_up = window.then.cursor_ms > coverage.cursor_ms;
     let (mut pages_rx, paged, _reader) = read_ahead(
-        ctx.cloudwatch.clone(),
+        group.cloudwatch.clone(),
         group,
         window,
         priority,
@@ -434,9 +511,26 @@ async fn scan(
         cost.events_read += fetched.page.events.len() as u64;
         read.events += fetched.page.events.len() as u64;
         progress.add_read(fetched.calls, fetched.page.events.len() as u64);
-        obs::metrics().events_pulled(name, fetched.page.events.len());
+        if probe && !fetched.last && read.events > plan::PAGE_EVENTS / 2 {
+            // Too much for one window: what was delivered is checkpointed
+            // by id (with the calls made), the rest is read again window by
+            // window.
+            let rest = Batch {
+                events: std::mem::take(&mut batch),
+                position: Position::Group {
+                    account: account.to_string(),
+                    log_group: name.to_string(),
+                    position: std::mem::take(&mut cost),
+                },
+            };
+            if let ScanEnd::Interrupted = deliver(ctx, rest, progress, shutdown).await? {
+                return Ok((ScanEnd::Interrupted, read));
+            }
+            return Ok((ScanEnd::Dense, read));
+        }
+        obs::metrics().events_pulled(account, name, fetched.page.events.len());
         let mut reread = 0;
-        for raw in fetched.page.events {
+        for mut raw in fetched.page.events {
             if raw.timestamp_ms < window.start_ms || raw.timestamp_ms >= window.end_ms {
                 continue;
             }
@@ -448,6 +542,7 @@ async fn scan(
                 window_delay = window_delay.max(ingested - raw.timestamp_ms);
             }
             let late = going_up && raw.timestamp_ms < coverage.cursor_ms;
+            raw.origin = group.origin.clone();
             batch.push(Pending {
                 event: pipeline::prepare(raw, &group.config),
                 late,
@@ -456,6 +551,7 @@ async fn scan(
                 let full = Batch {
                     events: std::mem::replace(&mut batch, Vec::with_capacity(batch_size)),
                     position: Position::Group {
+                        account: account.to_string(),
                         log_group: name.to_string(),
                         position: std::mem::take(&mut cost),
                     },
@@ -465,7 +561,7 @@ async fn scan(
                 }
             }
         }
-        obs::metrics().overlap_rereads(name, reread);
+        obs::metrics().overlap_rereads(account, name, reread);
         // Only the pager knows the end: an empty page is not it.
         if fetched.last {
             break;
@@ -494,6 +590,7 @@ async fn scan(
     let last = Batch {
         events: batch,
         position: Position::Group {
+            account: account.to_string(),
             log_group: name.to_string(),
             position: GroupPosition {
                 coverage: Some(window.then),
@@ -506,7 +603,7 @@ async fn scan(
     let end = deliver(ctx, last, progress, shutdown).await?;
     if let ScanEnd::Complete = end {
         let lag_ms = (now_ms() - window.then.cursor_ms).max(0) as u64;
-        obs::metrics().group_lag(name, std::time::Duration::from_millis(lag_ms));
+        obs::metrics().group_lag(account, name, std::time::Duration::from_millis(lag_ms));
     }
     Ok((end, read))
 }

@@ -112,6 +112,9 @@ pub const MIN_SPAN_MS: i64 = 1_000;
 pub struct Sizing {
     span_ms: i64,
     max_window_ms: i64,
+    /// The first window of a long range: all of it at once, given up as
+    /// soon as it turns out dense (see [`Sizing::probing`]).
+    probing: bool,
 }
 
 impl Sizing {
@@ -120,7 +123,33 @@ impl Sizing {
         Sizing {
             span_ms: max_window_ms.max(MIN_SPAN_MS),
             max_window_ms: max_window_ms.max(MIN_SPAN_MS),
+            probing: false,
         }
+    }
+
+    /// Starts with the whole range in one window: a sparse or empty range
+    /// (most of a week-long backfill) then costs one call or a few. The scan
+    /// gives the window up once it has read more than half a page with more
+    /// to come ([`Sizing::dense`]), and sizing starts again at
+    /// `max_window_ms`: a dense range costs one call more, and a crash still
+    /// re-reads at most one window.
+    pub fn probing(max_window_ms: i64) -> Sizing {
+        Sizing {
+            span_ms: i64::MAX / 4,
+            probing: true,
+            ..Sizing::new(max_window_ms)
+        }
+    }
+
+    /// Whether the next window is the probe of a whole range.
+    pub fn is_probing(&self) -> bool {
+        self.probing
+    }
+
+    /// The probe found the range dense: windows of `max_window` from here.
+    pub fn dense(&mut self) {
+        self.probing = false;
+        self.span_ms = self.max_window_ms;
     }
 
     /// How far past the covered range the next window may reach.
@@ -134,6 +163,11 @@ impl Sizing {
     /// 0 where pages do not measure density, as stream by stream) and the
     /// events it read.
     pub fn observe(&mut self, reach_ms: i64, pages: u64, events: u64) {
+        if std::mem::take(&mut self.probing) {
+            // The probe covered what it could reach; size from there.
+            self.span_ms = self.max_window_ms.max(reach_ms.saturating_mul(2));
+            return;
+        }
         let heavy = pages.max(events.div_ceil(PAGE_EVENTS));
         if heavy <= 1 && events <= PAGE_EVENTS / 2 {
             // One page with room to spare: try twice as much, if this window
@@ -337,6 +371,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_probe_takes_the_whole_range_and_falls_back_to_max_window_when_dense() {
+        let hour = 3_600_000;
+        let mut s = Sizing::probing(hour);
+        assert!(s.is_probing());
+        let target = Target::Backfill {
+            since: 0,
+            until: 7 * 24 * hour,
+        };
+        let w = next_window(cov(0, 0), target, i64::MAX / 2, 0, s.span_ms()).unwrap();
+        assert_eq!(w.end_ms, 7 * 24 * hour, "the whole week in one window");
+        s.dense();
+        assert!(!s.is_probing());
+        assert_eq!(s.span_ms(), hour);
+        let mut s = Sizing::probing(hour);
+        s.observe(2 * hour, 1, 10);
+        assert!(!s.is_probing());
+        assert_eq!(s.span_ms(), 4 * hour);
     }
 
     #[test]
