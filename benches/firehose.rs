@@ -63,6 +63,7 @@ fn group() -> GroupConfig {
     GroupConfig {
         key: "bench".into(),
         selector: GroupSelector::Prefix(String::new()),
+        account: "default".into(),
         agent_id: None,
         filter_pattern: None,
         streams: StreamFilter::All,

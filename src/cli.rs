@@ -155,6 +155,19 @@ pub enum Command {
         #[arg(long, default_value = "2s", requires = "watch")]
         interval: String,
     },
+    /// Print the shell completion script (bash, zsh, fish, elvish,
+    /// powershell) to standard output.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output, or write one page per
+    /// command into --dir.
+    Man {
+        /// Folder for cwtap.1 and one page per subcommand (cwtap-run.1, ...).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Probe a running agent's health endpoint: exit 0 when it answers 200,
     /// 1 otherwise (the container's HEALTHCHECK; no curl needed).
     Health {

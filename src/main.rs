@@ -95,6 +95,40 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             let code = runtime()?.block_on(cwtap::ops::execute(command, shutdown))?;
             Ok(ExitCode::from(code))
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            let mut command = Cli::command();
+            // Into memory first: the generator panics on a write error (a
+            // closed pipe), writing the buffer does not.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "cwtap", &mut script);
+            std::io::stdout()
+                .write_all(&script)
+                .map_err(|e| AppError::Failed(format!("cannot write the script: {e}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            let command = Cli::command();
+            match dir {
+                None => clap_mangen::Man::new(command)
+                    .render(&mut std::io::stdout())
+                    .map_err(|e| AppError::Failed(format!("cannot write the man page: {e}")))?,
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| AppError::Usage(format!("--dir {}: {e}", dir.display())))?;
+                    clap_mangen::generate_to(command, &dir).map_err(|e| {
+                        AppError::Failed(format!(
+                            "cannot write man pages into {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
+                    println!("man pages written to {}", dir.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Health { url } => {
             let body = runtime()?.block_on(app::health(&url))?;
             println!("ok: {url} answered 200: {}", body.trim());

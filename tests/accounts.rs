@@ -23,9 +23,12 @@ fn venv_python() -> PathBuf {
         .join("bin/python")
 }
 
+/// Events to put: (group, stream, [(timestamp, message)]).
+type Put<'a> = (&'a str, &'a str, Vec<(i64, String)>);
+
 /// Puts events with boto3, as `role` (assumed; `None`: the default account)
-/// in `region`: [(group, stream, [(ts, message)])].
-fn seed(moto: &str, role: Option<&str>, region: &str, puts: &[(&str, &str, Vec<(i64, String)>)]) {
+/// in `region`.
+fn seed(moto: &str, role: Option<&str>, region: &str, puts: &[Put<'_>]) {
     let spec = json!({"endpoint": moto, "role": role, "region": region, "puts": puts
         .iter()
         .map(|(g, s, e)| json!({"group": g, "stream": s, "events": e}))
