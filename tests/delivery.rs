@@ -419,7 +419,8 @@ async fn kill_9_mid_run_then_restart_loses_nothing_even_with_thousands_of_events
     let complete = wait_until(Duration::from_secs(60), || {
         id_counts(&receiver.stored()).len() >= 3_000
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Two more polls re-read the same millisecond: nothing may come twice.
+    assert!(newer_polls(&moto.url, &config, 2, Duration::from_secs(30)));
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
     assert!(
@@ -472,10 +473,10 @@ async fn sigterm_during_a_slow_delivery_lets_it_finish_commits_it_and_exits_zero
         status[0]["events_delivered"], 50,
         "the finished delivery was committed"
     );
-    // A restart sends nothing again.
+    // A restart sends nothing again: once it has polled.
     receiver.script().delay = Duration::ZERO;
     let mut child = start_run(&moto, &config);
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(newer_polls(&moto.url, &config, 1, Duration::from_secs(30)));
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
     assert_eq!(receiver.stored().len(), 50);
@@ -500,7 +501,13 @@ async fn sigterm_while_the_downstream_is_down_exits_zero_promptly_and_keeps_ever
         .requests()
         .iter()
         .any(|r| r.status == 503)));
-    std::thread::sleep(Duration::from_secs(1));
+    // A retry of the refused batch, then the stop.
+    assert!(wait_until(Duration::from_secs(20), || receiver
+        .requests()
+        .iter()
+        .filter(|r| r.status == 503)
+        .count()
+        >= 2));
     signal(&child, "TERM");
     let exit =
         wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");

@@ -75,8 +75,18 @@ async fn metrics_count_exactly_the_events_delivered_parsed_by_fallback_and_rerea
     let ready = wait_until(Duration::from_secs(20), || {
         http_get(&format!("http://127.0.0.1:{port}/readyz")).0 == 200
     });
-    // A few more polls: nothing may be counted twice.
-    std::thread::sleep(Duration::from_millis(2500));
+    // A few more polls (the poll interval gauge is set at each): nothing may
+    // be counted twice.
+    let polls = group_series("cwtap_group_poll_interval_seconds", group);
+    let calls = "cwtap_api_calls_total{account=\"default\",operation=\"FilterLogEvents\"}";
+    let before = sample(&http_get(&metrics_url).1, calls).unwrap_or(0.0);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let now = http_get(&metrics_url).1;
+            sample(&now, calls).unwrap_or(0.0) >= before + 2.0 && sample(&now, &polls).is_some()
+        }),
+        "two more polls"
+    );
     let (status, scrape) = http_get(&metrics_url);
     let (health, _) = http_get(&format!("http://127.0.0.1:{port}/healthz"));
     let log = stop(child);

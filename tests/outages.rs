@@ -175,9 +175,9 @@ async fn ten_kill_9_during_a_live_run_with_late_events_lose_nothing() {
         child.wait().unwrap();
     }
     let child = spawn_run_logged(&moto.url, &config);
-    // Earlier rounds may have delivered everything already: give this run
-    // time to start before it is stopped.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Earlier rounds may have delivered everything already: this run polls
+    // before it is stopped.
+    assert!(newer_polls(&moto.url, &config, 1, Duration::from_secs(30)));
     let all = wait_until(Duration::from_secs(60), || distinct(&receiver) == n);
     stop_logged(child, &config);
     let stored = receiver.stored();

@@ -170,11 +170,16 @@ async fn late_events_written_after_the_cursor_passed_them_are_delivered_exactly_
             >= 50),
         "on-time events not delivered"
     );
-    // Let the cursor move well past the late events' timestamps.
-    std::thread::sleep(Duration::from_millis(2_500));
+    // Let the cursor move past the late events' timestamps.
+    let late_ts = now_ms() - 15_000;
+    assert!(cursors_past(
+        &moto.url,
+        &config,
+        now_ms(),
+        Duration::from_secs(30)
+    ));
     // 15 s late: beyond an ordinary poll's short re-read (10 s here), within
     // the 20 s bound, so only the periodic sweep (every 10 s) can catch them.
-    let late_ts = now_ms() - 15_000;
     let late: Vec<(i64, String)> = (0..30)
         .map(|i| (late_ts + i, format!("late {i}")))
         .collect();
@@ -185,7 +190,7 @@ async fn late_events_written_after_the_cursor_passed_them_are_delivered_exactly_
         "late events not delivered"
     );
     // A few more polls re-read the same overlap: nothing may come twice.
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(newer_polls(&moto.url, &config, 3, Duration::from_secs(30)));
     signal(&child, "TERM");
     let status =
         wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
@@ -226,7 +231,8 @@ async fn a_missing_log_group_is_reported_with_its_region_and_the_other_groups_go
     let delivered = wait_until(Duration::from_secs(30), || {
         read_ndjson(&out_path).len() >= 20
     });
-    std::thread::sleep(Duration::from_millis(2_500));
+    // Both groups polled again (the missing one reports its error each time).
+    assert!(newer_polls(&moto.url, &config, 2, Duration::from_secs(30)));
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
     let output = child.wait_with_output().unwrap();
@@ -361,7 +367,8 @@ async fn sigterm_exits_zero_with_state_committed_and_a_restart_resumes_without_d
     )
     .len()
         >= 110));
-    std::thread::sleep(Duration::from_secs(2));
+    // More polls after the restart: nothing may come twice.
+    assert!(newer_polls(&moto.url, &config, 2, Duration::from_secs(30)));
     signal(&child, "INT");
     let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGINT");
     assert_eq!(exit.code(), Some(0));
@@ -397,7 +404,13 @@ async fn the_reread_window_adapts_to_a_group_whose_events_arrive_later_than_conf
     )
     .len()
         >= 20));
-    std::thread::sleep(Duration::from_millis(2_500));
+    // The cursor moves past the late events' timestamps.
+    assert!(cursors_past(
+        &moto.url,
+        &config,
+        now_ms(),
+        Duration::from_secs(30)
+    ));
     // 60 s late: outside the configured 5 s, inside twice the observed 40 s.
     let late: Vec<(i64, String)> = (0..10)
         .map(|i| (now_ms() - 60_000 + i, format!("later {i}")))
@@ -406,7 +419,8 @@ async fn the_reread_window_adapts_to_a_group_whose_events_arrive_later_than_conf
     let caught = wait_until(Duration::from_secs(20), || {
         read_ndjson(&out_path).len() >= 30
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // More polls re-read the late events: nothing may come twice.
+    assert!(newer_polls(&moto.url, &config, 2, Duration::from_secs(30)));
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
     assert!(

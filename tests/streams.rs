@@ -234,12 +234,17 @@ async fn a_live_run_catches_late_events_in_old_and_new_streams_exactly_once() {
     let on_time = wait_until(Duration::from_secs(30), || {
         read_ndjson(&out_path).len() >= 50
     });
-    // Let the cursor move well past the late events' timestamps.
-    std::thread::sleep(Duration::from_millis(2_500));
+    // Let the cursor move past the late events' timestamps.
+    let late_ts = now_ms() - 15_000;
+    assert!(cursors_past(
+        &moto.url,
+        &config,
+        now_ms(),
+        Duration::from_secs(30)
+    ));
     // 15 s late: beyond an ordinary poll's short re-read, within the 20 s
     // bound, so the periodic sweep catches them; into the stream already
     // read and into one that did not exist at the earlier listings.
-    let late_ts = now_ms() - 15_000;
     let late: Vec<(i64, String)> = (0..30)
         .map(|i| (late_ts + i, format!("late {i}")))
         .collect();
@@ -249,7 +254,7 @@ async fn a_live_run_catches_late_events_in_old_and_new_streams_exactly_once() {
         read_ndjson(&out_path).len() >= 80
     });
     // A few more polls re-read the same overlap: nothing may come twice.
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(newer_polls(&moto.url, &config, 3, Duration::from_secs(30)));
     signal(&child, "TERM");
     let status =
         wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");

@@ -336,6 +336,27 @@ mod tests {
         assert!(stream(Some(end + PAST_MS - 1), None).may_hold(start, end));
     }
 
+    /// The ids a state file holds for `mode: streams` events: a change of
+    /// the hash or of the layout would deliver every event of the re-read
+    /// windows again after an upgrade. Pinned to literal values (FNV-1a,
+    /// 64-bit, as any other implementation of it computes them).
+    #[test]
+    fn occurrence_ids_are_pinned() {
+        let mut ids = OccurrenceIds::new("2026/12/02/[$LATEST]0123456789abcdef");
+        assert_eq!(
+            ids.next_id(1_795_161_600_123, Some(1_795_161_600_456), "hello world"),
+            "stream:169a9c1f85cb063e:1795161600123:1795161600456:779a65e7023cd2e7:0"
+        );
+        assert_eq!(
+            ids.next_id(1_795_161_600_123, Some(1_795_161_600_456), "hello world"),
+            "stream:169a9c1f85cb063e:1795161600123:1795161600456:779a65e7023cd2e7:1"
+        );
+        assert_eq!(
+            ids.next_id(1_795_161_600_124, None, ""),
+            "stream:169a9c1f85cb063e:1795161600124::cbf29ce484222325:0"
+        );
+    }
+
     #[test]
     fn listing_by_names_uses_their_common_prefix() {
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();

@@ -473,6 +473,46 @@ pub fn status_json(endpoint: &str, config: &Path) -> Vec<Value> {
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 
+/// Waits until every group of `config` has polled `polls` more times (its
+/// `last_poll` in `cwtap status --json` moved on), within `limit` each:
+/// visible progress to wait on before asserting that something did not
+/// happen. False if a poll did not come.
+pub fn newer_polls(endpoint: &str, config: &Path, polls: usize, limit: Duration) -> bool {
+    let last = || -> Vec<Value> {
+        status_json(endpoint, config)
+            .iter()
+            .map(|g| g["last_poll"].clone())
+            .collect()
+    };
+    for _ in 0..polls {
+        let before = last();
+        let moved = wait_until(limit, || {
+            let now = last();
+            now.len() == before.len() && now.iter().zip(&before).all(|(a, b)| a != b)
+        });
+        if !moved {
+            return false;
+        }
+    }
+    true
+}
+
+/// Waits until every group's cursor in `cwtap status --json` is at or past
+/// `ts` (ms).
+pub fn cursors_past(endpoint: &str, config: &Path, ts: i64, limit: Duration) -> bool {
+    wait_until(limit, || {
+        let status = status_json(endpoint, config);
+        !status.is_empty()
+            && status.iter().all(|g| {
+                g["cursor"]
+                    .as_str()
+                    .and_then(|c| humantime::parse_rfc3339(c).ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .is_some_and(|d| d.as_millis() as i64 >= ts)
+            })
+    })
+}
+
 /// `cwtap run --config CONFIG` against `endpoint`, output discarded.
 pub fn spawn_run(endpoint: &str, config: &Path) -> Child {
     cwtap(endpoint)
