@@ -69,3 +69,39 @@ fn man_pages_are_generated_for_the_command_and_each_subcommand() {
         assert!(text.contains(".TH"), "{page} written");
     }
 }
+
+#[test]
+fn status_watch_redraws_the_table_until_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ndjson_config(dir.path(), "  - name: /w/app\n", "  listen: 'off'\n");
+    // An empty state file: the table shows no group yet.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+        drop(conn);
+    }
+    let out_path = dir.path().join("watch.out");
+    let mut child = Command::new(cwtap_bin())
+        .args(["status", "--watch", "--interval", "1s", "--config"])
+        .arg(&cfg)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let redraws = || {
+        std::fs::read_to_string(&out_path)
+            .unwrap_or_default()
+            .matches("(every 1s; Ctrl-C to stop)")
+            .count()
+    };
+    let drew = wait_until(Duration::from_secs(20), || redraws() >= 3);
+    signal(&child, "INT");
+    let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("stops on SIGINT");
+    assert!(
+        drew,
+        "{}",
+        std::fs::read_to_string(&out_path).unwrap_or_default()
+    );
+    assert!(exit.success());
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    assert!(text.contains("LOG GROUP"), "the table: {text}");
+}
