@@ -18,7 +18,10 @@ use crate::sink::OutputConfig;
 use crate::source::firehose::config::FirehoseConfig;
 use crate::time::parse_duration;
 use crate::trace::SummaryPolicy;
-use raw::{DurationValue, RawConfig, RawRedact, RawRedactFields};
+pub use raw::{
+    DurationValue, RawAccount, RawAgent, RawAws, RawConfig, RawLogGroup, RawRateLimits,
+    RawReadMode, RawRedact, RawRedactFields,
+};
 pub use section::{Sections, field_names};
 
 /// A secret value (an API key). Its `Debug` and `Display` never show it.
@@ -476,7 +479,7 @@ fn validate_aws(raw: raw::RawAws) -> Result<AwsConfig, Invalid> {
         endpoint_url: non_empty(raw.endpoint_url, "aws.endpoint_url")?,
         max_retries: raw.max_retries.unwrap_or(8),
         timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(30).max(1)),
-        rate_limits: validate_rate_limits(raw.rate_limits)?,
+        rate_limits: validate_rate_limits(raw.rate_limits, RateLimits::default())?,
     };
     if let Some(url) = &aws.endpoint_url {
         check_http_url(url, "aws.endpoint_url")?;
@@ -484,8 +487,13 @@ fn validate_aws(raw: raw::RawAws) -> Result<AwsConfig, Invalid> {
     Ok(aws)
 }
 
-fn validate_rate_limits(raw: Option<raw::RawRateLimits>) -> Result<RateLimits, Invalid> {
-    let d = RateLimits::default();
+/// Reads a `rate_limits` section; a key left out keeps its value from
+/// `defaults` (CloudWatch's quotas for `aws.rate_limits`, the agent-wide
+/// budget for an account's).
+fn validate_rate_limits(
+    raw: Option<raw::RawRateLimits>,
+    d: RateLimits,
+) -> Result<RateLimits, Invalid> {
     let Some(raw) = raw else { return Ok(d) };
     let rate = |v: Option<f64>, default: f64, key: &str| match v {
         None => Ok(default),
@@ -887,7 +895,7 @@ fn validate_accounts(
         }
         let rate_limits = match a.rate_limits {
             None => aws.rate_limits,
-            Some(r) => validate_rate_limits(Some(r))
+            Some(r) => validate_rate_limits(Some(r), aws.rate_limits)
                 .map_err(|(k, m)| (k.replacen("aws.", &format!("{key}."), 1), m))?,
         };
         out.push(AccountConfig {
@@ -1006,6 +1014,32 @@ mod tests {
         assert!(e.contains("aws.endpoint_url"), "{e}");
         std::fs::write(&path, "awz: {}\n").unwrap();
         assert!(Config::load_aws_only(&path).is_err());
+    }
+
+    #[test]
+    fn an_accounts_budget_inherits_the_keys_it_leaves_out_from_aws_rate_limits() {
+        let yaml = "ndjson: {path: '-'}\n\
+            aws: {rate_limits: {filter_log_events: 2, get_log_events: 7}}\n\
+            accounts:\n\
+            - {name: prod, region: eu-west-1, rate_limits: {filter_log_events: 9}}\n\
+            - {name: dev, region: us-east-1}\n\
+            log_groups: [{name: /a}]\n";
+        let config = Config::from_yaml(yaml, Path::new("c.yaml")).unwrap();
+        let prod = &config.accounts[0].aws.rate_limits;
+        assert_eq!(prod.filter_log_events, 9.0);
+        assert_eq!(prod.get_log_events, 7.0);
+        assert_eq!(prod.describe_log_groups, 5.0);
+        let dev = &config.accounts[1].aws.rate_limits;
+        assert_eq!(dev.filter_log_events, 2.0);
+        assert_eq!(dev.get_log_events, 7.0);
+        let bad = yaml.replace("filter_log_events: 9", "filter_log_events: 0");
+        let e = Config::from_yaml(&bad, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("accounts[0].rate_limits.filter_log_events"),
+            "{e}"
+        );
     }
 
     #[test]

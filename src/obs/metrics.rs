@@ -50,7 +50,7 @@ struct OutputLabel {
 
 type GaugeF64 = Gauge<f64, std::sync::atomic::AtomicU64>;
 
-/// Every metric cwtap exports; see the README's "Metrics and health".
+/// Every metric cwtap exports; see docs/operations.md#metrics-and-health.
 pub struct Metrics {
     registry: Registry,
     events_pulled: Family<GroupLabel, Counter>,

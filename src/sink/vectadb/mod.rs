@@ -1,5 +1,5 @@
 //! VectaDB output: `POST /api/v1/events/batch`, following how the server
-//! really behaves (see the README's "Delivery to VectaDB"):
+//! really behaves (see docs/design.md#delivery-to-vectadb):
 //!
 //! - `options` is always sent explicitly;
 //! - a body stays under the configured byte bound, and a 413 splits the batch;
