@@ -119,36 +119,44 @@ async fn access_denied_names_the_missing_iam_action_and_fails_the_backfill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_that_cannot_finish_exits_non_zero_and_a_rerun_completes_it_once() {
     let moto = Moto::start();
-    seed(&moto).await;
+    // Two groups, each small enough to be read in one call: the proxy lets
+    // exactly one call through, so one group is delivered and the other is
+    // throttled for good, whichever goes first.
+    let client = moto.client().await;
+    let base = now_ms() - 50 * 60_000;
+    for group in ["/app/faulty", "/app/faulty2"] {
+        let events: Vec<(i64, String)> = (0..250)
+            .map(|i| (base + i * 12_000, format!("{group} event {i}")))
+            .collect();
+        put_events(&client, group, "s", &events).await;
+    }
     let proxy = FaultProxy::start(&moto.url, "FilterLogEvents");
+    {
+        let mut script = proxy.script();
+        script.always = Some(Fault::Throttle);
+        script.always_after = 1;
+    }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "  max_retries: 2\n");
-    // Let the first windows through, then throttle for good.
-    let out = {
-        let mut child = cwtap(&proxy.url)
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "aws:\n  region: us-east-1\n  max_retries: 2\nndjson:\n  path: {}\nlog_groups:\n  - name: /app/faulty\n  - name: /app/faulty2\nagent:\n  state_path: {}\n",
+            dir.path().join("out.ndjson").display(),
+            dir.path().join("state.db").display()
+        ),
+    );
+    let out = run_to_end(
+        cwtap(&proxy.url)
             .args(["backfill", "--since", "1h", "--no-progress", "--config"])
-            .arg(&cfg)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out_path = dir.path().join("out.ndjson");
-        assert!(wait_until(Duration::from_secs(30), || !read_ndjson(
-            &out_path
-        )
-        .is_empty()));
-        proxy.script().always = Some(Fault::Throttle);
-        wait_exit(&mut child, Duration::from_secs(60)).expect("backfill gives up");
-        child.wait_with_output().unwrap()
-    };
+            .arg(&cfg),
+        Duration::from_secs(60),
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("after 3 attempts"), "{err}");
-    let partial = read_ndjson(&dir.path().join("out.ndjson")).len();
-    assert!(
-        partial < 500,
-        "the throttling came too late to test anything"
-    );
+    assert_eq!(proxy.script().injected, 3, "one call plus two retries");
+    let partial = read_ndjson(&dir.path().join("out.ndjson"));
+    assert_eq!(partial.len(), 250, "the group that was read is delivered");
 
     proxy.script().always = None;
     let out = run_to_end(

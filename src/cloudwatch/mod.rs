@@ -403,9 +403,15 @@ impl CloudWatch {
     ) -> Result<Page, CloudWatchError> {
         let out = self
             .retrying("FilterLogEvents", &req.log_group, shutdown, || {
+                // CloudWatch ignores `interleaved` and always returns events
+                // in timestamp order across streams (the pull path relies on
+                // it, and checks it); emulators such as moto go stream by
+                // stream unless it is set.
+                #[allow(deprecated)]
                 let mut call = self
                     .client
                     .filter_log_events()
+                    .interleaved(true)
                     .log_group_name(&req.log_group)
                     .start_time(req.start_ms)
                     .end_time(req.end_ms)

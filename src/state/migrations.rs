@@ -150,4 +150,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
     DROP TABLE delivered;
     ALTER TABLE delivered_v5 RENAME TO delivered;
     CREATE INDEX delivered_by_time ON delivered (account, log_group, timestamp_ms);",
+    // 6: a checkpoint writes a few rows, not one per event and per trace.
+    // The ids a batch delivered share one row (separated by newlines; a
+    // CloudWatch event id is digits); the trace changes of a checkpoint are
+    // appended to a journal, folded into trace_state now and then (each
+    // trace written once per fold, however often it changed).
+    "CREATE TABLE delivered_batches (
+        account    TEXT NOT NULL,
+        log_group  TEXT NOT NULL,
+        min_ts_ms  INTEGER NOT NULL,
+        max_ts_ms  INTEGER NOT NULL,
+        ids        TEXT NOT NULL
+    );
+    CREATE INDEX delivered_batches_by_time ON delivered_batches (account, log_group, max_ts_ms);
+    INSERT INTO delivered_batches (account, log_group, min_ts_ms, max_ts_ms, ids)
+    SELECT account, log_group, min(timestamp_ms), max(timestamp_ms), group_concat(event_id, char(10))
+    FROM delivered GROUP BY account, log_group, timestamp_ms / 60000;
+    DROP TABLE delivered;
+    CREATE TABLE trace_journal (
+        seq   INTEGER PRIMARY KEY,
+        data  BLOB NOT NULL
+    );",
 ];

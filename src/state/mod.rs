@@ -1,6 +1,8 @@
 //! The SQLite state file, and every SQL statement cwtap runs: per log group
 //! the covered time range (the cursor), counters and the last error; the ids
-//! of recently delivered events; the trace working set's durable copy.
+//! of recently delivered events (one row per checkpointed batch, in
+//! `delivered_batches`); the trace working set's durable copy (`trace_state`
+//! plus the [`journal`] of recent changes).
 //!
 //! A checkpoint moves a source's position, records the delivered ids and
 //! writes what changed in the trace working set, in one transaction, and is
@@ -10,10 +12,12 @@
 //! newer cwtap is refused. Every call runs on tokio's blocking pool, one at a
 //! time, never on the async executor.
 
+mod journal;
 mod migrations;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -141,6 +145,8 @@ pub struct StateStore {
     /// Checkpoints waiting for the gate: whoever gets it writes all of them
     /// in one transaction (group commit), and tells each how it went.
     waiting: Arc<Mutex<Vec<Waiting>>>,
+    /// Bytes in the trace journal, not yet folded into `trace_state`.
+    journal_bytes: Arc<AtomicUsize>,
 }
 
 /// A checkpoint waiting to be written, and where its outcome goes.
@@ -207,11 +213,13 @@ impl StateStore {
                 .map_err(sql)?;
             tx.commit().map_err(sql)?;
         }
+        let journal_bytes = journal::size(&conn).map_err(sql)?;
         Ok(StateStore {
             path: path.to_path_buf(),
             conn: Arc::new(Mutex::new(conn)),
             gate: Arc::new(tokio::sync::Semaphore::new(1)),
             waiting: Arc::new(Mutex::new(Vec::new())),
+            journal_bytes: Arc::new(AtomicUsize::new(journal_bytes)),
         })
     }
 
@@ -327,13 +335,23 @@ impl StateStore {
     ) -> Result<HashSet<String>, StateError> {
         let (account, name) = (account.to_string(), log_group.to_string());
         self.with(move |c| {
+            // Whole batches: a few ids from before `since_ms` do no harm.
             let mut stmt = c.prepare_cached(
-                "SELECT event_id FROM delivered
-                 WHERE account = ?3 AND log_group = ?1 AND timestamp_ms >= ?2",
+                "SELECT ids FROM delivered_batches
+                 WHERE account = ?3 AND log_group = ?1 AND max_ts_ms >= ?2",
             )?;
-            let rows =
-                stmt.query_map(params![name, since_ms, account], |r| r.get::<_, String>(0))?;
-            rows.collect()
+            let mut rows = stmt.query(params![name, since_ms, account])?;
+            let mut ids = HashSet::new();
+            while let Some(r) = rows.next()? {
+                let batch = r.get_ref(0)?.as_str()?;
+                ids.extend(
+                    batch
+                        .split('\n')
+                        .filter(|i| !i.is_empty())
+                        .map(str::to_string),
+                );
+            }
+            Ok(ids)
         })
         .await
     }
@@ -384,11 +402,14 @@ impl StateStore {
         // the order they took them, so the file converges on memory.
         let changes = traces.map(|t| lock(t).take_changes()).unwrap_or_default();
         let conn = Arc::clone(&self.conn);
+        let journal_bytes = Arc::clone(&self.journal_bytes);
         // The outcome goes to every checkpoint of the transaction from the
         // worker itself, so that it arrives even if this caller is dropped.
         let result = tokio::task::spawn_blocking(move || {
             let checkpoints: Vec<&Checkpoint> = batch.iter().map(|(c, _)| c.as_ref()).collect();
-            let written = commit_tx(&mut lock(&conn), &checkpoints, &changes);
+            let journal = journal_bytes.load(Ordering::Relaxed);
+            let written = commit_tx(&mut lock(&conn), &checkpoints, &changes, journal)
+                .map(|size| journal_bytes.store(size, Ordering::Relaxed));
             let outcome = written.as_ref().map(|_| ()).map_err(|e| e.to_string());
             for (_, done) in batch {
                 let _ = done.send(outcome.clone());
@@ -420,7 +441,9 @@ impl StateStore {
     /// `hot_since_ms` (wall clock) or still open or unsummarised, in full;
     /// the others by their aliases only. Blocking (called at start).
     pub fn load_traces_blocking(&self, hot_since_ms: EpochMs) -> Result<StoredTraces, StateError> {
+        let journal_bytes = Arc::clone(&self.journal_bytes);
         self.with_blocking(|c| {
+            fold_now(c, &journal_bytes)?;
             let mut out = StoredTraces::default();
             let mut stmt = c.prepare("SELECT trace_key, last_seen_ms, settled, data FROM trace_state")?;
             let mut rows = stmt.query([])?;
@@ -451,7 +474,9 @@ impl StateStore {
         &self,
         aliases: Vec<String>,
     ) -> Result<Vec<(String, Trace)>, StateError> {
+        let journal_bytes = Arc::clone(&self.journal_bytes);
         self.with(move |c| {
+            fold_now(c, &journal_bytes)?;
             // Aliases live inside the rows; the key of the trace an alias
             // names is usually the alias itself, else a scan finds it.
             let mut found: Vec<(String, Trace)> = Vec::new();
@@ -495,7 +520,9 @@ impl StateStore {
 
     /// Deletes settled traces last seen before `before_ms` (wall clock).
     pub async fn prune_traces(&self, before_ms: EpochMs) -> Result<usize, StateError> {
+        let journal_bytes = Arc::clone(&self.journal_bytes);
         self.with(move |c| {
+            fold_now(c, &journal_bytes)?;
             c.execute(
                 "DELETE FROM trace_state WHERE settled = 1 AND last_seen_ms < ?1",
                 [before_ms],
@@ -577,17 +604,41 @@ fn read_brackets(c: &Connection) -> rusqlite::Result<Vec<(StreamKey, String)>> {
     rows.collect()
 }
 
+/// Folds the trace journal into `trace_state` (see [`journal`]) in a
+/// transaction of its own, if it holds anything: before `trace_state` is read.
+fn fold_now(c: &mut Connection, journal_bytes: &AtomicUsize) -> rusqlite::Result<()> {
+    if journal_bytes.load(Ordering::Relaxed) == 0 {
+        return Ok(());
+    }
+    let tx = c.transaction()?;
+    journal::fold(&tx)?;
+    tx.commit()?;
+    journal_bytes.store(0, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Writes checkpoints and trace changes in one transaction; `journal` is
+/// the trace journal's size before, and the size after is returned.
 fn commit_tx(
     c: &mut Connection,
     checkpoints: &[&Checkpoint],
     changes: &Changes,
-) -> rusqlite::Result<()> {
+    mut journal: usize,
+) -> rusqlite::Result<usize> {
     let tx = c.transaction()?;
     for cp in checkpoints {
         write_checkpoint(&tx, cp)?;
     }
-    write_trace_changes(&tx, changes)?;
-    tx.commit()
+    write_brackets(&tx, changes)?;
+    if let Some(row) = journal::encode(changes) {
+        journal += journal::append(&tx, &row)?;
+        if journal >= journal::FOLD_BYTES {
+            journal::fold(&tx)?;
+            journal = 0;
+        }
+    }
+    tx.commit()?;
+    Ok(journal)
 }
 
 fn write_checkpoint(tx: &rusqlite::Transaction<'_>, cp: &Checkpoint) -> rusqlite::Result<()> {
@@ -601,14 +652,20 @@ fn write_checkpoint(tx: &rusqlite::Transaction<'_>, cp: &Checkpoint) -> rusqlite
             late,
             position,
         } => {
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO delivered (account, log_group, event_id, timestamp_ms)
-                     VALUES (?4, ?1, ?2, ?3)",
-                )?;
-                for (id, ts) in ids {
-                    insert.execute(params![log_group, id, ts, account])?;
+            if let (Some(min), Some(max)) = (
+                ids.iter().map(|(_, ts)| *ts).min(),
+                ids.iter().map(|(_, ts)| *ts).max(),
+            ) {
+                let mut joined = String::with_capacity(ids.iter().map(|(i, _)| i.len() + 1).sum());
+                for (id, _) in ids {
+                    joined.push_str(id);
+                    joined.push('\n');
                 }
+                tx.prepare_cached(
+                    "INSERT INTO delivered_batches (account, log_group, min_ts_ms, max_ts_ms, ids)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![account, log_group, min, max, joined])?;
             }
             tx.prepare_cached(
                 "UPDATE groups SET events_delivered = events_delivered + ?2,
@@ -639,9 +696,10 @@ fn write_checkpoint(tx: &rusqlite::Transaction<'_>, cp: &Checkpoint) -> rusqlite
                 // Only ids inside the covered range can go: ids below it
                 // belong to a backfill window still in progress.
                 tx.prepare_cached(
-                    "DELETE FROM delivered WHERE account = ?3 AND log_group = ?1 AND timestamp_ms < ?2
-                       AND timestamp_ms >= (SELECT covered_from_ms FROM groups
-                                            WHERE account = ?3 AND log_group = ?1)",
+                    "DELETE FROM delivered_batches
+                     WHERE account = ?3 AND log_group = ?1 AND max_ts_ms < ?2
+                       AND min_ts_ms >= (SELECT covered_from_ms FROM groups
+                                         WHERE account = ?3 AND log_group = ?1)",
                 )?
                 .execute(params![log_group, before, account])?;
             }
@@ -667,22 +725,8 @@ fn write_checkpoint(tx: &rusqlite::Transaction<'_>, cp: &Checkpoint) -> rusqlite
     Ok(())
 }
 
-fn write_trace_changes(tx: &rusqlite::Transaction<'_>, changes: &Changes) -> rusqlite::Result<()> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let mut delete = tx.prepare_cached("DELETE FROM trace_state WHERE trace_key = ?1")?;
-    for key in &changes.deleted {
-        delete.execute([key])?;
-    }
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO trace_state (trace_key, last_seen_ms, settled, data) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (trace_key) DO UPDATE SET
-           last_seen_ms = excluded.last_seen_ms, settled = excluded.settled, data = excluded.data",
-    )?;
-    for t in &changes.traces {
-        upsert.execute(params![t.key, t.last_seen_ms, t.settled, t.data])?;
-    }
+/// The Lambda brackets opened and closed: a small table, written directly.
+fn write_brackets(tx: &rusqlite::Transaction<'_>, changes: &Changes) -> rusqlite::Result<()> {
     for ((group, stream), request) in &changes.brackets {
         match request {
             Some(r) => tx

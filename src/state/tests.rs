@@ -29,10 +29,19 @@ async fn checkpoint_moves_cursor_and_ids_together_and_survives_reopen() {
         )
         .await
         .unwrap();
+    // Ids are kept per batch: a query by time returns whole batches, and
+    // pruning drops a batch once all of it is behind the bound.
+    store
+        .commit(
+            group_checkpoint(vec![("a", 1500)], GroupPosition::default()),
+            None,
+        )
+        .await
+        .unwrap();
     store
         .commit(
             group_checkpoint(
-                vec![("a", 1500), ("b", 1900)],
+                vec![("b", 1900), ("c", 1950)],
                 GroupPosition {
                     coverage: Some(Coverage {
                         covered_from_ms: 1000,
@@ -51,10 +60,12 @@ async fn checkpoint_moves_cursor_and_ids_together_and_survives_reopen() {
     let store = StateStore::open(&path).unwrap();
     let g = store.group("default", "/g").await.unwrap().unwrap();
     assert_eq!(g.coverage.cursor_ms, 2000);
-    assert_eq!(g.events_delivered, 2);
+    assert_eq!(g.events_delivered, 3);
     assert_eq!((g.api_calls, g.events_read), (3, 7));
     let ids = store.delivered_ids("default", "/g", 1600).await.unwrap();
-    assert_eq!(ids, HashSet::from(["b".to_string()]));
+    assert_eq!(ids, HashSet::from(["b".to_string(), "c".to_string()]));
+    let ids = store.delivered_ids("default", "/g", 1000).await.unwrap();
+    assert_eq!(ids.len(), 3);
     let mode: String = store
         .with_blocking(|c| c.pragma_query_value(None, "journal_mode", |r| r.get(0)))
         .unwrap();
@@ -76,10 +87,19 @@ async fn pruning_keeps_ids_below_the_covered_range() {
         )
         .await
         .unwrap();
+    for (id, ts) in [("backfilling", 500), ("old", 1500), ("old-too", 3900)] {
+        store
+            .commit(
+                group_checkpoint(vec![(id, ts)], GroupPosition::default()),
+                None,
+            )
+            .await
+            .unwrap();
+    }
     store
         .commit(
             group_checkpoint(
-                vec![("backfilling", 500), ("old", 1500), ("recent", 4500)],
+                vec![("straddling", 3950), ("recent", 4500)],
                 GroupPosition {
                     prune_before_ms: Some(4000),
                     ..Default::default()
@@ -92,7 +112,11 @@ async fn pruning_keeps_ids_below_the_covered_range() {
     let ids = store.delivered_ids("default", "/g", 0).await.unwrap();
     assert_eq!(
         ids,
-        HashSet::from(["backfilling".to_string(), "recent".to_string()])
+        HashSet::from([
+            "backfilling".to_string(),
+            "straddling".to_string(),
+            "recent".to_string()
+        ])
     );
 }
 

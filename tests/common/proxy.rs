@@ -80,6 +80,8 @@ pub struct ProxyScript {
     pub faults: VecDeque<Fault>,
     /// Answer this fault to every call of `operation`, forever.
     pub always: Option<Fault>,
+    /// Let this many calls of `operation` through before `always` applies.
+    pub always_after: usize,
     /// Answer this fault to every other call of `operation` (a storm that
     /// lets half the calls through).
     pub every_other: Option<Fault>,
@@ -139,7 +141,8 @@ impl FaultProxy {
                     if target == sc.operation {
                         sc.calls_at.push(std::time::Instant::now());
                         let alternate = sc.every_other.filter(|_| sc.calls_at.len() % 2 == 0);
-                        let f = sc.faults.pop_front().or(sc.always).or(alternate);
+                        let always = sc.always.filter(|_| sc.calls_at.len() > sc.always_after);
+                        let f = sc.faults.pop_front().or(always).or(alternate);
                         if f.is_some() {
                             sc.injected += 1;
                         } else {

@@ -25,7 +25,7 @@ use crate::shutdown::Shutdown;
 use crate::state::{Coverage, GroupPosition, StateError, StateStore};
 use crate::time::now_ms;
 use pager::Pager;
-use plan::{Overlap, Sizing, Target, Window, initial_coverage, next_window, overlap_ms};
+use plan::{Overlap, Settled, Sizing, Target, Window, initial_coverage, next_window, overlap_ms};
 use progress::GroupProgress;
 
 /// What every group poller shares.
@@ -104,9 +104,11 @@ enum ScanError {
 enum ScanEnd {
     Complete,
     Interrupted,
-    /// The window was a probe and turned out dense: given up, to be read
-    /// again in smaller windows.
-    Dense,
+    /// The window was a probe and turned out dense: its first page was
+    /// delivered and the rest is read again in smaller windows. Going up,
+    /// the page's events come in timestamp order, so the coverage reaches
+    /// the page's last timestamp (`Some`, checkpointed).
+    Dense(Option<Coverage>),
 }
 
 /// Polls one group until `target` is reached (backfill) or shutdown (live).
@@ -176,6 +178,8 @@ async fn poll_group(
         Target::Backfill { .. } => true,
         Target::Live => now_ms() - coverage.cursor_ms > 2 * max_window_ms,
     };
+    // Only a backfill's windows use it (see `plan::Settled`).
+    let mut settled = Settled::default();
     let mut sizing = if far_behind && group.config.mode == crate::config::ReadMode::Filter {
         Sizing::probing(max_window_ms)
     } else {
@@ -222,9 +226,15 @@ async fn poll_group(
                 };
                 first_window = false;
                 let span_ms = sizing.span_ms();
-                let Some(window) = next_window(coverage, target, now_ms(), overlap, span_ms) else {
+                let read_at_ms = now_ms();
+                let Some(mut window) = next_window(coverage, target, read_at_ms, overlap, span_ms)
+                else {
                     return Ok(());
                 };
+                let going_up = window.then.cursor_ms > coverage.cursor_ms;
+                if going_up && matches!(target, Target::Backfill { .. }) {
+                    window.start_ms = settled.start(window.start_ms, coverage.cursor_ms, late_eff);
+                }
                 // A window that did not reach its whole span was cut short by
                 // now (or the backfill's end): caught up.
                 let caught_up = window.end_ms - coverage.cursor_ms < span_ms;
@@ -252,12 +262,22 @@ async fn poll_group(
                 .await?;
                 match scanned {
                     (ScanEnd::Interrupted, _) => return Ok(()),
-                    (ScanEnd::Dense, _) => {
+                    (ScanEnd::Dense(reached), _) => {
                         tracing::debug!(
                             group = name,
                             "range too dense for one window; reading it window by window"
                         );
-                        sizing.dense();
+                        sizing.dense(reached.map_or(0, |c| c.cursor_ms - coverage.cursor_ms));
+                        if let Some(c) = reached {
+                            // Under the bound the next window will use: the
+                            // scan may have seen later events than before.
+                            let late_now =
+                                overlap_ms(late_ms, delay_ms, agent.adaptive_late_arrival, cap_ms);
+                            settled.observe(window.start_ms, c.cursor_ms, read_at_ms, late_now);
+                            coverage = c;
+                            ctx.read_to(group, coverage.cursor_ms);
+                            progress.update(coverage);
+                        }
                         first_window = true;
                         continue;
                     }
@@ -279,6 +299,11 @@ async fn poll_group(
                                 0
                             };
                             last_sweep_ms = at - spread;
+                        }
+                        if going_up {
+                            let late_now =
+                                overlap_ms(late_ms, delay_ms, agent.adaptive_late_arrival, cap_ms);
+                            settled.observe(window.start_ms, window.end_ms, read_at_ms, late_now);
                         }
                         coverage = window.then;
                         ctx.read_to(group, coverage.cursor_ms);
@@ -511,27 +536,31 @@ async fn scan(
         cost.events_read += fetched.page.events.len() as u64;
         read.events += fetched.page.events.len() as u64;
         progress.add_read(fetched.calls, fetched.page.events.len() as u64);
-        if probe && !fetched.last && read.events > plan::PAGE_EVENTS / 2 {
-            // Too much for one window: what was delivered is checkpointed
-            // by id (with the calls made), the rest is read again window by
-            // window.
-            let rest = Batch {
-                events: std::mem::take(&mut batch),
-                position: Position::Group {
-                    account: account.to_string(),
-                    log_group: name.to_string(),
-                    position: std::mem::take(&mut cost),
-                },
-            };
-            if let ScanEnd::Interrupted = deliver(ctx, rest, progress, shutdown).await? {
-                return Ok((ScanEnd::Interrupted, read));
+        // A probe with more than half a page and more to come is too much
+        // for one window. This page is delivered; going up, pages come in
+        // timestamp order (then ingestion time), so everything before the
+        // page's last timestamp has been read, and the coverage gets there
+        // (unless the page itself is out of order: then only its ids count).
+        let dense = probe && !fetched.last && read.events > plan::PAGE_EVENTS / 2;
+        let events = &fetched.page.events;
+        let in_order = || {
+            events
+                .windows(2)
+                .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms)
+        };
+        let cut_ms = match events.last() {
+            Some(last)
+                if dense && going_up && last.timestamp_ms > coverage.cursor_ms && in_order() =>
+            {
+                Some(last.timestamp_ms)
             }
-            return Ok((ScanEnd::Dense, read));
-        }
+            _ => None,
+        };
+        let end_ms = cut_ms.unwrap_or(window.end_ms);
         obs::metrics().events_pulled(account, name, fetched.page.events.len());
         let mut reread = 0;
         for mut raw in fetched.page.events {
-            if raw.timestamp_ms < window.start_ms || raw.timestamp_ms >= window.end_ms {
+            if raw.timestamp_ms < window.start_ms || raw.timestamp_ms >= end_ms {
                 continue;
             }
             if seen.contains(&raw.event_id) {
@@ -562,6 +591,29 @@ async fn scan(
             }
         }
         obs::metrics().overlap_rereads(account, name, reread);
+        if dense {
+            *delay_ms = window_delay.max(*delay_ms);
+            let reached = cut_ms.map(|cursor_ms| Coverage {
+                covered_from_ms: coverage.covered_from_ms,
+                cursor_ms,
+            });
+            let rest = Batch {
+                events: batch,
+                position: Position::Group {
+                    account: account.to_string(),
+                    log_group: name.to_string(),
+                    position: GroupPosition {
+                        coverage: reached,
+                        observed_delay_ms: Some(*delay_ms),
+                        ..cost
+                    },
+                },
+            };
+            return Ok(match deliver(ctx, rest, progress, shutdown).await? {
+                ScanEnd::Interrupted => (ScanEnd::Interrupted, read),
+                _ => (ScanEnd::Dense(reached), read),
+            });
+        }
         // Only the pager knows the end: an empty page is not it.
         if fetched.last {
             break;

@@ -146,10 +146,18 @@ impl Sizing {
         self.probing
     }
 
-    /// The probe found the range dense: windows of `max_window` from here.
-    pub fn dense(&mut self) {
+    /// The probe found the range dense after reading one page that reached
+    /// `reach_ms` past the covered range (0 when it could not tell): windows
+    /// of about two such pages from here, at most `max_window`.
+    pub fn dense(&mut self, reach_ms: i64) {
         self.probing = false;
-        self.span_ms = self.max_window_ms;
+        self.span_ms = if reach_ms > 0 {
+            reach_ms
+                .saturating_mul(2)
+                .clamp(MIN_SPAN_MS, self.max_window_ms)
+        } else {
+            self.max_window_ms
+        };
     }
 
     /// How far past the covered range the next window may reach.
@@ -198,6 +206,65 @@ pub fn overlap_ms(
         late_arrival_ms.max((observed_delay_ms.saturating_mul(2)).min(cap_ms))
     } else {
         late_arrival_ms
+    }
+}
+
+/// How much of a backfill's history is read for good.
+///
+/// A backfill window re-reads the late-arrival bound behind the cursor, for
+/// events ingested after the cursor passed them. But an event with timestamp
+/// `t` is ingested by `t + late` at the latest, so a scan that started at
+/// wall time `r` saw every event with a timestamp before `r - late` that
+/// will ever exist. Once the windows of a run, one after the other from the
+/// first, have scanned everything below some `t` that way, re-reading below
+/// `t` finds nothing new: history read days after it happened needs no
+/// overlap at all, and only the windows near now pay for one.
+///
+/// The first window of a run starts where [`next_window`] puts it: what the
+/// run before did is not known. A window counts only if it started at or
+/// below what is already settled (no gap) and completed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Every event below this timestamp has been read for good, under the
+    /// bound `late_ms`; `None` before the first window of the run.
+    below_ms: Option<EpochMs>,
+    late_ms: i64,
+}
+
+impl Settled {
+    /// Where a window going up may start instead of `start_ms` (what the
+    /// overlap asks for): never below it, never above the cursor. A bound
+    /// grown since (adaptive lateness) moves the settled line back by as much.
+    pub fn start(&self, start_ms: EpochMs, cursor_ms: EpochMs, late_ms: i64) -> EpochMs {
+        match self.below_ms {
+            None => start_ms,
+            Some(below) => {
+                let below = below.saturating_sub((late_ms - self.late_ms).max(0));
+                start_ms.max(below.min(cursor_ms))
+            }
+        }
+    }
+
+    /// Learns from a completed window going up, `[start_ms, end_ms)`, whose
+    /// scan began at wall time `read_at_ms`, under the bound `late_ms`.
+    pub fn observe(
+        &mut self,
+        start_ms: EpochMs,
+        end_ms: EpochMs,
+        read_at_ms: EpochMs,
+        late_ms: i64,
+    ) {
+        let below = match self.below_ms {
+            // The first window of the run: it starts at what is settled.
+            None => start_ms,
+            Some(below) => below.saturating_sub((late_ms - self.late_ms).max(0)),
+        };
+        if start_ms > below {
+            // A gap this window did not read: nothing more is settled.
+            return;
+        }
+        self.below_ms = Some(below.max(end_ms.min(read_at_ms - late_ms)));
+        self.late_ms = late_ms;
     }
 }
 
@@ -384,13 +451,69 @@ mod tests {
         };
         let w = next_window(cov(0, 0), target, i64::MAX / 2, 0, s.span_ms()).unwrap();
         assert_eq!(w.end_ms, 7 * 24 * hour, "the whole week in one window");
-        s.dense();
+        s.dense(0);
         assert!(!s.is_probing());
+        assert_eq!(s.span_ms(), hour);
+        // A probe whose first page reached 10 minutes: windows of 20.
+        let mut s = Sizing::probing(hour);
+        s.dense(hour / 6);
+        assert_eq!(s.span_ms(), hour / 3);
+        let mut s = Sizing::probing(hour);
+        s.dense(2 * hour);
         assert_eq!(s.span_ms(), hour);
         let mut s = Sizing::probing(hour);
         s.observe(2 * hour, 1, 10);
         assert!(!s.is_probing());
         assert_eq!(s.span_ms(), 4 * hour);
+    }
+
+    #[test]
+    fn history_read_long_after_it_happened_needs_no_overlap() {
+        let (min, late) = (60_000, 300_000);
+        let mut settled = Settled::default();
+        // The first window of a run re-reads what the overlap asks, whatever
+        // the bound (there is nothing to move back).
+        assert_eq!(
+            settled.start(10 * min - late, 10 * min, 3 * late),
+            10 * min - late
+        );
+        assert_eq!(
+            settled.start(10 * min - late, 10 * min, late),
+            10 * min - late
+        );
+        // A first window read under a large bound still settles history.
+        let mut first = Settled::default();
+        first.observe(0, 10 * min, 100 * min, 3 * late);
+        assert_eq!(
+            first.start(10 * min - 3 * late, 10 * min, 3 * late),
+            10 * min
+        );
+        // Read at 100 min: everything before 95 min is settled, so the
+        // window [10, 70) min needs nothing behind 70 min again.
+        settled.observe(10 * min - late, 70 * min, 100 * min, late);
+        assert_eq!(settled.start(70 * min - late, 70 * min, late), 70 * min);
+        // Near now it re-reads what the bound still allows: the window
+        // [70, 99) min was read at 100 min; events after 95 min may come.
+        settled.observe(70 * min, 99 * min, 100 * min, late);
+        assert_eq!(settled.start(99 * min - late, 99 * min, late), 95 * min);
+        // A larger bound (adaptive) moves the line back by the difference.
+        assert_eq!(
+            settled.start(99 * min - 2 * late, 99 * min, 2 * late),
+            90 * min
+        );
+        // Never below what the overlap asks, never above the cursor.
+        assert_eq!(settled.start(98 * min, 99 * min, late), 98 * min);
+    }
+
+    #[test]
+    fn a_window_that_leaves_a_gap_settles_nothing() {
+        let (min, late) = (60_000, 300_000);
+        let mut settled = Settled::default();
+        settled.observe(0, 10 * min, 100 * min, late);
+        // Started above what was settled (10 min): [10, 20) min unread.
+        settled.observe(20 * min, 30 * min, 100 * min, late);
+        assert_eq!(settled.start(25 * min, 30 * min, late), 25 * min);
+        assert_eq!(settled.start(0, 30 * min, late), 10 * min);
     }
 
     #[test]
