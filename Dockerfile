@@ -57,9 +57,6 @@ USER 10001:10001
 WORKDIR /var/lib/cwtap
 VOLUME ["/var/lib/cwtap"]
 ENV CWTAP_CONFIG=/etc/cwtap/config.yaml
-# glibc gives each thread that allocates its own arena and keeps what they
-# free; two arenas keep a 100-group agent's RSS well lower (BENCHMARKS.md).
-ENV MALLOC_ARENA_MAX=2
 
 # The metrics and health listener (agent.listen).
 EXPOSE 9464

@@ -19,6 +19,10 @@ use cwtap::trace::KeyField;
 mod lines;
 use lines::json_line;
 
+// The binary's allocator (src/main.rs), so the numbers are the binary's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// `n` events as the pipeline hands them to the sink.
 fn events(n: usize) -> Vec<Record> {
     let rules = RuleSet::builtin("json").expect("built-in sets compile");

@@ -17,6 +17,10 @@ use cwtap::pipeline::prepare;
 use cwtap::source::firehose::decode;
 use cwtap::trace::{KeyField, TraceInput, Traces};
 
+// The binary's allocator (src/main.rs), so the numbers are the binary's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[path = "support/lines.rs"]
 mod lines;
 

@@ -10,6 +10,10 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use cwtap::trace::{LambdaReport, TraceInput, Traces};
 
+// The binary's allocator (src/main.rs), so the numbers are the binary's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The strings an event's grouping facts borrow.
 struct Owned {
     stream: String,

@@ -8,6 +8,10 @@ use std::path::PathBuf;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use cwtap::parse::{RedactConfig, RuleSet, builtin_names};
 
+// The binary's allocator (src/main.rs), so the numbers are the binary's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn fixture(set: &str) -> Vec<String> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/parsers")

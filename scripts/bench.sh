@@ -741,6 +741,6 @@ for phase in "${PHASES[@]}"; do
 done
 
 echo
-echo "cwtap $("$CWTAP" --version 2>/dev/null | awk '{print $2}'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), bench took $(($(($(now_ms) - BENCH_STARTED)) / 1000)) s${MALLOC_ARENA_MAX:+, MALLOC_ARENA_MAX=$MALLOC_ARENA_MAX}"
+echo "cwtap $("$CWTAP" --version 2>/dev/null | awk '{print $2}'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), bench took $(($(($(now_ms) - BENCH_STARTED)) / 1000)) s${_RJEM_MALLOC_CONF:+, _RJEM_MALLOC_CONF=$_RJEM_MALLOC_CONF}"
 echo
 cat "$RESULTS"

@@ -7,7 +7,7 @@
 //! row to `trace_journal` holding its changes in order, and
 //! [`fold`] writes the journal into `trace_state` once it has grown past
 //! [`FOLD_BYTES`] (and before anything reads `trace_state`): each trace
-//! once per fold, its latest version. The journal and the table together
+//! once per fold, its latest version, in key order. The journal and the table together
 //! are the durable copy at every commit.
 //!
 //! A row's `data` is a sequence of records, no escaping needed:
@@ -17,9 +17,10 @@
 //! b'D' key_len:u32 key                                                 (delete)
 //! ```
 //!
-//! with integers little-endian.
+//! with integers little-endian; `data` is the stored trace
+//! ([`crate::trace::decode_stored`]).
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 
 use rusqlite::{Connection, params};
 
@@ -51,14 +52,18 @@ pub(super) fn encode(changes: &Changes) -> Option<Vec<u8>> {
         put_str(&mut out, &t.key);
         out.extend_from_slice(&t.last_seen_ms.to_le_bytes());
         out.push(u8::from(t.settled));
-        put_str(&mut out, &t.data);
+        put_bytes(&mut out, &t.data);
     }
     Some(out)
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
+    put_bytes(out, s.as_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
 }
 
 /// One record of a journal row.
@@ -68,7 +73,7 @@ pub(super) enum Record<'a> {
         key: &'a str,
         last_seen_ms: i64,
         settled: bool,
-        data: &'a str,
+        data: &'a [u8],
     },
     Delete {
         key: &'a str,
@@ -86,7 +91,7 @@ pub(super) fn decode(mut row: &[u8]) -> Result<Vec<Record<'_>>, String> {
             b'T' => {
                 let last_seen_ms = i64::from_le_bytes(take::<8>(&mut row)?);
                 let [settled] = take::<1>(&mut row)?;
-                let data = take_str(&mut row)?;
+                let data = take_bytes(&mut row)?;
                 out.push(Record::Write {
                     key,
                     last_seen_ms,
@@ -108,14 +113,18 @@ fn take<const N: usize>(row: &mut &[u8]) -> Result<[u8; N], String> {
     Ok(*head)
 }
 
-fn take_str<'a>(row: &mut &'a [u8]) -> Result<&'a str, String> {
+fn take_bytes<'a>(row: &mut &'a [u8]) -> Result<&'a [u8], String> {
     let len = u32::from_le_bytes(take::<4>(row)?) as usize;
     if row.len() < len {
         return Err("record cut short".into());
     }
     let (bytes, rest) = row.split_at(len);
     *row = rest;
-    std::str::from_utf8(bytes).map_err(|e| format!("record is not UTF-8: {e}"))
+    Ok(bytes)
+}
+
+fn take_str<'a>(row: &mut &'a [u8]) -> Result<&'a str, String> {
+    std::str::from_utf8(take_bytes(row)?).map_err(|e| format!("record is not UTF-8: {e}"))
 }
 
 /// Appends one checkpoint's row; returns its size.
@@ -125,23 +134,19 @@ pub(super) fn append(c: &Connection, row: &[u8]) -> rusqlite::Result<usize> {
     Ok(row.len())
 }
 
-/// Writes the journal into `trace_state`, latest version of each trace
-/// first (the rows are read newest first, and a key already written is
-/// skipped), then empties it. Call inside a transaction. Returns the number
-/// of traces written or deleted.
+/// Writes the journal into `trace_state`, the latest version of each trace
+/// once, in key order (neighbouring keys share B-tree pages, so the writes
+/// walk the table once instead of touching a random page per trace), then
+/// empties it. Call inside a transaction. Returns the number of traces
+/// written or deleted.
 pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
-    let mut rows = c.prepare("SELECT seq, data FROM trace_journal ORDER BY seq DESC")?;
-    let mut upsert = c.prepare_cached(
-        "INSERT INTO trace_state (trace_key, last_seen_ms, settled, data) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (trace_key) DO UPDATE SET
-           last_seen_ms = excluded.last_seen_ms, settled = excluded.settled, data = excluded.data",
-    )?;
-    let mut delete = c.prepare_cached("DELETE FROM trace_state WHERE trace_key = ?1")?;
-    let mut done: HashSet<String> = HashSet::new();
-    let mut it = rows.query([])?;
-    while let Some(r) = it.next()? {
-        let seq: i64 = r.get(0)?;
-        let data = r.get_ref(1)?.as_blob()?;
+    let rows: Vec<(i64, Vec<u8>)> = c
+        .prepare("SELECT seq, data FROM trace_journal ORDER BY seq")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    // Oldest row first, each row's records in order: the last one per key wins.
+    let mut latest: BTreeMap<&str, Record<'_>> = BTreeMap::new();
+    for (seq, data) in &rows {
         let records = decode(data).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(
                 1,
@@ -149,30 +154,37 @@ pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
                 format!("trace_journal row {seq}: {e}").into(),
             )
         })?;
-        // Within a row, later records win too.
-        for record in records.into_iter().rev() {
+        for record in records {
             let key = match &record {
                 Record::Write { key, .. } | Record::Delete { key } => *key,
             };
-            if done.contains(key) {
-                continue;
-            }
-            done.insert(key.to_string());
-            match record {
-                Record::Write {
-                    key,
-                    last_seen_ms,
-                    settled,
-                    data,
-                } => upsert.execute(params![key, last_seen_ms, settled, data])?,
-                Record::Delete { key } => delete.execute([key])?,
-            };
+            latest.insert(key, record);
         }
     }
-    drop(it);
-    let rows = c.execute("DELETE FROM trace_journal", [])?;
-    tracing::debug!(rows, traces = done.len(), "trace journal folded");
-    Ok(done.len())
+    let mut upsert = c.prepare_cached(
+        "INSERT INTO trace_state (trace_key, last_seen_ms, settled, data) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (trace_key) DO UPDATE SET
+           last_seen_ms = excluded.last_seen_ms, settled = excluded.settled, data = excluded.data",
+    )?;
+    let mut delete = c.prepare_cached("DELETE FROM trace_state WHERE trace_key = ?1")?;
+    for record in latest.values() {
+        match record {
+            Record::Write {
+                key,
+                last_seen_ms,
+                settled,
+                data,
+            } => upsert.execute(params![key, last_seen_ms, settled, data])?,
+            Record::Delete { key } => delete.execute([key])?,
+        };
+    }
+    let deleted = c.execute("DELETE FROM trace_journal", [])?;
+    tracing::debug!(
+        rows = deleted,
+        traces = latest.len(),
+        "trace journal folded"
+    );
+    Ok(latest.len())
 }
 
 /// The journal's size in bytes.
@@ -195,7 +207,7 @@ mod tests {
             key: key.into(),
             last_seen_ms: 7,
             settled: true,
-            data: data.into(),
+            data: data.as_bytes().to_vec(),
         }
     }
 
@@ -215,13 +227,13 @@ mod tests {
                     key: "t:é\n\t",
                     last_seen_ms: 7,
                     settled: true,
-                    data: "{\"a\":1}"
+                    data: b"{\"a\":1}"
                 },
                 Record::Write {
                     key: "r:2",
                     last_seen_ms: 7,
                     settled: true,
-                    data: ""
+                    data: b""
                 },
             ]
         );
@@ -263,7 +275,7 @@ mod tests {
         }
         assert_eq!(size(&c).unwrap(), bytes);
         assert_eq!(fold(&c).unwrap(), 3);
-        let mut state: Vec<(String, String)> = c
+        let mut state: Vec<(String, Vec<u8>)> = c
             .prepare("SELECT trace_key, data FROM trace_state ORDER BY trace_key")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -274,8 +286,8 @@ mod tests {
         assert_eq!(
             state,
             vec![
-                ("t:new".to_string(), "n2".to_string()),
-                ("t:old".to_string(), "v2".to_string())
+                ("t:new".to_string(), b"n2".to_vec()),
+                ("t:old".to_string(), b"v2".to_vec())
             ]
         );
         assert_eq!(size(&c).unwrap(), 0);

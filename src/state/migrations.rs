@@ -171,4 +171,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seq   INTEGER PRIMARY KEY,
         data  BLOB NOT NULL
     );",
+    // 7: trace rows (trace_state.data, and the traces in trace_journal
+    // rows) are written as protobuf (src/trace/codec.rs); the JSON rows
+    // of version 6 stay as they are and are still read. No table changes:
+    // the version keeps a cwtap that reads only JSON from opening the file.
+    "-- trace rows may be protobuf from version 7 on",
 ];

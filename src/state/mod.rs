@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::time::EpochMs;
-use crate::trace::{Changes, Name, StreamKey, Trace, Traces};
+use crate::trace::{Changes, Name, StreamKey, Trace, Traces, decode_stored};
 use migrations::MIGRATIONS;
 
 /// The schema version this build writes.
@@ -451,10 +451,12 @@ impl StateStore {
                 let key: String = r.get(0)?;
                 let seen: EpochMs = r.get(1)?;
                 let settled: bool = r.get(2)?;
-                let data: String = r.get(3)?;
-                let Ok(trace) = serde_json::from_str::<Trace>(&data) else {
-                    tracing::warn!(trace_key = %key, "unreadable trace row in the state file; it starts afresh");
-                    continue;
+                let trace = match decode_stored(r.get_ref(3)?.as_bytes()?) {
+                    Ok(trace) => trace,
+                    Err(error) => {
+                        tracing::warn!(trace_key = %key, %error, "unreadable trace row in the state file; it starts afresh");
+                        continue;
+                    }
                 };
                 if settled && seen < hot_since_ms {
                     out.cold
@@ -488,23 +490,25 @@ impl StateStore {
                 if found.iter().any(|(_, t)| names(t)) {
                     continue;
                 }
-                let data: Option<String> = by_key.query_row([alias], |r| r.get(0)).optional()?;
-                match data.and_then(|d| serde_json::from_str::<Trace>(&d).ok()) {
+                let data: Option<Vec<u8>> = by_key.query_row([alias], |r| r.get(0)).optional()?;
+                match data.and_then(|d| decode_stored(&d).ok()) {
                     Some(t) if names(&t) => found.push((alias.clone(), t)),
                     _ => missing.push(alias.clone()),
                 }
             }
             if !missing.is_empty() {
+                // The alias as a protobuf row holds it (raw bytes), or as a
+                // JSON row of an earlier version does (a JSON string).
                 let mut scan = c.prepare_cached(
-                    "SELECT trace_key, data FROM trace_state WHERE instr(data, ?1) > 0",
+                    "SELECT trace_key, data FROM trace_state
+                     WHERE instr(data, ?1) > 0 OR instr(data, ?2) > 0",
                 )?;
                 for alias in missing {
-                    let needle = serde_json::to_string(&alias).unwrap_or_default();
-                    let mut rows = scan.query([needle])?;
+                    let json = serde_json::to_string(&alias).unwrap_or_default();
+                    let mut rows = scan.query(params![alias.as_bytes(), json])?;
                     while let Some(r) = rows.next()? {
                         let key: String = r.get(0)?;
-                        let data: String = r.get(1)?;
-                        if let Ok(t) = serde_json::from_str::<Trace>(&data)
+                        if let Ok(t) = decode_stored(r.get_ref(1)?.as_bytes()?)
                             && t.aliases.iter().any(|a| **a == *alias)
                             && !found.iter().any(|(k, _)| *k == key)
                         {
@@ -520,9 +524,10 @@ impl StateStore {
 
     /// Deletes settled traces last seen before `before_ms` (wall clock).
     pub async fn prune_traces(&self, before_ms: EpochMs) -> Result<usize, StateError> {
-        let journal_bytes = Arc::clone(&self.journal_bytes);
+        // Without folding first: a trace deleted here whose newer version
+        // is still in the journal comes back with it at the next fold, and
+        // one pruned only there goes at the next prune.
         self.with(move |c| {
-            fold_now(c, &journal_bytes)?;
             c.execute(
                 "DELETE FROM trace_state WHERE settled = 1 AND last_seen_ms < ?1",
                 [before_ms],

@@ -314,6 +314,82 @@ fn a_version_3_file_with_traces_is_migrated_and_keeps_every_trace_fact() {
 }
 
 #[test]
+fn a_version_6_file_with_json_trace_rows_is_read_and_its_traces_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v6.db");
+    let json = |key: &str, count: u64| {
+        format!(
+            r#"{{"first_ts":10,"last_ts":20,"event_count":{count},"error_count":0,"services":["api"],"log_groups":["/g"],"aliases":["{key}"],"last_seen_ms":99,"closed":false,"revision":0,"summary_sent":false}}"#
+        )
+    };
+    {
+        let conn = Connection::open(&path).unwrap();
+        for m in &MIGRATIONS[..6] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.execute(
+            "INSERT INTO trace_state VALUES ('t:folded', 99, 0, ?1)",
+            [json("t:folded", 3)],
+        )
+        .unwrap();
+        // A journal row of version 6: its trace record holds JSON.
+        let changes = Changes {
+            traces: vec![crate::trace::StoredTrace {
+                key: "t:journal".into(),
+                last_seen_ms: 99,
+                settled: false,
+                data: json("t:journal", 4).into_bytes(),
+            }],
+            ..Changes::default()
+        };
+        journal::append(&conn, &journal::encode(&changes).unwrap()).unwrap();
+    }
+    let store = StateStore::open(&path).unwrap();
+    let mut stored = store.load_traces_blocking(0).unwrap().traces;
+    stored.sort_by(|a, b| a.0.cmp(&b.0));
+    let counts: Vec<(&str, u64)> = stored
+        .iter()
+        .map(|(k, t)| (k.as_str(), t.event_count))
+        .collect();
+    assert_eq!(counts, vec![("t:folded", 3), ("t:journal", 4)]);
+    // An event for one of them: the trace goes on, written as protobuf.
+    let mut traces = Traces::new();
+    traces.restore(stored, []);
+    traces.apply(
+        &TraceInput {
+            log_group: "/g",
+            log_stream: "s",
+            timestamp_ms: 30,
+            trace_id: Some("folded"),
+            ..TraceInput::default()
+        },
+        100,
+    );
+    let traces = Mutex::new(traces);
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(store.commit(Arc::new(Checkpoint::Traces), Some(&traces)))
+        .unwrap();
+    drop(store);
+    let store = StateStore::open(&path).unwrap();
+    let again = store.load_traces_blocking(0).unwrap().traces;
+    let folded = again.iter().find(|(k, _)| k == "t:folded").unwrap();
+    assert_eq!(folded.1.event_count, 4);
+    assert_eq!(folded.1.last_ts, 30);
+    let kind: Vec<u8> = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT substr(data, 1, 1) FROM trace_state WHERE trace_key = 't:folded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kind, vec![crate::trace::PROTOBUF_ROW]);
+}
+
+#[test]
 fn newer_schema_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");

@@ -31,6 +31,7 @@
 //! one. Events arriving for a closed trace reopen it, and its next closing
 //! emits a summary with a higher `revision`.
 
+mod codec;
 mod summary;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::parse::Fields;
 use crate::time::{EpochMs, format_ms};
+pub use codec::{PROTOBUF as PROTOBUF_ROW, decode as decode_stored};
 pub use summary::{Span, SummaryPolicy, TraceSummary};
 
 type Hasher = foldhash::fast::RandomState;
@@ -342,8 +344,8 @@ pub struct StoredTrace {
     pub last_seen_ms: EpochMs,
     /// Closed and its summary delivered: may leave the file once quiet.
     pub settled: bool,
-    /// The [`Trace`], as JSON.
-    pub data: String,
+    /// The [`Trace`], encoded (see [`decode_stored`]).
+    pub data: Vec<u8>,
 }
 
 /// The stream a Lambda bracket belongs to: (log group, log stream).
@@ -386,6 +388,46 @@ pub struct Traces {
     cold: Map<u64, EpochMs>,
     /// Seeds the alias fingerprints; fixed for the life of the process.
     fingerprint: foldhash::quality::FixedState,
+    scratch: Scratch,
+}
+
+/// The correlation keys of the event being applied, in buffers reused from
+/// one event to the next.
+#[derive(Debug, Default)]
+struct Scratch {
+    keys: [String; 2],
+}
+
+impl Scratch {
+    /// `t:<trace id>` and `r:<request id>`, or else `s:<session id>`.
+    fn aliases(
+        &mut self,
+        trace_id: Option<&str>,
+        request_id: Option<&str>,
+        session_id: Option<&str>,
+    ) -> &[String] {
+        let mut n = 0;
+        for (prefix, id) in [("t:", trace_id), ("r:", request_id)] {
+            if let Some(id) = id {
+                self.set(n, prefix, id);
+                n += 1;
+            }
+        }
+        if n == 0
+            && let Some(s) = session_id
+        {
+            self.set(0, "s:", s);
+            n = 1;
+        }
+        &self.keys[..n]
+    }
+
+    fn set(&mut self, i: usize, prefix: &str, id: &str) {
+        let key = &mut self.keys[i];
+        key.clear();
+        key.push_str(prefix);
+        key.push_str(id);
+    }
 }
 
 impl Traces {
@@ -581,20 +623,12 @@ impl Traces {
             }
         }
 
-        // Correlation keys, most specific first.
-        let mut aliases: Vec<String> = Vec::with_capacity(2);
-        if let Some(t) = e.trace_id {
-            aliases.push(format!("t:{t}"));
-        }
-        if let Some(r) = request_id {
-            aliases.push(format!("r:{r}"));
-        }
-        if aliases.is_empty()
-            && let Some(s) = e.session_id
-        {
-            aliases.push(format!("s:{s}"));
-        }
+        // Correlation keys, most specific first, written into buffers kept
+        // from event to event (an alias is allocated only when it is new).
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let aliases = scratch.aliases(e.trace_id, request_id, e.session_id);
         if aliases.is_empty() {
+            self.scratch = scratch;
             return Assignment {
                 trace_key: None,
                 bracket_request_id,
@@ -602,22 +636,24 @@ impl Traces {
         }
 
         // The traces these keys already belong to; merge them into the oldest.
-        let mut found: Vec<(EpochMs, Name)> = Vec::with_capacity(2);
-        for alias in &aliases {
+        let mut found: [Option<(EpochMs, Name)>; 2] = [None, None];
+        for alias in aliases {
             if let Some(key) = self.aliases.get(alias.as_str())
-                && !found.iter().any(|(_, k)| k == key)
+                && !found.iter().flatten().any(|(_, k)| k == key)
             {
                 let first = self.traces.get(key).map_or(EpochMs::MAX, |t| t.first_ts);
-                found.push((first, Arc::clone(key)));
+                let slot = if found[0].is_none() { 0 } else { 1 };
+                found[slot] = Some((first, Arc::clone(key)));
             }
         }
-        if found.len() > 1 {
-            found.sort_unstable();
-            for (_, other) in &found[1..] {
-                self.merge(&found[0].1, other);
+        if let [Some(a), Some(b)] = &mut found {
+            if b < a {
+                std::mem::swap(a, b);
             }
+            let (into, from) = (Arc::clone(&a.1), Arc::clone(&b.1));
+            self.merge(&into, &from);
         }
-        let key: Name = match found.into_iter().next() {
+        let key: Name = match found[0].take() {
             Some((_, key)) => key,
             None => Arc::from(aliases[0].as_str()),
         };
@@ -631,11 +667,12 @@ impl Traces {
             .or_insert_with(|| Trace::new(e.timestamp_ms, now_ms));
         for alias in aliases {
             if !self.aliases.contains_key(alias.as_str()) {
-                let alias: Name = Arc::from(alias);
+                let alias: Name = Arc::from(alias.as_str());
                 t.aliases.push(Arc::clone(&alias));
                 self.aliases.insert(alias, Arc::clone(&key));
             }
         }
+        self.scratch = scratch;
         if let Some(span) = e.span_id {
             t.add_span(e, span, service.clone());
         }
@@ -777,12 +814,13 @@ impl Traces {
         let mut changes = Changes::default();
         for key in self.dirty.drain() {
             if let Some(t) = self.traces.get(&key) {
+                let mut data = Vec::with_capacity(512);
+                codec::encode(t, &mut data);
                 changes.traces.push(StoredTrace {
                     key: key.to_string(),
                     last_seen_ms: t.last_seen_ms,
                     settled: t.closed && t.summary_sent,
-                    // Serialising plain data into a String cannot fail.
-                    data: serde_json::to_string(t).unwrap_or_default(),
+                    data,
                 });
             }
         }
@@ -1159,7 +1197,7 @@ mod tests {
             written
                 .traces
                 .into_iter()
-                .map(|t| (t.key, serde_json::from_str(&t.data).unwrap())),
+                .map(|t| (t.key, decode_stored(&t.data).unwrap())),
             [],
         );
         assert!(traces.cold_aliases(&[late]).is_empty());
