@@ -490,7 +490,10 @@ impl StateStore {
                 if found.iter().any(|(_, t)| names(t)) {
                     continue;
                 }
-                let data: Option<Vec<u8>> = by_key.query_row([alias], |r| r.get(0)).optional()?;
+                // A blob (protobuf) or text (JSON of an earlier version).
+                let data: Option<Vec<u8>> = by_key
+                    .query_row([alias], |r| Ok(r.get_ref(0)?.as_bytes()?.to_vec()))
+                    .optional()?;
                 match data.and_then(|d| decode_stored(&d).ok()) {
                     Some(t) if names(&t) => found.push((alias.clone(), t)),
                     _ => missing.push(alias.clone()),

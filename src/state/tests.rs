@@ -319,7 +319,7 @@ fn a_version_6_file_with_json_trace_rows_is_read_and_its_traces_go_on() {
     let path = dir.path().join("v6.db");
     let json = |key: &str, count: u64| {
         format!(
-            r#"{{"first_ts":10,"last_ts":20,"event_count":{count},"error_count":0,"services":["api"],"log_groups":["/g"],"aliases":["{key}"],"last_seen_ms":99,"closed":false,"revision":0,"summary_sent":false}}"#
+            r#"{{"first_ts":10,"last_ts":20,"event_count":{count},"error_count":0,"services":["api"],"log_groups":["/g"],"aliases":["{key}","r:R-{key}"],"last_seen_ms":99,"closed":false,"revision":0,"summary_sent":false}}"#
         )
     };
     {
@@ -345,7 +345,21 @@ fn a_version_6_file_with_json_trace_rows_is_read_and_its_traces_go_on() {
         };
         journal::append(&conn, &journal::encode(&changes).unwrap()).unwrap();
     }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let store = StateStore::open(&path).unwrap();
+    // An evicted trace coming back from a JSON row: by its key, and by an
+    // alias that is not its key (the scan).
+    let cold = rt
+        .block_on(store.load_cold_traces(vec!["t:folded".into(), "r:R-t:journal".into()]))
+        .unwrap();
+    let mut cold: Vec<(&str, u64)> = cold
+        .iter()
+        .map(|(k, t)| (k.as_str(), t.event_count))
+        .collect();
+    cold.sort();
+    assert_eq!(cold, vec![("t:folded", 3), ("t:journal", 4)]);
     let mut stored = store.load_traces_blocking(0).unwrap().traces;
     stored.sort_by(|a, b| a.0.cmp(&b.0));
     let counts: Vec<(&str, u64)> = stored
@@ -367,10 +381,7 @@ fn a_version_6_file_with_json_trace_rows_is_read_and_its_traces_go_on() {
         100,
     );
     let traces = Mutex::new(traces);
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(store.commit(Arc::new(Checkpoint::Traces), Some(&traces)))
+    rt.block_on(store.commit(Arc::new(Checkpoint::Traces), Some(&traces)))
         .unwrap();
     drop(store);
     let store = StateStore::open(&path).unwrap();
