@@ -96,6 +96,33 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(encode_logs_body(black_box(&batch))))
         });
     }
+    // One event as JSON: cwtap's writer against serde_json's derive on the
+    // same struct (the bytes are the same; src/event/json.rs tests that).
+    {
+        let size = 500usize;
+        let batch = events(size);
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function("event_json_500", |b| {
+            b.iter(|| {
+                let mut out = Vec::with_capacity(size * 800);
+                for r in black_box(&batch) {
+                    r.write_json(&mut out, KeyField::SessionId);
+                }
+                black_box(out)
+            })
+        });
+        group.bench_function("event_json_serde_500", |b| {
+            b.iter(|| {
+                let mut out = Vec::with_capacity(size * 800);
+                for r in black_box(&batch) {
+                    if let Record::Event(e) = r {
+                        serde_json::to_writer(&mut out, e).expect("to a Vec");
+                    }
+                }
+                black_box(out)
+            })
+        });
+    }
     group.finish();
 }
 

@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("decode_parse_group_encode_10000_json_300b", |b| {
         b.iter(|| {
             let request = decode::parse_request(black_box(&body)).expect("request");
-            let messages = decode::decode_records(&request).expect("records");
+            let (messages, _) = decode::decode_records(&request, usize::MAX).expect("records");
             let raw = decode::raw_events(messages, Some("us-east-1"));
             let mut traces = Traces::new();
             let mut bytes = 0usize;

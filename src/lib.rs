@@ -52,8 +52,8 @@
 //!   each with its config section.
 //! - [`state`]: the SQLite state file and every SQL statement: schema,
 //!   migrations, checkpoints, the trace working set's durable copy.
-//! - [`event`]: the raw CloudWatch event, the delivered event, the record an
-//!   output is handed.
+//! - [`event`]: the raw CloudWatch event, the delivered event (and its JSON
+//!   writer), the record an output is handed.
 //! - [`replay`]: fixtures: capture, replay (to CloudWatch, or through the
 //!   pipeline to the output), generate.
 //! - [`obs`]: the `/healthz`, `/readyz` and `/metrics` listener, the

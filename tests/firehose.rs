@@ -553,6 +553,17 @@ async fn a_wrong_key_is_401_and_bad_records_are_400_naming_the_record_and_nothin
         assert!(message.contains("record 1"), "{kind}: {message}");
         assert!(message.contains(kind), "{kind}: {message}");
     }
+    // A record that inflates past 16 MiB (a gzip bomb) is refused unread.
+    let bomb = build_body(dir.path(), "bad-bomb", 4, Some("bomb:1"));
+    let verdict = send(dir.path(), port, &bomb, KEY);
+    assert_ne!(verdict["event"], "delivered");
+    let attempt = last_attempt(dir.path());
+    assert_eq!(attempt["status"], 400, "{attempt}");
+    let message = attempt["response"]["errorMessage"].as_str().unwrap_or("");
+    assert!(
+        message.contains("record 1") && message.contains("inflates to more than"),
+        "{message}"
+    );
     assert!(
         read_ndjson(&out).iter().all(is_summary),
         "nothing of a refused request delivered"
@@ -568,7 +579,7 @@ async fn a_wrong_key_is_401_and_bad_records_are_400_naming_the_record_and_nothin
         .filter(|e| !is_summary(e))
         .collect();
     assert_eq!(delivered.len(), 8, "two records of four events");
-    for reason in ["auth", "base64", "gzip", "json"] {
+    for reason in ["auth", "base64", "gzip", "json", "record_too_large"] {
         assert_eq!(
             sample(
                 &scrape,

@@ -123,7 +123,9 @@ enum Kind {
 #[derive(Debug, Clone, Default)]
 struct When {
     prefix: Vec<String>,
-    contains: Vec<String>,
+    /// Substring searchers built once: `str::contains` sets one up on
+    /// every call, and most messages go past several of them.
+    contains: Vec<memchr::memmem::Finder<'static>>,
     regex: Option<Regex>,
     json_fields: Vec<Path>,
 }
@@ -436,7 +438,10 @@ impl Rule {
             None => When::default(),
             Some(w) => When {
                 prefix: list(&w.prefix),
-                contains: list(&w.contains),
+                contains: list(&w.contains)
+                    .iter()
+                    .map(|c| memchr::memmem::Finder::new(c.as_bytes()).into_owned())
+                    .collect(),
                 regex: w
                     .regex
                     .as_deref()
@@ -590,7 +595,12 @@ impl Rule {
                 return false;
             }
         }
-        if !w.contains.is_empty() && !w.contains.iter().any(|c| message.contains(c.as_str())) {
+        if !w.contains.is_empty()
+            && !w
+                .contains
+                .iter()
+                .any(|c| c.find(message.as_bytes()).is_some())
+        {
             return false;
         }
         if let Some(re) = &w.regex

@@ -98,7 +98,8 @@ pub fn read_fixture(path: &Path) -> Result<Vec<FixtureEvent>, ReplayError> {
 enum Sink {
     Stdout(std::io::Stdout),
     Plain(BufWriter<File>),
-    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+    // Boxed: the encoder's state is a few hundred bytes.
+    Gzip(Box<flate2::write::GzEncoder<BufWriter<File>>>),
 }
 
 /// Writes fixture lines to a file (gzip for `.gz`) or standard output.
@@ -129,10 +130,10 @@ impl FixtureWriter {
                 })?;
                 let buffered = BufWriter::new(file);
                 if is_gzip(p) {
-                    Sink::Gzip(flate2::write::GzEncoder::new(
+                    Sink::Gzip(Box::new(flate2::write::GzEncoder::new(
                         buffered,
                         flate2::Compression::default(),
-                    ))
+                    )))
                 } else {
                     Sink::Plain(buffered)
                 }

@@ -150,7 +150,7 @@ impl Sink for NdjsonSink {
         Box::pin(async move {
             let mut bytes = Vec::with_capacity(batch.len() * 512);
             for record in batch {
-                bytes.extend_from_slice(&record.to_json(self.key_field));
+                record.write_json(&mut bytes, self.key_field);
                 bytes.push(b'\n');
             }
             let bytes = Arc::new(bytes);

@@ -66,7 +66,7 @@ MAX_RESPONSE_BODY_BYTES = 1 << 20
 DEFAULT_SOURCE_ARN = "arn:aws:firehose:us-east-1:123456789012:deliverystream/cwtap-standin"
 ID_DIGITS = 56  # AWS CloudWatch Logs event ids are 56-digit strings
 
-BAD_KINDS = ("base64", "gzip", "json", "schema", "control", "empty")
+BAD_KINDS = ("base64", "gzip", "json", "schema", "control", "empty", "bomb")
 
 
 # ------------------------------------------------------------------ helpers
@@ -172,6 +172,11 @@ def bad_record_data(kind: str) -> str:
         return base64.b64encode(encode_cwl_payload(control_payload())).decode()
     if kind == "empty":
         return ""  # Firehose permits empty records
+    if kind == "bomb":
+        # 20 MiB of spaces before a valid payload: ~20 kB of gzip that
+        # inflates past what any CloudWatch Logs record holds.
+        payload = json.dumps(control_payload()).encode()
+        return base64.b64encode(gzip_bytes(b" " * (20 << 20) + payload)).decode()
     raise ValueError(f"unknown bad-record kind {kind!r} (one of {', '.join(BAD_KINDS)})")
 
 

@@ -41,6 +41,8 @@ pub enum RecordError {
     Gzip(String),
     #[error("data is not the json of a CloudWatch Logs subscription message: {0}")]
     Json(String),
+    #[error("data inflates to more than {0} bytes")]
+    TooLarge(usize),
 }
 
 impl RecordError {
@@ -50,6 +52,7 @@ impl RecordError {
             RecordError::Base64(_) => "base64",
             RecordError::Gzip(_) => "gzip",
             RecordError::Json(_) => "json",
+            RecordError::TooLarge(_) => "record_too_large",
         }
     }
 }
@@ -111,17 +114,47 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
     })
 }
 
-/// Gunzips `data`, refusing more than `limit` bytes of output.
-pub fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
-    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit));
+/// The largest subscription message one record may decode to. CloudWatch
+/// Logs writes a record per batch of at most 1 MiB of events; with ids and
+/// JSON escaping a message stays well under this, and a record that
+/// inflates past it (a gzip bomb) is refused without inflating the rest.
+pub const RECORD_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Inflates the gzip `data` (one or more members), refusing more than
+/// `limit` bytes of output: `Err(None)` past the limit, `Err(Some(why))`
+/// when it is not gzip.
+fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>, Option<String>> {
+    // A gzip member ends with its uncompressed size (mod 2^32): the output
+    // buffer is allocated once instead of grown and copied. It is only a
+    // hint (a forged size is capped by the limit and by deflate's best
+    // ratio of about 1032:1).
+    let hint = match data.len() {
+        n if n >= 18 => {
+            let t = &data[n - 4..];
+            u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize
+        }
+        _ => 0,
+    };
+    let cap = hint
+        .min(data.len().saturating_mul(1032))
+        .min(limit.saturating_add(1));
+    let mut out = Vec::with_capacity(cap);
     flate2::read::MultiGzDecoder::new(data)
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| DecodeError::Gzip(e.to_string()))?;
+        .map_err(|e| Some(e.to_string()))?;
     if out.len() > limit {
-        return Err(DecodeError::TooLarge(limit));
+        return Err(None);
     }
     Ok(out)
+}
+
+/// Gunzips `data`, refusing more than `limit` bytes of output.
+pub fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
+    inflate(data, limit).map_err(|e| match e {
+        Some(why) => DecodeError::Gzip(why),
+        None => DecodeError::TooLarge(limit),
+    })
 }
 
 /// Parses a (decompressed) request body.
@@ -129,29 +162,40 @@ pub fn parse_request(body: &[u8]) -> Result<Request, DecodeError> {
     serde_json::from_slice(body).map_err(|e| DecodeError::Request(e.to_string()))
 }
 
-/// Decodes one record's `data` into its subscription message.
-pub fn decode_record(data: &str) -> Result<Message, RecordError> {
+/// Decodes one record's `data` into its subscription message, and the
+/// size it inflated to.
+fn decode_record(data: &str) -> Result<(Message, usize), RecordError> {
     let gz = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .map_err(|e| RecordError::Base64(e.to_string()))?;
-    let mut json = Vec::with_capacity(gz.len() * 8);
-    flate2::read::MultiGzDecoder::new(gz.as_slice())
-        .read_to_end(&mut json)
-        .map_err(|e| RecordError::Gzip(e.to_string()))?;
-    serde_json::from_slice(&json).map_err(|e| RecordError::Json(e.to_string()))
+    let json = inflate(&gz, RECORD_LIMIT).map_err(|e| match e {
+        Some(why) => RecordError::Gzip(why),
+        None => RecordError::TooLarge(RECORD_LIMIT),
+    })?;
+    let message = serde_json::from_slice(&json).map_err(|e| RecordError::Json(e.to_string()))?;
+    Ok((message, json.len()))
 }
 
 /// Decodes every record of `request`: all or nothing, so that a request with
-/// one bad record delivers none of its events.
-pub fn decode_records(request: &Request) -> Result<Vec<Message>, DecodeError> {
-    request
-        .records
-        .iter()
-        .enumerate()
-        .map(|(index, r)| {
-            decode_record(&r.data).map_err(|reason| DecodeError::Record { index, reason })
-        })
-        .collect()
+/// one bad record delivers none of its events. The records may inflate to
+/// `limit` bytes in all; past it, `TooLarge`. With the messages, the bytes
+/// they inflated to.
+pub fn decode_records(
+    request: &Request,
+    limit: usize,
+) -> Result<(Vec<Message>, usize), DecodeError> {
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(request.records.len());
+    for (index, r) in request.records.iter().enumerate() {
+        let (message, size) =
+            decode_record(&r.data).map_err(|reason| DecodeError::Record { index, reason })?;
+        total = total.saturating_add(size);
+        if total > limit {
+            return Err(DecodeError::TooLarge(limit));
+        }
+        out.push(message);
+    }
+    Ok((out, total))
 }
 
 /// The Region of a Firehose delivery stream ARN
@@ -236,7 +280,7 @@ mod tests {
         let request = parse_request(body.to_string().as_bytes()).unwrap();
         assert_eq!(request.request_id, "r-1");
         let events = raw_events(
-            decode_records(&request).unwrap(),
+            decode_records(&request, RECORD_LIMIT).unwrap().0,
             region_of_arn("arn:aws:firehose:eu-west-1:123456789012:deliverystream/x"),
         );
         assert_eq!(events.len(), 2);
@@ -268,7 +312,7 @@ mod tests {
         ] {
             let body = json!({"requestId": "r", "timestamp": 1, "records": [{"data": good}, {"data": bad}]});
             let request = parse_request(body.to_string().as_bytes()).unwrap();
-            match decode_records(&request) {
+            match decode_records(&request, RECORD_LIMIT) {
                 Err(DecodeError::Record { index: 1, reason }) => assert_eq!(reason.reason(), kind),
                 other => panic!("{kind}: {other:?}"),
             }
@@ -277,6 +321,44 @@ mod tests {
             parse_request(b"{\"records\": 5}"),
             Err(DecodeError::Request(_))
         ));
+    }
+
+    #[test]
+    fn a_record_or_a_request_that_inflates_past_its_bound_is_refused() {
+        use std::io::Write;
+        let gzip_b64 = |bytes: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            gz.write_all(bytes).unwrap();
+            base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap())
+        };
+        // 17 MiB of spaces in front of a valid message: 17 kB of base64.
+        let mut bomb = vec![b' '; RECORD_LIMIT + (1 << 20)];
+        bomb.extend_from_slice(data_message(json!([])).to_string().as_bytes());
+        let good = encode_record(&data_message(json!([
+            {"id": "1", "timestamp": 1, "message": "x".repeat(1000)}
+        ])));
+        let body = json!({"requestId": "r", "timestamp": 1, "records": [{"data": good}, {"data": gzip_b64(&bomb)}]});
+        let request = parse_request(body.to_string().as_bytes()).unwrap();
+        match decode_records(&request, usize::MAX) {
+            Err(DecodeError::Record { index: 1, reason }) => {
+                assert_eq!(reason, RecordError::TooLarge(RECORD_LIMIT));
+                assert_eq!(reason.reason(), "record_too_large");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Each record within its bound, the request past the total.
+        let body =
+            json!({"requestId": "r", "timestamp": 1, "records": [{"data": good}, {"data": good}]});
+        let request = parse_request(body.to_string().as_bytes()).unwrap();
+        let (messages, size) = decode_records(&request, usize::MAX).unwrap();
+        assert_eq!(messages.len(), 2);
+        assert!(size > 2000, "{size}");
+        assert_eq!(
+            decode_records(&request, size - 1).unwrap_err(),
+            DecodeError::TooLarge(size - 1)
+        );
+        assert_eq!(decode_records(&request, size).unwrap().1, size);
     }
 
     #[test]

@@ -266,8 +266,22 @@ impl Receiver {
             Ok(r) => r,
             Err(e) => return Answer::fail(StatusCode::BAD_REQUEST, "not_firehose", e.to_string()),
         };
-        let messages = match decode::decode_records(&request) {
+        // With the body, within what may be in flight at all.
+        let max_decoded = self
+            .config
+            .max_in_flight_bytes
+            .saturating_sub(kib as usize * 1024);
+        let (messages, decoded) = match decode::decode_records(&request, max_decoded) {
             Ok(m) => m,
+            Err(DecodeError::TooLarge(_)) => {
+                return Answer::fail(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!(
+                        "the records decode to more than firehose.max_in_flight_bytes leaves beside the body ({max_decoded} bytes)"
+                    ),
+                );
+            }
             Err(e @ DecodeError::Record { .. }) => {
                 let reason = match &e {
                     DecodeError::Record { reason, .. } => reason.reason(),
@@ -279,6 +293,15 @@ impl Receiver {
         };
         let records = request.records.len();
         drop(request);
+        // The decoded records count against the bytes in flight too.
+        let kib = (decoded / 1024 + 1).min(u32::MAX as usize) as u32;
+        let Ok(_decoded) = Arc::clone(&self.kib).try_acquire_many_owned(kib) else {
+            return Answer::fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many bytes in flight (firehose.max_in_flight_bytes)",
+            );
+        };
         let events = decode::raw_events(messages, region.as_deref());
         obs::metrics().firehose().decoded(records, events.len());
 

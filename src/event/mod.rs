@@ -3,6 +3,8 @@
 //! NDJSON line), and [`Record`], what an output is handed: an event or a
 //! closed trace's summary.
 
+mod json;
+
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -249,11 +251,23 @@ impl Record {
     /// The record as the JSON object VectaDB's batch API and the NDJSON
     /// output take (one shape for both).
     pub fn to_json(&self, key_field: KeyField) -> Vec<u8> {
-        // Serialising maps of JSON values cannot fail.
+        let hint = match self {
+            // The properties are most of it: about the message again.
+            Record::Event(e) => e.message.len() + 384,
+            Record::Summary(_) => 1024,
+        };
+        let mut out = Vec::with_capacity(hint);
+        self.write_json(&mut out, key_field);
+        out
+    }
+
+    /// Appends [`Record::to_json`] to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>, key_field: KeyField) {
         match self {
-            Record::Event(e) => serde_json::to_vec(e).unwrap_or_default(),
+            Record::Event(e) => json::write_event(out, e),
+            // Serialising maps of JSON values into a Vec cannot fail.
             Record::Summary(s) => {
-                serde_json::to_vec(&OutEvent::summary(s, key_field)).unwrap_or_default()
+                let _ = serde_json::to_writer(out, &OutEvent::summary(s, key_field));
             }
         }
     }
