@@ -53,10 +53,61 @@ pub fn parse_instant(text: &str, now: EpochMs) -> Result<EpochMs, String> {
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC with exactly millisecond
-/// precision, so that the CloudWatch timestamp survives the round trip.
+/// precision, so that the CloudWatch timestamp survives the round trip
+/// (`2026-11-20T08:00:00.123Z`). Every event's timestamp passes here, so it
+/// writes the digits itself instead of going through `fmt`. A pushed record
+/// may carry any 64-bit number, and formatting never fails: past the year
+/// 9999, which RFC 3339 cannot write, the year gets as many digits as it
+/// needs, and before the year 0 a sign (ISO 8601's expanded years).
 pub fn format_ms(ms: EpochMs) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000) as u64);
+    let (year, month, day) = civil_from_days(days);
+    let mut out = String::with_capacity(24);
+    if year < 0 {
+        out.push('-');
+    }
+    match year.unsigned_abs() {
+        y if y > 9999 => out.push_str(&y.to_string()),
+        y => push_digits(&mut out, y, 4),
+    }
+    let secs_of_day = ms_of_day / 1000;
+    let rest = [
+        (b'-', month as u64, 2),
+        (b'-', day as u64, 2),
+        (b'T', secs_of_day / 3600, 2),
+        (b':', secs_of_day / 60 % 60, 2),
+        (b':', secs_of_day % 60, 2),
+        (b'.', ms_of_day % 1000, 3),
+    ];
+    for (sep, value, width) in rest {
+        out.push(sep as char);
+        push_digits(&mut out, value, width);
+    }
+    out.push('Z');
+    out
+}
+
+/// Appends `value` as exactly `width` decimal digits (zero-padded).
+fn push_digits(out: &mut String, value: u64, width: u32) {
+    for place in (0..width).rev() {
+        out.push((b'0' + (value / 10u64.pow(place) % 10) as u8) as char);
+    }
+}
+
+/// The proleptic Gregorian (year, month, day) of a day count since
+/// 1970-01-01 (H. Hinnant's `civil_from_days`), for any day an `EpochMs`
+/// can name.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March first
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]
@@ -97,5 +148,33 @@ mod tests {
     fn formatting_keeps_milliseconds_exactly() {
         assert_eq!(format_ms(1_795_161_600_123), "2026-11-20T08:00:00.123Z");
         assert_eq!(format_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_ms(-5), "1969-12-31T23:59:59.995Z");
+        // Leap days, the century rules, the last instant RFC 3339 can write.
+        assert_eq!(format_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(format_ms(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
+        assert_eq!(format_ms(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
+        assert_eq!(format_ms(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn a_timestamp_rfc3339_cannot_write_keeps_its_value_and_does_not_panic() {
+        assert_eq!(format_ms(253_402_300_800_000), "10000-01-01T00:00:00.000Z");
+        let far = format_ms(EpochMs::MAX);
+        assert_eq!(far, "292278994-08-17T07:12:55.807Z");
+        assert_eq!(format_ms(-62_135_596_800_000), "0001-01-01T00:00:00.000Z");
+        assert_eq!(format_ms(-62_135_596_800_001), "0000-12-31T23:59:59.999Z");
+        assert_eq!(format_ms(-62_198_755_200_000), "-0001-01-01T00:00:00.000Z");
+        assert_eq!(format_ms(EpochMs::MIN), "-292275055-05-16T16:47:04.192Z");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn formatting_matches_humantime_up_to_the_year_9999(ms in 0i64..253_402_300_800_000) {
+            let t = UNIX_EPOCH + Duration::from_millis(ms as u64);
+            proptest::prop_assert_eq!(
+                format_ms(ms),
+                humantime::format_rfc3339_millis(t).to_string()
+            );
+        }
     }
 }

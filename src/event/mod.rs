@@ -126,25 +126,28 @@ impl OutEvent {
             ("level", &f.level),
             ("error", &f.error),
         ];
+        // (`Map::entry` would allocate the key even when it is there, as it
+        // mostly is for a JSON line.)
+        let mut add = |key: &str, value: &dyn Fn() -> Value| {
+            if !properties.contains_key(key) {
+                properties.insert(key.to_string(), value());
+            }
+        };
         for (key, value) in strings {
             if let Some(v) = value {
-                properties
-                    .entry(key)
-                    .or_insert_with(|| Value::String(v.clone()));
+                add(key, &|| Value::String(v.clone()));
             }
         }
         if let Some(d) = f.duration_ms.and_then(serde_json::Number::from_f64) {
-            properties.entry("duration_ms").or_insert(Value::Number(d));
+            add("duration_ms", &|| Value::Number(d.clone()));
         }
         if let Some(m) = &f.message {
-            properties
-                .entry("message")
-                .or_insert_with(|| Value::String(m.clone()));
+            add("message", &|| Value::String(m.clone()));
         }
         if let Some(ingested) = raw.ingestion_time_ms {
-            properties
-                .entry("cloudwatch_ingestion_time")
-                .or_insert_with(|| Value::String(format_ms(ingested)));
+            add("cloudwatch_ingestion_time", &|| {
+                Value::String(format_ms(ingested))
+            });
         }
         OutEvent {
             trace_id: None,

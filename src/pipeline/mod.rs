@@ -303,9 +303,6 @@ impl Pipeline {
                 prune_before_ms,
             }),
         };
-        if let Some(checkpoint) = checkpoint {
-            self.commit(checkpoint, done.len(), shutdown).await?;
-        }
         // Counted once committed, per group.
         let mut per_group: BTreeMap<(&str, &str), (u64, u64, u64)> = BTreeMap::new();
         fn key(e: &OutEvent) -> (&str, &str) {
@@ -328,8 +325,19 @@ impl Pipeline {
                 per_group.entry(key(e)).or_default().2 += 1;
             }
         }
+        let per_group = per_group
+            .into_iter()
+            .map(|((a, g), n)| ((a.to_string(), g.to_string()), n))
+            .collect::<Vec<_>>();
+        // The events are delivered and their ids are in the checkpoint: they
+        // leave memory before the checkpoint transaction, which may wait for
+        // the disk or fold the trace journal.
+        drop(records);
+        if let Some(checkpoint) = checkpoint {
+            self.commit(checkpoint, done.len(), shutdown).await?;
+        }
         for ((account, group), (delivered, rejected, late)) in per_group {
-            obs::metrics().checkpointed(account, group, delivered, rejected, late);
+            obs::metrics().checkpointed(&account, &group, delivered, rejected, late);
         }
         Ok(committed)
     }

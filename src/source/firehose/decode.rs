@@ -102,16 +102,25 @@ pub struct LogEvent {
 }
 
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        Text(String),
-        Number(u64),
+    // A visitor rather than an untagged enum, which would buffer every id
+    // into serde's intermediate `Content` before trying each variant.
+    struct Id;
+    impl serde::de::Visitor<'_> for Id {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an event id (a string of digits or a number)")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
     }
-    Ok(match Id::deserialize(d)? {
-        Id::Text(t) => t,
-        Id::Number(n) => n.to_string(),
-    })
+    d.deserialize_any(Id)
 }
 
 /// The largest subscription message one record may decode to. CloudWatch
@@ -293,6 +302,37 @@ mod tests {
         assert_eq!(events[0].log_group, "/aws/lambda/f");
         assert_eq!(events[0].origin.account_id.as_deref(), Some("123456789012"));
         assert_eq!(events[0].origin.region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn an_event_past_the_year_9999_is_delivered_with_its_number_not_a_panic() {
+        // Any i64 is a valid timestamp in a pushed record; formatting it
+        // once panicked past what RFC 3339 can write.
+        let body = json!({
+            "requestId": "r-far",
+            "timestamp": 1_795_161_600_000i64,
+            "records": [{"data": encode_record(&data_message(json!([
+                {"id": "1", "timestamp": 253_402_300_800_000i64, "message": "{\"a\":1}"},
+                {"id": "2", "timestamp": i64::MAX, "message": "text"}
+            ])))}]
+        });
+        let request = parse_request(body.to_string().as_bytes()).unwrap();
+        let raw = raw_events(decode_records(&request, RECORD_LIMIT).unwrap().0, None);
+        let rules = crate::parse::RuleSet::builtin("json").unwrap();
+        let out: Vec<serde_json::Value> = raw
+            .into_iter()
+            .map(|e| {
+                let parsed = rules.parse(&e.message);
+                let event = crate::event::OutEvent::build(e, parsed, None);
+                let line =
+                    crate::event::Record::Event(event).to_json(crate::trace::KeyField::SessionId);
+                serde_json::from_slice(&line).unwrap()
+            })
+            .collect();
+        assert_eq!(out[0]["timestamp"], "10000-01-01T00:00:00.000Z");
+        assert_eq!(out[0]["properties"]["a"], 1);
+        assert_eq!(out[1]["timestamp"], "292278994-08-17T07:12:55.807Z");
+        assert_eq!(out[1]["source"]["log_id"], "2");
     }
 
     #[test]
