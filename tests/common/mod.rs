@@ -61,19 +61,30 @@ fn moto_binary() -> PathBuf {
 
 impl Moto {
     pub fn start() -> Moto {
-        let port = free_port();
-        let child = Command::new(moto_binary())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
-        let url = format!("http://127.0.0.1:{port}");
-        let up = wait_until(Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(up, "moto_server did not listen on {url} within 30 s");
-        Moto { url, child }
+        // The port is free when picked, not necessarily when moto binds it
+        // (tests start servers in parallel): a moto that exits instead of
+        // listening is started again on another port.
+        for _ in 0..3 {
+            let port = free_port();
+            let mut child = Command::new(moto_binary())
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto_server starts");
+            let url = format!("http://127.0.0.1:{port}");
+            let mut exited = false;
+            let up = wait_until(Duration::from_secs(30), || {
+                exited = matches!(child.try_wait(), Ok(Some(_)));
+                exited || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+            if exited {
+                continue;
+            }
+            assert!(up, "moto_server did not listen on {url} within 30 s");
+            return Moto { url, child };
+        }
+        panic!("moto_server exited on start three times (is the venv broken?)");
     }
 
     pub async fn client(&self) -> Client {
@@ -97,16 +108,42 @@ impl Drop for Moto {
     }
 }
 
+/// Creates the group and the stream unless they exist. Any other error (a
+/// connection moto dropped while it starts) is retried a few times, then
+/// named: seeding must not fail later as "log group does not exist".
+pub async fn create_group_and_stream(client: &Client, group: &str, stream: &str) {
+    use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata;
+    let exists = |code: Option<&str>| code == Some("ResourceAlreadyExistsException");
+    let mut last = String::new();
+    for attempt in 0..10 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let created = client.create_log_group().log_group_name(group).send().await;
+        if let Err(e) = &created
+            && !exists(e.code())
+        {
+            last = format!("CreateLogGroup {group}: {e:?}");
+            continue;
+        }
+        let created = client
+            .create_log_stream()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .send()
+            .await;
+        match &created {
+            Err(e) if !exists(e.code()) => last = format!("CreateLogStream {stream}: {e:?}"),
+            _ => return,
+        }
+    }
+    panic!("cannot create the log group and stream in moto: {last}");
+}
+
 /// Creates the group and stream (idempotent) and puts `(timestamp, message)`
 /// events, in batches CloudWatch accepts.
 pub async fn put_events(client: &Client, group: &str, stream: &str, events: &[(i64, String)]) {
-    let _ = client.create_log_group().log_group_name(group).send().await;
-    let _ = client
-        .create_log_stream()
-        .log_group_name(group)
-        .log_stream_name(stream)
-        .send()
-        .await;
+    create_group_and_stream(client, group, stream).await;
     let mut sorted = events.to_vec();
     sorted.sort_by_key(|(ts, _)| *ts);
     for chunk in sorted.chunks(5_000) {
