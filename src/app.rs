@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::cloudwatch::CloudWatch;
 use crate::config::{AgentConfig, Config, GroupSelector, StreamFilter};
-use crate::pipeline::{Pipeline, PipelineError, TraceSettings};
+use crate::pipeline::{Due, Pipeline, PipelineError, TraceSettings};
 use crate::shutdown::Shutdown;
 use crate::sink::SinkError;
 use crate::source::pull::plan::{Overlap, Target};
@@ -124,6 +124,7 @@ async fn context(config: &Config, shutdown: &Shutdown) -> Result<Arc<Context>, A
         state,
         agent: config.agent.clone(),
         read_up_to: Default::default(),
+        read_moved: Default::default(),
     }))
 }
 
@@ -233,7 +234,7 @@ async fn summary_loop(pipeline: Arc<Pipeline>, agent: AgentConfig, shutdown: Shu
     let idle_ms = agent.trace_idle.as_millis() as i64;
     while shutdown.sleep(agent.poll_interval).await {
         if let Err(e) = pipeline
-            .emit_summaries(now_ms() - idle_ms, false, &shutdown)
+            .emit_summaries(now_ms() - idle_ms, false, Due::All, &shutdown)
             .await
         {
             tracing::error!(error = %e, "emitting trace summaries failed; retrying next interval");
@@ -745,27 +746,48 @@ pub async fn backfill(
         until: request.until,
     };
     let progress = Progress::new(request.interactive, Some((request.since, request.until)));
-    // Traces close by event time as the groups read past them, so memory
-    // holds only the traces still open, however long the range.
+    // Traces close by event time as the groups read past them (each time a
+    // cursor moves), so memory holds only the traces still open, however
+    // long the range.
     let (closer_done, closer_stop) = crate::shutdown::channel();
     let closer = config.agent.group_traces.then(|| {
         let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
         let idle_ms = config.agent.trace_idle.as_millis() as i64;
         tokio::spawn(async move {
-            while closer_stop.sleep(Duration::from_secs(2)).await && !shutdown.is_triggered() {
+            let mut closed_before = EpochMs::MIN;
+            loop {
+                tokio::select! {
+                    _ = ctx.read_moved() => {}
+                    _ = closer_stop.wait() => break,
+                }
+                if shutdown.is_triggered() {
+                    break;
+                }
                 let Some(read) = ctx.read_watermark() else {
                     continue;
                 };
-                if let Err(e) = ctx
+                if read - idle_ms <= closed_before {
+                    continue;
+                }
+                match ctx
                     .pipeline
-                    .emit_summaries(read - idle_ms, true, &shutdown)
+                    .emit_summaries(read - idle_ms, true, Due::Before(read - idle_ms), &shutdown)
                     .await
                 {
-                    tracing::error!(error = %e, "emitting trace summaries failed; retrying");
+                    Ok(_) => closed_before = read - idle_ms,
+                    Err(e) => {
+                        tracing::error!(error = %e, "emitting trace summaries failed; retrying");
+                    }
                 }
             }
         })
     });
+    // Every group counts from the start: until a group has read past a
+    // time, no trace is closed by it (a group whose task has not run yet
+    // may hold a trace's other events).
+    for spec in &specs {
+        ctx.reading_from(spec, request.since);
+    }
     let mut tasks = JoinSet::new();
     for spec in specs {
         let name = spec.name.clone();
@@ -796,7 +818,7 @@ pub async fn backfill(
         let idle_ms = config.agent.trace_idle.as_millis() as i64;
         let sent = ctx
             .pipeline
-            .emit_summaries(request.until - idle_ms, true, &shutdown)
+            .emit_summaries(request.until - idle_ms, true, Due::All, &shutdown)
             .await?;
         tracing::info!(summaries = sent, "trace summaries delivered");
     }

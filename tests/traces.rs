@@ -1,9 +1,11 @@
 //! Trace grouping end to end, with the shipped rule sets, against moto: a
 //! Lambda request that spans a restart is one trace with one summary; a trace
-//! crossing log groups is one trace.
+//! crossing log groups is one trace; a long backfill closes its traces as it
+//! reads past them, each once.
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -172,4 +174,69 @@ async fn a_trace_crossing_log_groups_is_one_trace() {
     assert_eq!(s["event_count"], 9);
     assert_eq!(s["log_groups"].as_array().unwrap().len(), 3);
     assert_eq!(s["lambda"].as_object().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_backfill_closes_traces_as_it_reads_past_them_each_once() {
+    // 3,000 two-event traces over 100 minutes, more than one closing round
+    // (2,000 traces) holds: the backfill closes and summarises them while it
+    // reads, a batch at a time, and none too early (a trace closed before
+    // its second event was read would reopen and be summarised twice).
+    let moto = Moto::start();
+    let client = moto.client().await;
+    let group = "/app/orders";
+    let t0 = now_ms() - 110 * 60_000;
+    let events: Vec<(i64, String)> = (0..6_000)
+        .map(|i| {
+            (
+                t0 + i * 1_000,
+                format!(
+                    r#"{{"level":"info","request_id":"req-{}","message":"step {i}"}}"#,
+                    i / 2
+                ),
+            )
+        })
+        .collect();
+    put_events(&client, group, "s", &events).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ndjson_config(
+        dir.path(),
+        &format!("  - name: {group}\n    parsers: [{{use: json}}]\n"),
+        "  trace_idle_secs: 60\n",
+    );
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("ndjson:\n", "ndjson:\n  batch_size: 100\n"),
+    )
+    .unwrap();
+    let out = run_to_end(
+        cwtap(&moto.url)
+            .args(["backfill", "--since", "2h", "--config"])
+            .arg(&cfg),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let delivered = read_ndjson(&dir.path().join("out.ndjson"));
+    let ids = id_counts(&delivered);
+    assert_eq!(ids.len(), 6_000, "every event delivered");
+    assert!(ids.values().all(|&n| n == 1), "no event twice");
+    let sums = summaries(&delivered);
+    let mut keys: HashMap<String, usize> = HashMap::new();
+    for s in &sums {
+        assert_eq!(s["properties"]["event_count"], 2, "{s}");
+        assert_eq!(s["properties"]["revision"], 1, "closed once: {s}");
+        *keys
+            .entry(s["properties"]["trace_key"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(keys.len(), 3_000, "one summary per trace");
+    assert!(keys.values().all(|&n| n == 1), "no trace summarised twice");
+    let first_summary = delivered.iter().position(is_summary).unwrap();
+    let last_event = delivered.iter().rposition(|e| !is_summary(e)).unwrap();
+    assert!(
+        first_summary < last_event,
+        "traces were closed while the backfill read, not all at its end"
+    );
 }

@@ -7,64 +7,253 @@
 use serde_json::{Map, Value};
 
 use super::{Origin, OutEvent};
+use crate::time::format_ms;
+use crate::trace::{Invocation, KeyField, Span, TraceSummary};
 
 /// Appends `e` as one JSON object.
 pub(super) fn write_event(out: &mut Vec<u8>, e: &OutEvent) {
-    out.push(b'{');
-    let mut first = true;
-    let mut key = |out: &mut Vec<u8>, k: &str| {
-        if !std::mem::take(&mut first) {
-            out.push(b',');
-        }
-        write_str(out, k);
-        out.push(b':');
+    let envelope = Envelope {
+        trace_id: e.trace_id.as_deref(),
+        timestamp: &e.timestamp,
+        event_type: e.event_type.as_deref(),
+        agent_id: e.agent_id.as_deref(),
+        session_id: e.session_id.as_deref(),
+        system: e.source.system,
+        log_group: &e.source.log_group,
+        log_stream: &e.source.log_stream,
+        log_id: &e.source.log_id,
+        origin: &e.source.origin,
     };
-    if let Some(t) = &e.trace_id {
-        key(out, "trace_id");
-        write_str(out, t);
-    }
-    key(out, "timestamp");
-    write_str(out, &e.timestamp);
-    for (name, value) in [
-        ("event_type", &e.event_type),
-        ("agent_id", &e.agent_id),
-        ("session_id", &e.session_id),
-    ] {
-        if let Some(v) = value {
-            key(out, name);
-            write_str(out, v);
+    envelope.write(out, |out| write_object(out, &e.properties));
+}
+
+/// Appends the `trace_summary` event of `s`: the same bytes as
+/// [`write_event`] of [`OutEvent::summary`], without building its
+/// properties as a map of JSON values first (a test holds them equal).
+pub(super) fn write_summary(out: &mut Vec<u8>, s: &TraceSummary, key_field: KeyField) {
+    let key = s.trace_key.as_str();
+    let log_id = format!("trace-summary:{key}:{}", s.revision);
+    let envelope = Envelope {
+        trace_id: (key_field == KeyField::TraceId).then_some(key),
+        timestamp: &format_ms(s.last_ms),
+        event_type: Some("trace_summary"),
+        agent_id: None,
+        session_id: (key_field == KeyField::SessionId).then_some(key),
+        system: "cloudwatch",
+        log_group: s.log_groups.first().map_or("", String::as_str),
+        log_stream: SUMMARY_STREAM,
+        log_id: &log_id,
+        origin: &Origin::default(),
+    };
+    envelope.write(out, |out| {
+        // The summary's fields as `serde_json::to_value` orders them: by name.
+        let mut o = ObjectWriter::new(out);
+        o.key("aliases");
+        write_strs(o.out, &s.aliases);
+        o.key("closed");
+        write_value(o.out, &Value::Bool(s.closed));
+        o.key("duration_ms");
+        write_value(o.out, &Value::from(s.duration_ms));
+        o.key("error_count");
+        write_value(o.out, &Value::from(s.error_count));
+        o.key("event_count");
+        write_value(o.out, &Value::from(s.event_count));
+        o.key("first");
+        write_str(o.out, &s.first);
+        o.key("lambda");
+        let mut lambda = ObjectWriter::new(o.out);
+        for (request, invocation) in &s.lambda {
+            lambda.key(request);
+            write_invocation(lambda.out, invocation);
         }
+        lambda.end();
+        o.key("last");
+        write_str(o.out, &s.last);
+        o.key("log_groups");
+        write_strs(o.out, &s.log_groups);
+        o.key("message");
+        write_str(o.out, &s.message());
+        o.key("revision");
+        write_value(o.out, &Value::from(s.revision));
+        o.key("root_span");
+        match &s.root_span {
+            Some(root) => write_str(o.out, root),
+            None => o.out.extend_from_slice(b"null"),
+        }
+        o.key("services");
+        write_strs(o.out, &s.services);
+        o.key("spans");
+        write_spans(o.out, &s.spans);
+        o.key("trace_key");
+        write_str(o.out, key);
+        o.end();
+    });
+}
+
+/// The log stream a `trace_summary` event names.
+pub(super) const SUMMARY_STREAM: &str = "cwtap/trace-summary";
+
+/// What every delivered record carries around its properties.
+struct Envelope<'a> {
+    trace_id: Option<&'a str>,
+    timestamp: &'a str,
+    event_type: Option<&'a str>,
+    agent_id: Option<&'a str>,
+    session_id: Option<&'a str>,
+    system: &'a str,
+    log_group: &'a str,
+    log_stream: &'a str,
+    log_id: &'a str,
+    origin: &'a Origin,
+}
+
+impl Envelope<'_> {
+    /// The record as one JSON object, in [`OutEvent`]'s field order, with
+    /// `properties` writing the properties object.
+    fn write(&self, out: &mut Vec<u8>, properties: impl FnOnce(&mut Vec<u8>)) {
+        let mut o = ObjectWriter::new(out);
+        if let Some(t) = self.trace_id {
+            o.key("trace_id");
+            write_str(o.out, t);
+        }
+        o.key("timestamp");
+        write_str(o.out, self.timestamp);
+        for (name, value) in [
+            ("event_type", self.event_type),
+            ("agent_id", self.agent_id),
+            ("session_id", self.session_id),
+        ] {
+            if let Some(v) = value {
+                o.key(name);
+                write_str(o.out, v);
+            }
+        }
+        o.key("properties");
+        properties(o.out);
+        o.key("source");
+        let out = &mut *o.out;
+        out.extend_from_slice(b"{\"system\":");
+        write_str(out, self.system);
+        out.extend_from_slice(b",\"log_group\":");
+        write_str(out, self.log_group);
+        out.extend_from_slice(b",\"log_stream\":");
+        write_str(out, self.log_stream);
+        out.extend_from_slice(b",\"log_id\":");
+        write_str(out, self.log_id);
+        let Origin {
+            account,
+            account_id,
+            region,
+        } = self.origin;
+        for (name, value) in [
+            ("account", account),
+            ("account_id", account_id),
+            ("region", region),
+        ] {
+            if let Some(v) = value {
+                out.push(b',');
+                write_str(out, name);
+                out.push(b':');
+                write_str(out, v);
+            }
+        }
+        out.push(b'}');
+        o.end();
     }
-    key(out, "properties");
-    write_object(out, &e.properties);
-    key(out, "source");
-    let s = &e.source;
-    out.extend_from_slice(b"{\"system\":");
-    write_str(out, s.system);
-    out.extend_from_slice(b",\"log_group\":");
-    write_str(out, &s.log_group);
-    out.extend_from_slice(b",\"log_stream\":");
-    write_str(out, &s.log_stream);
-    out.extend_from_slice(b",\"log_id\":");
-    write_str(out, &s.log_id);
-    let Origin {
-        account,
-        account_id,
-        region,
-    } = &s.origin;
-    for (name, value) in [
-        ("account", account),
-        ("account_id", account_id),
-        ("region", region),
-    ] {
-        if let Some(v) = value {
+}
+
+/// Writes one JSON object key by key: the braces and the commas.
+struct ObjectWriter<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> ObjectWriter<'a> {
+    fn new(out: &'a mut Vec<u8>) -> ObjectWriter<'a> {
+        out.push(b'{');
+        ObjectWriter { out, first: true }
+    }
+
+    /// Starts the next member: its value is written to `self.out` next.
+    fn key(&mut self, k: &str) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b',');
+        }
+        write_str(self.out, k);
+        self.out.push(b':');
+    }
+
+    fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// Writes `items` as a JSON array, each by `each`.
+fn write_array<T>(out: &mut Vec<u8>, items: &[T], mut each: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
             out.push(b',');
-            write_str(out, name);
-            out.push(b':');
-            write_str(out, v);
         }
+        each(out, item);
     }
-    out.extend_from_slice(b"}}");
+    out.push(b']');
+}
+
+fn write_strs(out: &mut Vec<u8>, items: &[String]) {
+    write_array(out, items, |out, s| write_str(out, s));
+}
+
+/// A span and its children, fields by name (as `to_value` orders them).
+fn write_spans(out: &mut Vec<u8>, spans: &[Span]) {
+    write_array(out, spans, |out, span| {
+        let mut o = ObjectWriter::new(out);
+        o.key("children");
+        write_spans(o.out, &span.children);
+        o.key("first");
+        write_str(o.out, &span.first);
+        for (name, value) in [
+            ("parent_span_id", &span.parent_span_id),
+            ("service", &span.service),
+        ] {
+            if let Some(v) = value {
+                o.key(name);
+                write_str(o.out, v);
+            }
+        }
+        o.key("span_id");
+        write_str(o.out, &span.span_id);
+        o.end();
+    });
+}
+
+/// One Lambda invocation, the fields it has by name.
+fn write_invocation(out: &mut Vec<u8>, i: &Invocation) {
+    let mut o = ObjectWriter::new(out);
+    let number = |o: &mut ObjectWriter<'_>, name: &str, v: Option<f64>| {
+        if let Some(v) = v {
+            o.key(name);
+            write_value(o.out, &Value::from(v));
+        }
+    };
+    number(&mut o, "billed_duration_ms", i.billed_duration_ms);
+    if let Some(cold) = i.cold_start {
+        o.key("cold_start");
+        write_value(o.out, &Value::Bool(cold));
+    }
+    number(&mut o, "duration_ms", i.duration_ms);
+    number(&mut o, "init_duration_ms", i.init_duration_ms);
+    if let Some(group) = &i.log_group {
+        o.key("log_group");
+        write_str(o.out, group);
+    }
+    number(&mut o, "max_memory_used_mb", i.max_memory_used_mb);
+    number(&mut o, "memory_size_mb", i.memory_size_mb);
+    if let Some(start) = &i.start {
+        o.key("start");
+        write_str(o.out, start);
+    }
+    o.end();
 }
 
 fn write_object(out: &mut Vec<u8>, m: &Map<String, Value>) {
@@ -91,16 +280,7 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
             let _ = serde_json::to_writer(&mut *out, n);
         }
         Value::String(s) => write_str(out, s),
-        Value::Array(a) => {
-            out.push(b'[');
-            for (i, v) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, v);
-            }
-            out.push(b']');
-        }
+        Value::Array(a) => write_array(out, a, write_value),
         Value::Object(m) => write_object(out, m),
     }
 }
@@ -252,6 +432,83 @@ mod tests {
         e.event_type = None;
         e.agent_id = Some("agent\\1".into());
         same_as_serde(&e);
+    }
+
+    fn summary(root_span: Option<&str>) -> TraceSummary {
+        let span = |id: &str, parent: Option<&str>, service: Option<&str>, children| Span {
+            span_id: id.into(),
+            parent_span_id: parent.map(Into::into),
+            service: service.map(Into::into),
+            first: "2026-12-02T10:00:00.001Z".into(),
+            children,
+        };
+        TraceSummary {
+            trace_key: "t:1-\"quoted\"\n".into(),
+            revision: 3,
+            aliases: vec!["r:req-1".into(), "t:1-\"quoted\"\n".into()],
+            root_span: root_span.map(Into::into),
+            spans: vec![
+                span(
+                    "a",
+                    None,
+                    Some("checkout"),
+                    vec![span(
+                        "b",
+                        Some("a"),
+                        None,
+                        vec![span("c", Some("b"), Some("pay"), vec![])],
+                    )],
+                ),
+                span("orphan", Some("gone"), None, vec![]),
+            ],
+            services: vec!["checkout".into(), "pay\tments".into()],
+            log_groups: vec!["/aws/lambda/checkout".into()],
+            first: "2026-12-02T10:00:00.000Z".into(),
+            last: "2026-12-02T10:00:01.500Z".into(),
+            first_ms: 1_796_205_600_000,
+            last_ms: 1_796_205_601_500,
+            duration_ms: 1_500,
+            event_count: 7,
+            error_count: 1,
+            lambda: [
+                (
+                    "req-1".to_string(),
+                    Invocation {
+                        log_group: Some("/aws/lambda/checkout".into()),
+                        start: Some("2026-12-02T10:00:00.000Z".into()),
+                        duration_ms: Some(12.5),
+                        billed_duration_ms: Some(13.0),
+                        memory_size_mb: Some(128.0),
+                        max_memory_used_mb: Some(f64::NAN),
+                        init_duration_ms: Some(201.25),
+                        cold_start: Some(true),
+                    },
+                ),
+                ("req-2".to_string(), Invocation::default()),
+            ]
+            .into_iter()
+            .collect(),
+            closed: true,
+        }
+    }
+
+    #[test]
+    fn a_summary_is_written_as_serde_json_writes_its_event() {
+        let mut bare = summary(None);
+        bare.spans.clear();
+        bare.lambda.clear();
+        bare.log_groups.clear();
+        for s in [summary(Some("a")), summary(None), bare] {
+            for key_field in [KeyField::SessionId, KeyField::TraceId, KeyField::None] {
+                let mut ours = Vec::new();
+                write_summary(&mut ours, &s, key_field);
+                let theirs = serde_json::to_vec(&OutEvent::summary(&s, key_field)).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&ours),
+                    String::from_utf8_lossy(&theirs)
+                );
+            }
+        }
     }
 
     proptest! {

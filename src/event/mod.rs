@@ -218,7 +218,7 @@ impl OutEvent {
             source: Source {
                 system: "cloudwatch",
                 log_group: s.log_groups.first().cloned().unwrap_or_default(),
-                log_stream: "cwtap/trace-summary".into(),
+                log_stream: json::SUMMARY_STREAM.into(),
                 log_id: format!("trace-summary:{key}:{}", s.revision),
                 origin: Origin::default(),
             },
@@ -268,10 +268,7 @@ impl Record {
     pub fn write_json(&self, out: &mut Vec<u8>, key_field: KeyField) {
         match self {
             Record::Event(e) => json::write_event(out, e),
-            // Serialising maps of JSON values into a Vec cannot fail.
-            Record::Summary(s) => {
-                let _ = serde_json::to_writer(out, &OutEvent::summary(s, key_field));
-            }
+            Record::Summary(s) => json::write_summary(out, s, key_field),
         }
     }
 }

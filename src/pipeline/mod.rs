@@ -105,6 +105,21 @@ pub struct Committed {
     pub abandoned: bool,
 }
 
+/// How many idle traces [`Pipeline::emit_summaries`] closes, summarises and
+/// commits at a time.
+const CLOSE_CHUNK: usize = 2_000;
+
+/// Which closed traces [`Pipeline::emit_summaries`] summarises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Every closed trace.
+    All,
+    /// Those whose last event is before this time: a backfill still
+    /// reading, where a trace closed by its Lambda REPORT may yet meet
+    /// events of groups that have not read that far.
+    Before(EpochMs),
+}
+
 /// How trace grouping runs.
 #[derive(Debug, Clone, Copy)]
 pub struct TraceSettings {
@@ -411,26 +426,86 @@ impl Pipeline {
     /// summary that is due and commits them as sent; then lets settled,
     /// quiet traces leave memory and the state file. Returns the summaries
     /// delivered.
+    ///
+    /// The idle traces are closed [`CLOSE_CHUNK`] at a time, each chunk
+    /// summarised, committed and let go before the next: the end of a
+    /// backfill closes every trace it holds, and written all at once they
+    /// would be the process's peak memory.
     pub async fn emit_summaries(
         &self,
         idle_before_ms: EpochMs,
         by_event_time: bool,
+        due: Due,
         shutdown: &Shutdown,
     ) -> Result<usize, PipelineError> {
         let Some(traces) = &self.traces else {
             return Ok(0);
         };
-        let closed = lock(traces).close_idle(idle_before_ms, by_event_time);
-        if closed > 0 {
-            tracing::debug!(closed, "idle traces closed");
-        }
+        let idle = lock(traces).idle(idle_before_ms, by_event_time);
         let mut total = 0;
+        // At least one round: summaries left due by an earlier call go too.
+        for chunk in idle
+            .chunks(CLOSE_CHUNK)
+            .chain(idle.is_empty().then_some(&[][..]))
+        {
+            let closed = lock(traces).close_if_idle(chunk, idle_before_ms, by_event_time);
+            if closed > 0 {
+                tracing::debug!(closed, "idle traces closed");
+            }
+            let (sent, abandoned) = self.deliver_summaries(traces, due, shutdown).await;
+            total += sent;
+            // Closing, and traces settled without a summary, are changes too.
+            self.commit(Checkpoint::Traces, 0, shutdown).await?;
+            if by_event_time {
+                // A backfill reads history much faster than it happened:
+                // its settled traces leave memory once the events read are
+                // past their idle time, not after a wall-clock while.
+                self.evict(traces, idle_before_ms, true);
+            }
+            if abandoned || shutdown.is_triggered() {
+                break;
+            }
+        }
+        if let Some(state) = &self.state {
+            let now = now_ms();
+            if !by_event_time {
+                self.evict(
+                    traces,
+                    now - self.settings.evict_after.as_millis() as i64,
+                    false,
+                );
+            }
+            let forget_before = now - self.settings.retention.as_millis() as i64;
+            lock(traces).forget_cold(forget_before);
+            let pruned = state.prune_traces(forget_before).await?;
+            if pruned > 0 {
+                tracing::debug!(pruned, "settled traces left the state file");
+            }
+        }
+        obs::metrics().set_open_traces(lock(traces).open_count() as i64);
+        Ok(total)
+    }
+
+    /// Delivers the summaries due, a batch at a time, and records them as
+    /// sent. Returns how many the output accepted, and whether delivery was
+    /// abandoned (shutdown).
+    async fn deliver_summaries(
+        &self,
+        traces: &Mutex<Traces>,
+        due: Due,
+        shutdown: &Shutdown,
+    ) -> (usize, bool) {
+        let before_ms = match due {
+            Due::All => EpochMs::MAX,
+            Due::Before(ms) => ms,
+        };
         // The due traces are listed once; their summaries are built a
         // delivery at a time.
-        let due = lock(traces).due_summaries(self.settings.summaries);
+        let due = lock(traces).due_summaries(self.settings.summaries, before_ms);
+        let mut total = 0;
         for keys in due.chunks(self.batch_size().max(1)) {
             if shutdown.is_triggered() {
-                break;
+                return (total, true);
             }
             let records: Vec<Record> = {
                 let t = lock(traces);
@@ -452,34 +527,22 @@ impl Pipeline {
             total += outcome.accepted.len();
             lock(traces).mark_sent(&sent);
             if outcome.abandoned {
-                break;
+                return (total, true);
             }
         }
-        // Closing, and traces settled without a summary, are changes too.
-        self.commit(Checkpoint::Traces, 0, shutdown).await?;
-        if let Some(state) = &self.state {
-            let now = now_ms();
-            // A backfill reads history much faster than it happened: its
-            // settled traces leave memory once the events read are past
-            // their idle time, not after a wall-clock while.
-            let evicted = if by_event_time {
-                lock(traces).evict(idle_before_ms, true)
-            } else {
-                lock(traces).evict(now - self.settings.evict_after.as_millis() as i64, false)
-            };
-            let forget_before = now - self.settings.retention.as_millis() as i64;
-            lock(traces).forget_cold(forget_before);
-            let pruned = state.prune_traces(forget_before).await?;
-            if evicted + pruned > 0 {
-                tracing::debug!(
-                    evicted,
-                    pruned,
-                    "settled traces left memory / the state file"
-                );
-            }
+        (total, false)
+    }
+
+    /// Lets settled traces quiet since `before_ms` leave memory (written to
+    /// the state file, which keeps them). Without a state file they stay.
+    fn evict(&self, traces: &Mutex<Traces>, before_ms: EpochMs, by_event_time: bool) {
+        if self.state.is_none() {
+            return;
         }
-        obs::metrics().set_open_traces(lock(traces).open_count() as i64);
-        Ok(total)
+        let evicted = lock(traces).evict(before_ms, by_event_time);
+        if evicted > 0 {
+            tracing::debug!(evicted, "settled traces left memory");
+        }
     }
 }
 

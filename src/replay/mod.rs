@@ -464,7 +464,7 @@ pub async fn replay_downstream(
     }
     // The fixture is complete: every trace it holds is closed and summarised.
     report.summaries = pipeline
-        .emit_summaries(EpochMs::MAX, true, shutdown)
+        .emit_summaries(EpochMs::MAX, true, crate::pipeline::Due::All, shutdown)
         .await?;
     for (group, n) in &report.unmatched {
         tracing::warn!(group = %group, events = n, "no log_groups entry selects this group; its events were skipped");

@@ -140,14 +140,18 @@ pub(super) fn append(c: &Connection, row: &[u8]) -> rusqlite::Result<usize> {
 /// empties it. Call inside a transaction. Returns the number of traces
 /// written or deleted.
 pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
-    let rows: Vec<(i64, Vec<u8>)> = c
-        .prepare("SELECT seq, data FROM trace_journal ORDER BY seq")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    // Oldest row first, each row's records in order: the last one per key wins.
-    let mut latest: BTreeMap<&str, Record<'_>> = BTreeMap::new();
-    for (seq, data) in &rows {
-        let records = decode(data).map_err(|e| {
+    // Oldest row first, each row's records in order: the last one per key
+    // wins. Rows are read one at a time, and only the latest version of
+    // each trace is kept: a fold holds at most the journal's distinct
+    // traces, never every row at once.
+    let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
+    let mut rows = c.prepare("SELECT seq, data FROM trace_journal ORDER BY seq")?;
+    let mut rows = rows.query([])?;
+    let mut row_count = 0usize;
+    while let Some(row) = rows.next()? {
+        row_count += 1;
+        let seq: i64 = row.get(0)?;
+        let records = decode(row.get_ref(1)?.as_blob()?).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(
                 1,
                 rusqlite::types::Type::Blob,
@@ -155,10 +159,23 @@ pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
             )
         })?;
         for record in records {
-            let key = match &record {
-                Record::Write { key, .. } | Record::Delete { key } => *key,
+            let (key, version) = match record {
+                Record::Write {
+                    key,
+                    last_seen_ms,
+                    settled,
+                    data,
+                } => (key, Some((last_seen_ms, settled, data))),
+                Record::Delete { key } => (key, None),
             };
-            latest.insert(key, record);
+            match latest.get_mut(key) {
+                Some(slot) => slot.set(version),
+                None => {
+                    let mut slot = Latest::default();
+                    slot.set(version);
+                    latest.insert(key.to_string(), slot);
+                }
+            }
         }
     }
     let mut upsert = c.prepare_cached(
@@ -167,24 +184,37 @@ pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
            last_seen_ms = excluded.last_seen_ms, settled = excluded.settled, data = excluded.data",
     )?;
     let mut delete = c.prepare_cached("DELETE FROM trace_state WHERE trace_key = ?1")?;
-    for record in latest.values() {
-        match record {
-            Record::Write {
-                key,
-                last_seen_ms,
-                settled,
-                data,
-            } => upsert.execute(params![key, last_seen_ms, settled, data])?,
-            Record::Delete { key } => delete.execute([key])?,
+    let traces = latest.len();
+    for (key, version) in latest {
+        match version.write {
+            Some((last_seen_ms, settled)) => {
+                upsert.execute(params![key, last_seen_ms, settled, version.data])?
+            }
+            None => delete.execute([key])?,
         };
     }
-    let deleted = c.execute("DELETE FROM trace_journal", [])?;
-    tracing::debug!(
-        rows = deleted,
-        traces = latest.len(),
-        "trace journal folded"
-    );
-    Ok(latest.len())
+    c.execute("DELETE FROM trace_journal", [])?;
+    tracing::debug!(rows = row_count, traces, "trace journal folded");
+    Ok(traces)
+}
+
+/// The latest record of one trace in the journal: a write (its
+/// `last_seen_ms`, `settled` and data) or, with `write` unset, a delete.
+/// A later version reuses the buffer of the one it replaces.
+#[derive(Default)]
+struct Latest {
+    write: Option<(i64, bool)>,
+    data: Vec<u8>,
+}
+
+impl Latest {
+    fn set(&mut self, version: Option<(i64, bool, &[u8])>) {
+        self.data.clear();
+        self.write = version.map(|(last_seen_ms, settled, data)| {
+            self.data.extend_from_slice(data);
+            (last_seen_ms, settled)
+        });
+    }
 }
 
 /// The journal's size in bytes.

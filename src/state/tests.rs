@@ -308,7 +308,7 @@ fn a_version_3_file_with_traces_is_migrated_and_keeps_every_trace_fact() {
     aliases.sort();
     assert_eq!(aliases, vec![Name::from("r:R"), Name::from("t:T")]);
     assert_eq!(t.spans.len(), 2);
-    let b = t.spans.iter().find(|s| s.span_id == "b").unwrap();
+    let b = t.spans.iter().find(|s| &*s.span_id == "b").unwrap();
     assert_eq!(b.parent_span_id.as_deref(), Some("a"));
     assert_eq!(stored.brackets.len(), 1);
 }

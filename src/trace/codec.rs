@@ -326,8 +326,8 @@ impl From<TraceMsg> for Trace {
                 .spans
                 .into_iter()
                 .map(|s| SpanRow {
-                    span_id: s.span_id,
-                    parent_span_id: s.parent_span_id,
+                    span_id: s.span_id.into(),
+                    parent_span_id: s.parent_span_id.map(Box::from),
                     service: s.service.map(Arc::from),
                     first_ts: s.first_ts,
                 })
@@ -376,7 +376,7 @@ mod tests {
             ]),
             spans: (0..200)
                 .map(|i| SpanRow {
-                    span_id: format!("{i:016x}"),
+                    span_id: format!("{i:016x}").into(),
                     parent_span_id: (i % 2 == 0).then(|| "0000000000000000".into()),
                     service: (i % 3 == 0).then(|| name("payments")),
                     first_ts: 1_700_000_000_000 + i,
@@ -423,8 +423,8 @@ mod tests {
                 .spans
                 .iter()
                 .map(|s| SpanMsg {
-                    span_id: s.span_id.clone(),
-                    parent_span_id: s.parent_span_id.clone(),
+                    span_id: s.span_id.to_string(),
+                    parent_span_id: s.parent_span_id.as_deref().map(str::to_string),
                     service: s.service.as_deref().map(str::to_string),
                     first_ts: s.first_ts,
                 })

@@ -172,8 +172,8 @@ pub struct Invocation {
 /// first_ts]`: a trace can hold many.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanRow {
-    pub span_id: String,
-    pub parent_span_id: Option<String>,
+    pub span_id: Box<str>,
+    pub parent_span_id: Option<Box<str>>,
     pub service: Option<Name>,
     pub first_ts: EpochMs,
 }
@@ -193,7 +193,7 @@ impl Serialize for SpanRow {
 impl<'de> Deserialize<'de> for SpanRow {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SpanRow, D::Error> {
         let (span_id, parent_span_id, service, first_ts) =
-            <(String, Option<String>, Option<Name>, EpochMs)>::deserialize(d)?;
+            <(Box<str>, Option<Box<str>>, Option<Name>, EpochMs)>::deserialize(d)?;
         Ok(SpanRow {
             span_id,
             parent_span_id,
@@ -273,15 +273,20 @@ impl Trace {
     }
 
     fn add_span(&mut self, e: &TraceInput<'_>, span: &str, service: Option<Name>) {
-        if let Some(s) = self.spans.iter_mut().find(|s| s.span_id == span) {
+        if let Some(s) = self.spans.iter_mut().find(|s| &*s.span_id == span) {
             if s.parent_span_id.is_none() {
-                s.parent_span_id = e.parent_span_id.map(str::to_string);
+                s.parent_span_id = e.parent_span_id.map(Box::from);
             }
             s.first_ts = s.first_ts.min(e.timestamp_ms);
         } else if self.spans.len() < MAX_SPANS {
+            // Most traces hold a few spans, and many traces are held: the
+            // first ones grow the list by one, not by doubling.
+            if self.spans.len() < 8 {
+                self.spans.reserve_exact(1);
+            }
             self.spans.push(SpanRow {
-                span_id: span.to_string(),
-                parent_span_id: e.parent_span_id.map(str::to_string),
+                span_id: Box::from(span),
+                parent_span_id: e.parent_span_id.map(Box::from),
                 service,
                 first_ts: e.timestamp_ms,
             });
@@ -516,19 +521,24 @@ impl Traces {
         if self.cold.is_empty() {
             return Vec::new();
         }
-        let mut out = Vec::new();
+        let mut out: Vec<String> = Vec::new();
+        // Each candidate is written into one buffer; only a cold one is kept.
+        let mut alias = String::new();
         for e in events {
-            let candidates = [
-                e.trace_id.map(|t| format!("t:{t}")),
-                e.request_id.map(|r| format!("r:{r}")),
-                e.session_id.map(|s| format!("s:{s}")),
-            ];
-            for alias in candidates.into_iter().flatten() {
+            for (prefix, id) in [
+                ("t:", e.trace_id),
+                ("r:", e.request_id),
+                ("s:", e.session_id),
+            ] {
+                let Some(id) = id else { continue };
+                alias.clear();
+                alias.push_str(prefix);
+                alias.push_str(id);
                 if !self.aliases.contains_key(alias.as_str())
                     && self.cold.contains_key(&self.fingerprint(&alias))
                     && !out.contains(&alias)
                 {
-                    out.push(alias);
+                    out.push(alias.clone());
                 }
             }
         }
@@ -736,31 +746,63 @@ impl Traces {
     /// of their last event (`run`), or with `by_event_time` by their last
     /// event's timestamp (`backfill`, replay). Returns how many closed.
     pub fn close_idle(&mut self, before_ms: EpochMs, by_event_time: bool) -> usize {
-        let mut closed: Vec<Name> = Vec::new();
-        for (key, t) in self.traces.iter_mut() {
-            let last = if by_event_time {
-                t.last_ts
-            } else {
-                t.last_seen_ms
-            };
-            if !t.closed && last < before_ms {
-                t.close();
-                closed.push(Arc::clone(key));
-            }
-        }
-        for key in &closed {
-            self.mark(key);
-        }
-        closed.len()
+        let idle = self.idle(before_ms, by_event_time);
+        self.close_if_idle(&idle, before_ms, by_event_time)
     }
 
-    /// The keys of the closed traces whose summary is due, oldest first.
+    fn last(t: &Trace, by_event_time: bool) -> EpochMs {
+        if by_event_time {
+            t.last_ts
+        } else {
+            t.last_seen_ms
+        }
+    }
+
+    /// The open traces without events since `before_ms` (see
+    /// [`Traces::close_idle`]), the longest idle first.
+    pub fn idle(&self, before_ms: EpochMs, by_event_time: bool) -> Vec<Name> {
+        let mut idle: Vec<(EpochMs, &Name)> = self
+            .traces
+            .iter()
+            .filter(|(_, t)| !t.closed)
+            .map(|(key, t)| (Traces::last(t, by_event_time), key))
+            .filter(|(last, _)| *last < before_ms)
+            .collect();
+        idle.sort_unstable();
+        idle.into_iter().map(|(_, key)| Arc::clone(key)).collect()
+    }
+
+    /// Closes those of `keys` that are still open and idle since
+    /// `before_ms` (an event may have come for one since [`Traces::idle`]
+    /// listed it). Returns how many closed.
+    pub fn close_if_idle(
+        &mut self,
+        keys: &[Name],
+        before_ms: EpochMs,
+        by_event_time: bool,
+    ) -> usize {
+        let mut closed = 0;
+        for key in keys {
+            if let Some(t) = self.traces.get_mut(key)
+                && !t.closed
+                && Traces::last(t, by_event_time) < before_ms
+            {
+                t.close();
+                closed += 1;
+                self.mark(key);
+            }
+        }
+        closed
+    }
+
+    /// The keys of the closed traces whose summary is due, oldest first:
+    /// those whose last event is before `before_ms` (`EpochMs::MAX`: all).
     /// Traces the policy does not summarise are marked sent.
-    pub fn due_summaries(&mut self, policy: SummaryPolicy) -> Vec<String> {
+    pub fn due_summaries(&mut self, policy: SummaryPolicy, before_ms: EpochMs) -> Vec<String> {
         let mut due: Vec<(EpochMs, Name)> = Vec::new();
         let mut skipped: Vec<Name> = Vec::new();
         for (key, t) in &self.traces {
-            if !t.closed || t.summary_sent {
+            if !t.closed || t.summary_sent || t.last_ts >= before_ms {
                 continue;
             }
             if policy.wants(t) {
@@ -782,7 +824,7 @@ impl Traces {
     /// Closed traces whose summary is still due, oldest first, at most
     /// `limit` (see [`Traces::due_summaries`]).
     pub fn pending_summaries(&mut self, policy: SummaryPolicy, limit: usize) -> Vec<TraceSummary> {
-        let due = self.due_summaries(policy);
+        let due = self.due_summaries(policy, EpochMs::MAX);
         due.iter()
             .take(limit)
             .filter_map(|key| self.summary(key))
@@ -862,12 +904,10 @@ impl Traces {
             .traces
             .iter()
             .filter(|(k, t)| {
-                let last = if by_event_time {
-                    t.last_ts
-                } else {
-                    t.last_seen_ms
-                };
-                t.closed && t.summary_sent && last < before_ms && !self.dirty.contains(*k)
+                t.closed
+                    && t.summary_sent
+                    && Traces::last(t, by_event_time) < before_ms
+                    && !self.dirty.contains(*k)
             })
             .map(|(k, _)| Arc::clone(k))
             .collect();

@@ -117,18 +117,18 @@ impl TraceSummary {
 }
 
 fn build_spans(rows: &[SpanRow]) -> (Option<String>, Vec<Span>) {
-    let ids: BTreeSet<&str> = rows.iter().map(|r| r.span_id.as_str()).collect();
+    let ids: BTreeSet<&str> = rows.iter().map(|r| &*r.span_id).collect();
     fn node(r: &SpanRow, rows: &[SpanRow], depth: usize) -> Span {
         Span {
-            span_id: r.span_id.clone(),
-            parent_span_id: r.parent_span_id.clone(),
+            span_id: r.span_id.to_string(),
+            parent_span_id: r.parent_span_id.as_deref().map(str::to_string),
             service: r.service.as_deref().map(str::to_string),
             first: format_ms(r.first_ts),
             children: if depth > 64 {
                 Vec::new()
             } else {
                 rows.iter()
-                    .filter(|c| c.parent_span_id.as_deref() == Some(r.span_id.as_str()))
+                    .filter(|c| c.parent_span_id.as_deref() == Some(&*r.span_id))
                     .map(|c| node(c, rows, depth + 1))
                     .collect()
             },
@@ -140,7 +140,7 @@ fn build_spans(rows: &[SpanRow]) -> (Option<String>, Vec<Span>) {
         .filter(|r| r.parent_span_id.as_deref().is_none_or(|p| !ids.contains(p)))
         .collect();
     roots.sort_by_key(|r| (r.parent_span_id.is_some(), r.first_ts));
-    let root = roots.first().map(|r| r.span_id.clone());
+    let root = roots.first().map(|r| r.span_id.to_string());
     let tree = roots.iter().map(|r| node(r, rows, 0)).collect();
     (root, tree)
 }

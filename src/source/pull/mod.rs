@@ -23,7 +23,7 @@ use crate::obs;
 use crate::pipeline::{self, Batch, Pending, Pipeline, PipelineError, Position};
 use crate::shutdown::Shutdown;
 use crate::state::{Coverage, GroupPosition, StateError, StateStore};
-use crate::time::now_ms;
+use crate::time::{EpochMs, now_ms};
 use pager::Pager;
 use plan::{Overlap, Settled, Sizing, Target, Window, initial_coverage, next_window, overlap_ms};
 use progress::GroupProgress;
@@ -36,16 +36,34 @@ pub struct Context {
     /// Per running group, its cursor: how far a backfill is in event time
     /// (within a window pages need not come in timestamp order: moto gives
     /// them stream by stream).
-    pub read_up_to: std::sync::Mutex<std::collections::HashMap<String, crate::time::EpochMs>>,
+    pub read_up_to: std::sync::Mutex<std::collections::HashMap<String, EpochMs>>,
+    /// Woken whenever a group's cursor moves (see [`Context::read_moved`]).
+    pub read_moved: tokio::sync::Notify,
 }
 
 impl Context {
-    fn read_to(&self, group: &GroupSpec, ts: crate::time::EpochMs) {
+    fn read_to(&self, group: &GroupSpec, ts: EpochMs) {
         let mut map = self.read_up_to.lock().unwrap_or_else(|p| p.into_inner());
         let at = map
             .entry(format!("{}/{}", group.account(), group.name))
             .or_insert(ts);
-        *at = (*at).max(ts);
+        if ts > *at {
+            *at = ts;
+            drop(map);
+            self.read_moved.notify_one();
+        }
+    }
+
+    /// Waits until some group's cursor has moved since the last wait (a
+    /// backfill closes the traces the groups have read past).
+    pub async fn read_moved(&self) {
+        self.read_moved.notified().await
+    }
+
+    /// Counts `group` as reading from `ts` on: the watermark stays at or
+    /// before it until the group reads further (or ends).
+    pub fn reading_from(&self, group: &GroupSpec, ts: EpochMs) {
+        self.read_to(group, ts);
     }
 
     fn group_ended(&self, group: &GroupSpec) {
@@ -55,7 +73,7 @@ impl Context {
 
     /// The event time every running group has read past (`None`: no group
     /// running): a backfill may close traces idle since before it.
-    pub fn read_watermark(&self) -> Option<crate::time::EpochMs> {
+    pub fn read_watermark(&self) -> Option<EpochMs> {
         let map = self.read_up_to.lock().unwrap_or_else(|p| p.into_inner());
         map.values().min().copied()
     }
@@ -523,6 +541,12 @@ async fn scan(
     let mut pages = 0u64;
     // Calls and events read since the last checkpoint, for `status`.
     let mut cost = GroupPosition::default();
+    // Whether the pages so far came in timestamp order (CloudWatch's order;
+    // checked, not assumed), and the last timestamp read: while they do,
+    // every event before the last one delivered has been read, and a
+    // backfill may close the traces idle since.
+    let mut ordered = going_up;
+    let mut read_ms = EpochMs::MIN;
     loop {
         let fetched = match pages_rx.recv().await {
             Some(Ok(f)) => f,
@@ -557,6 +581,10 @@ async fn scan(
             _ => None,
         };
         let end_ms = cut_ms.unwrap_or(window.end_ms);
+        ordered = ordered && events.first().is_none_or(|e| e.timestamp_ms >= read_ms) && in_order();
+        if let Some(last) = events.last() {
+            read_ms = read_ms.max(last.timestamp_ms);
+        }
         obs::metrics().events_pulled(account, name, fetched.page.events.len());
         let mut reread = 0;
         for mut raw in fetched.page.events {
@@ -571,6 +599,7 @@ async fn scan(
                 window_delay = window_delay.max(ingested - raw.timestamp_ms);
             }
             let late = going_up && raw.timestamp_ms < coverage.cursor_ms;
+            let event_ms = raw.timestamp_ms;
             raw.origin = group.origin.clone();
             batch.push(Pending {
                 event: pipeline::prepare(raw, &group.config),
@@ -587,6 +616,9 @@ async fn scan(
                 };
                 if let ScanEnd::Interrupted = deliver(ctx, full, progress, shutdown).await? {
                     return Ok((ScanEnd::Interrupted, read));
+                }
+                if ordered {
+                    ctx.read_to(group, event_ms);
                 }
             }
         }
