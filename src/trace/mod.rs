@@ -1151,6 +1151,49 @@ mod tests {
     }
 
     #[test]
+    fn idle_traces_come_longest_idle_first_and_one_that_got_an_event_since_stays_open() {
+        let mut traces = Traces::new();
+        let at = |r, ts| TraceInput {
+            request_id: Some(r),
+            ..ev("/g", "s", ts)
+        };
+        run(&mut traces, &[at("B", 20), at("A", 10), at("C", 90)]);
+        let idle = traces.idle(50, true);
+        let keys: Vec<&str> = idle.iter().map(|k| &**k).collect();
+        assert_eq!(keys, ["r:A", "r:B"], "idle before 50, the oldest first");
+        // B gets an event after it was listed: closing leaves it open.
+        traces.apply(&at("B", 60), 0);
+        assert_eq!(traces.close_if_idle(&idle, 50, true), 1);
+        assert!(traces.get("r:A").unwrap().closed);
+        assert!(!traces.get("r:B").unwrap().closed);
+        assert!(!traces.get("r:C").unwrap().closed);
+    }
+
+    #[test]
+    fn a_summary_is_due_only_once_its_last_event_is_before_the_bound() {
+        // A REPORT closes its trace at once; mid-backfill its summary waits
+        // until every group has read past it (other groups may still add
+        // events that merge into it).
+        let mut traces = Traces::new();
+        let report = |r, ts| TraceInput {
+            request_id: Some(r),
+            event_type: Some("lambda_report"),
+            report: Some(LambdaReport {
+                duration_ms: Some(1.0),
+                ..LambdaReport::default()
+            }),
+            ..ev("/aws/lambda/f", "s", ts)
+        };
+        run(&mut traces, &[report("early", 10), report("late", 100)]);
+        assert!(traces.get("r:late").unwrap().closed);
+        let policy = SummaryPolicy::MultiEvent;
+        assert_eq!(traces.due_summaries(policy, 50), ["r:early"]);
+        traces.mark_sent(&[("r:early".into(), 1)]);
+        assert!(traces.due_summaries(policy, 50).is_empty());
+        assert_eq!(traces.due_summaries(policy, EpochMs::MAX), ["r:late"]);
+    }
+
+    #[test]
     fn single_event_traces_get_no_summary_by_default_but_a_lambda_report_does() {
         let mut traces = Traces::new();
         run(
