@@ -200,7 +200,10 @@ impl OutEvent {
         self.trace_key = Some(key);
     }
 
-    /// The downstream `trace_summary` event of a closed trace.
+    /// The downstream `trace_summary` event of a closed trace, as an
+    /// [`OutEvent`]: the reference for its shape. The JSON outputs write it
+    /// without building it ([`Record::write_json`]; a test holds the bytes
+    /// equal to serde_json's of this).
     pub fn summary(s: &TraceSummary, key_field: KeyField) -> OutEvent {
         let mut properties = match serde_json::to_value(s) {
             Ok(Value::Object(m)) => m,
