@@ -427,7 +427,7 @@ impl Pipeline {
     /// quiet traces leave memory and the state file. Returns the summaries
     /// delivered.
     ///
-    /// The idle traces are closed [`CLOSE_CHUNK`] at a time, each chunk
+    /// The idle traces are closed `CLOSE_CHUNK` (2,000) at a time, each chunk
     /// summarised, committed and let go before the next: the end of a
     /// backfill closes every trace it holds, and written all at once they
     /// would be the process's peak memory.
