@@ -33,11 +33,12 @@ pub struct Context {
     pub pipeline: Arc<Pipeline>,
     pub state: StateStore,
     pub agent: AgentConfig,
-    /// Per running group, its cursor: how far a backfill is in event time
-    /// (within a window pages need not come in timestamp order: moto gives
-    /// them stream by stream).
+    /// Per running group, how far it has read in event time: its cursor,
+    /// and within a window the last event delivered while the pages come in
+    /// timestamp order (checked per page: an emulator may go stream by
+    /// stream).
     pub read_up_to: std::sync::Mutex<std::collections::HashMap<String, EpochMs>>,
-    /// Woken whenever a group's cursor moves (see [`Context::read_moved`]).
+    /// Woken whenever a group reads further or ends (see [`Context::read_moved`]).
     pub read_moved: tokio::sync::Notify,
 }
 
@@ -54,8 +55,8 @@ impl Context {
         }
     }
 
-    /// Waits until some group's cursor has moved since the last wait (a
-    /// backfill closes the traces the groups have read past).
+    /// Waits until some group has read further, or ended, since the last
+    /// wait (a backfill closes the traces the groups have read past).
     pub async fn read_moved(&self) {
         self.read_moved.notified().await
     }
@@ -69,6 +70,9 @@ impl Context {
     fn group_ended(&self, group: &GroupSpec) {
         let mut map = self.read_up_to.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&format!("{}/{}", group.account(), group.name));
+        drop(map);
+        // The slowest group ending moves the watermark as much as reading.
+        self.read_moved.notify_one();
     }
 
     /// The event time every running group has read past (`None`: no group
