@@ -14,17 +14,21 @@
 //!
 //! ```text
 //! b'T' key_len:u32 key last_seen_ms:i64 settled:u8 data_len:u32 data   (write)
+//! b'U' key_len:u32 key last_seen_ms:i64 settled:u8 data_len:u32 data   (update)
 //! b'D' key_len:u32 key                                                 (delete)
 //! ```
 //!
-//! with integers little-endian; `data` is the stored trace
-//! ([`crate::trace::decode_stored`]).
+//! with integers little-endian; a write's `data` is the stored trace
+//! ([`crate::trace::decode_stored`]), an update's what changed since the
+//! trace's previous record, which the fold appends to the stored row
+//! ([`crate::trace::extend_stored`]): most checkpoints write a few dozen
+//! bytes per trace instead of the whole trace.
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::trace::Changes;
+use crate::trace::{Changes, extend_stored, push_update};
 
 /// Journal bytes after which a checkpoint folds it into `trace_state`.
 pub(super) const FOLD_BYTES: usize = 8 << 20;
@@ -48,7 +52,7 @@ pub(super) fn encode(changes: &Changes) -> Option<Vec<u8>> {
         put_str(&mut out, key);
     }
     for t in &changes.traces {
-        out.push(b'T');
+        out.push(if t.update { b'U' } else { b'T' });
         put_str(&mut out, &t.key);
         out.extend_from_slice(&t.last_seen_ms.to_le_bytes());
         out.push(u8::from(t.settled));
@@ -75,6 +79,12 @@ pub(super) enum Record<'a> {
         settled: bool,
         data: &'a [u8],
     },
+    Update {
+        key: &'a str,
+        last_seen_ms: i64,
+        settled: bool,
+        data: &'a [u8],
+    },
     Delete {
         key: &'a str,
     },
@@ -88,15 +98,24 @@ pub(super) fn decode(mut row: &[u8]) -> Result<Vec<Record<'_>>, String> {
         let key = take_str(&mut row)?;
         match kind {
             b'D' => out.push(Record::Delete { key }),
-            b'T' => {
+            b'T' | b'U' => {
                 let last_seen_ms = i64::from_le_bytes(take::<8>(&mut row)?);
-                let [settled] = take::<1>(&mut row)?;
+                let settled = take::<1>(&mut row)?[0] != 0;
                 let data = take_bytes(&mut row)?;
-                out.push(Record::Write {
-                    key,
-                    last_seen_ms,
-                    settled: settled != 0,
-                    data,
+                out.push(if kind == b'T' {
+                    Record::Write {
+                        key,
+                        last_seen_ms,
+                        settled,
+                        data,
+                    }
+                } else {
+                    Record::Update {
+                        key,
+                        last_seen_ms,
+                        settled,
+                        data,
+                    }
                 });
             }
             other => return Err(format!("unknown record kind {other:#04x}")),
@@ -145,6 +164,7 @@ pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
     // each trace is kept: a fold holds at most the journal's distinct
     // traces, never every row at once.
     let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
+    let mut scratch = Vec::new();
     let mut rows = c.prepare("SELECT seq, data FROM trace_journal ORDER BY seq")?;
     let mut rows = rows.query([])?;
     let mut row_count = 0usize;
@@ -159,20 +179,16 @@ pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
             )
         })?;
         for record in records {
-            let (key, version) = match record {
-                Record::Write {
-                    key,
-                    last_seen_ms,
-                    settled,
-                    data,
-                } => (key, Some((last_seen_ms, settled, data))),
-                Record::Delete { key } => (key, None),
+            let key = match record {
+                Record::Write { key, .. } | Record::Update { key, .. } | Record::Delete { key } => {
+                    key
+                }
             };
             match latest.get_mut(key) {
-                Some(slot) => slot.set(version),
+                Some(slot) => slot.set(&record, &mut scratch),
                 None => {
                     let mut slot = Latest::default();
-                    slot.set(version);
+                    slot.set(&record, &mut scratch);
                     latest.insert(key.to_string(), slot);
                 }
             }
@@ -184,37 +200,110 @@ pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
            last_seen_ms = excluded.last_seen_ms, settled = excluded.settled, data = excluded.data",
     )?;
     let mut delete = c.prepare_cached("DELETE FROM trace_state WHERE trace_key = ?1")?;
+    let mut stored = c.prepare_cached("SELECT data FROM trace_state WHERE trace_key = ?1")?;
     let traces = latest.len();
-    for (key, version) in latest {
-        match version.write {
-            Some((last_seen_ms, settled)) => {
-                upsert.execute(params![key, last_seen_ms, settled, version.data])?
+    for (key, mut version) in latest {
+        let (last_seen_ms, settled) = version.meta;
+        match version.kind {
+            Kind::Delete => {
+                delete.execute([&key])?;
             }
-            None => delete.execute([key])?,
-        };
+            Kind::Whole => {
+                upsert.execute(params![key, last_seen_ms, settled, version.data])?;
+            }
+            Kind::Updates => {
+                // Updates only: they follow the row the table holds.
+                let mut row: Vec<u8> = stored
+                    .query_row([&key], |r| Ok(r.get_ref(0)?.as_bytes()?.to_vec()))
+                    .optional()?
+                    .unwrap_or_default();
+                if row.is_empty() {
+                    tracing::warn!(trace_key = %key, "a trace update without its stored trace; the trace goes on from the update");
+                }
+                if let Err(error) = extend_stored(&mut row, &version.data) {
+                    tracing::warn!(trace_key = %key, %error, "unreadable trace row in the state file; the trace goes on from its update");
+                    row.clear();
+                    extend_stored(&mut row, &version.data).map_err(fold_error)?;
+                }
+                version.data = row;
+                upsert.execute(params![key, last_seen_ms, settled, version.data])?;
+            }
+        }
     }
     c.execute("DELETE FROM trace_journal", [])?;
     tracing::debug!(rows = row_count, traces, "trace journal folded");
     Ok(traces)
 }
 
-/// The latest record of one trace in the journal: a write (its
-/// `last_seen_ms`, `settled` and data) or, with `write` unset, a delete.
-/// A later version reuses the buffer of the one it replaces.
+/// What the journal holds for one trace: its latest whole version with the
+/// updates after it (`Whole`), updates to the version in `trace_state`
+/// (`Updates`), or its deletion; and the latest `last_seen_ms` and
+/// `settled`. A later version reuses the buffer of the one it replaces.
 #[derive(Default)]
 struct Latest {
-    write: Option<(i64, bool)>,
+    kind: Kind,
+    meta: (i64, bool),
     data: Vec<u8>,
 }
 
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    #[default]
+    Updates,
+    Whole,
+    Delete,
+}
+
 impl Latest {
-    fn set(&mut self, version: Option<(i64, bool, &[u8])>) {
-        self.data.clear();
-        self.write = version.map(|(last_seen_ms, settled, data)| {
-            self.data.extend_from_slice(data);
-            (last_seen_ms, settled)
-        });
+    fn set(&mut self, record: &Record<'_>, scratch: &mut Vec<u8>) {
+        match *record {
+            Record::Delete { .. } => {
+                self.kind = Kind::Delete;
+                self.data.clear();
+            }
+            Record::Write {
+                last_seen_ms,
+                settled,
+                data,
+                ..
+            } => {
+                self.kind = Kind::Whole;
+                self.meta = (last_seen_ms, settled);
+                self.data.clear();
+                self.data.extend_from_slice(data);
+            }
+            Record::Update {
+                key,
+                last_seen_ms,
+                settled,
+                data,
+            } => {
+                self.meta = (last_seen_ms, settled);
+                match self.kind {
+                    Kind::Updates => push_update(&mut self.data, data),
+                    Kind::Whole | Kind::Delete => {
+                        if self.kind == Kind::Delete {
+                            // Never written so: a trace written anew after
+                            // a deletion is written whole.
+                            tracing::warn!(trace_key = %key, "a trace update after its deletion; the trace goes on from the update");
+                            self.kind = Kind::Whole;
+                        }
+                        scratch.clear();
+                        push_update(scratch, data);
+                        if extend_stored(&mut self.data, scratch).is_err() {
+                            tracing::warn!(trace_key = %key, "unreadable trace in the journal; the trace goes on from its update");
+                            self.data.clear();
+                            let _ = extend_stored(&mut self.data, scratch);
+                        }
+                    }
+                }
+            }
+        }
     }
+}
+
+fn fold_error(message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, message.into())
 }
 
 /// The journal's size in bytes.
@@ -237,6 +326,7 @@ mod tests {
             key: key.into(),
             last_seen_ms: 7,
             settled: true,
+            update: false,
             data: data.as_bytes().to_vec(),
         }
     }
@@ -321,5 +411,92 @@ mod tests {
             ]
         );
         assert_eq!(size(&c).unwrap(), 0);
+    }
+
+    #[test]
+    fn folding_appends_updates_to_the_stored_trace_or_to_the_journals_write() {
+        use crate::trace::{Trace, decode_stored};
+        let c = Connection::open_in_memory().unwrap();
+        for m in super::super::MIGRATIONS {
+            c.execute_batch(m).unwrap();
+        }
+        let trace = |events: u64| -> Trace {
+            let mut t = decode_stored(b"\x01").unwrap();
+            t.event_count = events;
+            t
+        };
+        let whole = |key: &str, events| {
+            let mut data = Vec::new();
+            crate::trace::encode_stored(&trace(events), &mut data);
+            StoredTrace {
+                key: key.into(),
+                last_seen_ms: events as i64,
+                settled: false,
+                update: false,
+                data,
+            }
+        };
+        // An update holds the scalars; one of 3 events is the message
+        // `event_count: 3` (field 3, varint).
+        let update = |key: &str, events: u8| StoredTrace {
+            key: key.into(),
+            last_seen_ms: i64::from(events),
+            settled: events > 3,
+            update: true,
+            data: vec![0x18, events],
+        };
+        // In the table already, from an earlier fold.
+        let stored = whole("t:stored", 1);
+        c.execute(
+            "INSERT INTO trace_state VALUES ('t:stored', 1, 0, ?1)",
+            [&stored.data],
+        )
+        .unwrap();
+        let rows = [
+            Changes {
+                traces: vec![update("t:stored", 2), whole("t:new", 1)],
+                ..Changes::default()
+            },
+            Changes {
+                traces: vec![update("t:stored", 3), update("t:new", 2)],
+                ..Changes::default()
+            },
+            Changes {
+                traces: vec![update("t:new", 4)],
+                ..Changes::default()
+            },
+        ];
+        for changes in &rows {
+            append(&c, &encode(changes).unwrap()).unwrap();
+        }
+        assert_eq!(fold(&c).unwrap(), 2);
+        let read = |key: &str| -> (i64, bool, Trace) {
+            c.query_row(
+                "SELECT last_seen_ms, settled, data FROM trace_state WHERE trace_key = ?1",
+                [key],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        decode_stored(r.get_ref(2)?.as_bytes()?).unwrap(),
+                    ))
+                },
+            )
+            .unwrap()
+        };
+        let (seen, settled, t) = read("t:stored");
+        assert_eq!((seen, settled, t.event_count), (3, false, 3));
+        let (seen, settled, t) = read("t:new");
+        assert_eq!((seen, settled, t.event_count), (4, true, 4));
+        // Updates of a trace the table no longer holds (pruned meanwhile):
+        // the trace goes on from them.
+        c.execute("DELETE FROM trace_state", []).unwrap();
+        let changes = Changes {
+            traces: vec![update("t:stored", 9)],
+            ..Changes::default()
+        };
+        append(&c, &encode(&changes).unwrap()).unwrap();
+        assert_eq!(fold(&c).unwrap(), 1);
+        assert_eq!(read("t:stored").2.event_count, 9);
     }
 }

@@ -339,6 +339,7 @@ fn a_version_6_file_with_json_trace_rows_is_read_and_its_traces_go_on() {
                 key: "t:journal".into(),
                 last_seen_ms: 99,
                 settled: false,
+                update: false,
                 data: json("t:journal", 4).into_bytes(),
             }],
             ..Changes::default()

@@ -28,30 +28,59 @@
 //! }
 //! ```
 //!
-//! A stored row is [`PROTOBUF`] followed by the message. Rows written by
-//! earlier versions are JSON (they start with `{`) and are still read.
+//! A stored row is [`PROTOBUF`] followed by the message, or [`SEGMENTS`]
+//! followed by messages each preceded by its length (a varint): the whole
+//! trace, then its updates. A trace changes at each of its events, and its
+//! events come in different checkpoints (one per log group at least), so
+//! once the file holds a trace, a checkpoint writes only its update
+//! ([`encode_update`]: the scalars, what was added to its lists, its open
+//! requests and Lambda invocations), which the journal's fold appends to the
+//! stored row ([`extend`]). Reading applies the messages in order: scalars
+//! are replaced, services, log groups, spans and aliases appended, open
+//! requests replaced, invocations replaced by request id. After
+//! `MAX_UPDATES` updates, or any change that is not an append, the
+//! next write is whole again. Rows written by earlier versions are JSON
+//! (they start with `{`) and are still read.
 
 use std::sync::Arc;
 
 use prost::Message;
 
-use super::{Invocation, Name, SpanRow, Trace};
+use super::{Invocation, SpanRow, Trace, Written};
 
-/// The first byte of a protobuf row.
+/// The first byte of a row of one protobuf message.
 pub const PROTOBUF: u8 = 1;
+
+/// The first byte of a row of length-prefixed messages: a trace and its
+/// updates.
+pub const SEGMENTS: u8 = 2;
 
 /// Appends `t` as a stored row (marker byte and message) to `out`.
 pub fn encode(t: &Trace, out: &mut Vec<u8>) {
     out.push(PROTOBUF);
+    write(t, &Written::default(), out);
+}
+
+/// Appends `t`'s update to `out`: one message holding what changed since
+/// `t.written` (every scalar, the services, log groups, spans and aliases
+/// added since, the open requests and Lambda invocations whole), for
+/// [`push_update`] and [`extend`].
+pub fn encode_update(t: &Trace, out: &mut Vec<u8>) {
+    write(t, &t.written, out);
+}
+
+/// Writes the message of `t`, with the lists counted in `from` left out.
+fn write(t: &Trace, from: &Written, out: &mut Vec<u8>) {
+    let added = |len: u32| len as usize;
     let w = &mut Writer(out);
     w.int(1, t.first_ts as u64);
     w.int(2, t.last_ts as u64);
     w.int(3, t.event_count);
     w.int(4, t.error_count);
-    for s in &t.services {
+    for s in t.services.iter().skip(added(from.services)) {
         w.str(5, s);
     }
-    for g in &t.log_groups {
+    for g in t.log_groups.iter().skip(added(from.log_groups)) {
         w.str(6, g);
     }
     for r in &t.open_requests {
@@ -62,11 +91,11 @@ pub fn encode(t: &Trace, out: &mut Vec<u8>) {
             write_invocation(w, request, i)
         });
     }
-    for s in &t.spans {
+    for s in t.spans.iter().skip(added(from.spans)) {
         w.message(9, span_len(s), |w| write_span(w, s));
     }
     w.int(10, t.spans_dropped);
-    for a in &t.aliases {
+    for a in t.aliases.iter().skip(added(from.aliases)) {
         w.str(11, a);
     }
     w.int(12, t.last_seen_ms as u64);
@@ -75,16 +104,62 @@ pub fn encode(t: &Trace, out: &mut Vec<u8>) {
     w.int(15, u64::from(t.summary_sent));
 }
 
-/// Reads a stored row: protobuf, or JSON from an earlier version.
-pub fn decode(row: &[u8]) -> Result<Trace, String> {
-    match row.split_first() {
-        Some((&PROTOBUF, message)) => TraceMsg::decode(message)
-            .map(Trace::from)
-            .map_err(|e| e.to_string()),
-        Some((b'{', _)) => serde_json::from_slice(row).map_err(|e| e.to_string()),
-        Some((other, _)) => Err(format!("unknown trace row format {other:#04x}")),
-        None => Err("empty trace row".into()),
+/// Appends one update ([`encode_update`]) to a list of updates: its
+/// length, then the message.
+pub fn push_update(updates: &mut Vec<u8>, update: &[u8]) {
+    prost::encoding::encode_varint(update.len() as u64, updates);
+    updates.extend_from_slice(update);
+}
+
+/// Appends a list of updates ([`push_update`]) to a stored row, which
+/// becomes (or already is) a row of [`SEGMENTS`]. An empty row gets the
+/// updates alone (its whole version was lost: the trace goes on from what
+/// they hold).
+pub fn extend(row: &mut Vec<u8>, updates: &[u8]) -> Result<(), String> {
+    match row.first() {
+        Some(&SEGMENTS) => {}
+        Some(&PROTOBUF) => {
+            let mut out = Vec::with_capacity(row.len() + 10 + updates.len());
+            out.push(SEGMENTS);
+            push_update(&mut out, &row[1..]);
+            *row = out;
+        }
+        Some(b'{') => {
+            let t = decode(row)?;
+            row.clear();
+            encode(&t, row);
+            return extend(row, updates);
+        }
+        Some(other) => return Err(format!("unknown trace row format {other:#04x}")),
+        None => row.push(SEGMENTS),
     }
+    row.extend_from_slice(updates);
+    Ok(())
+}
+
+/// Reads a stored row: protobuf (one message, or segments), or JSON from
+/// an earlier version.
+pub fn decode(row: &[u8]) -> Result<Trace, String> {
+    let mut t = Trace::new(0, 0);
+    match row.split_first() {
+        Some((&PROTOBUF, message)) => apply(&mut t, message)?,
+        Some((&SEGMENTS, mut rest)) => {
+            while !rest.is_empty() {
+                let len = prost::encoding::decode_varint(&mut rest).map_err(|e| e.to_string())?;
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|&len| len <= rest.len())
+                    .ok_or_else(|| "trace row cut short".to_string())?;
+                let (message, tail) = rest.split_at(len);
+                apply(&mut t, message)?;
+                rest = tail;
+            }
+        }
+        Some((b'{', _)) => return serde_json::from_slice(row).map_err(|e| e.to_string()),
+        Some((other, _)) => return Err(format!("unknown trace row format {other:#04x}")),
+        None => return Err("empty trace row".into()),
+    }
+    Ok(t)
 }
 
 fn write_invocation(w: &mut Writer<'_>, request: &str, i: &Invocation) {
@@ -289,57 +364,44 @@ struct SpanMsg {
     first_ts: i64,
 }
 
-fn names(v: Vec<String>) -> Vec<Name> {
-    v.into_iter().map(Arc::from).collect()
-}
-
-impl From<TraceMsg> for Trace {
-    fn from(m: TraceMsg) -> Trace {
-        Trace {
-            first_ts: m.first_ts,
-            last_ts: m.last_ts,
-            event_count: m.event_count,
-            error_count: m.error_count,
-            services: names(m.services),
-            log_groups: names(m.log_groups),
-            open_requests: m.open_requests,
-            lambda: m
-                .lambda
-                .into_iter()
-                .map(|i| {
-                    (
-                        i.request_id,
-                        Invocation {
-                            log_group: i.log_group,
-                            start: i.start,
-                            duration_ms: i.duration_ms,
-                            billed_duration_ms: i.billed_duration_ms,
-                            memory_size_mb: i.memory_size_mb,
-                            max_memory_used_mb: i.max_memory_used_mb,
-                            init_duration_ms: i.init_duration_ms,
-                            cold_start: i.cold_start,
-                        },
-                    )
-                })
-                .collect(),
-            spans: m
-                .spans
-                .into_iter()
-                .map(|s| SpanRow {
-                    span_id: s.span_id.into(),
-                    parent_span_id: s.parent_span_id.map(Box::from),
-                    service: s.service.map(Arc::from),
-                    first_ts: s.first_ts,
-                })
-                .collect(),
-            spans_dropped: m.spans_dropped,
-            aliases: names(m.aliases),
-            last_seen_ms: m.last_seen_ms,
-            closed: m.closed,
-            revision: m.revision,
-            summary_sent: m.summary_sent,
-        }
+/// Applies one message of a row to `t` (see the module documentation).
+fn apply(t: &mut Trace, message: &[u8]) -> Result<(), String> {
+    let m = TraceMsg::decode(message).map_err(|e| e.to_string())?;
+    t.first_ts = m.first_ts;
+    t.last_ts = m.last_ts;
+    t.event_count = m.event_count;
+    t.error_count = m.error_count;
+    t.services.extend(m.services.into_iter().map(Arc::from));
+    t.log_groups.extend(m.log_groups.into_iter().map(Arc::from));
+    t.open_requests = m.open_requests;
+    for i in m.lambda {
+        t.lambda.insert(
+            i.request_id,
+            Invocation {
+                log_group: i.log_group,
+                start: i.start,
+                duration_ms: i.duration_ms,
+                billed_duration_ms: i.billed_duration_ms,
+                memory_size_mb: i.memory_size_mb,
+                max_memory_used_mb: i.max_memory_used_mb,
+                init_duration_ms: i.init_duration_ms,
+                cold_start: i.cold_start,
+            },
+        );
     }
+    t.spans.extend(m.spans.into_iter().map(|s| SpanRow {
+        span_id: s.span_id.into(),
+        parent_span_id: s.parent_span_id.map(Box::from),
+        service: s.service.map(Arc::from),
+        first_ts: s.first_ts,
+    }));
+    t.spans_dropped = m.spans_dropped;
+    t.aliases.extend(m.aliases.into_iter().map(Arc::from));
+    t.last_seen_ms = m.last_seen_ms;
+    t.closed = m.closed;
+    t.revision = m.revision;
+    t.summary_sent = m.summary_sent;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -347,6 +409,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::trace::Name;
 
     fn full() -> Trace {
         let name = |s: &str| -> Name { Arc::from(s) };
@@ -391,6 +454,7 @@ mod tests {
             closed: true,
             revision: 3,
             summary_sent: true,
+            written: Written::default(),
         }
     }
 
@@ -481,5 +545,90 @@ mod tests {
             "unknown trace row format 0x07"
         );
         assert!(decode(b"{not json").is_err());
+    }
+
+    /// The trace a row stores after `updates` were appended to it.
+    fn read_back(whole: &[u8], updates: &[&[u8]]) -> Trace {
+        let mut list = Vec::new();
+        for u in updates {
+            push_update(&mut list, u);
+        }
+        let mut row = whole.to_vec();
+        extend(&mut row, &list).unwrap();
+        decode(&row).unwrap()
+    }
+
+    #[test]
+    fn a_row_and_its_updates_read_back_as_the_trace_now() {
+        let name = |s: &str| -> Name { Arc::from(s) };
+        let mut t = full();
+        let mut whole = Vec::new();
+        encode(&t, &mut whole);
+        t.written = Written::of(&t, 0);
+
+        // Appends, scalars (one back to zero), a request ended and an
+        // invocation changed.
+        t.event_count += 1;
+        t.closed = false;
+        t.summary_sent = false;
+        t.services.push(name("inventory"));
+        t.aliases.push(name("r:req-3"));
+        t.spans.push(SpanRow {
+            span_id: "ffff".into(),
+            parent_span_id: None,
+            service: Some(name("inventory")),
+            first_ts: 5,
+        });
+        t.open_requests.clear();
+        t.lambda.get_mut("req-2").unwrap().duration_ms = Some(3.5);
+        let mut first = Vec::new();
+        encode_update(&t, &mut first);
+        assert!(
+            first.len() * 10 < whole.len(),
+            "update {} bytes, whole {}",
+            first.len(),
+            whole.len()
+        );
+        assert_eq!(read_back(&whole, &[&first]), t);
+        t.written = Written::of(&t, 1);
+
+        t.log_groups.push(name("/aws/lambda/inventory"));
+        t.open_requests.push("req-4".into());
+        t.revision += 1;
+        let mut second = Vec::new();
+        encode_update(&t, &mut second);
+        assert_eq!(read_back(&whole, &[&first, &second]), t);
+        // Folded one at a time, or all at once: the same row.
+        let mut row = whole.clone();
+        for u in [&first, &second] {
+            let mut list = Vec::new();
+            push_update(&mut list, u);
+            extend(&mut row, &list).unwrap();
+        }
+        assert_eq!(decode(&row).unwrap(), t);
+        assert_eq!(row[0], SEGMENTS);
+    }
+
+    #[test]
+    fn updates_follow_a_json_row_or_stand_alone_without_one() {
+        let t = full();
+        let json = serde_json::to_vec(&t).unwrap();
+        let mut u = t.clone();
+        u.written = Written::of(&u, 0);
+        u.event_count += 1;
+        u.aliases.push(Arc::from("s:later"));
+        let mut update = Vec::new();
+        encode_update(&u, &mut update);
+        assert_eq!(read_back(&json, &[&update]), u);
+        // No stored trace: what the update holds.
+        let alone = read_back(&[], &[&update]);
+        assert_eq!(alone.event_count, u.event_count);
+        assert_eq!(alone.aliases, vec![Arc::from("s:later")]);
+        assert!(alone.spans.is_empty());
+        let mut list = Vec::new();
+        push_update(&mut list, &update);
+        assert!(extend(&mut b"\x07".to_vec(), &list).is_err());
+        // A length past the end is an error, not a panic.
+        assert_eq!(decode(b"\x02\x7f\x08").unwrap_err(), "trace row cut short");
     }
 }

@@ -42,7 +42,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::parse::Fields;
 use crate::time::{EpochMs, format_ms};
-pub use codec::{PROTOBUF as PROTOBUF_ROW, decode as decode_stored};
+pub use codec::{
+    PROTOBUF as PROTOBUF_ROW, decode as decode_stored, encode as encode_stored,
+    extend as extend_stored, push_update,
+};
 pub use summary::{Span, SummaryPolicy, TraceSummary};
 
 type Hasher = foldhash::fast::RandomState;
@@ -233,6 +236,62 @@ pub struct Trace {
     pub closed: bool,
     pub revision: i64,
     pub summary_sent: bool,
+    /// What of it the state file holds (not stored itself).
+    #[serde(skip)]
+    pub written: Written,
+}
+
+/// What of a trace the state file already holds, so that a checkpoint
+/// writes a trace's update instead of all of it ([`codec::encode_update`]).
+/// Bookkeeping, not content: never stored, and any two are equal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Written {
+    /// Whether the file holds a version an update can follow. Unset for a
+    /// new trace, one read from the file (a prune may take the file's copy
+    /// away), one whose last write failed and one whose spans changed in
+    /// place: their next write is whole.
+    base: bool,
+    /// Updates written since the last whole version.
+    updates: u16,
+    /// Lengths of the lists as written (they only ever grow by appending).
+    services: u32,
+    log_groups: u32,
+    spans: u32,
+    aliases: u32,
+}
+
+impl PartialEq for Written {
+    fn eq(&self, _: &Written) -> bool {
+        true
+    }
+}
+
+/// Updates a stored trace may carry before its next write is whole again
+/// (bounds how many segments a row has to read back).
+const MAX_UPDATES: u16 = 32;
+
+impl Written {
+    /// What `t` holds now, as written.
+    fn of(t: &Trace, updates: u16) -> Written {
+        Written {
+            base: true,
+            updates,
+            services: t.services.len() as u32,
+            log_groups: t.log_groups.len() as u32,
+            spans: t.spans.len() as u32,
+            aliases: t.aliases.len() as u32,
+        }
+    }
+
+    /// Whether `t`'s next write can be an update.
+    fn can_update(&self, t: &Trace) -> bool {
+        self.base
+            && self.updates < MAX_UPDATES
+            && self.services as usize <= t.services.len()
+            && self.log_groups as usize <= t.log_groups.len()
+            && self.spans as usize <= t.spans.len()
+            && self.aliases as usize <= t.aliases.len()
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -257,6 +316,7 @@ impl Trace {
             closed: false,
             revision: 0,
             summary_sent: false,
+            written: Written::default(),
         }
     }
 
@@ -274,10 +334,15 @@ impl Trace {
 
     fn add_span(&mut self, e: &TraceInput<'_>, span: &str, service: Option<Name>) {
         if let Some(s) = self.spans.iter_mut().find(|s| &*s.span_id == span) {
+            let before = (s.parent_span_id.is_some(), s.first_ts);
             if s.parent_span_id.is_none() {
                 s.parent_span_id = e.parent_span_id.map(Box::from);
             }
             s.first_ts = s.first_ts.min(e.timestamp_ms);
+            if (s.parent_span_id.is_some(), s.first_ts) != before {
+                // Not an append: an update cannot say it.
+                self.written.base = false;
+            }
         } else if self.spans.len() < MAX_SPANS {
             // Most traces hold a few spans, and many traces are held: the
             // first ones grow the list by one, not by doubling.
@@ -349,7 +414,10 @@ pub struct StoredTrace {
     pub last_seen_ms: EpochMs,
     /// Closed and its summary delivered: may leave the file once quiet.
     pub settled: bool,
-    /// The [`Trace`], encoded (see [`decode_stored`]).
+    /// Whether `data` is an update of the stored version
+    /// ([`extend_stored`]) rather than the whole trace.
+    pub update: bool,
+    /// The [`Trace`], encoded (see [`decode_stored`]), or its update.
     pub data: Vec<u8>,
 }
 
@@ -855,13 +923,21 @@ impl Traces {
     pub fn take_changes(&mut self) -> Changes {
         let mut changes = Changes::default();
         for key in self.dirty.drain() {
-            if let Some(t) = self.traces.get(&key) {
-                let mut data = Vec::with_capacity(512);
-                codec::encode(t, &mut data);
+            if let Some(t) = self.traces.get_mut(&key) {
+                let update = t.written.can_update(t);
+                let mut data = Vec::with_capacity(if update { 128 } else { 512 });
+                if update {
+                    codec::encode_update(t, &mut data);
+                    t.written = Written::of(t, t.written.updates + 1);
+                } else {
+                    codec::encode(t, &mut data);
+                    t.written = Written::of(t, 0);
+                }
                 changes.traces.push(StoredTrace {
                     key: key.to_string(),
                     last_seen_ms: t.last_seen_ms,
                     settled: t.closed && t.summary_sent,
+                    update,
                     data,
                 });
             }
@@ -878,7 +954,12 @@ impl Traces {
     /// Gives back changes a checkpoint could not write, so the next one does.
     pub fn restore_changes(&mut self, changes: Changes) {
         for stored in changes.traces {
-            self.dirty.insert(Arc::from(stored.key));
+            let key: Name = Arc::from(stored.key);
+            // What the file holds is unknown now: the next write is whole.
+            if let Some(t) = self.traces.get_mut(&key) {
+                t.written.base = false;
+            }
+            self.dirty.insert(key);
         }
         for key in changes.deleted {
             // Unless the key came back meanwhile as a new trace.
@@ -1308,5 +1389,125 @@ mod tests {
         let again = traces.take_changes();
         assert_eq!(again.traces.len(), 1);
         assert_eq!(again.brackets.len(), 1);
+    }
+
+    /// What the state file would hold after the writes of `changes`.
+    fn write(file: &mut HashMap<String, Vec<u8>>, changes: Changes) {
+        for key in changes.deleted {
+            file.remove(&key);
+        }
+        for t in changes.traces {
+            if t.update {
+                let row = file
+                    .get_mut(&t.key)
+                    .expect("an update follows a stored trace");
+                let mut list = Vec::new();
+                push_update(&mut list, &t.data);
+                extend_stored(row, &list).unwrap();
+            } else {
+                file.insert(t.key, t.data);
+            }
+        }
+    }
+
+    #[test]
+    fn whole_writes_and_updates_leave_the_file_holding_the_working_set() {
+        // Pseudo-random events over few keys: traces grow, merge, reopen,
+        // see a span again with an earlier time, and some writes fail.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let ids: Vec<String> = (0..40).map(|i| format!("id-{i}")).collect();
+        let mut traces = Traces::new();
+        let mut file: HashMap<String, Vec<u8>> = HashMap::new();
+        let (mut updates, mut wholes) = (0, 0);
+        for round in 0..300 {
+            for _ in 0..next(12) {
+                let span = &ids[next(40) as usize];
+                let e = TraceInput {
+                    trace_id: (next(3) > 0).then(|| ids[next(30) as usize].as_str()),
+                    request_id: (next(4) == 0).then(|| ids[next(40) as usize].as_str()),
+                    span_id: (next(2) == 0).then_some(span.as_str()),
+                    service: Some(["a", "b", "c"][next(3) as usize]),
+                    is_error: next(9) == 0,
+                    ..ev(
+                        ["/g1", "/g2"][next(2) as usize],
+                        "s",
+                        1_000 + next(500) as i64,
+                    )
+                };
+                traces.apply(&e, round);
+            }
+            if next(7) == 0 {
+                traces.close_idle(EpochMs::MAX, true);
+            }
+            let changes = traces.take_changes();
+            updates += changes.traces.iter().filter(|t| t.update).count();
+            wholes += changes.traces.iter().filter(|t| !t.update).count();
+            if next(10) == 0 {
+                // The write failed: nothing of it reached the file.
+                traces.restore_changes(changes);
+            } else {
+                write(&mut file, changes);
+            }
+        }
+        write(&mut file, traces.take_changes());
+        assert!(updates > wholes, "{updates} updates, {wholes} whole writes");
+        assert_eq!(file.len(), traces.traces.len());
+        for (key, t) in &traces.traces {
+            assert_eq!(&decode_stored(&file[&**key]).unwrap(), t, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_trace_is_written_whole_again_after_many_updates_or_a_change_in_place() {
+        let mut traces = Traces::new();
+        let at = |span, ts| TraceInput {
+            trace_id: Some("T"),
+            span_id: Some(span),
+            ..ev("/g", "s", ts)
+        };
+        let kinds = |traces: &mut Traces| -> Vec<bool> {
+            traces
+                .take_changes()
+                .traces
+                .iter()
+                .map(|t| t.update)
+                .collect()
+        };
+        traces.apply(&at("a", 10), 0);
+        assert_eq!(kinds(&mut traces), [false]);
+        traces.apply(&at("b", 11), 0);
+        assert_eq!(kinds(&mut traces), [true]);
+        // Span "a" seen again earlier: changed in place.
+        traces.apply(&at("a", 5), 0);
+        assert_eq!(kinds(&mut traces), [false]);
+        for i in 0..MAX_UPDATES {
+            traces.apply(&at("b", 20 + i64::from(i)), 0);
+            assert_eq!(kinds(&mut traces), [true]);
+        }
+        traces.apply(&at("b", 99), 0);
+        assert_eq!(kinds(&mut traces), [false]);
+        // Read back from the file: whole first.
+        let t = traces.traces.values().next().unwrap().clone();
+        let mut fresh = Traces::new();
+        fresh.restore(
+            [(
+                "t:T".to_string(),
+                decode_stored(&{
+                    let mut row = Vec::new();
+                    codec::encode(&t, &mut row);
+                    row
+                })
+                .unwrap(),
+            )],
+            [],
+        );
+        fresh.apply(&at("c", 100), 0);
+        assert_eq!(kinds(&mut fresh), [false]);
     }
 }
