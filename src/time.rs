@@ -62,6 +62,19 @@ pub fn parse_instant(text: &str, now: EpochMs) -> Result<EpochMs, String> {
 pub fn format_ms(ms: EpochMs) -> String {
     let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000) as u64);
     let (year, month, day) = civil_from_days(days);
+    if (0..=9999).contains(&year) {
+        // Every timestamp an event carries: fixed width, one allocation.
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        let secs_of_day = ms_of_day / 1000;
+        put_digits(&mut b[0..4], year as u64);
+        put_digits(&mut b[5..7], u64::from(month));
+        put_digits(&mut b[8..10], u64::from(day));
+        put_digits(&mut b[11..13], secs_of_day / 3600);
+        put_digits(&mut b[14..16], secs_of_day / 60 % 60);
+        put_digits(&mut b[17..19], secs_of_day % 60);
+        put_digits(&mut b[20..23], ms_of_day % 1000);
+        return std::str::from_utf8(&b).map(str::to_owned).unwrap_or_default();
+    }
     let mut out = String::with_capacity(24);
     if year < 0 {
         out.push('-');
@@ -85,6 +98,15 @@ pub fn format_ms(ms: EpochMs) -> String {
     }
     out.push('Z');
     out
+}
+
+/// Writes `value` into `out` as exactly `out.len()` decimal digits
+/// (zero-padded, higher digits dropped).
+fn put_digits(out: &mut [u8], mut value: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// Appends `value` as exactly `width` decimal digits (zero-padded).
