@@ -73,7 +73,9 @@ pub fn format_ms(ms: EpochMs) -> String {
         put_digits(&mut b[14..16], secs_of_day / 60 % 60);
         put_digits(&mut b[17..19], secs_of_day % 60);
         put_digits(&mut b[20..23], ms_of_day % 1000);
-        return std::str::from_utf8(&b).map(str::to_owned).unwrap_or_default();
+        return std::str::from_utf8(&b)
+            .map(str::to_owned)
+            .unwrap_or_default();
     }
     let mut out = String::with_capacity(24);
     if year < 0 {

@@ -528,8 +528,10 @@ impl StateStore {
     /// Deletes settled traces last seen before `before_ms` (wall clock).
     pub async fn prune_traces(&self, before_ms: EpochMs) -> Result<usize, StateError> {
         // Without folding first: a trace deleted here whose newer version
-        // is still in the journal comes back with it at the next fold, and
-        // one pruned only there goes at the next prune.
+        // is still in the journal comes back with it at the next fold (a
+        // settled trace this old has left memory, and one read back is
+        // written whole, so its version there is whole), and one pruned
+        // only there goes at the next prune.
         self.with(move |c| {
             c.execute(
                 "DELETE FROM trace_state WHERE settled = 1 AND last_seen_ms < ?1",
