@@ -753,6 +753,10 @@ pub async fn backfill(
     let closer = config.agent.group_traces.then(|| {
         let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
         let idle_ms = config.agent.trace_idle.as_millis() as i64;
+        // A round lists the traces in memory; reading moves after every
+        // delivered batch, so a round waits for a tenth of the idle time
+        // of history to be read past (a trace stays that much longer).
+        let step_ms = (idle_ms / 10).max(1_000);
         tokio::spawn(async move {
             let mut closed_before = EpochMs::MIN;
             loop {
@@ -766,7 +770,7 @@ pub async fn backfill(
                 let Some(read) = ctx.read_watermark() else {
                     continue;
                 };
-                if read - idle_ms <= closed_before {
+                if read - idle_ms < closed_before.saturating_add(step_ms) {
                     continue;
                 }
                 match ctx
