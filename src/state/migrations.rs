@@ -176,4 +176,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // of version 6 stay as they are and are still read. No table changes:
     // the version keeps a cwtap that reads only JSON from opening the file.
     "-- trace rows may be protobuf from version 7 on",
+    // 8: a trace the file holds is written as its update (what changed
+    // since), journal record `U`, appended to its row at the fold: such a
+    // row is the trace and its updates (src/trace/codec.rs, `SEGMENTS`).
+    // No table changes: the version keeps a cwtap that cannot read those
+    // rows from opening the file.
+    "-- trace rows may be a trace and its updates from version 8 on",
 ];

@@ -147,6 +147,10 @@ pub struct StateStore {
     waiting: Arc<Mutex<Vec<Waiting>>>,
     /// Bytes in the trace journal, not yet folded into `trace_state`.
     journal_bytes: Arc<AtomicUsize>,
+    /// Trace changes a failed transaction did not write, for the next
+    /// checkpoint to take back (also when the caller of the failed one
+    /// has gone).
+    unwritten: Arc<Mutex<Vec<Changes>>>,
 }
 
 /// A checkpoint waiting to be written, and where its outcome goes.
@@ -220,6 +224,7 @@ impl StateStore {
             gate: Arc::new(tokio::sync::Semaphore::new(1)),
             waiting: Arc::new(Mutex::new(Vec::new())),
             journal_bytes: Arc::new(AtomicUsize::new(journal_bytes)),
+            unwritten: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -389,9 +394,15 @@ impl StateStore {
     ) -> Result<(), StateError> {
         let (done, mut outcome) = tokio::sync::oneshot::channel();
         lock(&self.waiting).push((checkpoint, done));
-        let _permit = self.gate.acquire().await.map_err(|_| StateError::Worker {
-            path: self.path.clone(),
-        })?;
+        // Owned, and held by the transaction itself: if this caller goes
+        // away, the next transaction still waits for this one to end.
+        let permit =
+            Arc::clone(&self.gate)
+                .acquire_owned()
+                .await
+                .map_err(|_| StateError::Worker {
+                    path: self.path.clone(),
+                })?;
         // The transaction before ours may have taken ours too (a writer
         // answers every checkpoint it took before it lets the gate go).
         if let Ok(result) = outcome.try_recv() {
@@ -399,28 +410,48 @@ impl StateStore {
         }
         let batch: Vec<Waiting> = std::mem::take(&mut *lock(&self.waiting));
         // Taken while holding the gate: transactions write trace changes in
-        // the order they took them, so the file converges on memory.
-        let changes = traces.map(|t| lock(t).take_changes()).unwrap_or_default();
+        // the order they took them, so the file converges on memory. Changes
+        // an earlier transaction failed to write come back first (their
+        // traces are then written whole: an update needs what it follows).
+        let changes = match traces {
+            Some(t) => {
+                let mut t = lock(t);
+                for lost in lock(&self.unwritten).drain(..) {
+                    t.restore_changes(lost);
+                }
+                t.take_changes()
+            }
+            None => Changes::default(),
+        };
         let conn = Arc::clone(&self.conn);
         let journal_bytes = Arc::clone(&self.journal_bytes);
+        let unwritten = Arc::clone(&self.unwritten);
         // The outcome goes to every checkpoint of the transaction from the
         // worker itself, so that it arrives even if this caller is dropped.
-        let result = tokio::task::spawn_blocking(move || {
+        let worker = tokio::task::spawn_blocking(move || {
             let checkpoints: Vec<&Checkpoint> = batch.iter().map(|(c, _)| c.as_ref()).collect();
             let journal = journal_bytes.load(Ordering::Relaxed);
             let written = commit_tx(&mut lock(&conn), &checkpoints, &changes, journal)
                 .map(|size| journal_bytes.store(size, Ordering::Relaxed));
-            let outcome = written.as_ref().map(|_| ()).map_err(|e| e.to_string());
+            if written.is_err() && !changes.is_empty() {
+                lock(&unwritten).push(changes);
+            }
+            let outcome = written.map_err(|e| e.to_string());
             for (_, done) in batch {
                 let _ = done.send(outcome.clone());
             }
-            (written, changes)
+            drop(permit);
         })
         .await;
-        if let Ok((Err(_), changes)) = result
+        if worker.is_ok()
             && let Some(t) = traces
         {
-            lock(t).restore_changes(changes);
+            // Taken back now rather than at the next checkpoint.
+            let lost: Vec<Changes> = std::mem::take(&mut *lock(&self.unwritten));
+            let mut t = lock(t);
+            for changes in lost {
+                t.restore_changes(changes);
+            }
         }
         match outcome.await {
             Ok(result) => result.map_err(|message| self.failed(message)),

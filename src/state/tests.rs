@@ -203,6 +203,51 @@ async fn trace_changes_are_written_with_the_checkpoint_and_loaded_back() {
 }
 
 #[tokio::test]
+async fn a_failed_transaction_gives_its_trace_changes_back_and_the_file_converges_on_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = StateStore::open(&path).unwrap();
+    let traces = Mutex::new(Traces::new());
+    let span = |ts, span: &'static str| TraceInput {
+        log_group: "/g",
+        log_stream: "s",
+        timestamp_ms: ts,
+        trace_id: Some("T"),
+        span_id: Some(span),
+        ..TraceInput::default()
+    };
+    let commit = || store.commit(Arc::new(Checkpoint::Traces), Some(&traces));
+    lock(&traces).apply(&span(1, "a"), 100);
+    commit().await.unwrap();
+    // The next transaction fails in SQLite itself (a trigger aborts the
+    // journal's insert): span "b" is not in the file.
+    lock(&store.conn)
+        .execute_batch(
+            "CREATE TRIGGER fail BEFORE INSERT ON trace_journal
+             BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
+        )
+        .unwrap();
+    lock(&traces).apply(&span(2, "b"), 100);
+    assert!(commit().await.is_err());
+    lock(&store.conn)
+        .execute_batch("DROP TRIGGER fail")
+        .unwrap();
+    // Had "c" been written as an update of the file's version, "b" would
+    // be missing from it.
+    lock(&traces).apply(&span(3, "c"), 100);
+    commit().await.unwrap();
+    let in_memory = lock(&traces).get("t:T").cloned().unwrap();
+    assert_eq!(in_memory.spans.len(), 3);
+    drop(store);
+    let stored = StateStore::open(&path)
+        .unwrap()
+        .load_traces_blocking(0)
+        .unwrap();
+    assert_eq!(stored.traces.len(), 1);
+    assert_eq!(stored.traces[0].1, in_memory);
+}
+
+#[tokio::test]
 async fn settled_traces_load_cold_and_come_back_by_any_alias() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
