@@ -164,7 +164,6 @@ pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
     // each trace is kept: a fold holds at most the journal's distinct
     // traces, never every row at once.
     let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
-    let mut scratch = Vec::new();
     let mut rows = c.prepare("SELECT seq, data FROM trace_journal ORDER BY seq")?;
     let mut rows = rows.query([])?;
     let mut row_count = 0usize;
@@ -185,10 +184,10 @@ pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
                 }
             };
             match latest.get_mut(key) {
-                Some(slot) => slot.set(&record, &mut scratch),
+                Some(slot) => slot.set(&record),
                 None => {
                     let mut slot = Latest::default();
-                    slot.set(&record, &mut scratch);
+                    slot.set(&record);
                     latest.insert(key.to_string(), slot);
                 }
             }
@@ -202,48 +201,50 @@ pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
     let mut delete = c.prepare_cached("DELETE FROM trace_state WHERE trace_key = ?1")?;
     let mut stored = c.prepare_cached("SELECT data FROM trace_state WHERE trace_key = ?1")?;
     let traces = latest.len();
-    for (key, mut version) in latest {
+    for (key, version) in latest {
         let (last_seen_ms, settled) = version.meta;
-        match version.kind {
+        let row = match version.kind {
             Kind::Delete => {
                 delete.execute([&key])?;
+                continue;
             }
-            Kind::Whole => {
-                upsert.execute(params![key, last_seen_ms, settled, version.data])?;
-            }
+            Kind::Whole => version.data,
+            // Updates only: they follow the row the table holds.
             Kind::Updates => {
-                // Updates only: they follow the row the table holds.
-                let mut row: Vec<u8> = stored
+                let row: Option<Vec<u8>> = stored
                     .query_row([&key], |r| Ok(r.get_ref(0)?.as_bytes()?.to_vec()))
-                    .optional()?
-                    .unwrap_or_default();
-                if row.is_empty() {
+                    .optional()?;
+                if row.is_none() {
                     tracing::warn!(trace_key = %key, "a trace update without its stored trace; the trace goes on from the update");
                 }
-                if let Err(error) = extend_stored(&mut row, &version.data) {
-                    tracing::warn!(trace_key = %key, %error, "unreadable trace row in the state file; the trace goes on from its update");
-                    row.clear();
-                    extend_stored(&mut row, &version.data).map_err(fold_error)?;
-                }
-                version.data = row;
-                upsert.execute(params![key, last_seen_ms, settled, version.data])?;
+                row.unwrap_or_default()
             }
-        }
+        };
+        let row = with_updates(&key, row, &version.updates).map_err(|message| {
+            rusqlite::Error::FromSqlConversionFailure(
+                3,
+                rusqlite::types::Type::Blob,
+                message.into(),
+            )
+        })?;
+        upsert.execute(params![key, last_seen_ms, settled, row])?;
     }
     c.execute("DELETE FROM trace_journal", [])?;
     tracing::debug!(rows = row_count, traces, "trace journal folded");
     Ok(traces)
 }
 
-/// What the journal holds for one trace: its latest whole version with the
-/// updates after it (`Whole`), updates to the version in `trace_state`
-/// (`Updates`), or its deletion; and the latest `last_seen_ms` and
-/// `settled`. A later version reuses the buffer of the one it replaces.
+/// What the journal holds for one trace: its latest whole version
+/// (`Whole`), or its deletion, or neither (`Updates`: the table's row is
+/// the version); the updates after that version; and the latest
+/// `last_seen_ms` and `settled`. A later version reuses the buffers of the
+/// one it replaces.
 #[derive(Default)]
 struct Latest {
     kind: Kind,
     meta: (i64, bool),
     data: Vec<u8>,
+    updates: Vec<u8>,
 }
 
 #[derive(Default, Clone, Copy, PartialEq, Debug)]
@@ -255,11 +256,12 @@ enum Kind {
 }
 
 impl Latest {
-    fn set(&mut self, record: &Record<'_>, scratch: &mut Vec<u8>) {
+    fn set(&mut self, record: &Record<'_>) {
         match *record {
             Record::Delete { .. } => {
                 self.kind = Kind::Delete;
                 self.data.clear();
+                self.updates.clear();
             }
             Record::Write {
                 last_seen_ms,
@@ -271,6 +273,7 @@ impl Latest {
                 self.meta = (last_seen_ms, settled);
                 self.data.clear();
                 self.data.extend_from_slice(data);
+                self.updates.clear();
             }
             Record::Update {
                 key,
@@ -278,32 +281,31 @@ impl Latest {
                 settled,
                 data,
             } => {
-                self.meta = (last_seen_ms, settled);
-                match self.kind {
-                    Kind::Updates => push_update(&mut self.data, data),
-                    Kind::Whole | Kind::Delete => {
-                        if self.kind == Kind::Delete {
-                            // Never written so: a trace written anew after
-                            // a deletion is written whole.
-                            tracing::warn!(trace_key = %key, "a trace update after its deletion; the trace goes on from the update");
-                            self.kind = Kind::Whole;
-                        }
-                        scratch.clear();
-                        push_update(scratch, data);
-                        if extend_stored(&mut self.data, scratch).is_err() {
-                            tracing::warn!(trace_key = %key, "unreadable trace in the journal; the trace goes on from its update");
-                            self.data.clear();
-                            let _ = extend_stored(&mut self.data, scratch);
-                        }
-                    }
+                if self.kind == Kind::Delete {
+                    // Never written so: a trace written anew after a
+                    // deletion is written whole.
+                    tracing::warn!(trace_key = %key, "a trace update after its deletion; the trace goes on from the update");
+                    self.kind = Kind::Whole;
                 }
+                self.meta = (last_seen_ms, settled);
+                push_update(&mut self.updates, data);
             }
         }
     }
 }
 
-fn fold_error(message: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, message.into())
+/// `row` with `updates` appended; a row that cannot be read is replaced by
+/// the updates alone (the trace goes on from them).
+fn with_updates(key: &str, mut row: Vec<u8>, updates: &[u8]) -> Result<Vec<u8>, String> {
+    if updates.is_empty() {
+        return Ok(row);
+    }
+    if let Err(error) = extend_stored(&mut row, updates) {
+        tracing::warn!(trace_key = %key, %error, "unreadable trace row in the state file; the trace goes on from its update");
+        row.clear();
+        extend_stored(&mut row, updates)?;
+    }
+    Ok(row)
 }
 
 /// The journal's size in bytes.

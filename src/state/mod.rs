@@ -416,9 +416,7 @@ impl StateStore {
         let changes = match traces {
             Some(t) => {
                 let mut t = lock(t);
-                for lost in lock(&self.unwritten).drain(..) {
-                    t.restore_changes(lost);
-                }
+                self.take_back_unwritten(&mut t);
                 t.take_changes()
             }
             None => Changes::default(),
@@ -446,18 +444,23 @@ impl StateStore {
         if worker.is_ok()
             && let Some(t) = traces
         {
-            // Taken back now rather than at the next checkpoint.
-            let lost: Vec<Changes> = std::mem::take(&mut *lock(&self.unwritten));
-            let mut t = lock(t);
-            for changes in lost {
-                t.restore_changes(changes);
-            }
+            // Now rather than at the next checkpoint: until then the traces
+            // are not dirty, and eviction could let them go unwritten.
+            self.take_back_unwritten(&mut lock(t));
         }
         match outcome.await {
             Ok(result) => result.map_err(|message| self.failed(message)),
             Err(_) => Err(StateError::Worker {
                 path: self.path.clone(),
             }),
+        }
+    }
+
+    /// Gives the trace changes of failed transactions back to `traces`.
+    fn take_back_unwritten(&self, traces: &mut Traces) {
+        let lost: Vec<Changes> = std::mem::take(&mut *lock(&self.unwritten));
+        for changes in lost {
+            traces.restore_changes(changes);
         }
     }
 
