@@ -23,6 +23,19 @@ fn assert_exactly_once(events: &[Value], expected: usize) {
     assert_eq!(events.len(), expected, "events delivered");
 }
 
+/// `cwtap backfill --since 1h`, which must succeed, and the NDJSON file it
+/// writes into beside the config (`ndjson_config`).
+fn backfill_hour(endpoint: &str, config: &Path) -> Vec<Value> {
+    let out = run_to_end(
+        cwtap(endpoint)
+            .args(["backfill", "--since", "1h", "--config"])
+            .arg(config),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "backfill failed: {}", stderr(&out));
+    read_ndjson(&config.with_file_name("out.ndjson"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_of_more_than_10000_events_is_paged_to_the_end_and_a_rerun_delivers_nothing_twice()
 {
@@ -49,14 +62,7 @@ async fn a_window_of_more_than_10000_events_is_paged_to_the_end_and_a_rerun_deli
         "  - name: /app/big\n    parsers: [{type: json}]\n",
         "",
     );
-    let out = run_to_end(
-        cwtap(&moto.url)
-            .args(["backfill", "--since", "1h", "--config"])
-            .arg(&config),
-        Duration::from_secs(120),
-    );
-    assert!(out.status.success(), "backfill failed: {}", stderr(&out));
-    let events = read_ndjson(&dir.path().join("out.ndjson"));
+    let events = backfill_hour(&moto.url, &config);
     assert_exactly_once(&events, 12_500);
 
     // Every event keeps its exact timestamp, group, stream, id and message.
@@ -90,23 +96,50 @@ async fn a_window_of_more_than_10000_events_is_paged_to_the_end_and_a_rerun_deli
     }
 
     // The same backfill again: nothing new.
-    let out = run_to_end(
-        cwtap(&moto.url)
-            .args(["backfill", "--since", "1h", "--config"])
-            .arg(&config),
-        Duration::from_secs(120),
-    );
-    assert!(
-        out.status.success(),
-        "second backfill failed: {}",
-        stderr(&out)
-    );
-    let again = read_ndjson(&dir.path().join("out.ndjson"));
+    let again = backfill_hour(&moto.url, &config);
     assert_exactly_once(&again, 12_500);
 
     let status = status_json(&moto.url, &config);
     assert_eq!(status.len(), 1);
     assert_eq!(status[0]["events_delivered"], 12_500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_sharing_a_single_page_slot_all_read_to_the_end() {
+    // `agent.max_pages_in_memory: 1`: every call waits for the one slot,
+    // which a page holds until its events are prepared; one group needs two
+    // pages, and a page reads ahead only when the slot is free.
+    let moto = Moto::start();
+    let client = moto.client().await;
+    let base = now_ms() - 20 * 60_000;
+    let big: Vec<(i64, String)> = (0..10_400)
+        .map(|i| (base + i as i64 * 9, format!("big-{i}")))
+        .collect();
+    put_events(&client, "/app/slot/big", "s", &big).await;
+    for g in 0..4 {
+        let small: Vec<(i64, String)> = (0..150)
+            .map(|i| (base + i as i64 * 1_000, format!("small-{g}-{i}")))
+            .collect();
+        put_events(&client, &format!("/app/slot/small-{g}"), "s", &small).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = ndjson_config(
+        dir.path(),
+        "  - prefix: /app/slot/\n",
+        "  max_pages_in_memory: 1\n",
+    );
+    let events = backfill_hour(&moto.url, &config);
+    assert_exactly_once(&events, 10_400 + 4 * 150);
+    let status = status_json(&moto.url, &config);
+    assert_eq!(status.len(), 5);
+    let big_pages = status
+        .iter()
+        .find(|g| g["log_group"] == "/app/slot/big")
+        .map(|g| g["api_calls"].as_u64().unwrap_or(0));
+    assert!(
+        big_pages.is_some_and(|calls| calls >= 2),
+        "the big group took at least two pages: {status:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -234,6 +234,10 @@ pub struct AgentConfig {
     pub max_late_arrival: Duration,
     /// Longest time span one scan covers before its cursor is committed.
     pub max_window: Duration,
+    /// How many pages read from CloudWatch all groups together hold at
+    /// once (a page is up to 10,000 events or 1 MB); bounds the memory of
+    /// a backfill over many groups. By default one more than the accounts.
+    pub max_pages_in_memory: usize,
     /// How often `prefix` selectors are re-discovered.
     pub discovery_interval: Duration,
     /// How long an in-flight delivery may finish after SIGTERM.
@@ -737,6 +741,17 @@ fn validate(
     if max_window < Duration::from_secs(1) {
         return Err(invalid("agent.max_window_secs", "must be at least 1s"));
     }
+    let max_pages_in_memory = match a.max_pages_in_memory {
+        // One page being delivered, and a call in flight per account.
+        None => (accounts.len() + 1).min(1024),
+        Some(n @ 1..=1024) => n as usize,
+        Some(n) => {
+            return Err(invalid(
+                "agent.max_pages_in_memory",
+                format!("{n} is not between 1 and 1024"),
+            ));
+        }
+    };
     let listen = match non_empty(a.listen, "agent.listen")?.as_deref() {
         None => Some(DEFAULT_LISTEN),
         Some("off") => None,
@@ -762,6 +777,7 @@ fn validate(
         adaptive_late_arrival: a.adaptive_late_arrival.unwrap_or(true),
         max_late_arrival,
         max_window,
+        max_pages_in_memory,
         discovery_interval: duration(
             &a.discovery_interval_secs,
             "agent.discovery_interval_secs",
@@ -1058,6 +1074,31 @@ mod tests {
         assert_eq!(a.state_path, PathBuf::from("./cwtap-state.db"));
         assert_eq!(a.trace_summaries, SummaryPolicy::MultiEvent);
         assert_eq!(config.output.describe(), "NDJSON on standard output");
+    }
+
+    #[test]
+    fn pages_in_memory_default_to_one_more_than_the_accounts_and_are_bounded() {
+        let load = |yaml: &str| Config::from_yaml(yaml, Path::new("c.yaml"));
+        let one = load("ndjson: {path: '-'}\nlog_groups: [{name: /a}]\n").unwrap();
+        assert_eq!(one.agent.max_pages_in_memory, 2);
+        let three = load(
+            "ndjson: {path: '-'}\naccounts: [{name: a}, {name: b}, {name: c}]\nlog_groups: [{name: /a}]\n",
+        )
+        .unwrap();
+        assert_eq!(three.agent.max_pages_in_memory, 4);
+        let set = load(
+            "ndjson: {path: '-'}\nagent: {max_pages_in_memory: 9}\nlog_groups: [{name: /a}]\n",
+        )
+        .unwrap();
+        assert_eq!(set.agent.max_pages_in_memory, 9);
+        for bad in ["0", "1025"] {
+            let e = load(&format!(
+                "ndjson: {{path: '-'}}\nagent: {{max_pages_in_memory: {bad}}}\nlog_groups: [{{name: /a}}]\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("agent.max_pages_in_memory"), "{e}");
+        }
     }
 
     #[test]

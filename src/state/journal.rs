@@ -159,11 +159,19 @@ pub(super) fn append(c: &Connection, row: &[u8]) -> rusqlite::Result<usize> {
 /// empties it. Call inside a transaction. Returns the number of traces
 /// written or deleted.
 pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
+    fold_holding(c, FOLD_HOLD_BYTES)
+}
+
+/// [`fold`], writing what it holds whenever it holds more than `hold` bytes.
+fn fold_holding(c: &Connection, hold: usize) -> rusqlite::Result<usize> {
     // Oldest row first, each row's records in order: the last one per key
     // wins. Rows are read one at a time, and only the latest version of
-    // each trace is kept: a fold holds at most the journal's distinct
-    // traces, never every row at once.
+    // each trace is kept, up to `hold` bytes: then what is held is
+    // written (the table then holds the journal up to that row, as the
+    // next row's updates expect) and the fold goes on from there.
     let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
+    let mut held = 0usize;
+    let mut traces = 0usize;
     let mut rows = c.prepare("SELECT seq, data FROM trace_journal ORDER BY seq")?;
     let mut rows = rows.query([])?;
     let mut row_count = 0usize;
@@ -183,16 +191,39 @@ pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
                     key
                 }
             };
-            match latest.get_mut(key) {
+            held += match latest.get_mut(key) {
                 Some(slot) => slot.set(&record),
                 None => {
                     let mut slot = Latest::default();
-                    slot.set(&record);
+                    let size = slot.set(&record);
                     latest.insert(key.to_string(), slot);
+                    size + key.len() + LATEST_OVERHEAD
                 }
-            }
+            };
+        }
+        if held > hold {
+            traces += write_latest(c, std::mem::take(&mut latest))?;
+            held = 0;
         }
     }
+    traces += write_latest(c, latest)?;
+    c.execute("DELETE FROM trace_journal", [])?;
+    tracing::debug!(rows = row_count, traces, "trace journal folded");
+    Ok(traces)
+}
+
+/// How much a fold holds before it writes (traces' latest versions and
+/// updates): a checkpoint's memory, not its speed (a trace written in two
+/// parts of one fold costs one more row write).
+const FOLD_HOLD_BYTES: usize = 2 << 20;
+
+/// A [`Latest`]'s own size and its map entry's, roughly.
+const LATEST_OVERHEAD: usize = 96;
+
+/// Writes `latest` into `trace_state` in key order (neighbouring keys share
+/// B-tree pages, so the writes walk the table once instead of touching a
+/// random page per trace). Returns the number of traces written or deleted.
+fn write_latest(c: &Connection, latest: BTreeMap<String, Latest>) -> rusqlite::Result<usize> {
     let mut upsert = c.prepare_cached(
         "INSERT INTO trace_state (trace_key, last_seen_ms, settled, data) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (trace_key) DO UPDATE SET
@@ -229,8 +260,6 @@ pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
         })?;
         upsert.execute(params![key, last_seen_ms, settled, row])?;
     }
-    c.execute("DELETE FROM trace_journal", [])?;
-    tracing::debug!(rows = row_count, traces, "trace journal folded");
     Ok(traces)
 }
 
@@ -256,12 +285,14 @@ enum Kind {
 }
 
 impl Latest {
-    fn set(&mut self, record: &Record<'_>) {
+    /// Takes `record` as the latest; returns the bytes it added.
+    fn set(&mut self, record: &Record<'_>) -> usize {
         match *record {
             Record::Delete { .. } => {
                 self.kind = Kind::Delete;
                 self.data.clear();
                 self.updates.clear();
+                0
             }
             Record::Write {
                 last_seen_ms,
@@ -274,6 +305,7 @@ impl Latest {
                 self.data.clear();
                 self.data.extend_from_slice(data);
                 self.updates.clear();
+                data.len()
             }
             Record::Update {
                 key,
@@ -289,6 +321,7 @@ impl Latest {
                 }
                 self.meta = (last_seen_ms, settled);
                 push_update(&mut self.updates, data);
+                data.len() + 4
             }
         }
     }
@@ -366,139 +399,146 @@ mod tests {
 
     #[test]
     fn folding_keeps_the_latest_version_of_each_trace() {
-        let c = Connection::open_in_memory().unwrap();
-        for m in super::super::MIGRATIONS {
-            c.execute_batch(m).unwrap();
-        }
-        c.execute(
-            "INSERT INTO trace_state VALUES ('t:old', 1, 0, 'old'), ('t:merged', 1, 0, 'm')",
-            [],
-        )
-        .unwrap();
-        let rows = [
-            Changes {
-                traces: vec![stored("t:old", "v1"), stored("t:new", "n1")],
-                ..Changes::default()
-            },
-            Changes {
-                traces: vec![stored("t:old", "v2")],
-                deleted: vec!["t:merged".into(), "t:new".into()],
-                ..Changes::default()
-            },
-            Changes {
-                // Deleted, then back as a new trace.
-                traces: vec![stored("t:new", "n2")],
-                ..Changes::default()
-            },
-        ];
-        let mut bytes = 0;
-        for changes in &rows {
-            bytes += append(&c, &encode(changes).unwrap()).unwrap();
-        }
-        assert_eq!(size(&c).unwrap(), bytes);
-        assert_eq!(fold(&c).unwrap(), 3);
-        let mut state: Vec<(String, Vec<u8>)> = c
-            .prepare("SELECT trace_key, data FROM trace_state ORDER BY trace_key")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
+        // As one part, and writing what it holds after every row.
+        for hold in [FOLD_HOLD_BYTES, 0] {
+            let c = Connection::open_in_memory().unwrap();
+            for m in super::super::MIGRATIONS {
+                c.execute_batch(m).unwrap();
+            }
+            c.execute(
+                "INSERT INTO trace_state VALUES ('t:old', 1, 0, 'old'), ('t:merged', 1, 0, 'm')",
+                [],
+            )
             .unwrap();
-        state.sort();
-        assert_eq!(
-            state,
-            vec![
-                ("t:new".to_string(), b"n2".to_vec()),
-                ("t:old".to_string(), b"v2".to_vec())
-            ]
-        );
-        assert_eq!(size(&c).unwrap(), 0);
+            let rows = [
+                Changes {
+                    traces: vec![stored("t:old", "v1"), stored("t:new", "n1")],
+                    ..Changes::default()
+                },
+                Changes {
+                    traces: vec![stored("t:old", "v2")],
+                    deleted: vec!["t:merged".into(), "t:new".into()],
+                    ..Changes::default()
+                },
+                Changes {
+                    // Deleted, then back as a new trace.
+                    traces: vec![stored("t:new", "n2")],
+                    ..Changes::default()
+                },
+            ];
+            let mut bytes = 0;
+            for changes in &rows {
+                bytes += append(&c, &encode(changes).unwrap()).unwrap();
+            }
+            assert_eq!(size(&c).unwrap(), bytes);
+            let written = fold_holding(&c, hold).unwrap();
+            // Writing what it holds after every row: once per row and trace.
+            assert_eq!(written, if hold == 0 { 2 + 3 + 1 } else { 3 });
+            let mut state: Vec<(String, Vec<u8>)> = c
+                .prepare("SELECT trace_key, data FROM trace_state ORDER BY trace_key")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            state.sort();
+            assert_eq!(
+                state,
+                vec![
+                    ("t:new".to_string(), b"n2".to_vec()),
+                    ("t:old".to_string(), b"v2".to_vec())
+                ]
+            );
+            assert_eq!(size(&c).unwrap(), 0);
+        }
     }
 
     #[test]
     fn folding_appends_updates_to_the_stored_trace_or_to_the_journals_write() {
-        use crate::trace::{Trace, decode_stored};
-        let c = Connection::open_in_memory().unwrap();
-        for m in super::super::MIGRATIONS {
-            c.execute_batch(m).unwrap();
-        }
-        let trace = |events: u64| -> Trace {
-            let mut t = decode_stored(b"\x01").unwrap();
-            t.event_count = events;
-            t
-        };
-        let whole = |key: &str, events| {
-            let mut data = Vec::new();
-            crate::trace::encode_stored(&trace(events), &mut data);
-            StoredTrace {
-                key: key.into(),
-                last_seen_ms: events as i64,
-                settled: false,
-                update: false,
-                data,
+        for hold in [FOLD_HOLD_BYTES, 0] {
+            use crate::trace::{Trace, decode_stored};
+            let c = Connection::open_in_memory().unwrap();
+            for m in super::super::MIGRATIONS {
+                c.execute_batch(m).unwrap();
             }
-        };
-        // An update holds the scalars; one of 3 events is the message
-        // `event_count: 3` (field 3, varint).
-        let update = |key: &str, events: u8| StoredTrace {
-            key: key.into(),
-            last_seen_ms: i64::from(events),
-            settled: events > 3,
-            update: true,
-            data: vec![0x18, events],
-        };
-        // In the table already, from an earlier fold.
-        let stored = whole("t:stored", 1);
-        c.execute(
-            "INSERT INTO trace_state VALUES ('t:stored', 1, 0, ?1)",
-            [&stored.data],
-        )
-        .unwrap();
-        let rows = [
-            Changes {
-                traces: vec![update("t:stored", 2), whole("t:new", 1)],
-                ..Changes::default()
-            },
-            Changes {
-                traces: vec![update("t:stored", 3), update("t:new", 2)],
-                ..Changes::default()
-            },
-            Changes {
-                traces: vec![update("t:new", 4)],
-                ..Changes::default()
-            },
-        ];
-        for changes in &rows {
-            append(&c, &encode(changes).unwrap()).unwrap();
-        }
-        assert_eq!(fold(&c).unwrap(), 2);
-        let read = |key: &str| -> (i64, bool, Trace) {
-            c.query_row(
-                "SELECT last_seen_ms, settled, data FROM trace_state WHERE trace_key = ?1",
-                [key],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        decode_stored(r.get_ref(2)?.as_bytes()?).unwrap(),
-                    ))
-                },
+            let trace = |events: u64| -> Trace {
+                let mut t = decode_stored(b"\x01").unwrap();
+                t.event_count = events;
+                t
+            };
+            let whole = |key: &str, events| {
+                let mut data = Vec::new();
+                crate::trace::encode_stored(&trace(events), &mut data);
+                StoredTrace {
+                    key: key.into(),
+                    last_seen_ms: events as i64,
+                    settled: false,
+                    update: false,
+                    data,
+                }
+            };
+            // An update holds the scalars; one of 3 events is the message
+            // `event_count: 3` (field 3, varint).
+            let update = |key: &str, events: u8| StoredTrace {
+                key: key.into(),
+                last_seen_ms: i64::from(events),
+                settled: events > 3,
+                update: true,
+                data: vec![0x18, events],
+            };
+            // In the table already, from an earlier fold.
+            let stored = whole("t:stored", 1);
+            c.execute(
+                "INSERT INTO trace_state VALUES ('t:stored', 1, 0, ?1)",
+                [&stored.data],
             )
-            .unwrap()
-        };
-        let (seen, settled, t) = read("t:stored");
-        assert_eq!((seen, settled, t.event_count), (3, false, 3));
-        let (seen, settled, t) = read("t:new");
-        assert_eq!((seen, settled, t.event_count), (4, true, 4));
-        // Updates of a trace the table no longer holds (pruned meanwhile):
-        // the trace goes on from them.
-        c.execute("DELETE FROM trace_state", []).unwrap();
-        let changes = Changes {
-            traces: vec![update("t:stored", 9)],
-            ..Changes::default()
-        };
-        append(&c, &encode(&changes).unwrap()).unwrap();
-        assert_eq!(fold(&c).unwrap(), 1);
-        assert_eq!(read("t:stored").2.event_count, 9);
+            .unwrap();
+            let rows = [
+                Changes {
+                    traces: vec![update("t:stored", 2), whole("t:new", 1)],
+                    ..Changes::default()
+                },
+                Changes {
+                    traces: vec![update("t:stored", 3), update("t:new", 2)],
+                    ..Changes::default()
+                },
+                Changes {
+                    traces: vec![update("t:new", 4)],
+                    ..Changes::default()
+                },
+            ];
+            for changes in &rows {
+                append(&c, &encode(changes).unwrap()).unwrap();
+            }
+            fold_holding(&c, hold).unwrap();
+            let read = |key: &str| -> (i64, bool, Trace) {
+                c.query_row(
+                    "SELECT last_seen_ms, settled, data FROM trace_state WHERE trace_key = ?1",
+                    [key],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            decode_stored(r.get_ref(2)?.as_bytes()?).unwrap(),
+                        ))
+                    },
+                )
+                .unwrap()
+            };
+            let (seen, settled, t) = read("t:stored");
+            assert_eq!((seen, settled, t.event_count), (3, false, 3));
+            let (seen, settled, t) = read("t:new");
+            assert_eq!((seen, settled, t.event_count), (4, true, 4));
+            // Updates of a trace the table no longer holds (pruned meanwhile):
+            // the trace goes on from them.
+            c.execute("DELETE FROM trace_state", []).unwrap();
+            let changes = Changes {
+                traces: vec![update("t:stored", 9)],
+                ..Changes::default()
+            };
+            append(&c, &encode(&changes).unwrap()).unwrap();
+            fold_holding(&c, hold).unwrap();
+            assert_eq!(read("t:stored").2.event_count, 9);
+        }
     }
 }

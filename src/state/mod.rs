@@ -167,6 +167,51 @@ impl std::fmt::Debug for StateStore {
     }
 }
 
+/// Puts the state file in WAL mode and migrates it to [`SCHEMA_VERSION`].
+fn set_up(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
+    let sql = |source| StateError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Must happen outside any transaction: inside one SQLite ignores it.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql)?;
+    // Checkpoint the WAL into the file every 16 MB instead of every 4:
+    // a page rewritten by many transactions is copied back once.
+    conn.pragma_update(None, "wal_autocheckpoint", 4000)
+        .map_err(sql)?;
+    let version = |c: &Connection| -> Result<i64, StateError> {
+        let found: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql)?;
+        if found > SCHEMA_VERSION {
+            return Err(StateError::NewerSchema {
+                path: path.to_path_buf(),
+                found,
+            });
+        }
+        Ok(found)
+    };
+    if version(conn)? < SCHEMA_VERSION {
+        // Another process (a `cwtap status` while `run` starts) may be
+        // migrating the same file: the write lock first, then the
+        // version again, so that only one of them migrates.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let from = version(&tx)?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+            tx.execute_batch(migration).map_err(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+    }
+    Ok(())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -192,30 +237,23 @@ impl StateStore {
         let mut conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sql)?;
-        // Must happen outside any transaction: inside one SQLite ignores it.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sql)?;
-        // Checkpoint the WAL into the file every 16 MB instead of every 4:
-        // a page rewritten by many transactions is copied back once.
-        conn.pragma_update(None, "wal_autocheckpoint", 4000)
-            .map_err(sql)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sql)?;
-        if version > SCHEMA_VERSION {
-            return Err(StateError::NewerSchema {
-                path: path.to_path_buf(),
-                found: version,
-            });
-        }
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction().map_err(sql)?;
-            tx.execute_batch(migration).map_err(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(sql)?;
-            tx.commit().map_err(sql)?;
+        // Another process opening the same new file at the same moment (a
+        // `cwtap status` while `run` starts) can make SQLite answer "busy"
+        // at once instead of waiting (both switch it to WAL, or migrate
+        // it): then the set-up is tried again, within the busy timeout.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match set_up(&mut conn, path) {
+                Err(StateError::Sqlite {
+                    source: rusqlite::Error::SqliteFailure(e, _),
+                    ..
+                }) if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                done => break done?,
+            }
         }
         let journal_bytes = journal::size(&conn).map_err(sql)?;
         Ok(StateStore {

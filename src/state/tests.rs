@@ -447,6 +447,35 @@ fn a_version_6_file_with_json_trace_rows_is_read_and_its_traces_go_on() {
 }
 
 #[test]
+fn processes_opening_a_new_file_at_once_migrate_it_once() {
+    // `cwtap status` while `cwtap run` starts: both open (and would
+    // migrate) the same new file; every opener must succeed.
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let start = Arc::new(std::sync::Barrier::new(6));
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, start) = (path.clone(), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    StateStore::open(&path).map(|_| ())
+                })
+            })
+            .collect();
+        for opener in openers {
+            let opened = opener.join().unwrap();
+            assert!(opened.is_ok(), "round {round}: {opened:?}");
+        }
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+}
+
+#[test]
 fn newer_schema_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");

@@ -40,6 +40,10 @@ pub struct Context {
     pub read_up_to: std::sync::Mutex<std::collections::HashMap<String, EpochMs>>,
     /// Woken whenever a group reads further or ends (see [`Context::read_moved`]).
     pub read_moved: tokio::sync::Notify,
+    /// One permit per page held in memory, all groups together
+    /// (`agent.max_pages_in_memory`): a page reader takes one before its
+    /// call and the page gives it back once all its events are prepared.
+    pub pages: Arc<tokio::sync::Semaphore>,
 }
 
 impl Context {
@@ -435,6 +439,8 @@ struct Fetched {
     page: Page,
     calls: u64,
     last: bool,
+    /// The page's place in [`Context::pages`], given back with it.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Stops the page reader when the scan ends, however it ends.
@@ -449,12 +455,14 @@ impl Drop for AbortOnDrop {
 /// Reads `window`'s pages one ahead, in `priority`'s class (a group with
 /// more pages to read has a backlog: its next call goes first). A page is
 /// fetched only once its slot in the channel is free, so a group holds at
-/// most two pages: the one being delivered and the next.
+/// most two pages: the one being delivered and the next; and only with a
+/// permit of `pages`, so all groups together hold at most its size.
 fn read_ahead(
     cloudwatch: CloudWatch,
     group: &GroupSpec,
     window: Window,
     priority: Priority,
+    pages: Arc<tokio::sync::Semaphore>,
     shutdown: Shutdown,
 ) -> (
     tokio::sync::mpsc::Receiver<Result<Fetched, CloudWatchError>>,
@@ -469,19 +477,35 @@ fn read_ahead(
             let Ok(slot) = tx.reserve().await else {
                 return;
             };
+            // A slot may wait on other groups' deliveries: shutdown ends
+            // the wait (the semaphore is never closed).
+            let permit = tokio::select! {
+                permit = Arc::clone(&pages).acquire_owned() => permit.ok(),
+                _ = shutdown.wait() => {
+                    slot.send(Err(CloudWatchError::ShutDown));
+                    return;
+                }
+            };
             let before = pager.calls();
             let next = pager.next(&shutdown).await;
             let calls = pager.calls() - before;
             let (message, end) = match next {
                 Ok(Some(page)) => {
                     let last = pager.is_done();
-                    (Ok(Fetched { page, calls, last }), last)
+                    let fetched = Fetched {
+                        page,
+                        calls,
+                        last,
+                        _permit: permit,
+                    };
+                    (Ok(fetched), last)
                 }
                 Ok(None) => (
                     Ok(Fetched {
                         page: Page::default(),
                         calls,
                         last: true,
+                        _permit: None,
                     }),
                     true,
                 ),
@@ -536,6 +560,7 @@ async fn scan(
         group,
         window,
         priority,
+        Arc::clone(&ctx.pages),
         shutdown.clone(),
     );
     let batch_size = ctx.pipeline.batch_size();
