@@ -125,9 +125,7 @@ async fn context(config: &Config, shutdown: &Shutdown) -> Result<Arc<Context>, A
         agent: config.agent.clone(),
         read_up_to: Default::default(),
         read_moved: Default::default(),
-        pages: Arc::new(tokio::sync::Semaphore::new(
-            config.agent.max_pages_in_memory,
-        )),
+        pages: Default::default(),
     }))
 }
 

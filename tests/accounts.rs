@@ -293,6 +293,66 @@ agent: {{state_path: {state}, poll_interval_secs: 1, lookback_secs: 5m, listen: 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_whose_calls_are_throttled_does_not_hold_up_another_accounts_pages() {
+    // One page slot per account: the throttled account's readers wait with
+    // theirs, retrying; the other account's groups have their own.
+    let moto = Moto::start();
+    let puts: Vec<(String, Vec<(i64, String)>)> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|g| (format!("/iso/{g}"), events(g, 40)))
+        .collect();
+    let puts: Vec<Put<'_>> = puts
+        .iter()
+        .map(|(g, e)| (g.as_str(), "s", e.clone()))
+        .collect();
+    seed(&moto.url, None, "us-east-1", &puts);
+    let throttled = FaultProxy::start(&moto.url, "FilterLogEvents");
+    throttled.script().always = Some(Fault::Throttle);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "ndjson: {{path: {out}}}
+accounts:
+  - {{name: throttled, region: us-east-1, endpoint_url: '{proxy}'}}
+  - {{name: fine, region: us-east-1}}
+log_groups:
+  - {{name: /iso/a, account: throttled}}
+  - {{name: /iso/b, account: throttled}}
+  - {{name: /iso/c, account: fine}}
+  - {{name: /iso/d, account: fine}}
+agent: {{state_path: {state}, poll_interval_secs: 1, lookback_secs: 5m, max_pages_per_account: 1, listen: 'off'}}
+",
+            out = dir.path().join("out.ndjson").display(),
+            state = dir.path().join("state.db").display(),
+            proxy = throttled.url,
+        ),
+    );
+    let mut run = spawn_run_logged(&moto.url, &cfg);
+    let out = dir.path().join("out.ndjson");
+    let arrived = wait_until(Duration::from_secs(40), || read_ndjson(&out).len() >= 80);
+    let throttled_calls = throttled.script().calls_at.len();
+    signal(&run, "TERM");
+    assert!(wait_exit(&mut run, Duration::from_secs(10)).is_some_and(|s| s.success()));
+    let events = read_ndjson(&out);
+    let groups: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["source"]["log_group"].as_str())
+        .collect();
+    assert!(
+        arrived,
+        "the fine account's 80 events arrive: {} of them",
+        events.len()
+    );
+    assert_eq!(groups.len(), 80, "only the fine account's events");
+    assert!(groups.iter().all(|g| *g == "/iso/c" || *g == "/iso/d"));
+    assert!(
+        throttled_calls > 0,
+        "the throttled account kept calling meanwhile"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_agent_on_the_same_state_file_exits_2_naming_the_holder_then_starts_once_it_is_free()
  {
     let moto = Moto::start();

@@ -106,7 +106,7 @@ async fn a_window_of_more_than_10000_events_is_paged_to_the_end_and_a_rerun_deli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_sharing_a_single_page_slot_all_read_to_the_end() {
-    // `agent.max_pages_in_memory: 1`: every call waits for the one slot,
+    // `agent.max_pages_per_account: 1`: every call waits for the one slot,
     // which a page holds until its events are prepared; one group needs two
     // pages, and a page reads ahead only when the slot is free.
     let moto = Moto::start();
@@ -126,7 +126,7 @@ async fn groups_sharing_a_single_page_slot_all_read_to_the_end() {
     let config = ndjson_config(
         dir.path(),
         "  - prefix: /app/slot/\n",
-        "  max_pages_in_memory: 1\n",
+        "  max_pages_per_account: 1\n",
     );
     let events = backfill_hour(&moto.url, &config);
     assert_exactly_once(&events, 10_400 + 4 * 150);

@@ -234,10 +234,10 @@ pub struct AgentConfig {
     pub max_late_arrival: Duration,
     /// Longest time span one scan covers before its cursor is committed.
     pub max_window: Duration,
-    /// How many pages read from CloudWatch all groups together hold at
-    /// once (a page is up to 10,000 events or 1 MB); bounds the memory of
-    /// a backfill over many groups. By default one more than the accounts.
-    pub max_pages_in_memory: usize,
+    /// How many pages read from CloudWatch the groups of one account hold
+    /// at once (a page is up to 10,000 events or 1 MB); bounds the memory
+    /// of a backfill over many groups.
+    pub max_pages_per_account: usize,
     /// How often `prefix` selectors are re-discovered.
     pub discovery_interval: Duration,
     /// How long an in-flight delivery may finish after SIGTERM.
@@ -741,13 +741,13 @@ fn validate(
     if max_window < Duration::from_secs(1) {
         return Err(invalid("agent.max_window_secs", "must be at least 1s"));
     }
-    let max_pages_in_memory = match a.max_pages_in_memory {
-        // One page being delivered, and a call in flight per account.
-        None => (accounts.len() + 1).min(1024),
+    let max_pages_per_account = match a.max_pages_per_account {
+        // One page being delivered and the next being read.
+        None => 2,
         Some(n @ 1..=1024) => n as usize,
         Some(n) => {
             return Err(invalid(
-                "agent.max_pages_in_memory",
+                "agent.max_pages_per_account",
                 format!("{n} is not between 1 and 1024"),
             ));
         }
@@ -777,7 +777,7 @@ fn validate(
         adaptive_late_arrival: a.adaptive_late_arrival.unwrap_or(true),
         max_late_arrival,
         max_window,
-        max_pages_in_memory,
+        max_pages_per_account,
         discovery_interval: duration(
             &a.discovery_interval_secs,
             "agent.discovery_interval_secs",
@@ -1077,27 +1077,22 @@ mod tests {
     }
 
     #[test]
-    fn pages_in_memory_default_to_one_more_than_the_accounts_and_are_bounded() {
+    fn pages_per_account_default_to_two_and_are_bounded() {
         let load = |yaml: &str| Config::from_yaml(yaml, Path::new("c.yaml"));
-        let one = load("ndjson: {path: '-'}\nlog_groups: [{name: /a}]\n").unwrap();
-        assert_eq!(one.agent.max_pages_in_memory, 2);
-        let three = load(
-            "ndjson: {path: '-'}\naccounts: [{name: a}, {name: b}, {name: c}]\nlog_groups: [{name: /a}]\n",
-        )
-        .unwrap();
-        assert_eq!(three.agent.max_pages_in_memory, 4);
+        let default = load("ndjson: {path: '-'}\nlog_groups: [{name: /a}]\n").unwrap();
+        assert_eq!(default.agent.max_pages_per_account, 2);
         let set = load(
-            "ndjson: {path: '-'}\nagent: {max_pages_in_memory: 9}\nlog_groups: [{name: /a}]\n",
+            "ndjson: {path: '-'}\nagent: {max_pages_per_account: 9}\nlog_groups: [{name: /a}]\n",
         )
         .unwrap();
-        assert_eq!(set.agent.max_pages_in_memory, 9);
+        assert_eq!(set.agent.max_pages_per_account, 9);
         for bad in ["0", "1025"] {
             let e = load(&format!(
-                "ndjson: {{path: '-'}}\nagent: {{max_pages_in_memory: {bad}}}\nlog_groups: [{{name: /a}}]\n"
+                "ndjson: {{path: '-'}}\nagent: {{max_pages_per_account: {bad}}}\nlog_groups: [{{name: /a}}]\n"
             ))
             .unwrap_err()
             .to_string();
-            assert!(e.contains("agent.max_pages_in_memory"), "{e}");
+            assert!(e.contains("agent.max_pages_per_account"), "{e}");
         }
     }
 

@@ -126,9 +126,9 @@ pub struct RawAgent {
     pub max_late_arrival_secs: Option<DurationValue>,
     pub adaptive_late_arrival: Option<bool>,
     pub max_window_secs: Option<DurationValue>,
-    /// How many FilterLogEvents / GetLogEvents pages all groups together
-    /// hold in memory (being read or not yet delivered).
-    pub max_pages_in_memory: Option<u64>,
+    /// How many FilterLogEvents / GetLogEvents pages the groups of one
+    /// account hold in memory together (being read or not yet delivered).
+    pub max_pages_per_account: Option<u64>,
     pub discovery_interval_secs: Option<DurationValue>,
     pub shutdown_grace_secs: Option<DurationValue>,
     pub group_traces: Option<bool>,

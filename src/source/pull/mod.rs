@@ -40,13 +40,26 @@ pub struct Context {
     pub read_up_to: std::sync::Mutex<std::collections::HashMap<String, EpochMs>>,
     /// Woken whenever a group reads further or ends (see [`Context::read_moved`]).
     pub read_moved: tokio::sync::Notify,
-    /// One permit per page held in memory, all groups together
-    /// (`agent.max_pages_in_memory`): a page reader takes one before its
+    /// Per account, one permit per page its groups hold in memory
+    /// (`agent.max_pages_per_account`): a page reader takes one before its
     /// call and the page gives it back once all its events are prepared.
-    pub pages: Arc<tokio::sync::Semaphore>,
+    /// Not one for all accounts: a throttled account's calls wait in their
+    /// retries with their permits, and must not hold up another account.
+    pub pages: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Context {
+    /// The page permits of `account`'s groups.
+    fn page_slots(&self, account: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut slots = self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        let size = self.agent.max_pages_per_account;
+        Arc::clone(
+            slots
+                .entry(account.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(size))),
+        )
+    }
+
     fn read_to(&self, group: &GroupSpec, ts: EpochMs) {
         let mut map = self.read_up_to.lock().unwrap_or_else(|p| p.into_inner());
         let at = map
@@ -456,7 +469,7 @@ impl Drop for AbortOnDrop {
 /// more pages to read has a backlog: its next call goes first). A page is
 /// fetched only once its slot in the channel is free, so a group holds at
 /// most two pages: the one being delivered and the next; and only with a
-/// permit of `pages`, so all groups together hold at most its size.
+/// permit of `pages`, so the groups sharing it hold at most its size.
 fn read_ahead(
     cloudwatch: CloudWatch,
     group: &GroupSpec,
@@ -477,8 +490,8 @@ fn read_ahead(
             let Ok(slot) = tx.reserve().await else {
                 return;
             };
-            // A slot may wait on other groups' deliveries: shutdown ends
-            // the wait (the semaphore is never closed).
+            // The page permit may wait on the account's other groups:
+            // shutdown ends the wait (the semaphore is never closed).
             let permit = tokio::select! {
                 permit = Arc::clone(&pages).acquire_owned() => permit.ok(),
                 _ = shutdown.wait() => {
@@ -560,7 +573,7 @@ async fn scan(
         group,
         window,
         priority,
-        Arc::clone(&ctx.pages),
+        ctx.page_slots(group.account()),
         shutdown.clone(),
     );
     let batch_size = ctx.pipeline.batch_size();
