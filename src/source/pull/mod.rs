@@ -452,8 +452,27 @@ struct Fetched {
     page: Page,
     calls: u64,
     last: bool,
-    /// The page's place in [`Context::pages`], given back with it.
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The page's place in its account's bound, given back with it.
+    _permit: Option<PagePermit>,
+}
+
+/// A page's place in its account's bound ([`Context::page_slots`]). Dropped
+/// with the page, it goes back to its group's reader while that reads on
+/// (the group's next page takes it without waiting in line again behind
+/// the account's other groups, as a backlog's calls go first in the rate
+/// budget), else to the account.
+struct PagePermit {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    back: tokio::sync::mpsc::UnboundedSender<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for PagePermit {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            // A reader that has ended drops it: back to the account.
+            let _ = self.back.send(permit);
+        }
+    }
 }
 
 /// Stops the page reader when the scan ends, however it ends.
@@ -483,6 +502,7 @@ fn read_ahead(
     AbortOnDrop,
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let (back, mut returned) = tokio::sync::mpsc::unbounded_channel();
     let mut pager = Pager::new(cloudwatch, group, window);
     let paged = pager.pages_measure_density();
     let task = tokio::spawn(budget::with_priority(priority, async move {
@@ -490,15 +510,25 @@ fn read_ahead(
             let Ok(slot) = tx.reserve().await else {
                 return;
             };
-            // The page permit may wait on the account's other groups:
-            // shutdown ends the wait (the semaphore is never closed).
-            let permit = tokio::select! {
-                permit = Arc::clone(&pages).acquire_owned() => permit.ok(),
-                _ = shutdown.wait() => {
-                    slot.send(Err(CloudWatchError::ShutDown));
-                    return;
-                }
+            // The first page waits in line behind the account's other
+            // groups; a next page takes the permit of the page before it
+            // once that is delivered, or a free one if there is one sooner.
+            // Shutdown ends the wait (the semaphore is never closed).
+            let permit = match returned.try_recv() {
+                Ok(permit) => Some(permit),
+                Err(_) => tokio::select! {
+                    Some(permit) = returned.recv() => Some(permit),
+                    permit = Arc::clone(&pages).acquire_owned() => permit.ok(),
+                    _ = shutdown.wait() => {
+                        slot.send(Err(CloudWatchError::ShutDown));
+                        return;
+                    }
+                },
             };
+            let permit = permit.map(|permit| PagePermit {
+                permit: Some(permit),
+                back: back.clone(),
+            });
             let before = pager.calls();
             let next = pager.next(&shutdown).await;
             let calls = pager.calls() - before;
