@@ -213,11 +213,9 @@ async fn a_role_that_cannot_be_assumed_and_a_missing_permission_are_named_and_th
         &[("/denied/app", "s", events("denied", 5))],
     );
     // STS behind this proxy answers every AssumeRole with an error.
-    let no_sts = FaultProxy::start(&moto.url, "");
-    no_sts.script().always = Some(Fault::AccessDenied);
+    let no_sts = FaultProxy::always(&moto.url, "", Fault::AccessDenied);
     // FilterLogEvents behind this one is denied.
-    let no_filter = FaultProxy::start(&moto.url, "FilterLogEvents");
-    no_filter.script().always = Some(Fault::AccessDenied);
+    let no_filter = FaultProxy::always(&moto.url, "FilterLogEvents", Fault::AccessDenied);
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
@@ -306,8 +304,7 @@ async fn an_account_whose_calls_are_throttled_does_not_hold_up_another_accounts_
         .map(|(g, e)| (g.as_str(), "s", e.clone()))
         .collect();
     seed(&moto.url, None, "us-east-1", &puts);
-    let throttled = FaultProxy::start(&moto.url, "FilterLogEvents");
-    throttled.script().always = Some(Fault::Throttle);
+    let throttled = FaultProxy::always(&moto.url, "FilterLogEvents", Fault::Throttle);
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),

@@ -95,8 +95,7 @@ async fn broken_connections_and_calls_past_the_timeout_are_retried_and_lose_noth
 async fn access_denied_names_the_missing_iam_action_and_fails_the_backfill() {
     let moto = Moto::start();
     seed(&moto).await;
-    let proxy = FaultProxy::start(&moto.url, "FilterLogEvents");
-    proxy.script().always = Some(Fault::AccessDenied);
+    let proxy = FaultProxy::always(&moto.url, "FilterLogEvents", Fault::AccessDenied);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "");
     let out = run_to_end(

@@ -178,8 +178,7 @@ async fn a_malformed_query_is_shown_with_the_query() {
 async fn a_query_that_does_not_complete_in_time_is_stopped() {
     let moto = Moto::start();
     seed(&moto).await;
-    let proxy = FaultProxy::start(&moto.url, "GetQueryResults");
-    proxy.script().always = Some(Fault::QueryRunning);
+    let proxy = FaultProxy::always(&moto.url, "GetQueryResults", Fault::QueryRunning);
     let started = std::time::Instant::now();
     let (code, _, err) = run_code(
         cwtap(&proxy.url).args([
@@ -211,8 +210,7 @@ async fn a_query_that_does_not_complete_in_time_is_stopped() {
 async fn ctrl_c_during_a_query_stops_it() {
     let moto = Moto::start();
     seed(&moto).await;
-    let proxy = FaultProxy::start(&moto.url, "GetQueryResults");
-    proxy.script().always = Some(Fault::QueryRunning);
+    let proxy = FaultProxy::always(&moto.url, "GetQueryResults", Fault::QueryRunning);
     let mut child = cwtap(&proxy.url)
         .args([
             "query",
@@ -297,8 +295,7 @@ async fn trace_finds_every_event_of_an_id_across_groups_in_time_order_by_any_met
     assert_eq!(filtered, insights, "both methods find the same events");
 
     // Where Insights is not available, auto falls back to FilterLogEvents.
-    let proxy = FaultProxy::start(&moto.url, "StartQuery");
-    proxy.script().always = Some(Fault::Unsupported);
+    let proxy = FaultProxy::always(&moto.url, "StartQuery", Fault::Unsupported);
     let (fallback, err) = trace_json(&proxy.url, &[]);
     assert!(
         err.contains("searching with FilterLogEvents instead"),

@@ -374,8 +374,7 @@ async fn access_denied_on_get_log_events_names_the_missing_iam_action() {
         .map(|i| (now_ms() - 60_000 + i, format!("e{i}")))
         .collect();
     put_events(&client, "/app/denied", "s", &events).await;
-    let proxy = FaultProxy::start(&moto.url, "GetLogEvents");
-    proxy.script().always = Some(Fault::AccessDenied);
+    let proxy = FaultProxy::always(&moto.url, "GetLogEvents", Fault::AccessDenied);
     let dir = tempfile::tempdir().unwrap();
     let config = ndjson_config(dir.path(), "  - name: /app/denied\n    mode: streams\n", "");
     let out = run_to_end(

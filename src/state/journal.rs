@@ -397,14 +397,20 @@ mod tests {
         assert!(decode(b"X\0\0\0\0").is_err());
     }
 
+    /// A state file's tables, in memory.
+    fn migrated() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        for m in super::super::MIGRATIONS {
+            c.execute_batch(m).unwrap();
+        }
+        c
+    }
+
     #[test]
     fn folding_keeps_the_latest_version_of_each_trace() {
         // As one part, and writing what it holds after every row.
         for hold in [FOLD_HOLD_BYTES, 0] {
-            let c = Connection::open_in_memory().unwrap();
-            for m in super::super::MIGRATIONS {
-                c.execute_batch(m).unwrap();
-            }
+            let c = migrated();
             c.execute(
                 "INSERT INTO trace_state VALUES ('t:old', 1, 0, 'old'), ('t:merged', 1, 0, 'm')",
                 [],
@@ -457,10 +463,7 @@ mod tests {
     fn folding_appends_updates_to_the_stored_trace_or_to_the_journals_write() {
         for hold in [FOLD_HOLD_BYTES, 0] {
             use crate::trace::{Trace, decode_stored};
-            let c = Connection::open_in_memory().unwrap();
-            for m in super::super::MIGRATIONS {
-                c.execute_batch(m).unwrap();
-            }
+            let c = migrated();
             let trace = |events: u64| -> Trace {
                 let mut t = decode_stored(b"\x01").unwrap();
                 t.event_count = events;

@@ -105,6 +105,13 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
+    /// A proxy that answers every call of `operation` with `fault`.
+    pub fn always(upstream: &str, operation: &str, fault: Fault) -> FaultProxy {
+        let proxy = FaultProxy::start(upstream, operation);
+        proxy.script().always = Some(fault);
+        proxy
+    }
+
     pub fn start(upstream: &str, operation: &str) -> FaultProxy {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("proxy binds"));
         let port = server.server_addr().to_ip().expect("ip").port();
