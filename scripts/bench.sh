@@ -42,6 +42,8 @@
 #     BENCH_SPARSE_GROUPS=3 BENCH_SPARSE_EVENTS=30000 (over 6 days),
 #     BENCH_EMPTY_GROUPS=100, BENCH_BUSY_GROUPS=10 BENCH_BUSY_EVENTS=100000
 #     (over 7 days), BENCH_WINDOWS_TIMEOUT=5400 (longest one backfill may run)
+#   CWTAP_BENCH_PAGE_BYTES=1048576: moto's FilterLogEvents pages end past this
+#     many bytes, as CloudWatch's end at 1 MB (0: moto's 10,000-event pages)
 #   BENCH_KEEP=1 keeps the work directory (configs, logs, receiver dumps).
 #
 # Writes the results as a markdown table to stdout (and $WORK/results.md).
@@ -162,7 +164,11 @@ start_moto() { # dir
     local port
     port="$(tool freeport)"
     MOTO_RECORDING="$1/moto-recording.jsonl"
-    MOTO_RECORDER_FILEPATH="$MOTO_RECORDING" "$CWTAP_MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$1/moto.log" 2>&1 &
+    # FilterLogEvents pages end at 1 MB as CloudWatch's do (moto's hold
+    # 10,000 events whatever their size); CWTAP_BENCH_PAGE_BYTES=0 keeps
+    # moto's pages.
+    MOTO_RECORDER_FILEPATH="$MOTO_RECORDING" "${TOOLS[@]}" moto --host 127.0.0.1 --port "$port" \
+        --page-bytes "${CWTAP_BENCH_PAGE_BYTES:-1048576}" >"$1/moto.log" 2>&1 &
     MOTO_PID=$!
     PIDS+=("$MOTO_PID")
     wait_port "$port" "$MOTO_PID" moto_server

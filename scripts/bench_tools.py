@@ -1,6 +1,7 @@
-"""Helpers of scripts/bench.sh (standard library only): fixtures, a VectaDB
-stand-in receiver, a process supervisor that measures CPU time and RSS, the
-/metrics scraper, and the analysis that turns what was recorded into numbers.
+"""Helpers of scripts/bench.sh (standard library only, but for `moto`): fixtures,
+a VectaDB stand-in receiver, moto with CloudWatch's page size, a process
+supervisor that measures CPU time and RSS, the /metrics scraper, and the
+analysis that turns what was recorded into numbers.
 
 Run as `python3 bench_tools.py COMMAND ...`; see each command's --help.
 """
@@ -524,6 +525,39 @@ def cmd_rss(a):
     print(f"{best * 1024 / 1e6:.1f}")
 
 
+def cmd_moto(a):
+    """moto's server, with FilterLogEvents pages cut like CloudWatch's.
+
+    CloudWatch ends a FilterLogEvents page at 10,000 events or 1 MB; moto
+    only counts events, so a page of ~300-byte lines is 4-5 MB there and a
+    reader holds several times what CloudWatch would send it. With
+    `--page-bytes N` a page ends before the event that would take it past N
+    bytes, counted as CloudWatch counts a PutLogEvents batch (the message's
+    UTF-8 bytes + 26 per event; the read side is not documented further),
+    and the next token resumes after the page's last event (moto's own
+    token format). 0 keeps moto's pages.
+    """
+    from moto.logs import models
+    from moto.server import main as moto_main
+
+    if a.page_bytes > 0:
+        original = models.LogGroup.filter_log_events
+
+        def capped(self, log_group_name, *args, **kwargs):
+            events, token, searched = original(self, log_group_name, *args, **kwargs)
+            size = 0
+            for i, e in enumerate(events):
+                size += len(e["message"].encode()) + 26
+                if size > a.page_bytes and i > 0:
+                    last = events[i - 1]
+                    token = f"{log_group_name}@{last['logStreamName']}@{last['eventId']}"
+                    return events[:i], token, searched
+            return events, token, searched
+
+        models.LogGroup.filter_log_events = capped
+    sys.exit(moto_main(["-H", a.host, "-p", str(a.port)]))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -582,6 +616,13 @@ def main():
     s = sub.add_parser("cpu")
     s.add_argument("pid", type=int)
     s.set_defaults(func=cmd_cpu)
+
+    s = sub.add_parser("moto")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--page-bytes", type=int, default=1_048_576,
+                   help="cut FilterLogEvents pages at this many bytes, as CloudWatch does (0: moto's pages)")
+    s.set_defaults(func=cmd_moto)
 
     s = sub.add_parser("freeport")
     s.set_defaults(func=cmd_freeport)

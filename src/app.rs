@@ -16,7 +16,7 @@ use crate::shutdown::Shutdown;
 use crate::sink::SinkError;
 use crate::source::pull::plan::{Overlap, Target};
 use crate::source::pull::progress::Progress;
-use crate::source::pull::{Context, GroupEnd, GroupSpec, run_group};
+use crate::source::pull::{Context, GroupEnd, GroupSpec, Reading, run_group};
 use crate::state::{StateError, StateStore};
 use crate::time::{EpochMs, format_ms, now_ms};
 
@@ -113,7 +113,11 @@ async fn open_pipeline(config: &Config, shutdown: &Shutdown) -> Result<Arc<Pipel
     Ok(Arc::new(pipeline))
 }
 
-async fn context(config: &Config, shutdown: &Shutdown) -> Result<Arc<Context>, AppError> {
+async fn context(
+    config: &Config,
+    reading: Reading,
+    shutdown: &Shutdown,
+) -> Result<Arc<Context>, AppError> {
     let pipeline = open_pipeline(config, shutdown).await?;
     let state = pipeline
         .state()
@@ -123,8 +127,7 @@ async fn context(config: &Config, shutdown: &Shutdown) -> Result<Arc<Context>, A
         pipeline,
         state,
         agent: config.agent.clone(),
-        read_up_to: Default::default(),
-        read_moved: Default::default(),
+        reading: Arc::new(reading),
         pages: Default::default(),
     }))
 }
@@ -352,7 +355,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
 /// and the running one stays.
 pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Result<(), AppError> {
     let listener = start_listener(&config, &shutdown).await;
-    let ctx = match context(&config, &shutdown).await {
+    let ctx = match context(&config, Reading::unpaced(), &shutdown).await {
         Ok(ctx) => ctx,
         // Stopped while starting: nothing was polled, nothing to commit.
         Err(_) if shutdown.is_triggered() => return Ok(()),
@@ -722,7 +725,12 @@ pub async fn backfill(
             format_ms(request.until)
         )));
     }
-    let ctx = context(&config, &shutdown).await?;
+    // Traces close as every group reads past them; a group reads at most
+    // the idle time ahead of the slowest one, so what is open at once stays
+    // about twice the idle time of history (and a page) across the groups.
+    let idle_ms = config.agent.trace_idle.as_millis() as i64;
+    let reading = Reading::paced(config.agent.group_traces.then_some(idle_ms));
+    let ctx = context(&config, reading, &shutdown).await?;
     let accounts = Accounts::connect(&config).await;
     let mut report = BackfillReport::default();
     let skip = unusable_accounts(&accounts).await;
@@ -749,26 +757,30 @@ pub async fn backfill(
     let progress = Progress::new(request.interactive, Some((request.since, request.until)));
     // Traces close by event time as the groups read past them (each time a
     // cursor moves), so memory holds only the traces still open, however
-    // long the range.
+    // long the range (the groups read in step: see `reading`).
     let (closer_done, closer_stop) = crate::shutdown::channel();
     let closer = config.agent.group_traces.then(|| {
         let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
-        let idle_ms = config.agent.trace_idle.as_millis() as i64;
         // A round lists the traces in memory; reading moves after every
         // delivered batch, so a round waits for a tenth of the idle time
         // of history to be read past (a trace stays that much longer).
         let step_ms = (idle_ms / 10).max(1_000);
+        let mut moved = ctx.reading.subscribe();
         tokio::spawn(async move {
             let mut closed_before = EpochMs::MIN;
             loop {
                 tokio::select! {
-                    _ = ctx.read_moved() => {}
+                    changed = moved.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                    }
                     _ = closer_stop.wait() => break,
                 }
                 if shutdown.is_triggered() {
                     break;
                 }
-                let Some(read) = ctx.read_watermark() else {
+                let Some(read) = ctx.reading.watermark() else {
                     continue;
                 };
                 if read - idle_ms < closed_before.saturating_add(step_ms) {
@@ -820,7 +832,6 @@ pub async fn backfill(
         let _ = closer.await;
     }
     if config.agent.group_traces && !report.interrupted && report.groups_failed.is_empty() {
-        let idle_ms = config.agent.trace_idle.as_millis() as i64;
         let sent = ctx
             .pipeline
             .emit_summaries(request.until - idle_ms, true, Due::All, &shutdown)

@@ -3,7 +3,8 @@
 //! drops events already delivered, prepares the rest and hands them to the
 //! [`Pipeline`] in batches; the group's cursor moves with the batch that
 //! completes a window. [`plan`] chooses the windows (the cursor rules and
-//! their sizing), [`progress`] reports a backfill.
+//! their sizing), [`progress`] reports a backfill, [`reading`] keeps a
+//! backfill's groups in step.
 //!
 //! A window's pages are read one ahead of the batches being delivered, so
 //! a group whose output is busy still keeps its calls going, and a group
@@ -12,6 +13,7 @@
 pub mod pager;
 pub mod plan;
 pub mod progress;
+pub mod reading;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -27,19 +29,17 @@ use crate::time::{EpochMs, now_ms};
 use pager::Pager;
 use plan::{Overlap, Settled, Sizing, Target, Window, initial_coverage, next_window, overlap_ms};
 use progress::GroupProgress;
+use reading::Pace;
+pub use reading::Reading;
 
 /// What every group poller shares.
 pub struct Context {
     pub pipeline: Arc<Pipeline>,
     pub state: StateStore,
     pub agent: AgentConfig,
-    /// Per running group, how far it has read in event time: its cursor,
-    /// and within a window the last event delivered while the pages come in
-    /// timestamp order (checked per page: an emulator may go stream by
-    /// stream).
-    pub read_up_to: std::sync::Mutex<std::collections::HashMap<String, EpochMs>>,
-    /// Woken whenever a group reads further or ends (see [`Context::read_moved`]).
-    pub read_moved: tokio::sync::Notify,
+    /// How far each running group has read in event time (a backfill's
+    /// watermark and pace).
+    pub reading: Arc<Reading>,
     /// Per account, one permit per page its groups hold in memory
     /// (`agent.max_pages_per_account`): a page reader takes one before its
     /// call and the page gives it back once all its events are prepared.
@@ -61,21 +61,7 @@ impl Context {
     }
 
     fn read_to(&self, group: &GroupSpec, ts: EpochMs) {
-        let mut map = self.read_up_to.lock().unwrap_or_else(|p| p.into_inner());
-        let at = map
-            .entry(format!("{}/{}", group.account(), group.name))
-            .or_insert(ts);
-        if ts > *at {
-            *at = ts;
-            drop(map);
-            self.read_moved.notify_one();
-        }
-    }
-
-    /// Waits until some group has read further, or ended, since the last
-    /// wait (a backfill closes the traces the groups have read past).
-    pub async fn read_moved(&self) {
-        self.read_moved.notified().await
+        self.reading.read_to(&reading_key(group), ts);
     }
 
     /// Counts `group` as reading from `ts` on: the watermark stays at or
@@ -85,19 +71,14 @@ impl Context {
     }
 
     fn group_ended(&self, group: &GroupSpec) {
-        let mut map = self.read_up_to.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&format!("{}/{}", group.account(), group.name));
-        drop(map);
         // The slowest group ending moves the watermark as much as reading.
-        self.read_moved.notify_one();
+        self.reading.ended(&reading_key(group));
     }
+}
 
-    /// The event time every running group has read past (`None`: no group
-    /// running): a backfill may close traces idle since before it.
-    pub fn read_watermark(&self) -> Option<EpochMs> {
-        let map = self.read_up_to.lock().unwrap_or_else(|p| p.into_inner());
-        map.values().min().copied()
-    }
+/// A group's key in [`Reading`].
+fn reading_key(group: &GroupSpec) -> String {
+    format!("{}/{}", group.account(), group.name)
 }
 
 /// A concrete log group, the config entry that selected it, and the
@@ -487,14 +468,16 @@ impl Drop for AbortOnDrop {
 /// Reads `window`'s pages one ahead, in `priority`'s class (a group with
 /// more pages to read has a backlog: its next call goes first). A page is
 /// fetched only once its slot in the channel is free, so a group holds at
-/// most two pages: the one being delivered and the next; and only with a
-/// permit of `pages`, so the groups sharing it hold at most its size.
+/// most two pages: the one being delivered and the next; only with a
+/// permit of `pages`, so the groups sharing it hold at most its size; and,
+/// in a backfill, only while the group is in step (`pace`).
 fn read_ahead(
     cloudwatch: CloudWatch,
     group: &GroupSpec,
     window: Window,
     priority: Priority,
     pages: Arc<tokio::sync::Semaphore>,
+    pace: Pace,
     shutdown: Shutdown,
 ) -> (
     tokio::sync::mpsc::Receiver<Result<Fetched, CloudWatchError>>,
@@ -510,6 +493,11 @@ fn read_ahead(
             let Ok(slot) = tx.reserve().await else {
                 return;
             };
+            // In a backfill, not too far ahead of the slowest group.
+            if !pace.in_step(&mut returned, &shutdown).await {
+                slot.send(Err(CloudWatchError::ShutDown));
+                return;
+            }
             // The first page waits in line behind the account's other
             // groups; a next page takes the permit of the page before it
             // once that is delivered, or a free one if there is one sooner.
@@ -604,6 +592,10 @@ async fn scan(
         window,
         priority,
         ctx.page_slots(group.account()),
+        Pace {
+            reading: Arc::clone(&ctx.reading),
+            group: reading_key(group),
+        },
         shutdown.clone(),
     );
     let batch_size = ctx.pipeline.batch_size();
