@@ -143,6 +143,73 @@ async fn groups_sharing_a_single_page_slot_all_read_to_the_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_reads_its_groups_in_step() {
+    // Pages of 8 KB (CloudWatch ends its pages at 1 MB; small events here):
+    // each group takes about 17 pages. The account's two page slots would
+    // let two groups read their whole range before the others start, every
+    // trace they read staying open meanwhile; in step, no group delivers
+    // an event much more than `trace_idle_secs` past where another group
+    // still reading has got to.
+    let moto = Moto::with_page_bytes(8_192);
+    let client = moto.client().await;
+    let since = now_ms() - 60 * 60_000;
+    let base = since + 10 * 60_000;
+    let per_group = 1_500usize;
+    for g in 0..4 {
+        let events: Vec<(i64, String)> = (0..per_group)
+            .map(|i| {
+                let ts = base + i as i64 * 1_800;
+                (ts, format!("group {g} event {i:05} and some words of text"))
+            })
+            .collect();
+        put_events(&client, &format!("/app/step/{g}"), "s", &events).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "ndjson:\n  path: {}\n  batch_size: 50\nlog_groups:\n  - prefix: /app/step/\n\
+             agent:\n  state_path: {}\n  trace_idle_secs: 60\n",
+            dir.path().join("out.ndjson").display(),
+            dir.path().join("state.db").display()
+        ),
+    );
+    let events = backfill_hour(&moto.url, &config);
+    assert_exactly_once(&events, 4 * per_group);
+
+    // In delivery order: how far each group has got (from its first
+    // event's time), and how many of its events are still to come.
+    let mut reached: std::collections::BTreeMap<String, (i64, usize)> = (0..4)
+        .map(|g| (format!("/app/step/{g}"), (base, per_group)))
+        .collect();
+    let mut lead_ms = 0i64;
+    for e in &events {
+        let group = e["source"]["log_group"].as_str().unwrap_or_default();
+        let ts = cwtap::time::parse_instant(e["timestamp"].as_str().unwrap_or_default(), 0)
+            .expect("an RFC 3339 timestamp");
+        let slowest = reached
+            .iter()
+            .filter(|(g, (_, left))| g.as_str() != group && *left > 0)
+            .map(|(_, (at, _))| *at)
+            .min();
+        if let Some(slowest) = slowest {
+            lead_ms = lead_ms.max(ts - slowest);
+        }
+        let entry = reached.get_mut(group).expect("a seeded group");
+        entry.0 = entry.0.max(ts);
+        entry.1 -= 1;
+    }
+    // The pace (1 min), the page being delivered and the one read ahead
+    // (~3 min each), what a batch of 50 covers (1.5 min): about 9 minutes.
+    // Group by group, it would be the whole 45 minutes.
+    assert!(
+        lead_ms < 20 * 60_000,
+        "a group delivered an event {} min past where another group had got to",
+        lead_ms / 60_000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_reaching_further_back_than_the_checkpoint_fills_the_gap_once() {
     let moto = Moto::start();
     let client = moto.client().await;

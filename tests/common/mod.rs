@@ -61,13 +61,40 @@ fn moto_binary() -> PathBuf {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::spawn(|port| {
+            let mut c = Command::new(moto_binary());
+            c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            c
+        })
+    }
+
+    /// moto with FilterLogEvents pages ending past `bytes` (messages + 26
+    /// bytes each), as CloudWatch's end at 1 MB (`scripts/bench_tools.py moto`).
+    pub fn with_page_bytes(bytes: usize) -> Moto {
+        let python = moto_binary().with_file_name("python");
+        let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_tools.py");
+        Moto::spawn(|port| {
+            let mut c = Command::new(&python);
+            c.arg(&tools).args([
+                "moto",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--page-bytes",
+                &bytes.to_string(),
+            ]);
+            c
+        })
+    }
+
+    fn spawn(command: impl Fn(u16) -> Command) -> Moto {
         // The port is free when picked, not necessarily when moto binds it
         // (tests start servers in parallel): a moto that exits instead of
         // listening is started again on another port.
         for _ in 0..3 {
             let port = free_port();
-            let mut child = Command::new(moto_binary())
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            let mut child = command(port)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
