@@ -17,7 +17,25 @@ use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use serde_json::Value;
 
+/// A loopback port free now, for a server a test starts next. Taken below
+/// the kernel's ephemeral range: a port from `bind(0)` comes from that range,
+/// where any outgoing connection (cwtap's to moto, say) may take it before
+/// the server binds it. Random, so that tests running side by side rarely
+/// pick the same one; checked by binding it.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_from.max(10_001));
+    let random = RandomState::new();
+    for attempt in 0u32..200 {
+        let port = low + (random.hash_one(attempt) % u64::from(high - low)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
