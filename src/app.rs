@@ -103,9 +103,11 @@ async fn open_pipeline(config: &Config, shutdown: &Shutdown) -> Result<Arc<Pipel
     sink.health(shutdown).await?;
     let path = config.agent.state_path.clone();
     let group_traces = config.agent.group_traces;
+    let fsync = config.agent.state_fsync;
     let settings = trace_settings(&config.agent);
     let pipeline = tokio::task::spawn_blocking(move || {
         let state = StateStore::open(&path)?;
+        state.set_fsync(fsync)?;
         Pipeline::new(sink, Some(state), group_traces, settings)
     })
     .await
@@ -327,7 +329,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let agent = |c: &Config| {
         let a = &c.agent;
         format!(
-            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
             a.poll_interval,
             a.max_idle_poll_interval,
             a.lookback,
@@ -339,7 +341,8 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
             a.group_traces,
             a.trace_idle,
             a.trace_key_field,
-            a.trace_summaries
+            a.trace_summaries,
+            a.state_fsync
         )
     };
     if agent(old) != agent(new) {

@@ -224,6 +224,8 @@ pub struct AgentConfig {
     /// How far back a group seen for the first time starts.
     pub lookback: Duration,
     pub state_path: PathBuf,
+    /// Whether every state commit is fsynced (see [`crate::state::StateStore::set_fsync`]).
+    pub state_fsync: bool,
     /// Guaranteed lateness: an event ingested up to this long after its
     /// timestamp is delivered exactly once.
     pub late_arrival: Duration,
@@ -773,6 +775,7 @@ fn validate(
             Duration::from_secs(300),
         )?,
         state_path: PathBuf::from(state_path),
+        state_fsync: a.state_fsync.unwrap_or(true),
         late_arrival,
         adaptive_late_arrival: a.adaptive_late_arrival.unwrap_or(true),
         max_late_arrival,
@@ -1072,6 +1075,13 @@ mod tests {
         assert_eq!(a.max_late_arrival, Duration::from_secs(900));
         assert_eq!(a.max_window, Duration::from_secs(3600));
         assert_eq!(a.state_path, PathBuf::from("./cwtap-state.db"));
+        assert!(a.state_fsync);
+        let no_fsync = Config::from_yaml(
+            "ndjson: {path: '-'}\nagent: {state_fsync: false}\nlog_groups: [{name: /a}]\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        assert!(!no_fsync.agent.state_fsync);
         assert_eq!(a.trace_summaries, SummaryPolicy::MultiEvent);
         assert_eq!(config.output.describe(), "NDJSON on standard output");
     }

@@ -122,6 +122,7 @@ pub struct RawAgent {
     pub generate_embeddings: Option<bool>,
     pub extract_relationships: Option<bool>,
     pub state_path: Option<String>,
+    pub state_fsync: Option<bool>,
     pub late_arrival_secs: Option<DurationValue>,
     pub max_late_arrival_secs: Option<DurationValue>,
     pub adaptive_late_arrival: Option<bool>,

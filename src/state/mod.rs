@@ -176,6 +176,7 @@ fn set_up(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
     // Must happen outside any transaction: inside one SQLite ignores it.
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(sql)?;
+    // Every commit fsynced, unless told otherwise ([`StateStore::set_fsync`]).
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(sql)?;
     // Checkpoint the WAL into the file every 16 MB instead of every 4:
@@ -276,6 +277,18 @@ impl StateStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether every commit is fsynced (`agent.state_fsync`, the default).
+    /// Without it (`NORMAL` in WAL mode) the file stays consistent and a
+    /// killed process loses no commit, but a power loss or OS crash can
+    /// take back the commits the OS had not yet written out: their events
+    /// are then read and delivered again. Blocking.
+    pub fn set_fsync(&self, on: bool) -> Result<(), StateError> {
+        let mode = if on { "FULL" } else { "NORMAL" };
+        lock(&self.conn)
+            .pragma_update(None, "synchronous", mode)
+            .map_err(|e| self.sqlite(e))
     }
 
     fn sqlite(&self, source: rusqlite::Error) -> StateError {

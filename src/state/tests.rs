@@ -70,6 +70,18 @@ async fn checkpoint_moves_cursor_and_ids_together_and_survives_reopen() {
         .with_blocking(|c| c.pragma_query_value(None, "journal_mode", |r| r.get(0)))
         .unwrap();
     assert_eq!(mode, "wal");
+    // Commits are fsynced unless `agent.state_fsync: false`: FULL is 2,
+    // NORMAL 1.
+    let synchronous = |store: &StateStore| -> i64 {
+        store
+            .with_blocking(|c| c.pragma_query_value(None, "synchronous", |r| r.get(0)))
+            .unwrap()
+    };
+    assert_eq!(synchronous(&store), 2);
+    store.set_fsync(false).unwrap();
+    assert_eq!(synchronous(&store), 1);
+    store.set_fsync(true).unwrap();
+    assert_eq!(synchronous(&store), 2);
 }
 
 #[tokio::test]
