@@ -44,6 +44,8 @@
 #     (over 7 days), BENCH_WINDOWS_TIMEOUT=5400 (longest one backfill may run)
 #   CWTAP_BENCH_PAGE_BYTES=1048576: moto's FilterLogEvents pages end past this
 #     many bytes, as CloudWatch's end at 1 MB (0: moto's 10,000-event pages)
+#   BENCH_AGENT_EXTRA: YAML lines added to the agent section of every cwtap
+#     config, indented two spaces (e.g. "  state_fsync: false")
 #   BENCH_KEEP=1 keeps the work directory (configs, logs, receiver dumps).
 #
 # Writes the results as a markdown table to stdout (and $WORK/results.md).
@@ -224,6 +226,7 @@ $3
 agent:
   state_path: $1/state.db
 ${4:-}
+${BENCH_AGENT_EXTRA:-}
 YAML
     "$CWTAP" check --config "$1/config.yaml" >/dev/null
 }
