@@ -40,7 +40,7 @@ use serde_json::{Map, Value};
 
 pub use load::{LoadOptions, RuleError, builtin_names};
 pub use redact::{RedactConfig, Redactor};
-use rule::{Extract, Input, Mode, Rule};
+use rule::{Extract, Input, Mode, Needles, Rule};
 
 /// The canonical fields every rule can fill. Trace grouping reads these;
 /// the delivered event carries them in `properties` beside the original data.
@@ -116,6 +116,8 @@ pub struct Parsed {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// The rules' `when.contains` texts.
+    needles: Needles,
     redactor: Option<Redactor>,
 }
 
@@ -130,7 +132,12 @@ impl RuleSet {
     fn from_rules(mut rules: Vec<Rule>, redactor: Option<Redactor>) -> RuleSet {
         // Stable: equal priorities keep list order.
         rules.sort_by_key(|r| r.priority);
-        RuleSet { rules, redactor }
+        let needles = Needles::link(&mut rules);
+        RuleSet {
+            rules,
+            needles,
+            redactor,
+        }
     }
 
     /// The same rules, with PII redaction.
@@ -161,7 +168,7 @@ impl RuleSet {
 
     /// Parses one message. Never fails: no match is the fallback event.
     pub fn parse(&self, message: &str) -> Parsed {
-        let mut input = Input::new(message);
+        let mut input = Input::new(message, &self.needles);
         let mut merges: Vec<(&str, Extract)> = Vec::new();
         let mut decided: Option<(&str, Extract)> = None;
         for rule in &self.rules {
@@ -524,6 +531,43 @@ mod tests {
         assert_eq!(set.parse(r#"{"a":{"c":1}}"#).rule, None);
         assert_eq!(set.parse("1271").rule.as_deref(), Some("r"));
         assert_eq!(set.parse("1211").rule, None);
+    }
+
+    #[test]
+    fn contains_needles_shared_and_nested_across_rules_decide_as_each_alone() {
+        // `"p.` is inside `"p.start"` and `"p.report"` (searched first for
+        // them), `x"p.start"y` inside nothing; two rules share `"p.start"`.
+        let set = rules(
+            r#"- {name: start, type: regex, pattern: 'S', when: {contains: '"p.start"'}, priority: 1}
+- {name: either, type: regex, pattern: 'S|R', when: {contains: ['"p.report"', '"p.start"']}, priority: 2}
+- {name: wide, type: regex, pattern: 'x"p.start"y', when: {contains: 'x"p.start"y'}, priority: 0}
+- {name: any, type: regex, pattern: 'A', when: {contains: '"p.'}, priority: 3}"#,
+        );
+        let rule = |m: &str| set.parse(m).rule;
+        assert_eq!(rule(r#"S "p.start""#).as_deref(), Some("start"));
+        assert_eq!(rule(r#"R "p.report""#).as_deref(), Some("either"));
+        assert_eq!(rule(r#"S "p.report""#).as_deref(), Some("either"));
+        assert_eq!(rule(r#"x"p.start"y S"#).as_deref(), Some("wide"));
+        assert_eq!(rule(r#"A "p.other""#).as_deref(), Some("any"));
+        // The shorter needle is there, the longer ones are not.
+        assert_eq!(rule(r#"S R "p.startx"#), None);
+        assert_eq!(rule("S R A p.start"), None);
+    }
+
+    #[test]
+    fn a_rule_set_with_more_needles_than_it_remembers_still_decides() {
+        let yaml: String = (0..70)
+            .map(|i| {
+                format!(
+                    "- {{name: n{i}, type: regex, pattern: 'k{i}=', when: {{contains: 'k{i}='}}}}\n"
+                )
+            })
+            .collect();
+        let set = rules(&yaml);
+        for i in [0, 63, 64, 69] {
+            assert_eq!(set.parse(&format!("k{i}=1")).rule, Some(format!("n{i}")));
+        }
+        assert_eq!(set.parse("k70=1").rule, None);
     }
 
     #[test]

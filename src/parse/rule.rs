@@ -123,9 +123,10 @@ enum Kind {
 #[derive(Debug, Clone, Default)]
 struct When {
     prefix: Vec<String>,
-    /// Substring searchers built once: `str::contains` sets one up on
-    /// every call, and most messages go past several of them.
-    contains: Vec<memchr::memmem::Finder<'static>>,
+    contains: Vec<String>,
+    /// `contains` as ids in the rule set's [`Needles`] (set by
+    /// [`Needles::link`]).
+    needles: Vec<usize>,
     regex: Option<Regex>,
     json_fields: Vec<Path>,
 }
@@ -269,20 +270,109 @@ pub(crate) struct Extract {
     pub(crate) from_json: bool,
 }
 
-/// Per-message state shared by the rules: the JSON parse is done once.
+/// Every `when.contains` text of a rule set, each searched for at most
+/// once per message: most messages go past every such rule, and a
+/// substring search is most of what a rule that does not apply costs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Needles {
+    /// Searchers built once (`str::contains` sets one up on every call).
+    finders: Vec<memchr::memmem::Finder<'static>>,
+    /// A shorter needle that each one contains, searched first: where it is
+    /// absent, so is this one (the Lambda set's `"platform.start"`,
+    /// `"platform.report"`, ... all wait on its `"platform.`).
+    within: Vec<Option<usize>>,
+}
+
+/// How many needles a message remembers the outcome of (bits of a `u64`);
+/// the others are searched every time they are asked about.
+const REMEMBERED: usize = 64;
+
+impl Needles {
+    /// Collects the `contains` texts of `rules`, gives each rule their ids.
+    pub(crate) fn link(rules: &mut [Rule]) -> Needles {
+        let mut texts: Vec<String> = Vec::new();
+        for rule in rules.iter_mut() {
+            rule.when.needles = rule
+                .when
+                .contains
+                .iter()
+                .map(|c| match texts.iter().position(|t| t == c) {
+                    Some(id) => id,
+                    None => {
+                        texts.push(c.clone());
+                        texts.len() - 1
+                    }
+                })
+                .collect();
+        }
+        // The longest needle found inside each one: chains (a in b in c)
+        // are then searched from the shortest up.
+        let within = texts
+            .iter()
+            .map(|t| {
+                texts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| o.len() < t.len() && !o.is_empty() && t.contains(o.as_str()))
+                    .max_by_key(|(_, o)| o.len())
+                    .map(|(id, _)| id)
+            })
+            .collect();
+        Needles {
+            finders: texts
+                .iter()
+                .map(|t| memchr::memmem::Finder::new(t.as_bytes()).into_owned())
+                .collect(),
+            within,
+        }
+    }
+}
+
+/// Per-message state shared by the rules: the JSON parse and each needle's
+/// search are done once.
 pub(crate) struct Input<'a> {
     pub(crate) message: &'a str,
+    /// The message without its leading white space (`when.prefix`).
+    trimmed: &'a str,
+    needles: &'a Needles,
+    /// Needles searched for, and those found (bit = id).
+    searched: u64,
+    found: u64,
     json: Option<Option<Map<String, Value>>>,
     embedded: Option<(usize, Option<Map<String, Value>>)>,
 }
 
 impl<'a> Input<'a> {
-    pub(crate) fn new(message: &'a str) -> Input<'a> {
+    pub(crate) fn new(message: &'a str, needles: &'a Needles) -> Input<'a> {
         Input {
             message,
+            trimmed: message.trim_start(),
+            needles,
+            searched: 0,
+            found: 0,
             json: None,
             embedded: None,
         }
+    }
+
+    /// Whether the message contains needle `id`.
+    fn contains(&mut self, id: usize) -> bool {
+        let needles = self.needles;
+        let search = |input: &mut Input<'a>| {
+            needles.within[id].is_none_or(|shorter| input.contains(shorter))
+                && needles.finders[id].find(input.message.as_bytes()).is_some()
+        };
+        if id >= REMEMBERED {
+            return search(self);
+        }
+        let bit = 1u64 << id;
+        if self.searched & bit == 0 {
+            if search(self) {
+                self.found |= bit;
+            }
+            self.searched |= bit;
+        }
+        self.found & bit != 0
     }
 
     /// The message as a JSON object, parsed at most once.
@@ -438,10 +528,8 @@ impl Rule {
             None => When::default(),
             Some(w) => When {
                 prefix: list(&w.prefix),
-                contains: list(&w.contains)
-                    .iter()
-                    .map(|c| memchr::memmem::Finder::new(c.as_bytes()).into_owned())
-                    .collect(),
+                contains: list(&w.contains),
+                needles: Vec::new(),
                 regex: w
                     .regex
                     .as_deref()
@@ -590,17 +678,12 @@ impl Rule {
         let w = &self.when;
         let message = input.message;
         if !w.prefix.is_empty() {
-            let m = message.trim_start();
+            let m = input.trimmed;
             if !w.prefix.iter().any(|p| m.starts_with(p.as_str())) {
                 return false;
             }
         }
-        if !w.contains.is_empty()
-            && !w
-                .contains
-                .iter()
-                .any(|c| c.find(message.as_bytes()).is_some())
-        {
+        if !w.needles.is_empty() && !w.needles.iter().any(|&id| input.contains(id)) {
             return false;
         }
         if let Some(re) = &w.regex
