@@ -33,7 +33,10 @@ static MALLOC_CONF: &[u8; 47] = b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli);
+    if let Err(e) = init_logging(&cli) {
+        eprintln!("cwtap: error: {e}");
+        return ExitCode::from(e.exit_code() as u8);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -43,10 +46,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Sets up logging at `--log-level`, or at `RUST_LOG` when that is set and
+/// makes sense (else a warning, and `--log-level`). A bad `--log-level` is a
+/// usage error: a misspelt level would otherwise read as a target name and
+/// silence every line.
+fn init_logging(cli: &Cli) -> Result<(), AppError> {
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| log_filter(&v).map_err(|e| format!("RUST_LOG={v:?}: {e}")));
+    let (filter, warning) = match from_env {
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(e)) => (
+            log_filter(&cli.log_level).map_err(AppError::Usage)?,
+            Some(e),
+        ),
+        None => (log_filter(&cli.log_level).map_err(AppError::Usage)?, None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -54,6 +70,26 @@ fn init_logging(cli: &Cli) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}; logging at --log-level {}", cli.log_level);
+    }
+    Ok(())
+}
+
+/// A log filter from a level (`error`, `warn`, `info`, `debug`, `trace`,
+/// `off`) or comma-separated `target=level` directives. A directive without
+/// `=` must be a level.
+fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains('=') && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
+            return Err(format!(
+                "log level {directive:?}: expected one of {} or target=level",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(text).map_err(|e| format!("log level {text:?}: {e}"))
 }
 
 fn load(path: &std::path::Path) -> Result<Config, AppError> {
@@ -241,6 +277,11 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             if watch {
                 let every = cwtap::time::parse_duration(&interval)
                     .map_err(|e| AppError::Usage(format!("--interval: {e}")))?;
+                if every < std::time::Duration::from_secs(1) {
+                    return Err(AppError::Usage(format!(
+                        "--interval {interval}: at least 1s (each redraw reads the state file)"
+                    )));
+                }
                 let (shutdown, _) = install_signals()?;
                 return runtime()?
                     .block_on(app::watch_status(&config, every, &shutdown))
@@ -262,8 +303,7 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             let text = match input.as_deref() {
                 None => read_stdin()?,
                 Some(p) if p.as_os_str() == "-" => read_stdin()?,
-                Some(p) => std::fs::read_to_string(p)
-                    .map_err(|e| AppError::Usage(format!("cannot read {}: {e}", p.display())))?,
+                Some(p) => cwtap::replay::fixture::read_text(p).map_err(AppError::Usage)?,
             };
             let report = runtime()?.block_on(app::parse_test(&config, &group, &text, json))?;
             print!("{report}");
@@ -292,7 +332,16 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 parse_instant(&since, now).map_err(|e| AppError::Usage(format!("--since: {e}")))?;
             let until = match until {
                 Some(u) => {
-                    parse_instant(&u, now).map_err(|e| AppError::Usage(format!("--until: {e}")))?
+                    let until = parse_instant(&u, now)
+                        .map_err(|e| AppError::Usage(format!("--until: {e}")))?;
+                    if until > now {
+                        return Err(AppError::Usage(format!(
+                            "--until {}: in the future (now is {}); a backfill delivers the past and exits, `cwtap run` follows new events",
+                            cwtap::time::format_ms(until),
+                            cwtap::time::format_ms(now)
+                        )));
+                    }
+                    until
                 }
                 None => now,
             };

@@ -39,7 +39,11 @@ pub fn parse_instant(text: &str, now: EpochMs) -> Result<EpochMs, String> {
         return Ok(now);
     }
     if let Ok(ago) = parse_duration(text) {
-        return Ok(now - ago.as_millis() as EpochMs);
+        return i64::try_from(ago.as_millis())
+            .ok()
+            .filter(|&ago| ago <= now)
+            .map(|ago| now - ago)
+            .ok_or_else(|| format!("{text:?} ago is before 1970"));
     }
     match humantime::parse_rfc3339_weak(text) {
         Ok(t) => Ok(t
@@ -166,6 +170,12 @@ mod tests {
             1_795_161_600_000
         );
         assert!(parse_instant("yesterday", now).is_err());
+        // Further back than 1970, or than a duration can say: refused, not
+        // wrapped around into another time.
+        for far in ["99999999d", "999999999999d"] {
+            let e = parse_instant(far, now).unwrap_err();
+            assert!(e.contains("before 1970"), "{far}: {e}");
+        }
     }
 
     #[test]

@@ -105,3 +105,135 @@ fn status_watch_redraws_the_table_until_interrupted() {
     let text = std::fs::read_to_string(&out_path).unwrap();
     assert!(text.contains("LOG GROUP"), "the table: {text}");
 }
+
+/// `parse-test` reads a captured fixture as `capture` writes it: plain, or
+/// gzipped when its name ends in `.gz`; both give the same report.
+#[test]
+fn parse_test_reads_plain_and_gzipped_fixtures_alike() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ndjson_config(
+        dir.path(),
+        "  - name: /aws/lambda/app\n    parsers: [{use: lambda}, {use: json}]\n",
+        "",
+    );
+    let events = [
+        fixture_event(
+            "/aws/lambda/app",
+            "s",
+            1_000,
+            "START RequestId: 5e5c4176-5df6-4817-b099-3b5a9a1b2c3d Version: $LATEST",
+        ),
+        fixture_event(
+            "/aws/lambda/app",
+            "s",
+            1_001,
+            r#"{"level":"info","msg":"hi","request_id":"5e5c4176-5df6-4817-b099-3b5a9a1b2c3d"}"#,
+        ),
+    ];
+    let plain = dir.path().join("f.ndjson");
+    write_fixture(&plain, &events);
+    let gz = dir.path().join("f.ndjson.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(&std::fs::read(&plain).unwrap()).unwrap();
+    enc.finish().unwrap();
+    let report = |file: &std::path::Path| {
+        let args = [
+            "parse-test",
+            "--json",
+            "--group",
+            "/aws/lambda/app",
+            "--config",
+        ];
+        let out = Command::new(cwtap_bin())
+            .args(args)
+            .arg(&cfg)
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let from_plain = report(&plain);
+    assert!(from_plain.contains("lambda-start"), "{from_plain}");
+    assert!(from_plain.contains("json-structured"), "{from_plain}");
+    assert_eq!(report(&gz), from_plain);
+    // A `.gz` that is not gzip is a usage error naming the file.
+    let fake = dir.path().join("fake.ndjson.gz");
+    std::fs::copy(&plain, &fake).unwrap();
+    let out = Command::new(cwtap_bin())
+        .args(["parse-test", "--group", "/aws/lambda/app", "--config"])
+        .arg(&cfg)
+        .arg(&fake)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("fake.ndjson.gz") && err.contains("not gzip"),
+        "{err}"
+    );
+}
+
+/// Values clap accepts but that mean nothing useful: refused with exit 2 and
+/// the reason, before anything runs.
+#[test]
+fn meaningless_command_line_values_exit_2_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ndjson_config(dir.path(), "  - name: /w/app\n", "");
+    for (args, says) in [
+        (
+            vec![
+                "backfill",
+                "--since",
+                "1h",
+                "--until",
+                "2099-01-01T00:00:00Z",
+            ],
+            "in the future",
+        ),
+        (vec!["backfill", "--since", "99999999d"], "before 1970"),
+        (vec!["backfill", "--since", "999999999999d"], "before 1970"),
+        (vec!["--log-level", "eror", "check"], "log level \"eror\""),
+        (
+            vec!["--log-level", "cwtap=debug,warnn", "check"],
+            "\"warnn\"",
+        ),
+        (
+            vec!["status", "--watch", "--interval", "0"],
+            "--interval 0: at least 1s",
+        ),
+    ] {
+        let out = Command::new(cwtap_bin())
+            .current_dir(dir.path())
+            .args(&args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert!(!dir.path().join("state.db").exists());
+    // A level (any case) and target=level directives are fine.
+    for level in ["warn", "DEBUG", "cwtap=debug,warn"] {
+        let out = Command::new(cwtap_bin())
+            .args(["--log-level", level, "check", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{level}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

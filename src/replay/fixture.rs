@@ -59,6 +59,28 @@ fn is_gzip(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
+/// Reads a whole text file, gunzipped when its name ends in `.gz` (as
+/// `capture` writes one), for commands that take fixture lines as text.
+pub fn read_text(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = if is_gzip(path) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| format!("cannot read {}: not gzip ({e})", path.display()))?;
+        out
+    } else {
+        bytes
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "cannot read {}: not UTF-8 text (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Reads a whole fixture. Blank lines are skipped; a bad line is an error
 /// naming the file and the line.
 pub fn read_fixture(path: &Path) -> Result<Vec<FixtureEvent>, ReplayError> {
