@@ -330,19 +330,26 @@ async fn an_https_endpoint_with_an_unknown_ca_fails_and_ca_file_makes_it_pass() 
     );
 }
 
+/// A config error (exit 2) naming the setting and the file, in `check` as in
+/// `backfill`, before anything is read.
 #[test]
 fn a_ca_file_without_certificates_is_refused_with_its_path() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), "not a certificate\n").unwrap();
     let config = vectadb_config(dir.path(), "https://127.0.0.1:1", "  ca_file: ca.pem\n");
-    let (code, _, err) = run_code(
-        cwtap(&moto.url)
-            .env("CWTAP_TEST_API_KEY", API_KEY)
-            .args(["backfill", "--since", "1h", "--no-progress", "--config"])
-            .arg(&config),
-        Duration::from_secs(30),
-    );
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("ca.pem"), "{err}");
+    for args in [
+        &["check", "--config"][..],
+        &["backfill", "--since", "1h", "--no-progress", "--config"],
+    ] {
+        let (code, _, err) = run_code(
+            cwtap(&moto.url)
+                .env("CWTAP_TEST_API_KEY", API_KEY)
+                .args(args)
+                .arg(&config),
+            Duration::from_secs(30),
+        );
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("vectadb.ca_file") && err.contains("ca.pem"), "{err}");
+    }
 }

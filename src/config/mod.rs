@@ -977,12 +977,52 @@ pub(crate) fn check_http_url(url: &str, key: &str) -> Result<(), Invalid> {
     if rest.is_empty() || rest.starts_with('/') {
         return Err(invalid(key, format!("{url:?} has no host")));
     }
+    // user:password@host would be in every log line and error that names
+    // the endpoint (the URL itself is not repeated here, for that reason).
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(invalid(
+            key,
+            "credentials in the URL (user:password@) are not taken: they would show wherever the endpoint is named; give them as vectadb.api_key or otlp.headers",
+        ));
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_an_endpoint_url_are_refused_without_repeating_them() {
+        for (yaml, key) in [
+            (
+                "vectadb: {endpoint: 'http://u:pw-do-not-print@127.0.0.1:1/'}\n",
+                "vectadb.endpoint",
+            ),
+            (
+                "otlp: {endpoint: 'https://pw-do-not-print@collector:4318'}\n",
+                "otlp.endpoint",
+            ),
+            (
+                "ndjson: {path: '-'}\naws: {endpoint_url: 'http://u:pw-do-not-print@127.0.0.1:5000'}\n",
+                "aws.endpoint_url",
+            ),
+        ] {
+            let yaml = format!("{yaml}log_groups: [{{name: /a}}]\n");
+            let e = Config::from_yaml(&yaml, Path::new("c.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(key) && e.contains("credentials in the URL"),
+                "{e}"
+            );
+            assert!(!e.contains("pw-do-not-print"), "{e}");
+        }
+        // An @ in the path or query is not a credential.
+        let yaml = "vectadb: {endpoint: 'http://127.0.0.1:1/a@b'}\nlog_groups: [{name: /a}]\n";
+        assert!(Config::from_yaml(yaml, Path::new("c.yaml")).is_ok());
+    }
 
     #[test]
     fn debug_output_never_shows_the_api_key() {

@@ -79,25 +79,29 @@ pub trait Sink: Send + Sync {
     fn batch_size(&self) -> usize;
 }
 
-/// The certificates of a PEM bundle, for an HTTP output's trusted roots;
-/// `key` names the setting in messages.
-pub(crate) fn read_ca_file(
-    path: &std::path::Path,
-    key: &str,
-) -> Result<Vec<reqwest::Certificate>, SinkError> {
-    let pem = std::fs::read(path)
-        .map_err(|e| SinkError::Open(format!("cannot read {key} {}: {e}", path.display())))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-        SinkError::Open(format!(
-            "{key} {} is not a PEM certificate bundle: {e}",
-            path.display()
-        ))
-    })?;
+/// The certificates of a PEM bundle, for an HTTP output's trusted roots.
+/// Read when the config loads (so that `check` and a reload catch a bad
+/// file) and again when the output is built; the error says what is wrong
+/// with the file, the caller names the setting.
+pub(crate) fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{} is not a PEM certificate bundle: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(SinkError::Open(format!(
-            "{key} {} holds no PEM certificate",
-            path.display()
-        )));
+        return Err(format!("{} holds no PEM certificate", path.display()));
     }
     Ok(certs)
+}
+
+/// A folder holding `ca.pem` (a self-signed certificate) and `key.pem` (its
+/// key), for the tests of settings that name such files.
+#[cfg(test)]
+pub(crate) fn pem_files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    std::fs::write(dir.path().join("ca.pem"), cert.cert.pem()).expect("write ca.pem");
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem())
+        .expect("write key.pem");
+    std::fs::write(dir.path().join("not.pem"), "not a certificate\n").expect("write not.pem");
+    dir
 }

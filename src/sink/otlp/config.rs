@@ -202,6 +202,10 @@ fn load(sections: &Sections<'_>) -> Result<Option<Arc<dyn OutputConfig>>, Invali
             value: header_value,
         });
     }
+    let ca_file = non_empty(o.ca_file, "otlp.ca_file")?.map(|p| sections.base_dir.join(p));
+    if let Some(path) = &ca_file {
+        crate::sink::read_ca_file(path).map_err(|e| invalid("otlp.ca_file", e))?;
+    }
     let secs = |v: Option<u64>, d: Duration| v.map_or(d, |s| Duration::from_secs(s.max(1)));
     Ok(Some(Arc::new(OtlpConfig {
         headers,
@@ -210,7 +214,7 @@ fn load(sections: &Sections<'_>) -> Result<Option<Arc<dyn OutputConfig>>, Invali
         batch_size,
         max_batch_bytes,
         max_backoff: secs(o.max_backoff_secs, d.max_backoff),
-        ca_file: non_empty(o.ca_file, "otlp.ca_file")?.map(|p| sections.base_dir.join(p)),
+        ca_file,
         health_check: o.health_check.unwrap_or(d.health_check),
         traces: o.traces.unwrap_or(d.traces),
         ..d
@@ -317,12 +321,24 @@ mod tests {
 
     #[test]
     fn header_values_never_show_in_debug_output_or_describe() {
-        let config =
-            load("{endpoint: 'https://h', headers: {x-api-key: sk-do-not-print}, ca_file: ca.pem}")
-                .expect("loads");
+        let dir = crate::sink::pem_files();
+        let config = Config::from_yaml(
+            "otlp: {endpoint: 'https://h', headers: {x-api-key: sk-do-not-print}, ca_file: ca.pem}\nlog_groups: [{name: /a}]\n",
+            &dir.path().join("c.yaml"),
+        )
+        .expect("loads");
         let shown = format!("{:?} {}", config.output, config.output.describe());
         assert!(!shown.contains("sk-do-not-print"), "{shown}");
         assert!(shown.contains("x-api-key"), "{shown}");
-        assert!(shown.contains("/etc/cwtap/ca.pem"), "{shown}");
+        assert!(
+            shown.contains(&format!("{}", dir.path().join("ca.pem").display())),
+            "{shown}"
+        );
+        let (key, message) = error("{endpoint: 'https://h', ca_file: not-there.pem}");
+        assert_eq!(key, "otlp.ca_file");
+        assert!(
+            message.contains("cannot read /etc/cwtap/not-there.pem"),
+            "{message}"
+        );
     }
 }

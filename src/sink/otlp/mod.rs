@@ -82,7 +82,9 @@ impl OtlpSink {
     pub fn new(config: OtlpConfig, agent: &AgentConfig) -> Result<OtlpSink, SinkError> {
         let mut builder = reqwest::Client::builder();
         if let Some(path) = &config.ca_file {
-            for cert in read_ca_file(path, "otlp.ca_file")? {
+            let certs =
+                read_ca_file(path).map_err(|e| SinkError::Open(format!("otlp.ca_file: {e}")))?;
+            for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::VectadbSink;
 use crate::config::{AgentConfig, Invalid, Secret, Sections, check_http_url, invalid, non_empty};
-use crate::sink::{OutputConfig, OutputKind, Sink, SinkError};
+use crate::sink::{OutputConfig, OutputKind, Sink, SinkError, read_ca_file};
 
 /// The output's registration (see [`crate::sink::OUTPUTS`]).
 pub const OUTPUT: OutputKind = OutputKind {
@@ -114,17 +114,36 @@ fn load(sections: &Sections<'_>) -> Result<Option<Arc<dyn OutputConfig>>, Invali
             format!("must be between 1024 and {BODY_LIMIT} (the server's body limit)"),
         ));
     }
+    let ca_file = non_empty(v.ca_file, "vectadb.ca_file")?.map(|p| sections.base_dir.join(p));
+    if let Some(path) = &ca_file {
+        read_ca_file(path).map_err(|e| invalid("vectadb.ca_file", e))?;
+    }
+    // A key from a secret file often ends in a line break; one inside it
+    // could not go in a header.
+    let api_key = v
+        .api_key
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty());
+    if api_key
+        .as_deref()
+        .is_some_and(|k| k.chars().any(|c| c.is_control() || !c.is_ascii()))
+    {
+        return Err(invalid(
+            "vectadb.api_key",
+            "holds a control character or non-ASCII text, which cannot go in an HTTP header",
+        ));
+    }
     let agent = sections.agent;
     let secs = |v: Option<u64>, d: Duration| v.map_or(d, |s| Duration::from_secs(s.max(1)));
     Ok(Some(Arc::new(VectadbConfig {
-        api_key: v.api_key.filter(|k| !k.is_empty()).map(Secret::new),
+        api_key: api_key.map(Secret::new),
         batch_size,
         max_batch_bytes,
         timeout: secs(v.timeout_secs, d.timeout),
         max_backoff: secs(v.max_backoff_secs, d.max_backoff),
         max_item_retries: v.max_item_retries.unwrap_or(d.max_item_retries),
         health_check: v.health_check.unwrap_or(d.health_check),
-        ca_file: non_empty(v.ca_file, "vectadb.ca_file")?.map(|p| sections.base_dir.join(p)),
+        ca_file,
         auto_create_traces: v
             .auto_create_traces
             .or(agent.auto_create_traces)
@@ -173,12 +192,55 @@ mod tests {
     }
 
     #[test]
-    fn a_relative_ca_file_is_read_from_the_config_files_folder() {
+    fn a_relative_ca_file_is_read_from_the_config_files_folder_when_the_config_loads() {
+        let dir = crate::sink::pem_files();
+        let config = dir.path().join("c.yaml");
+        let config = config.to_str().unwrap();
         let shown = vectadb(
             "vectadb: {endpoint: 'https://127.0.0.1:1', ca_file: ca.pem}\nlog_groups: [{name: /a}]\n",
-            "/etc/cwtap/c.yaml",
+            config,
         );
-        assert!(shown.contains("/etc/cwtap/ca.pem"), "{shown}");
+        assert!(
+            shown.contains(&format!("{}", dir.path().join("ca.pem").display())),
+            "{shown}"
+        );
+        // A file that is not there, or not a certificate, is a config error
+        // (so `check` and a reload see it), naming the setting and the file.
+        for (file, says) in [("nope.pem", "cannot read"), ("not.pem", "PEM certificate")] {
+            let yaml = format!(
+                "vectadb: {{endpoint: 'https://127.0.0.1:1', ca_file: {file}}}\nlog_groups: [{{name: /a}}]\n"
+            );
+            let e = Config::from_yaml(&yaml, Path::new(config))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("vectadb.ca_file") && e.contains(file) && e.contains(says),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_api_key_loses_surrounding_white_space_and_must_fit_a_header() {
+        let yaml = |key: &str| {
+            format!(
+                "vectadb: {{endpoint: 'http://127.0.0.1:1', api_key: {key:?}}}\nlog_groups: [{{name: /a}}]\n"
+            )
+        };
+        let describe = |key: &str| {
+            let config = Config::from_yaml(&yaml(key), Path::new("c.yaml")).expect("loads");
+            config.output.describe()
+        };
+        assert!(describe("sk-1\n").contains("api key set"));
+        assert!(describe(" \n").contains("api key not set"));
+        let e = Config::from_yaml(&yaml("sk-do-not-print\nline-2"), Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("vectadb.api_key") && e.contains("HTTP header"),
+            "{e}"
+        );
+        assert!(!e.contains("sk-do-not-print"), "{e}");
     }
 
     #[test]

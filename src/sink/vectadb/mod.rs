@@ -72,7 +72,9 @@ impl VectadbSink {
     pub fn new(config: VectadbConfig, agent: &AgentConfig) -> Result<VectadbSink, SinkError> {
         let mut builder = reqwest::Client::builder();
         if let Some(path) = &config.ca_file {
-            for cert in read_ca_file(path, "vectadb.ca_file")? {
+            let certs =
+                read_ca_file(path).map_err(|e| SinkError::Open(format!("vectadb.ca_file: {e}")))?;
+            for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }

@@ -105,7 +105,10 @@ pub(crate) fn load(sections: &Sections<'_>) -> Result<Option<Arc<FirehoseConfig>
         file(raw.tls_cert_file, "firehose.tls_cert_file")?,
         file(raw.tls_key_file, "firehose.tls_key_file")?,
     ) {
-        (Some(c), Some(k)) => Some((c, k)),
+        (Some(c), Some(k)) => {
+            super::server_tls(&c, &k)?;
+            Some((c, k))
+        }
         (None, None) => None,
         _ => {
             return Err(invalid(
@@ -198,6 +201,29 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_are_read_when_the_config_loads() {
+        let dir = crate::sink::pem_files();
+        let load = |cert: &str, key: &str| {
+            let yaml = format!(
+                "ndjson: {{path: '-'}}\nfirehose: {{listen: '127.0.0.1:1', access_key: k, tls_cert_file: {cert}, tls_key_file: {key}}}\n"
+            );
+            Config::from_yaml(&yaml, &dir.path().join("c.yaml")).map_err(|e| e.to_string())
+        };
+        let config = load("ca.pem", "key.pem").expect("a certificate and its key load");
+        assert!(config.firehose.expect("firehose").tls.is_some());
+        let e = load("ca.pem", "not.pem").unwrap_err();
+        assert!(
+            e.contains("firehose.tls_key_file") && e.contains("not.pem"),
+            "{e}"
+        );
+        let e = load("not.pem", "key.pem").unwrap_err();
+        assert!(
+            e.contains("firehose.tls_cert_file") && e.contains("not.pem"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_receive_only_config_needs_no_log_groups_and_names_bad_keys() {
         let config =
             load("ndjson: {path: '-'}\nfirehose: {listen: '127.0.0.1:8443', access_key: k}\n")
@@ -218,6 +244,10 @@ mod tests {
             (
                 "firehose: {listen: '127.0.0.1:1', access_key: k, tls_cert_file: c.pem}",
                 "firehose.tls_cert_file",
+            ),
+            (
+                "firehose: {listen: '127.0.0.1:1', access_key: k, tls_cert_file: c.pem, tls_key_file: k.pem}",
+                "firehose.tls_cert_file: /etc/cwtap/c.pem",
             ),
             (
                 "firehose: {listen: '127.0.0.1:1', access_key: k, request_timeout_secs: 200}",

@@ -450,31 +450,47 @@ pub async fn bind(config: &FirehoseConfig) -> Result<TcpListener, ServeError> {
 
 /// The TLS acceptor for `firehose.tls_cert_file` and `tls_key_file`.
 pub fn tls_acceptor(config: &FirehoseConfig) -> Result<Option<TlsAcceptor>, ServeError> {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let Some((cert, key)) = &config.tls else {
         return Ok(None);
     };
+    let server = server_tls(cert, key).map_err(|(k, m)| ServeError::Tls(format!("{k}: {m}")))?;
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
+/// The TLS server config of a certificate chain and key (PEM files). Also
+/// run when the config loads, so that `check` and a reload catch a bad file;
+/// the error is (setting, message).
+pub(crate) fn server_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::rustls::ServerConfig, (String, String)> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let fail = |k: &str, m: String| (k.to_string(), m);
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|i| i.collect())
-        .map_err(|e| ServeError::Tls(format!("firehose.tls_cert_file {}: {e}", cert.display())))?;
+        .map_err(|e| fail("firehose.tls_cert_file", format!("{}: {e}", cert.display())))?;
     if certs.is_empty() {
-        return Err(ServeError::Tls(format!(
-            "firehose.tls_cert_file {} holds no certificate",
-            cert.display()
-        )));
+        return Err(fail(
+            "firehose.tls_cert_file",
+            format!("{} holds no certificate", cert.display()),
+        ));
     }
     let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| ServeError::Tls(format!("firehose.tls_key_file {}: {e}", key.display())))?;
+        .map_err(|e| fail("firehose.tls_key_file", format!("{}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
+    rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .map_err(|e| fail("firehose.tls_cert_file", e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| ServeError::Tls(format!("certificate and key do not fit: {e}")))?;
-    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+        .map_err(|e| {
+            fail(
+                "firehose.tls_cert_file, firehose.tls_key_file",
+                format!("certificate and key do not fit: {e}"),
+            )
+        })
 }
 
 /// Serves Firehose requests on `listener` until `shutdown`; then stops
