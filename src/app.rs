@@ -748,6 +748,19 @@ pub async fn backfill(
         resolve_groups(&config, &accounts, &mut known, &skip, &shutdown).await;
     if !request.groups.is_empty() {
         specs.retain(|s| request.groups.contains(&s.name));
+        // A --group a prefix selects but that does not exist would
+        // otherwise be a backfill of nothing that says it completed (a
+        // failed discovery already says why its groups are missing).
+        if errors.is_empty() {
+            for g in &request.groups {
+                if !specs.iter().any(|s| &s.name == g) {
+                    report.groups_failed.push((
+                        g.clone(),
+                        "no log group of this name exists under the configured prefixes: check the name with `cwtap groups list`".into(),
+                    ));
+                }
+            }
+        }
     }
     for e in errors {
         report.groups_failed.push(("(discovery)".into(), e));

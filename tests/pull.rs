@@ -364,6 +364,48 @@ async fn a_missing_log_group_is_reported_with_its_region_and_the_other_groups_go
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_of_a_group_a_prefix_selects_but_that_does_not_exist_fails_naming_it() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    put_events(
+        &client,
+        "/svc/real",
+        "s",
+        &[(now_ms() - 5_000, "from real".into())],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ndjson_config(dir.path(), "  - prefix: /svc/\n", "");
+    let backfill = |group: &str| {
+        run_code(
+            cwtap(&moto.url)
+                .args([
+                    "backfill",
+                    "--since",
+                    "1h",
+                    "--no-progress",
+                    "--group",
+                    group,
+                ])
+                .arg("--config")
+                .arg(&config),
+            Duration::from_secs(60),
+        )
+    };
+    let (code, _, err) = backfill("/svc/reel");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("/svc/reel") && err.contains("cwtap groups list"),
+        "{err}"
+    );
+    assert!(read_ndjson(&dir.path().join("out.ndjson")).is_empty());
+    let (code, _, err) = backfill("/svc/real");
+    assert_eq!(code, 0, "{err}");
+    let messages = message_counts(&read_ndjson(&dir.path().join("out.ndjson")));
+    assert_eq!(messages.get("from real"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefix_selection_discovers_groups_including_ones_created_later() {
     let moto = Moto::start();
     let client = moto.client().await;

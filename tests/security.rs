@@ -350,6 +350,9 @@ fn a_ca_file_without_certificates_is_refused_with_its_path() {
             Duration::from_secs(30),
         );
         assert_eq!(code, 2, "{args:?}: {err}");
-        assert!(err.contains("vectadb.ca_file") && err.contains("ca.pem"), "{err}");
+        assert!(
+            err.contains("vectadb.ca_file") && err.contains("ca.pem"),
+            "{err}"
+        );
     }
 }
