@@ -443,3 +443,38 @@ fn a_config_with_only_an_aws_section_is_enough_for_admin_commands() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("bad.yaml") && err.contains("regoin"), "{err}");
 }
+
+/// Without credentials anywhere, an AWS command says so at once, in words,
+/// instead of retrying a dispatch failure and printing the SDK's debug dump.
+#[test]
+fn no_credentials_is_said_plainly_and_not_retried() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = ndjson_config(dir.path(), "  - name: /a/b\n", "");
+    let nowhere = dir.path().join("none");
+    for args in [&["groups", "list"][..], &["check", "--online"]] {
+        let (code, _, err) = run_code(
+            cwtap(&moto.url)
+                .env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY")
+                .env_remove("AWS_SESSION_TOKEN")
+                .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+                .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+                .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+                .env("AWS_CONFIG_FILE", &nowhere)
+                .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
+                .env("HOME", dir.path())
+                .args(args)
+                .arg("--config")
+                .arg(&config),
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains("cannot get AWS credentials"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("attempts"), "retried: {err}");
+        assert!(!err.contains("DispatchFailure("), "debug dump: {err}");
+    }
+}

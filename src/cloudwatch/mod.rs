@@ -32,6 +32,27 @@ use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::time::EpochMs;
 
+/// What went wrong getting credentials, when that is why `err` failed: the
+/// credentials error and its causes, without the SDK's debug dump.
+fn credentials_failure(err: &dyn std::error::Error) -> Option<String> {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut next = err.source();
+    while let Some(e) = next {
+        if e.downcast_ref::<CredentialsError>().is_some() {
+            let mut parts = vec![e.to_string()];
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                parts.push(c.to_string());
+                cause = c.source();
+            }
+            parts.dedup();
+            return Some(parts.join(": "));
+        }
+        next = e.source();
+    }
+    None
+}
+
 /// A CloudWatch call that failed for good; callers match on it.
 #[derive(Debug, thiserror::Error)]
 pub enum CloudWatchError {
@@ -47,6 +68,17 @@ pub enum CloudWatchError {
     AccessDenied {
         operation: &'static str,
         resource: String,
+        message: String,
+    },
+    /// No credentials could be had: none configured, or their provider
+    /// (an instance or container role, SSO, STS) failed. Not retried here:
+    /// a poll reports it and tries again at its next interval, a one-shot
+    /// command says it at once.
+    #[error(
+        "cannot get AWS credentials for {operation}: {message} (cwtap takes them from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the shared config files, web identity, or the container or instance role)"
+    )]
+    NoCredentials {
+        operation: &'static str,
         message: String,
     },
     /// Still throttled or failing after every retry.
@@ -259,6 +291,11 @@ impl CloudWatch {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
+        if let SdkError::DispatchFailure(_) = err
+            && let Some(message) = credentials_failure(err)
+        {
+            return Verdict::Fail(CloudWatchError::NoCredentials { operation, message });
+        }
         let message = DisplayErrorContext(err).to_string();
         match err {
             SdkError::TimeoutError(_)
