@@ -64,6 +64,16 @@ fn cases() -> Vec<Case> {
             expect: &["agent.late_arrival_secs", "invalid duration"],
         },
         Case {
+            name: "negative duration",
+            yaml: format!("{out}{GOOD_GROUPS}agent:\n  poll_interval_secs: -5\n"),
+            expect: &["agent.poll_interval_secs", "cannot be negative", "line 6"],
+        },
+        Case {
+            name: "fractional seconds",
+            yaml: format!("{out}{GOOD_GROUPS}agent:\n  lookback_secs: 1.5\n"),
+            expect: &["agent.lookback_secs", "whole seconds", "line 6"],
+        },
+        Case {
             name: "no output",
             yaml: GOOD_GROUPS.to_string(),
             expect: &["no output is configured"],

@@ -142,9 +142,42 @@ pub struct RawAgent {
 }
 
 /// A number of seconds, or a duration string such as `90s`, `5m`, `1h`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum DurationValue {
     Secs(u64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DurationValue;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number of seconds or a duration such as 90s, 5m, 1h")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DurationValue, E> {
+                Ok(DurationValue::Secs(v))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DurationValue, E> {
+                u64::try_from(v)
+                    .map(DurationValue::Secs)
+                    .map_err(|_| E::custom(format!("invalid duration {v}: it cannot be negative")))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DurationValue, E> {
+                Err(E::custom(format!(
+                    "invalid duration {v}: give whole seconds, or a unit for less (1500ms)"
+                )))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DurationValue, E> {
+                Ok(DurationValue::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
