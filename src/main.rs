@@ -159,18 +159,25 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             // closed pipe), writing the buffer does not.
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut command, "cwtap", &mut script);
-            std::io::stdout()
-                .write_all(&script)
-                .map_err(|e| AppError::Failed(format!("cannot write the script: {e}")))?;
+            match std::io::stdout().write_all(&script) {
+                // `| head` closed the pipe: what it wanted was written.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(AppError::Failed(format!("cannot write the script: {e}")));
+                }
+                _ => {}
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { dir } => {
             use clap::CommandFactory;
             let command = Cli::command();
             match dir {
-                None => clap_mangen::Man::new(command)
-                    .render(&mut std::io::stdout())
-                    .map_err(|e| AppError::Failed(format!("cannot write the man page: {e}")))?,
+                None => match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                        return Err(AppError::Failed(format!("cannot write the man page: {e}")));
+                    }
+                    _ => {}
+                },
                 Some(dir) => {
                     std::fs::create_dir_all(&dir)
                         .map_err(|e| AppError::Usage(format!("--dir {}: {e}", dir.display())))?;

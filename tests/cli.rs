@@ -182,6 +182,25 @@ fn parse_test_reads_plain_and_gzipped_fixtures_alike() {
     );
 }
 
+/// `| head` closing the pipe is not an error of the command.
+#[test]
+fn a_closed_pipe_ends_completions_and_man_quietly() {
+    for args in [&["completions", "bash"][..], &["man"]] {
+        let mut child = Command::new(cwtap_bin())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read nothing: close the pipe at once.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert!(!err.contains("error"), "{args:?}: {err}");
+    }
+}
+
 /// Values clap accepts but that mean nothing useful: refused with exit 2 and
 /// the reason, before anything runs.
 #[test]

@@ -448,6 +448,22 @@ fn bad_fixtures_and_flags_are_usage_errors_naming_the_file_and_line() {
             .args(["--to", "cloudwatch"]),
         LIMIT,
     );
-    assert_eq!(code, 1, "{err}");
+    // A file that is not there is a usage error too, as a missing --config.
+    assert_eq!(code, 2, "{err}");
     assert!(err.contains("none.ndjson"), "{err}");
+    // A `.gz` that is not gzip: the file and the line it fails at.
+    let fake = dir.path().join("fake.ndjson.gz");
+    std::fs::write(&fake, format!("{good}\n")).unwrap();
+    let (code, _, err) = run_code(
+        cwtap("http://127.0.0.1:9")
+            .arg("replay")
+            .arg(&fake)
+            .args(["--to", "cloudwatch"]),
+        LIMIT,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("fake.ndjson.gz:1") && err.contains("not gzip"),
+        "{err}"
+    );
 }

@@ -84,11 +84,10 @@ pub fn read_text(path: &Path) -> Result<String, String> {
 /// Reads a whole fixture. Blank lines are skipped; a bad line is an error
 /// naming the file and the line.
 pub fn read_fixture(path: &Path) -> Result<Vec<FixtureEvent>, ReplayError> {
-    let file = File::open(path).map_err(|source| ReplayError::Io {
-        path: path.to_path_buf(),
-        action: "open",
-        source,
-    })?;
+    // The file the user named: not there, or not theirs to read, is a usage
+    // error (exit 2) like a bad line.
+    let file = File::open(path)
+        .map_err(|e| ReplayError::Usage(format!("cannot open {}: {e}", path.display())))?;
     let reader: Box<dyn Read> = if is_gzip(path) {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
@@ -96,10 +95,11 @@ pub fn read_fixture(path: &Path) -> Result<Vec<FixtureEvent>, ReplayError> {
     };
     let mut events = Vec::new();
     for (i, line) in BufReader::new(reader).lines().enumerate() {
-        let line = line.map_err(|source| ReplayError::Io {
+        // Not gzip, or not UTF-8, from this line on.
+        let line = line.map_err(|e| ReplayError::Line {
             path: path.to_path_buf(),
-            action: "read",
-            source,
+            line: i + 1,
+            message: format!("cannot read the line (not gzip, or not UTF-8 text?): {e}"),
         })?;
         if line.trim().is_empty() {
             continue;
