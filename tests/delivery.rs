@@ -510,7 +510,7 @@ async fn sigterm_while_the_downstream_is_down_exits_zero_promptly_and_keeps_ever
         "  batch_size: 20\n",
         "  lookback_secs: 1h\n",
     );
-    let mut child = start_run(&moto, &config);
+    let mut child = spawn_run_logged(&moto.url, &config);
     assert!(wait_until(Duration::from_secs(20), || receiver
         .requests()
         .iter()
@@ -527,6 +527,15 @@ async fn sigterm_while_the_downstream_is_down_exits_zero_promptly_and_keeps_ever
         wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
     assert_eq!(exit.code(), Some(0));
     assert_eq!(receiver.stored_count(), 0);
+    // The log says what was left undelivered, and that it comes back.
+    let log = std::fs::read_to_string(config.with_file_name("cwtap.log")).unwrap();
+    assert!(
+        log.lines().any(
+            |l| l.contains("shutdown came before the output took every event")
+                && l.contains("next start")
+        ),
+        "{log}"
+    );
     // Back up: the next run delivers all of it.
     receiver.script().down_until = None;
     let mut child = start_run(&moto, &config);

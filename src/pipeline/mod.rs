@@ -279,6 +279,19 @@ impl Pipeline {
             Record::Event(e) => Some(e),
             Record::Summary(_) => None,
         };
+        if outcome.abandoned {
+            let left = records.len() - done.len();
+            match &position {
+                Position::Pushed { .. } => tracing::warn!(
+                    events = left,
+                    "shutdown came before the output took every event of a Firehose request: it is answered with an error, and Firehose sends it again"
+                ),
+                _ => tracing::warn!(
+                    events = left,
+                    "shutdown came before the output took every event of a batch: they are not checkpointed, and are read and delivered at the next start"
+                ),
+            }
+        }
         let checkpoint = match position {
             Position::None => None,
             Position::Group {
