@@ -79,6 +79,11 @@ fn cases() -> Vec<Case> {
             expect: &["no output is configured"],
         },
         Case {
+            name: "empty file",
+            yaml: String::new(),
+            expect: &["vectadb, otlp, ndjson: no output is configured"],
+        },
+        Case {
             name: "two outputs",
             yaml: format!("{out}vectadb: {{endpoint: 'http://127.0.0.1:9'}}\n{GOOD_GROUPS}"),
             expect: &["two outputs"],

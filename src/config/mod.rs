@@ -410,10 +410,13 @@ fn read_output(sections: &Sections<'_>) -> Result<Arc<dyn OutputConfig>, Invalid
             found.push((kind.name, output));
         }
     }
-    let names = section_names().join(", ");
     match found.len() {
         0 => Err(invalid(
-            names,
+            crate::sink::OUTPUTS
+                .iter()
+                .map(|o| o.name)
+                .collect::<Vec<_>>()
+                .join(", "),
             "no output is configured; add a `vectadb:` section, `otlp: {endpoint: ...}` or `ndjson: {path: ...}`",
         )),
         1 => Ok(found.remove(0).1),

@@ -36,8 +36,22 @@ impl Sections<'_> {
             _value: PhantomData,
         }
         .deserialize(de)
-        .map_err(|e| (name.to_string(), e.to_string()))
+        .map_err(|e| key_and_message(name, e.to_string()))
     }
+}
+
+/// serde_yaml starts a message with the path of the value it is about
+/// (`ndjson.batch_size: invalid type ...`): that path is the key, said once.
+fn key_and_message(name: &str, message: String) -> Invalid {
+    if let Some((path, rest)) = message.split_once(": ")
+        && (path == name
+            || path
+                .strip_prefix(name)
+                .is_some_and(|p| p.starts_with(['.', '['])))
+    {
+        return (path.to_string(), rest.to_string());
+    }
+    (name.to_string(), message)
 }
 
 /// Picks the value of one key of the top-level mapping, skipping the others.
@@ -62,6 +76,11 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for Pick<'_, T> {
     }
 
     fn visit_unit<E>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    /// An empty file.
+    fn visit_none<E>(self) -> Result<Option<T>, E> {
         Ok(None)
     }
 
@@ -177,5 +196,33 @@ mod tests {
     #[test]
     fn field_names_come_from_the_derived_deserializer() {
         assert_eq!(field_names::<Out>(), &["endpoint", "batch_size"]);
+    }
+
+    #[test]
+    fn the_path_serde_yaml_gives_becomes_the_key_said_once() {
+        let split = |m: &str| key_and_message("ndjson", m.to_string());
+        assert_eq!(
+            split(
+                "ndjson.batch_size: invalid type: string \"x\", expected usize at line 1 column 40"
+            ),
+            (
+                "ndjson.batch_size".to_string(),
+                "invalid type: string \"x\", expected usize at line 1 column 40".to_string()
+            )
+        );
+        assert_eq!(
+            split("ndjson: unknown field `paht`").0,
+            "ndjson",
+            "the section itself"
+        );
+        // Another section's name, or no path at all: the message stays whole.
+        assert_eq!(
+            split("ndjsonx.a: b"),
+            ("ndjson".to_string(), "ndjsonx.a: b".to_string())
+        );
+        assert_eq!(
+            split("invalid type: map"),
+            ("ndjson".to_string(), "invalid type: map".to_string())
+        );
     }
 }
