@@ -891,7 +891,24 @@ pub fn describe(config: &Config) -> String {
         },
         ag.max_window,
     ));
-    out.push_str("log groups:\n");
+    if let Some(f) = &config.firehose {
+        out.push_str(&format!(
+            "firehose (cwtap serve): listen on {} ({}), access key set, requests up to {} bytes, {} at once ({} bytes in all), answered within {:?}, request ids kept {:?}; groups without a log_groups entry get {} default rule(s)\n",
+            f.listen,
+            if f.tls.is_some() { "HTTPS" } else { "HTTP" },
+            f.max_body_bytes,
+            f.max_in_flight_requests,
+            f.max_in_flight_bytes,
+            f.request_timeout,
+            f.dedup_window,
+            f.default_group.rules.len(),
+        ));
+    }
+    out.push_str(if config.groups.is_empty() {
+        "log groups: none (nothing to pull)\n"
+    } else {
+        "log groups:\n"
+    });
     for g in &config.groups {
         let what = match &g.selector {
             GroupSelector::Name(n) => n.clone(),

@@ -256,3 +256,21 @@ fn meaningless_command_line_values_exit_2_saying_why() {
         );
     }
 }
+
+/// `check` on a config that only receives (Firehose) says what `serve`
+/// will do, and that nothing is pulled.
+#[test]
+fn check_describes_the_firehose_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "ndjson: {path: out.ndjson}\nfirehose: {listen: '127.0.0.1:8443', access_key: k-do-not-print}\n",
+    );
+    let out = output(&["check", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        out.contains("firehose (cwtap serve): listen on 127.0.0.1:8443 (HTTP)"),
+        "{out}"
+    );
+    assert!(out.contains("log groups: none (nothing to pull)"), "{out}");
+    assert!(!out.contains("k-do-not-print"), "{out}");
+}
