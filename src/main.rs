@@ -37,10 +37,17 @@ fn main() -> ExitCode {
         eprintln!("cwtap: error: {e}");
         return ExitCode::from(e.exit_code() as u8);
     }
+    let json_logs = cli.log_format == LogFormat::Json;
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("cwtap: error: {e}");
+            // With JSON logs the last word is a JSON line too, for whatever
+            // collects them.
+            if json_logs {
+                tracing::error!(exit_code = e.exit_code(), "{e}");
+            } else {
+                eprintln!("cwtap: error: {e}");
+            }
             ExitCode::from(e.exit_code() as u8)
         }
     }

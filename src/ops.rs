@@ -77,6 +77,11 @@ pub async fn execute(command: OpsCommand, shutdown: Shutdown) -> Result<u8, AppE
             ndjson,
             aws,
         } => {
+            if query.trim().is_empty() {
+                return Err(AppError::Usage(
+                    "QUERY is empty: give a Logs Insights query (fields @timestamp, @message | limit 20)".into(),
+                ));
+            }
             let (start_ms, end_ms) = window(&since, until.as_deref())?;
             let request = QueryRequest {
                 query,
@@ -277,8 +282,15 @@ fn window(since: &str, until: Option<&str>) -> Result<(EpochMs, EpochMs), AppErr
     Ok((start, end))
 }
 
+/// A wait given on the command line (`--timeout`): more than nothing.
 fn duration_arg(flag: &str, text: &str) -> Result<Duration, AppError> {
-    parse_duration(text).map_err(|e| AppError::Usage(format!("{flag}: {e}")))
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() => Err(AppError::Usage(format!(
+            "{flag} {text}: must be more than 0"
+        ))),
+        Ok(d) => Ok(d),
+        Err(e) => Err(AppError::Usage(format!("{flag}: {e}"))),
+    }
 }
 
 fn parse_tags(pairs: &[String]) -> Result<BTreeMap<String, String>, AppError> {

@@ -274,3 +274,29 @@ fn check_describes_the_firehose_listener() {
     assert!(out.contains("log groups: none (nothing to pull)"), "{out}");
     assert!(!out.contains("k-do-not-print"), "{out}");
 }
+
+/// With `--log-format json`, the error a command ends with is a JSON line
+/// like the others, with its exit code.
+#[test]
+fn with_json_logs_the_final_error_is_a_json_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(cwtap_bin())
+        .args(["--log-format", "json", "check", "--config"])
+        .arg(dir.path().join("missing.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    let line: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert_eq!(line["fields"]["exit_code"], 2, "{line}");
+    assert!(
+        line["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("missing.yaml"),
+        "{line}"
+    );
+}

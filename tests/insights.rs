@@ -126,6 +126,7 @@ async fn query_errors_name_the_group_or_the_flag() {
         ("--limit", "0"),
         ("--limit", "10001"),
         ("--timeout", "soon"),
+        ("--timeout", "0"),
     ] {
         let (code, _, err) = run_code(
             cwtap(&moto.url).args([
@@ -143,6 +144,12 @@ async fn query_errors_name_the_group_or_the_flag() {
         assert_eq!(code, 2, "{flag} {value}: {err}");
         assert!(err.contains(flag), "{err}");
     }
+    let (code, _, err) = run_code(
+        cwtap(&moto.url).args(["query", " ", "--group", "/q/api", "--since", "1h"]),
+        LIMIT,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("QUERY is empty"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
