@@ -478,3 +478,26 @@ fn no_credentials_is_said_plainly_and_not_retried() {
         assert!(!err.contains("DispatchFailure("), "debug dump: {err}");
     }
 }
+
+/// An AWS call that keeps failing ends with the error and its causes, not
+/// the SDK's debug dump, and a listing names no empty resource.
+#[test]
+fn a_failing_call_is_reported_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "ndjson: {path: out.ndjson}\naws: {max_retries: 1}\nlog_groups: [{name: /a/b}]\n",
+    );
+    // Nothing listens on port 9 of the loopback.
+    let (code, _, err) = run_code(
+        cwtap("http://127.0.0.1:9")
+            .args(["groups", "list", "--config"])
+            .arg(&config),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("DescribeLogGroups failed after"), "{last}");
+    assert!(last.contains("Connection refused"), "{last}");
+    assert!(!last.contains("DispatchFailure("), "debug dump: {last}");
+}

@@ -342,7 +342,7 @@ impl CloudWatch {
         match tokio::time::timeout(Duration::from_secs(10), call).await {
             Ok(Ok(_)) => tracing::info!(query_id, "query stopped"),
             Ok(Err(e)) => {
-                tracing::warn!(query_id, error = %aws_sdk_cloudwatchlogs::error::DisplayErrorContext(&e), "StopQuery failed; the query runs until CloudWatch ends it")
+                tracing::warn!(query_id, error = %super::error_chain(&e), "StopQuery failed; the query runs until CloudWatch ends it")
             }
             Err(_) => tracing::warn!(
                 query_id,

@@ -32,6 +32,23 @@ use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::time::EpochMs;
 
+/// An error and its causes, `: `-separated, as the SDK's
+/// `DisplayErrorContext` writes them but without the debug dump it ends
+/// with (a page of connector and response internals).
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let part = e.to_string();
+        if !out.ends_with(&part) {
+            out.push_str(": ");
+            out.push_str(&part);
+        }
+        next = e.source();
+    }
+    out
+}
+
 /// What went wrong getting credentials, when that is why `err` failed: the
 /// credentials error and its causes, without the SDK's debug dump.
 fn credentials_failure(err: &dyn std::error::Error) -> Option<String> {
@@ -51,6 +68,15 @@ fn credentials_failure(err: &dyn std::error::Error) -> Option<String> {
         next = e.source();
     }
     None
+}
+
+/// ` on <resource>`, or nothing for a call on no one resource (a listing).
+fn on(resource: &str) -> String {
+    if resource.is_empty() {
+        String::new()
+    } else {
+        format!(" on {resource}")
+    }
 }
 
 /// A CloudWatch call that failed for good; callers match on it.
@@ -82,7 +108,7 @@ pub enum CloudWatchError {
         message: String,
     },
     /// Still throttled or failing after every retry.
-    #[error("{operation} on {resource} failed after {attempts} attempts: {message}")]
+    #[error("{operation}{} failed after {attempts} attempts: {message}", on(.resource))]
     Exhausted {
         operation: &'static str,
         resource: String,
@@ -90,7 +116,7 @@ pub enum CloudWatchError {
         message: String,
     },
     /// An error retrying cannot fix (invalid parameter, limit exceeded, ...).
-    #[error("{operation} on {resource} failed: {message}")]
+    #[error("{operation}{} failed: {message}", on(.resource))]
     Failed {
         operation: &'static str,
         resource: String,
@@ -296,7 +322,10 @@ impl CloudWatch {
         {
             return Verdict::Fail(CloudWatchError::NoCredentials { operation, message });
         }
-        let message = DisplayErrorContext(err).to_string();
+        // What people read: the error and its causes. The SDK's full
+        // context (with its debug dump of the response) is only searched.
+        let message = error_chain(err);
+        let context = DisplayErrorContext(err).to_string();
         match err {
             SdkError::TimeoutError(_)
             | SdkError::DispatchFailure(_)
@@ -334,7 +363,7 @@ impl CloudWatch {
             | "InternalFailure"
             | "InternalServerError"
             | "RequestTimeout" => Verdict::Retry(message),
-            _ if message.contains("status code: 5") || code.is_empty() => Verdict::Retry(message),
+            _ if context.contains("status code: 5") || code.is_empty() => Verdict::Retry(message),
             _ => Verdict::Fail(CloudWatchError::Failed {
                 operation,
                 resource: resource.to_string(),
