@@ -300,3 +300,29 @@ fn with_json_logs_the_final_error_is_a_json_line() {
         "{line}"
     );
 }
+
+/// An NDJSON output that cannot be opened is named by its setting.
+#[test]
+fn an_ndjson_path_that_cannot_be_created_names_its_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("f.ndjson");
+    write_fixture(&fixture, &[fixture_event("/w/app", "s", 1_000, "hello")]);
+    let cfg = write_config(
+        dir.path(),
+        "ndjson: {path: /proc/cwtap-nowhere/out.ndjson}\nlog_groups: [{name: /w/app}]\n",
+    );
+    let out = Command::new(cwtap_bin())
+        .current_dir(dir.path())
+        .arg("replay")
+        .arg(&fixture)
+        .args(["--to", "downstream", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("ndjson.path: cannot create the folder /proc/cwtap-nowhere"),
+        "{err}"
+    );
+}

@@ -98,7 +98,10 @@ impl NdjsonSink {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| {
-                        SinkError::Open(format!("cannot create {}: {e}", dir.display()))
+                        SinkError::Open(format!(
+                            "ndjson.path: cannot create the folder {}: {e}",
+                            dir.display()
+                        ))
                     })?;
                 }
                 let file = std::fs::OpenOptions::new()
@@ -106,10 +109,7 @@ impl NdjsonSink {
                     .append(true)
                     .open(path)
                     .map_err(|e| {
-                        SinkError::Open(format!(
-                            "cannot open NDJSON output {}: {e}",
-                            path.display()
-                        ))
+                        SinkError::Open(format!("ndjson.path: cannot open {}: {e}", path.display()))
                     })?;
                 Target::File(BufWriter::new(file))
             }
