@@ -865,10 +865,11 @@ pub fn describe(config: &Config) -> String {
         "aws: region {}, profile {}, endpoint {}\n",
         a.region.as_deref().unwrap_or("(from the AWS chain)"),
         a.profile.as_deref().unwrap_or("(default)"),
-        a.endpoint_url
-            .clone()
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-            .unwrap_or_else(|| "(AWS)".into()),
+        match (&a.endpoint_url, std::env::var("AWS_ENDPOINT_URL")) {
+            (Some(url), _) => url.clone(),
+            (None, Ok(url)) if !url.trim().is_empty() => format!("{url} (AWS_ENDPOINT_URL)"),
+            _ => "(AWS)".into(),
+        },
     ));
     let r = &a.rate_limits;
     out.push_str(&format!(
@@ -1133,16 +1134,13 @@ pub async fn check_online(config: &Config, shutdown: &Shutdown) -> OnlineReport 
             every
         );
     }
-    match config.output.build(&config.agent) {
-        Ok(sink) => match sink.health(shutdown).await {
-            Ok(()) => {
-                let _ = writeln!(r.text, "output: {} is reachable", config.output.describe());
-            }
-            Err(e) => r.failures.push(format!("output: {e}")),
-        },
+    match config.output.check_online(&config.agent, shutdown).await {
+        Ok(()) => {
+            let _ = writeln!(r.text, "output: {} is reachable", config.output.describe());
+        }
         Err(e) => r.failures.push(format!("output: {e}")),
     }
-    match state_writable(&config.agent.state_path) {
+    match crate::config::writable(&config.agent.state_path, "agent.state_path") {
         Ok(()) => {
             let _ = writeln!(
                 r.text,
@@ -1153,38 +1151,6 @@ pub async fn check_online(config: &Config, shutdown: &Shutdown) -> OnlineReport 
         Err(e) => r.failures.push(e),
     }
     r
-}
-
-/// Whether the state file can be written: its folder takes a new file, and
-/// the file itself, when there, opens for writing (nothing is changed).
-fn state_writable(path: &std::path::Path) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            format!(
-                "agent.state_path: cannot create the folder {}: {e}",
-                dir.display()
-            )
-        })?;
-    }
-    let probe = dir.join(format!(".cwtap-write-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"probe").map_err(|e| {
-        format!(
-            "agent.state_path: the folder {} is not writable: {e}",
-            dir.display()
-        )
-    })?;
-    let _ = std::fs::remove_file(&probe);
-    if path.exists() {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("agent.state_path: {} is not writable: {e}", path.display()))?;
-    }
-    Ok(())
 }
 
 /// Events a group's read calls returned per call (re-reads included).

@@ -68,7 +68,7 @@ pub enum Command {
     Backfill {
         #[command(flatten)]
         config: ConfigArg,
-        /// Start of the window: a duration ago (30m, 6h, 7d, 2w) or an RFC 3339 UTC time.
+        /// Start of the window: a duration ago (30m, 6h, 7d, 2w) or an RFC 3339 time (Z or an offset).
         #[arg(long)]
         since: String,
         /// End of the window, same forms as --since [default: now].
@@ -462,7 +462,7 @@ pub enum OpsCommand {
         /// Log group name or ARN (repeatable, at most 50).
         #[arg(long = "group", required = true)]
         groups: Vec<String>,
-        /// Start: a duration ago (30m, 6h, 7d) or an RFC 3339 UTC time.
+        /// Start: a duration ago (30m, 6h, 7d) or an RFC 3339 time (Z or an offset).
         #[arg(long)]
         since: String,
         /// End, same forms [default: now].

@@ -65,10 +65,13 @@ fn init_logging(cli: &Cli) -> Result<(), AppError> {
     let (filter, warning) = match from_env {
         Some(Ok(filter)) => (filter, None),
         Some(Err(e)) => (
-            log_filter(&cli.log_level).map_err(AppError::Usage)?,
+            log_filter(&quiet_sdk(&cli.log_level)).map_err(AppError::Usage)?,
             Some(e),
         ),
-        None => (log_filter(&cli.log_level).map_err(AppError::Usage)?, None),
+        None => (
+            log_filter(&quiet_sdk(&cli.log_level)).map_err(AppError::Usage)?,
+            None,
+        ),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -81,6 +84,20 @@ fn init_logging(cli: &Cli) -> Result<(), AppError> {
         tracing::warn!("{warning}; logging at --log-level {}", cli.log_level);
     }
     Ok(())
+}
+
+/// `--log-level` as a filter: at `info` and quieter, the AWS SDK's
+/// warning that the instance metadata gave no Region (off AWS, a page of
+/// its internals) is left out: cwtap says what to set when a call needs one.
+fn quiet_sdk(level: &str) -> String {
+    let quiet = ["error", "warn", "info"]
+        .iter()
+        .any(|l| l.eq_ignore_ascii_case(level.trim()));
+    if quiet {
+        format!("{level},aws_config::imds::region=error")
+    } else {
+        level.to_string()
+    }
 }
 
 /// A log filter from a level (`error`, `warn`, `info`, `debug`, `trace`,

@@ -45,15 +45,57 @@ pub fn parse_instant(text: &str, now: EpochMs) -> Result<EpochMs, String> {
             .map(|ago| now - ago)
             .ok_or_else(|| format!("{text:?} ago is before 1970"));
     }
-    match humantime::parse_rfc3339_weak(text) {
-        Ok(t) => Ok(t
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as EpochMs)
-            .unwrap_or(0)),
-        Err(_) => Err(format!(
-            "invalid time {text:?}: give a duration ago (30m, 6h, 7d, 2w) or an RFC 3339 UTC instant (2026-11-20T08:00:00Z)"
-        )),
+    parse_rfc3339(text).ok_or_else(|| {
+        format!(
+            "invalid time {text:?}: give a duration ago (30m, 6h, 7d, 2w) or an RFC 3339 time (2026-11-20T08:00:00Z, 2026-11-20T10:00:00+02:00)"
+        )
+    })
+}
+
+/// Reads an RFC 3339 time as epoch milliseconds: `Z`, an offset
+/// (`+02:00`, `-0530`) or no zone (UTC); `T` or a space between date and
+/// time. `None` when it is not one, or before 1970.
+pub fn parse_rfc3339(text: &str) -> Option<EpochMs> {
+    // humantime reads UTC (`Z` or no zone); an offset is applied here.
+    let (local, offset_ms) = split_offset(text.trim());
+    let t = humantime::parse_rfc3339_weak(local).ok()?;
+    let ms = t.duration_since(UNIX_EPOCH).ok()?.as_millis() as EpochMs - offset_ms;
+    (ms >= 0).then_some(ms)
+}
+
+/// Splits an RFC 3339 time into its local part and its UTC offset in ms
+/// (`+02:00`, `-0530`); a time without one (or with `Z`) has offset 0.
+fn split_offset(text: &str) -> (&str, EpochMs) {
+    let b = text.as_bytes();
+    // `+hh:mm` or `+hhmm`, after a time of day (not a date's `-mm-dd`).
+    for len in [6, 5] {
+        let Some(at) = b.len().checked_sub(len) else {
+            continue;
+        };
+        let (local, zone) = (&text[..at], &b[at..]);
+        let digits: Vec<u8> = zone[1..].iter().copied().filter(|&c| c != b':').collect();
+        let shaped = match len {
+            6 => zone[3] == b':',
+            _ => !zone.contains(&b':'),
+        };
+        if !(zone[0] == b'+' || zone[0] == b'-')
+            || !shaped
+            || digits.len() != 4
+            || !digits.iter().all(u8::is_ascii_digit)
+            || !local.contains(['T', 't', ' '])
+            || !local.contains(':')
+        {
+            continue;
+        }
+        let n = |d: &[u8]| i64::from(d[0] - b'0') * 10 + i64::from(d[1] - b'0');
+        let (hours, minutes) = (n(&digits[..2]), n(&digits[2..]));
+        if hours > 23 || minutes > 59 {
+            continue;
+        }
+        let ms = (hours * 60 + minutes) * 60_000;
+        return (local, if zone[0] == b'-' { -ms } else { ms });
     }
+    (text, 0)
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC with exactly millisecond
@@ -169,7 +211,32 @@ mod tests {
             parse_instant("2026-11-20T08:00:00Z", now).unwrap(),
             1_795_161_600_000
         );
-        assert!(parse_instant("yesterday", now).is_err());
+        // The same instant with an offset, with or without its colon.
+        for same in [
+            "2026-11-20T10:00:00+02:00",
+            "2026-11-20T10:00:00+0200",
+            "2026-11-20T02:30:00-05:30",
+            "2026-11-20T08:00:00+00:00",
+            "2026-11-20 08:00:00",
+        ] {
+            assert_eq!(
+                parse_instant(same, now).unwrap(),
+                1_795_161_600_000,
+                "{same}"
+            );
+        }
+        assert_eq!(
+            parse_instant("2026-11-20T10:00:00.250+02:00", now).unwrap(),
+            1_795_161_600_250
+        );
+        for bad in [
+            "yesterday",
+            "2026-11-20T10:00:00+25:00",
+            "2026-11-20T10:00:00+02",
+            "2026-11-20+02:00",
+        ] {
+            assert!(parse_instant(bad, now).is_err(), "{bad}");
+        }
         // Further back than 1970, or than a duration can say: refused, not
         // wrapped around into another time.
         for far in ["99999999d", "999999999999d"] {

@@ -262,6 +262,10 @@ agent: {{state_path: {state}, poll_interval_secs: 1, lookback_secs: 5m, listen: 
         "{stdout}"
     );
     assert!(stdout.contains("each group every ~"), "{stdout}");
+    assert!(
+        !dir.path().join("out.ndjson").exists() && !dir.path().join("state.db").exists(),
+        "check leaves no output or state file behind"
+    );
 
     // `run`: the usable account goes on; the role is named in the log.
     let mut run = spawn_run_logged(&moto.url, &cfg);

@@ -479,6 +479,36 @@ fn no_credentials_is_said_plainly_and_not_retried() {
     }
 }
 
+/// Without a Region anywhere, an AWS command says where to set one, at
+/// once, instead of retrying "Missing Region" nine times.
+#[test]
+fn no_region_is_said_plainly_and_not_retried() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = ndjson_config(dir.path(), "  - name: /a/b\n", "");
+    let nowhere = dir.path().join("none");
+    for args in [&["groups", "list"][..], &["check", "--online"]] {
+        let (code, _, err) = run_code(
+            cwtap(&moto.url)
+                .env_remove("AWS_REGION")
+                .env_remove("AWS_DEFAULT_REGION")
+                .env("AWS_CONFIG_FILE", &nowhere)
+                .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
+                .env("HOME", dir.path())
+                .args(args)
+                .arg("--config")
+                .arg(&config),
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains("no AWS Region for DescribeLogGroups") && err.contains("aws.region"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("attempts"), "retried: {err}");
+    }
+}
+
 /// An AWS call that keeps failing ends with the error and its causes, not
 /// the SDK's debug dump, and a listing names no empty resource.
 #[test]

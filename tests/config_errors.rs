@@ -54,6 +54,31 @@ fn cases() -> Vec<Case> {
             expect: &["unknown field `ibans`", "line 4"],
         },
         Case {
+            name: "a key given twice",
+            yaml: format!(
+                "{out}{GOOD_GROUPS}agent:\n  poll_interval_secs: 5\n  poll_interval_secs: 6\n"
+            ),
+            // (Lines 6 and 7: the test adds `state_path` after `agent:`.)
+            expect: &[
+                "line 7",
+                "`agent.poll_interval_secs` is given twice (first at line 6)",
+            ],
+        },
+        Case {
+            // Otherwise the second section would silently win.
+            name: "a section given twice",
+            yaml: format!("{out}{GOOD_GROUPS}ndjson: {{path: other.ndjson}}\n"),
+            expect: &["line 4", "`ndjson` is given twice (first at line 1)"],
+        },
+        Case {
+            name: "a key of a list item given twice",
+            yaml: format!("{out}log_groups:\n  - name: /a\n    name: /b\n"),
+            expect: &[
+                "line 4",
+                "`log_groups[0].name` is given twice (first at line 3)",
+            ],
+        },
+        Case {
             name: "missing log_groups",
             yaml: out.to_string(),
             expect: &["log_groups", "missing"],
@@ -218,6 +243,53 @@ fn missing_config_file_is_a_usage_error() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("config.yaml"), "{err}");
+}
+
+/// `AWS_ENDPOINT_URL` is checked as `aws.endpoint_url` is: a typo or a
+/// password in it is a configuration error naming the variable, and the
+/// password is not repeated.
+#[test]
+fn a_bad_aws_endpoint_url_in_the_environment_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("ndjson: {{path: out.ndjson}}\n{GOOD_GROUPS}"),
+    );
+    for (url, expect) in [
+        (
+            "http://u:pw-do-not-print@127.0.0.1:9",
+            "credentials in the URL",
+        ),
+        ("127.0.0.1:9", "not an http:// or https:// URL"),
+    ] {
+        let out = run_to_end(
+            cwtap(url)
+                .current_dir(dir.path())
+                .args(["check", "--config"])
+                .arg(&config),
+            Duration::from_secs(20),
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert!(
+            err.contains("AWS_ENDPOINT_URL") && err.contains(expect),
+            "{err}"
+        );
+        assert!(!err.contains("pw-do-not-print"), "{err}");
+    }
+    let out = run_to_end(
+        cwtap("http://127.0.0.1:9")
+            .current_dir(dir.path())
+            .args(["check", "--config"])
+            .arg(&config),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("endpoint http://127.0.0.1:9 (AWS_ENDPOINT_URL)"),
+        "check says where the endpoint comes from"
+    );
 }
 
 #[test]

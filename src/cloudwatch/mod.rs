@@ -107,6 +107,15 @@ pub enum CloudWatchError {
         operation: &'static str,
         message: String,
     },
+    /// No Region in the config, the environment, the profile or the
+    /// instance metadata: no call can be made. Not retried.
+    #[error(
+        "no AWS Region for {operation} (account {account}): set aws.region (or the account's region) in the config, AWS_REGION, or region in the AWS profile"
+    )]
+    NoRegion {
+        operation: &'static str,
+        account: String,
+    },
     /// Still throttled or failing after every retry.
     #[error("{operation}{} failed after {attempts} attempts: {message}", on(.resource))]
     Exhausted {
@@ -179,6 +188,8 @@ pub struct CloudWatch {
     /// The account's name (`accounts[].name`, or `default`): metrics label.
     account: std::sync::Arc<str>,
     region: String,
+    /// Whether the chain found a Region: without one no call can be made.
+    has_region: bool,
     max_retries: u32,
     budget: budget::Budget,
     /// The role assumed, for messages.
@@ -251,6 +262,7 @@ impl CloudWatch {
             credentials = Some(provider.clone());
             sdk = sdk.into_builder().credentials_provider(provider).build();
         }
+        let has_region = sdk.region().is_some();
         let region = sdk
             .region()
             .map(|r| r.to_string())
@@ -259,6 +271,7 @@ impl CloudWatch {
             client: Client::new(&sdk),
             account: std::sync::Arc::from(name),
             region,
+            has_region,
             max_retries: cfg.max_retries,
             budget: budget::Budget::new(name, &cfg.rate_limits),
             role_arn: role.map(|r| r.role_arn.clone()),
@@ -317,10 +330,16 @@ impl CloudWatch {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        if let SdkError::DispatchFailure(_) = err
-            && let Some(message) = credentials_failure(err)
-        {
-            return Verdict::Fail(CloudWatchError::NoCredentials { operation, message });
+        if let SdkError::DispatchFailure(_) = err {
+            if !self.has_region {
+                return Verdict::Fail(CloudWatchError::NoRegion {
+                    operation,
+                    account: self.account.to_string(),
+                });
+            }
+            if let Some(message) = credentials_failure(err) {
+                return Verdict::Fail(CloudWatchError::NoCredentials { operation, message });
+            }
         }
         // What people read: the error and its causes. The SDK's full
         // context (with its debug dump of the response) is only searched.

@@ -304,6 +304,7 @@ impl Config {
                     message: format!("line {}: {}", e.line, e.message),
                 }
             })?;
+        check_duplicate_keys(&expanded).map_err(syntax)?;
         let raw: RawConfig = serde_yaml::from_str(&expanded).map_err(|e| syntax(e.to_string()))?;
         check_top_level_keys(&expanded).map_err(syntax)?;
         Ok((expanded, raw))
@@ -376,6 +377,78 @@ fn rule_options(raw: &RawConfig, base: &Path) -> Result<LoadOptions, Invalid> {
 
 /// Every top-level key must be known: a misspelt section would otherwise
 /// be ignored.
+/// A key given twice in one mapping is an error naming both lines (serde
+/// would take one of them silently, or name only the mapping's line).
+fn check_duplicate_keys(text: &str) -> Result<(), String> {
+    let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(text) else {
+        return Ok(());
+    };
+    let message = e.to_string();
+    let Some(at) = message.find("duplicate entry with key ") else {
+        // Other errors are reported by the typed parse, with its words.
+        return Ok(());
+    };
+    let parent = message[..at].strip_suffix(": ").unwrap_or("");
+    let rest = &message[at + "duplicate entry with key ".len()..];
+    let rest = rest.split(" at line ").next().unwrap_or(rest);
+    let key = rest.trim().trim_matches('"');
+    let path = if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    };
+    let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+    Err(match key_lines(text, line, column, key) {
+        Some((first, second)) => format!(
+            "line {second}: `{path}` is given twice (first at line {first}); give each key once"
+        ),
+        None => format!("line {line}: `{path}` is given twice in this mapping; give each key once"),
+    })
+}
+
+/// The lines (1-based) of the first two entries `key` of the block mapping
+/// that starts at `line`, `column`: the keys at that indentation, until a
+/// line less indented ends it. `None` when not found (a flow mapping).
+fn key_lines(text: &str, line: usize, column: usize, key: &str) -> Option<(usize, usize)> {
+    let indent = column.saturating_sub(1);
+    let is_key = |entry: &str| {
+        [key.to_string(), format!("\"{key}\""), format!("'{key}'")]
+            .iter()
+            .any(|k| {
+                entry
+                    .strip_prefix(k.as_str())
+                    .is_some_and(|after| after.trim_start().starts_with(':'))
+            })
+    };
+    let mut found = Vec::new();
+    for (n, l) in text.lines().enumerate().skip(line.saturating_sub(1)) {
+        let entry = if n + 1 == line {
+            // The mapping's first key, maybe after `- `.
+            l.get(indent..).unwrap_or("")
+        } else {
+            let content = l.trim_start_matches(' ');
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            let spaces = l.len() - content.len();
+            if spaces < indent {
+                break;
+            }
+            if spaces > indent {
+                continue;
+            }
+            content
+        };
+        if is_key(entry) {
+            found.push(n + 1);
+            if let [first, second] = found[..] {
+                return Some((first, second));
+            }
+        }
+    }
+    None
+}
+
 fn check_top_level_keys(text: &str) -> Result<(), String> {
     let Ok(serde_yaml::Value::Mapping(map)) = serde_yaml::from_str::<serde_yaml::Value>(text)
     else {
@@ -490,8 +563,19 @@ fn validate_aws(raw: raw::RawAws) -> Result<AwsConfig, Invalid> {
         timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(30).max(1)),
         rate_limits: validate_rate_limits(raw.rate_limits, RateLimits::default())?,
     };
-    if let Some(url) = &aws.endpoint_url {
-        check_http_url(url, "aws.endpoint_url")?;
+    match &aws.endpoint_url {
+        Some(url) => check_http_url(url, "aws.endpoint_url")?,
+        // The SDK reads the variable itself; it is checked the same way
+        // (and `check` shows it), so a typo or a password in it is found
+        // before the first call.
+        None => {
+            if let Some(url) = std::env::var("AWS_ENDPOINT_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+            {
+                check_http_url(&url, "AWS_ENDPOINT_URL (environment)")?;
+            }
+        }
     }
     Ok(aws)
 }
@@ -984,17 +1068,87 @@ pub(crate) fn check_http_url(url: &str, key: &str) -> Result<(), Invalid> {
     // the endpoint (the URL itself is not repeated here, for that reason).
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
+        let instead = if key.contains("endpoint_url") || key.starts_with("AWS_") {
+            "AWS credentials come from the environment, a profile or a role"
+        } else {
+            "give them as vectadb.api_key or otlp.headers"
+        };
         return Err(invalid(
             key,
-            "credentials in the URL (user:password@) are not taken: they would show wherever the endpoint is named; give them as vectadb.api_key or otlp.headers",
+            format!(
+                "credentials in the URL (user:password@) are not taken: they would show wherever the endpoint is named; {instead}"
+            ),
         ));
     }
+    Ok(())
+}
+
+/// Whether the file a setting names could be written, without changing
+/// anything: an existing file opens for appending; otherwise the nearest
+/// folder on its path that exists takes a new file (a probe, removed at
+/// once). The folders cwtap would create are not created.
+pub fn writable(path: &Path, key: &str) -> Result<(), String> {
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("{key}: {} is not writable: {e}", path.display()));
+    }
+    let dir = path
+        .ancestors()
+        .skip(1)
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .find(|d| d.exists())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!(
+            "{key}: cannot create {}: {} is not a folder",
+            path.display(),
+            dir.display()
+        ));
+    }
+    let probe = dir.join(format!(".cwtap-write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"probe").map_err(|e| {
+        format!(
+            "{key}: cannot create {}: the folder {} is not writable: {e}",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_is_checked_writable_without_creating_it_or_its_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b/out.ndjson");
+        writable(&nested, "ndjson.path").unwrap();
+        assert!(!dir.path().join("a").exists(), "no folder is created");
+        let existing = dir.path().join("state.db");
+        std::fs::write(&existing, b"kept").unwrap();
+        writable(&existing, "agent.state_path").unwrap();
+        assert_eq!(std::fs::read(&existing).unwrap(), b"kept");
+        // Under a file: nothing can be created there.
+        let e = writable(&existing.join("x/out.ndjson"), "ndjson.path").unwrap_err();
+        assert!(
+            e.starts_with("ndjson.path: cannot create") && e.contains("is not a folder"),
+            "{e}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no probe is left behind");
+    }
 
     #[test]
     fn credentials_in_an_endpoint_url_are_refused_without_repeating_them() {

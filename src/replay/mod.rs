@@ -145,13 +145,11 @@ impl Rebase {
         match text.trim() {
             "now" => Ok(Rebase::Now),
             "keep" => Ok(Rebase::Keep),
-            other => humantime::parse_rfc3339_weak(other)
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| Rebase::At(d.as_millis() as EpochMs))
+            other => crate::time::parse_rfc3339(other)
+                .map(Rebase::At)
                 .ok_or_else(|| {
                     ReplayError::Usage(format!(
-                        "--rebase {other:?}: give now, keep, or an RFC 3339 UTC time (2026-11-20T08:00:00Z)"
+                        "--rebase {other:?}: give now, keep, or an RFC 3339 time (2026-11-20T08:00:00Z, 2026-11-20T10:00:00+02:00)"
                     ))
                 }),
         }

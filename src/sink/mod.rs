@@ -42,6 +42,17 @@ pub trait OutputConfig: std::fmt::Debug + Send + Sync {
 
     /// Builds the sink.
     fn build(&self, agent: &AgentConfig) -> Result<Arc<dyn Sink>, SinkError>;
+
+    /// What `cwtap check --online` does: builds the sink and asks its
+    /// health. An output whose building leaves something behind (a file)
+    /// checks without building.
+    fn check_online<'a>(
+        &'a self,
+        agent: &'a AgentConfig,
+        shutdown: &'a Shutdown,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move { self.build(agent)?.health(shutdown).await })
+    }
 }
 
 /// What became of one batch. Indices are positions in the batch.

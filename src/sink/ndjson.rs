@@ -78,6 +78,20 @@ impl OutputConfig for NdjsonConfig {
             agent.trace_key_field,
         )?))
     }
+
+    /// Whether the file could be written, without creating it or its folder.
+    fn check_online<'a>(
+        &'a self,
+        _agent: &'a AgentConfig,
+        _shutdown: &'a Shutdown,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            match &self.path {
+                None => Ok(()),
+                Some(path) => crate::config::writable(path, "ndjson.path").map_err(SinkError::Open),
+            }
+        })
+    }
 }
 
 enum Target {
