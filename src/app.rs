@@ -1037,17 +1037,31 @@ pub async fn watch_status(
             Err(e) => return Err(e),
         };
         let mut out = std::io::stdout().lock();
-        if clear {
-            let _ = write!(out, "\x1b[2J\x1b[H");
+        let written = if clear {
+            write!(out, "\x1b[2J\x1b[H")
+        } else {
+            Ok(())
         }
-        let _ = write!(
-            out,
-            "{}  (every {}; Ctrl-C to stop)\n{table}",
-            format_ms(now_ms()),
-            humantime::format_duration(every)
-        );
-        let _ = out.flush();
+        .and_then(|()| {
+            write!(
+                out,
+                "{}  (every {}; Ctrl-C to stop)\n{table}",
+                format_ms(now_ms()),
+                humantime::format_duration(every)
+            )
+        })
+        .and_then(|()| out.flush());
         drop(out);
+        match written {
+            Ok(()) => {}
+            // The reader is gone (`| head`): nothing more to show.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => {
+                return Err(AppError::Failed(format!(
+                    "cannot write to standard output: {e}"
+                )));
+            }
+        }
         if !shutdown.sleep(every).await {
             return Ok(());
         }

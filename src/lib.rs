@@ -80,3 +80,33 @@ pub mod source;
 pub mod state;
 pub mod time;
 pub mod trace;
+
+/// Writes a command's output to standard output. A closed pipe (`cwtap
+/// status | head -1`) ends the process quietly with success, as the reader
+/// had what it wanted; another write error ends it with exit code 1. (The
+/// standard `print!` panics on both.) Use it through [`out!`] and [`outln!`].
+#[doc(hidden)]
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("cwtap: error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `print!` that ends the process quietly on a closed pipe ([`write_stdout`]).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` that ends the process quietly on a closed pipe ([`write_stdout`]).
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}

@@ -211,14 +211,14 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                             dir.display()
                         ))
                     })?;
-                    println!("man pages written to {}", dir.display());
+                    cwtap::outln!("man pages written to {}", dir.display());
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Health { url } => {
             let body = runtime()?.block_on(app::health(&url))?;
-            println!("ok: {url} answered 200: {}", body.trim());
+            cwtap::outln!("ok: {url} answered 200: {}", body.trim());
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { config } => {
@@ -259,9 +259,10 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             let mut failures = 0;
             for (group, result) in &results {
                 match result {
-                    Ok(()) => println!(
+                    Ok(()) => cwtap::outln!(
                         "{verb} {group} -> {} (filter {})",
-                        request.destination_arn, request.filter_name
+                        request.destination_arn,
+                        request.filter_name
                     ),
                     Err(e) => {
                         failures += 1;
@@ -281,15 +282,15 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
         }
         Command::Check { config, online } => {
             let config = load(&config.resolve())?;
-            print!("{}", app::describe(&config));
+            cwtap::out!("{}", app::describe(&config));
             if !online {
                 return Ok(ExitCode::SUCCESS);
             }
             let (shutdown, _) = install_signals()?;
             let report = runtime()?.block_on(app::check_online(&config, &shutdown));
-            print!("{}", report.text);
+            cwtap::out!("{}", report.text);
             if report.failures.is_empty() {
-                println!("online check passed");
+                cwtap::outln!("online check passed");
                 Ok(ExitCode::SUCCESS)
             } else {
                 for failure in &report.failures {
@@ -318,9 +319,9 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                     .block_on(app::watch_status(&config, every, &shutdown))
                     .map(|()| ExitCode::SUCCESS);
             }
-            print!("{}", app::status(&config, json)?);
+            cwtap::out!("{}", app::status(&config, json)?);
             if json {
-                println!();
+                cwtap::outln!();
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -337,7 +338,7 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 Some(p) => cwtap::replay::fixture::read_text(p).map_err(AppError::Usage)?,
             };
             let report = runtime()?.block_on(app::parse_test(&config, &group, &text, json))?;
-            print!("{report}");
+            cwtap::out!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {

@@ -307,7 +307,7 @@ fn parse_tags(pairs: &[String]) -> Result<BTreeMap<String, String>, AppError> {
 
 fn print_json(value: &Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    println!("{text}");
+    crate::outln!("{text}");
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Value {
@@ -355,14 +355,14 @@ fn print_table(headers: &[&str], rows: &[Vec<String>], empty: &str) {
         eprintln!("cwtap: {empty}");
         return;
     }
-    print!("{}", table(headers, rows));
+    crate::out!("{}", table(headers, rows));
 }
 
 fn done(json: bool, value: Value, text: String) -> Result<u8, AppError> {
     if json {
         print_json(&value);
     } else {
-        println!("{text}");
+        crate::outln!("{text}");
     }
     Ok(0)
 }
@@ -883,7 +883,7 @@ async fn replay_cloudwatch(
     if json {
         print_json(&to_json(&report));
     } else {
-        println!(
+        crate::outln!(
             "replayed {} of {} ({range}, shifted {}) into {} stream(s): {} accepted, {} rejected{}",
             report.events,
             file.display(),
@@ -898,10 +898,10 @@ async fn replay_cloudwatch(
             }
         );
         for (reason, n) in report.rejected_by_reason() {
-            println!("  {n} rejected: {reason}");
+            crate::outln!("  {n} rejected: {reason}");
         }
         for r in report.rejected.iter().take(20) {
-            println!(
+            crate::outln!(
                 "  event #{} ({} / {}, {}): {}",
                 r.index + 1,
                 r.log_group,
@@ -911,7 +911,7 @@ async fn replay_cloudwatch(
             );
         }
         if report.rejected.len() > 20 {
-            println!("  ... and {} more", report.rejected.len() - 20);
+            crate::outln!("  ... and {} more", report.rejected.len() - 20);
         }
     }
     if report.interrupted {
@@ -935,7 +935,7 @@ async fn replay_downstream(
     if json {
         print_json(&to_json(&report));
     } else {
-        println!(
+        crate::outln!(
             "replayed {} events of {} to {}: {} delivered, {} rejected",
             report.events,
             file.display(),
@@ -944,7 +944,7 @@ async fn replay_downstream(
             report.rejected
         );
         for (group, n) in &report.unmatched {
-            println!(
+            crate::outln!(
                 "  {n} event(s) of {group} skipped: no log_groups entry in {} selects it",
                 config.path.display()
             );

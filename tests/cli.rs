@@ -182,10 +182,17 @@ fn parse_test_reads_plain_and_gzipped_fixtures_alike() {
     );
 }
 
-/// `| head` closing the pipe is not an error of the command.
+/// `| head` closing the pipe is not an error of the command (nor a panic).
 #[test]
-fn a_closed_pipe_ends_completions_and_man_quietly() {
-    for args in [&["completions", "bash"][..], &["man"]] {
+fn a_closed_pipe_ends_commands_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ndjson_config(dir.path(), "  - name: /w/app\n", "");
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        &["completions", "bash"][..],
+        &["man"],
+        &["check", "--config", cfg],
+    ] {
         let mut child = Command::new(cwtap_bin())
             .args(args)
             .stdout(std::process::Stdio::piped())
