@@ -283,13 +283,18 @@ fn start_poller(ctx: &Arc<Context>, spec: GroupSpec, shutdown: &Shutdown) -> Pol
 
 /// Logs the accounts whose role cannot be assumed; their groups are left
 /// out, the others go on. Returns their names.
-async fn unusable_accounts(accounts: &Accounts) -> Vec<String> {
+async fn unusable_accounts(accounts: &Accounts) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (account, error) in accounts.unusable().await {
         tracing::error!(account = %account, error = %error, "account not usable: its log groups are not polled (fix it, then send SIGHUP or restart)");
-        out.push(account);
+        out.push((account, error));
     }
     out
+}
+
+/// The names of the accounts in `unusable`.
+fn names(unusable: &[(String, String)]) -> Vec<String> {
+    unusable.iter().map(|(a, _)| a.clone()).collect()
 }
 
 /// What a reloaded config changes that only a restart applies.
@@ -381,11 +386,18 @@ pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Resu
     loop {
         let mut known: HashSet<(String, String)> = pollers.keys().cloned().collect();
         let (found, errors) =
-            resolve_groups(&config, &accounts, &mut known, &skip, &shutdown).await;
-        for e in errors {
+            resolve_groups(&config, &accounts, &mut known, &names(&skip), &shutdown).await;
+        for e in &errors {
             tracing::error!(error = %e, "log group discovery failed; retrying at the next discovery");
         }
-        crate::obs::readiness().discovered();
+        // Not ready while a configured group cannot be resolved.
+        let discovery_failed = !errors.is_empty();
+        let mut unresolved = errors;
+        unresolved.extend(
+            skip.iter()
+                .map(|(a, e)| format!("account {a} not usable: {e}")),
+        );
+        crate::obs::readiness().discovered(unresolved);
         for spec in found {
             let key = (spec.account().to_string(), spec.name.clone());
             pollers.insert(key, start_poller(&ctx, spec, &shutdown));
@@ -394,9 +406,18 @@ pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Resu
             .groups
             .iter()
             .any(|g| matches!(g.selector, GroupSelector::Prefix(_)));
+        // A failed discovery is tried again at the poll interval.
+        let rediscover = if discovery_failed {
+            config
+                .agent
+                .poll_interval
+                .min(config.agent.discovery_interval)
+        } else {
+            config.agent.discovery_interval
+        };
         tokio::select! {
             _ = shutdown.wait() => break,
-            _ = tokio::time::sleep(config.agent.discovery_interval), if has_prefix => {}
+            _ = tokio::time::sleep(rediscover), if has_prefix || discovery_failed => {}
             changed = reload.changed() => {
                 if changed.is_err() {
                     // No signal thread any more: wait for shutdown only.
@@ -425,7 +446,7 @@ pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Resu
                 // what the new config selects.
                 let wanted: std::collections::HashMap<(String, String), String> = {
                     let mut none = HashSet::new();
-                    let (specs, _) = resolve_groups(&new, &accounts, &mut none, &skip, &shutdown).await;
+                    let (specs, _) = resolve_groups(&new, &accounts, &mut none, &names(&skip), &shutdown).await;
                     specs
                         .into_iter()
                         .map(|s| ((s.account().to_string(), s.name.clone()), format!("{:?}", s.config)))
@@ -541,7 +562,7 @@ pub async fn serve(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
         .cloned()
         .ok_or_else(|| AppError::Failed("the Firehose source needs a state file".into()))?;
     crate::obs::readiness().output_up();
-    crate::obs::readiness().discovered();
+    crate::obs::readiness().discovered(Vec::new());
     tracing::info!(listen = %endpoint.listen, output = %config.output.describe(), state = %config.agent.state_path.display(), "cwtap serving Firehose");
     let summaries = config.agent.group_traces.then(|| {
         tokio::spawn(summary_loop(
@@ -737,15 +758,14 @@ pub async fn backfill(
     let accounts = Accounts::connect(&config).await;
     let mut report = BackfillReport::default();
     let skip = unusable_accounts(&accounts).await;
-    for account in &skip {
-        report.groups_failed.push((
-            format!("(account {account})"),
-            "its role cannot be assumed".into(),
-        ));
+    for (account, error) in &skip {
+        report
+            .groups_failed
+            .push((format!("(account {account})"), error.clone()));
     }
     let mut known = HashSet::new();
     let (mut specs, errors) =
-        resolve_groups(&config, &accounts, &mut known, &skip, &shutdown).await;
+        resolve_groups(&config, &accounts, &mut known, &names(&skip), &shutdown).await;
     if !request.groups.is_empty() {
         specs.retain(|s| request.groups.contains(&s.name));
         // A --group a prefix selects but that does not exist would
@@ -823,7 +843,7 @@ pub async fn backfill(
     }
     let mut tasks = JoinSet::new();
     for spec in specs {
-        let name = spec.name.clone();
+        let name = crate::obs::group_label(spec.account(), &spec.name);
         let p = progress.group(&name);
         let ctx = Arc::clone(&ctx);
         let shutdown = shutdown.clone();

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use common::proxy::{Fault, FaultProxy};
 use common::*;
 
 fn group_series(metric: &str, group: &str) -> String {
@@ -214,4 +215,59 @@ fn health_exits_0_against_a_live_listener_and_1_against_a_closed_port() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("cannot reach"), "{err}");
+}
+
+/// A prefix whose discovery fails leaves its groups unpolled: `/readyz`
+/// says so (503) instead of "ready" with nothing polled, and turns ready
+/// once discovery works and the groups it found have polled.
+#[test]
+fn readyz_is_503_while_a_prefix_cannot_be_discovered() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("f.ndjson");
+    write_fixture(
+        &fixture,
+        &[fixture_event("/disc/app", "s", now_ms(), "one")],
+    );
+    run_ok(
+        cwtap(&moto.url)
+            .arg("replay")
+            .arg(&fixture)
+            .args(["--to", "cloudwatch", "--create"]),
+        Duration::from_secs(60),
+    );
+    let proxy = FaultProxy::always(&moto.url, "DescribeLogGroups", Fault::Unavailable);
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "ndjson:\n  path: {}\naws: {{endpoint_url: '{}', max_retries: 1}}\nlog_groups:\n  - prefix: /disc/\nagent:\n  state_path: {}\n  poll_interval_secs: 1\n  listen: 127.0.0.1:{port}\n",
+            dir.path().join("out.ndjson").display(),
+            proxy.url,
+            dir.path().join("state.db").display()
+        ),
+    );
+    let child = start_run(&moto, &config);
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let mut last = (0, String::new());
+    let failed = wait_until(Duration::from_secs(60), || {
+        last = http_get(&url);
+        last.1.contains("log groups not resolved:")
+    });
+    let during = last.clone();
+    // Discovery works again: retried at the poll interval, not the
+    // discovery interval (5 minutes).
+    proxy.script().always = None;
+    let ready = wait_until(Duration::from_secs(60), || {
+        last = http_get(&url);
+        last.0 == 200
+    });
+    let log = stop(child);
+    assert!(
+        failed,
+        "readyz never named the failed discovery: {last:?}\n{log}"
+    );
+    assert_eq!(during.0, 503, "{during:?}");
+    assert!(during.1.contains("/disc/"), "names the prefix: {during:?}");
+    assert!(ready, "never ready after discovery worked: {last:?}\n{log}");
 }

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
 pub use metrics::metrics;
-pub use ready::readiness;
+pub use ready::{group_label, readiness};
 
 /// Why the listener or the probe failed.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,11 @@ pub struct Readiness {
     output_reason: Mutex<String>,
     /// Set once the configured groups were resolved (prefixes discovered).
     discovered: AtomicBool,
-    /// Every group being polled, and whether it completed a poll without error.
+    /// What the last discovery could not resolve (a prefix whose listing
+    /// failed, an account that is not usable): its groups are not polled.
+    discovery_failures: Mutex<Vec<String>>,
+    /// Every group being polled (by [`group_label`]), and whether it
+    /// completed a poll without error.
     groups: Mutex<BTreeMap<String, bool>>,
     /// Set while a checkpoint cannot be written, with the error.
     state_error: Mutex<Option<String>>,
@@ -46,29 +50,33 @@ impl Readiness {
         self.output_ok.store(false, Ordering::Relaxed);
     }
 
-    /// The configured groups have been resolved once.
-    pub fn discovered(&self) {
+    /// The configured groups have been resolved, but for `failures`
+    /// (each says what and why); not ready while there are any.
+    pub fn discovered(&self, failures: Vec<String>) {
+        if let Ok(mut f) = self.discovery_failures.lock() {
+            *f = failures;
+        }
         self.discovered.store(true, Ordering::Relaxed);
     }
 
-    /// A poller for `group` started.
-    pub fn group_started(&self, group: &str) {
+    /// A poller for `group` of `account` started.
+    pub fn group_started(&self, account: &str, group: &str) {
         if let Ok(mut groups) = self.groups.lock() {
-            groups.entry(group.to_string()).or_insert(false);
+            groups.entry(group_label(account, group)).or_insert(false);
         }
     }
 
     /// The poller of `group` stopped (no longer selected, or restarting).
-    pub fn group_stopped(&self, group: &str) {
+    pub fn group_stopped(&self, account: &str, group: &str) {
         if let Ok(mut groups) = self.groups.lock() {
-            groups.remove(group);
+            groups.remove(&group_label(account, group));
         }
     }
 
     /// `group` completed a poll without error.
-    pub fn group_polled(&self, group: &str) {
+    pub fn group_polled(&self, account: &str, group: &str) {
         if let Ok(mut groups) = self.groups.lock() {
-            groups.insert(group.to_string(), true);
+            groups.insert(group_label(account, group), true);
         }
     }
 
@@ -96,6 +104,11 @@ impl Readiness {
         if !self.discovered.load(Ordering::Relaxed) {
             why.push("log groups not resolved yet".into());
         }
+        if let Ok(failures) = self.discovery_failures.lock()
+            && !failures.is_empty()
+        {
+            why.push(format!("log groups not resolved: {}", failures.join("; ")));
+        }
         if let Ok(groups) = self.groups.lock() {
             let waiting: Vec<&str> = groups
                 .iter()
@@ -114,6 +127,17 @@ impl Readiness {
     }
 }
 
+/// A group as readiness and messages name it: `account/group` (as `cwtap
+/// status` writes it) when it is read through a named account, else the
+/// group. The same group of two accounts is two groups.
+pub fn group_label(account: &str, group: &str) -> String {
+    if account == crate::config::DEFAULT_ACCOUNT {
+        group.to_string()
+    } else {
+        format!("{account}/{group}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,22 +147,47 @@ mod tests {
         let r = Readiness::default();
         assert!(r.check().is_err());
         r.output_up();
-        r.discovered();
-        r.group_started("/a");
-        r.group_started("/b");
-        r.group_polled("/a");
+        r.discovered(Vec::new());
+        r.group_started("default", "/a");
+        r.group_started("default", "/b");
+        r.group_polled("default", "/a");
         let why = r.check().unwrap_err();
         assert_eq!(why.len(), 1);
         assert!(why[0].contains("/b") && !why[0].contains("/a"), "{why:?}");
-        r.group_polled("/b");
+        r.group_polled("default", "/b");
         assert!(r.check().is_ok());
+    }
+
+    #[test]
+    fn a_failed_discovery_and_one_accounts_group_keep_it_unready() {
+        let r = Readiness::default();
+        r.output_up();
+        r.discovered(vec![
+            "log_groups[0]: prefix \"/x/\": connection refused".into(),
+        ]);
+        let why = r.check().unwrap_err();
+        assert!(
+            why[0].contains("prefix") && why[0].contains("connection refused"),
+            "{why:?}"
+        );
+        r.discovered(Vec::new());
+        assert!(r.check().is_ok());
+        // The same group through two accounts: one polled is not both.
+        r.group_started("a", "/g");
+        r.group_started("b", "/g");
+        r.group_polled("a", "/g");
+        let why = r.check().unwrap_err();
+        assert!(
+            why[0].contains("b//g") && !why[0].contains("a//g"),
+            "{why:?}"
+        );
     }
 
     #[test]
     fn a_failing_output_makes_a_ready_agent_unready_and_says_why() {
         let r = Readiness::default();
         r.output_up();
-        r.discovered();
+        r.discovered(Vec::new());
         assert!(r.check().is_ok());
         r.output_down("VectaDB unreachable: connection refused");
         let why = r.check().unwrap_err();

@@ -145,9 +145,18 @@ pub async fn run_group(
     shutdown: Shutdown,
     stop: Shutdown,
 ) -> GroupEnd {
+    use tracing::Instrument;
     let name = group.name.as_str();
-    obs::readiness().group_started(name);
-    let end = poll_group(&ctx, &group, target, progress, shutdown, stop).await;
+    obs::readiness().group_started(group.account(), name);
+    // Through a named account, every line of this poller says which.
+    let span = if group.account() == crate::config::DEFAULT_ACCOUNT {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!("poll", account = group.account())
+    };
+    let end = poll_group(&ctx, &group, target, progress, shutdown, stop)
+        .instrument(span)
+        .await;
     ctx.group_ended(&group);
     end
 }
@@ -347,7 +356,7 @@ async fn poll_group(
         }
         if shutdown.is_triggered() || stop.is_triggered() {
             progress.finish("stopped");
-            obs::readiness().group_stopped(name);
+            obs::readiness().group_stopped(account, name);
             return GroupEnd::ShutDown;
         }
         let error = polled.as_ref().err().map(|e| e.to_string());
@@ -358,7 +367,7 @@ async fn poll_group(
         {
             tracing::error!(group = name, error = %e, "cannot record the poll in the state file");
         } else if error.is_none() {
-            obs::readiness().group_polled(name);
+            obs::readiness().group_polled(account, name);
         }
         match (target, polled) {
             (Target::Backfill { .. }, Ok(())) => {
@@ -387,7 +396,7 @@ async fn poll_group(
             _ = stop.wait() => false,
         };
         if !slept {
-            obs::readiness().group_stopped(name);
+            obs::readiness().group_stopped(account, name);
             return GroupEnd::ShutDown;
         }
     }
