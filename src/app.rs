@@ -248,6 +248,24 @@ async fn summary_loop(pipeline: Arc<Pipeline>, agent: AgentConfig, shutdown: Shu
     }
 }
 
+/// While the output is marked down (a delivery got no answer or a 5xx) and
+/// no delivery is under way to find out otherwise (a Firehose request given
+/// up at its timeout: the load balancer sends no more to an unready
+/// replica), checks the output's health every `every`, so that readiness
+/// comes back with the output. Until shutdown.
+async fn output_watch(sink: Arc<dyn crate::sink::Sink>, every: Duration, shutdown: Shutdown) {
+    let readiness = crate::obs::readiness();
+    while shutdown.sleep(every).await {
+        if !readiness.output_down_and_idle() {
+            continue;
+        }
+        if sink.health(&shutdown).await.is_ok() {
+            readiness.output_up();
+            tracing::info!("the output answers its health check again: ready");
+        }
+    }
+}
+
 /// Counts SIGHUPs: each change asks `run` to reload its config.
 pub type Reload = tokio::sync::watch::Receiver<u64>;
 
@@ -370,6 +388,11 @@ pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Resu
         Err(e) => return Err(e),
     };
     crate::obs::readiness().output_up();
+    let watch = tokio::spawn(output_watch(
+        Arc::clone(ctx.pipeline.sink()),
+        config.agent.poll_interval,
+        shutdown.clone(),
+    ));
     tracing::info!(groups = config.groups.len(), accounts = config.accounts.len(), output = %config.output.describe(), state = %config.agent.state_path.display(), "cwtap running");
     let mut config = config;
     let accounts = Accounts::connect(&config).await;
@@ -489,6 +512,7 @@ pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Resu
     tracing::info!("shutting down: finishing in-flight deliveries and committing state");
     let deadline = tokio::time::sleep(Duration::from_secs(9));
     tokio::pin!(deadline);
+    watch.abort();
     let mut handles: Vec<_> = pollers.into_values().map(|p| p.handle).collect();
     handles.extend(summaries.map(|h| {
         tokio::spawn(async move {
@@ -563,6 +587,11 @@ pub async fn serve(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
         .ok_or_else(|| AppError::Failed("the Firehose source needs a state file".into()))?;
     crate::obs::readiness().output_up();
     crate::obs::readiness().discovered(Vec::new());
+    let watch = tokio::spawn(output_watch(
+        Arc::clone(pipeline.sink()),
+        config.agent.poll_interval,
+        shutdown.clone(),
+    ));
     tracing::info!(listen = %endpoint.listen, output = %config.output.describe(), state = %config.agent.state_path.display(), "cwtap serving Firehose");
     let summaries = config.agent.group_traces.then(|| {
         tokio::spawn(summary_loop(
@@ -586,6 +615,7 @@ pub async fn serve(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
         config.agent.shutdown_grace,
     )
     .await;
+    watch.abort();
     for task in [summaries, listener].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }

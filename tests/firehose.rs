@@ -634,3 +634,65 @@ async fn sigterm_finishes_the_request_in_flight_answers_it_and_exits_zero() {
     // No new connection is taken after shutdown.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+/// A request given up while the output is out leaves the replica unready;
+/// once the output is back, readiness returns by itself (a health check),
+/// without waiting for a request that a load balancer would not send to
+/// an unready replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_comes_back_with_the_output_without_a_new_request() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = serve_config(
+        dir.path(),
+        &format!(
+            "vectadb: {{endpoint: '{}', max_backoff_secs: 1}}",
+            receiver.url
+        ),
+        port,
+        "  request_timeout_secs: 2\n",
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("agent:\n", "agent:\n  poll_interval_secs: 1\n"),
+    )
+    .unwrap();
+    let serve = spawn_serve(&moto, &config, port);
+    let readyz = metrics_url(&config).replace("/metrics", "/readyz");
+    assert!(
+        wait_until(Duration::from_secs(20), || http_get(&readyz).0 == 200),
+        "ready at start"
+    );
+    {
+        let mut script = receiver.script();
+        script.down_until = Some(Instant::now() + Duration::from_secs(3600));
+        script.health_down = true;
+    }
+    let body = build_body(dir.path(), "outage", 3, None);
+    let verdict = send(dir.path(), port, &body, KEY);
+    let during = http_get(&readyz);
+    {
+        let mut script = receiver.script();
+        script.down_until = None;
+        script.health_down = false;
+    }
+    let back = wait_until(Duration::from_secs(30), || http_get(&readyz).0 == 200);
+    stop_serve(serve, &config);
+    assert_ne!(
+        verdict["event"], "delivered",
+        "the request failed: {verdict}"
+    );
+    assert_eq!(
+        during.0, 503,
+        "unready after the failed request: {during:?}"
+    );
+    assert!(during.1.contains("output not ready"), "{during:?}");
+    assert!(back, "ready again once the output answers");
+    assert!(
+        receiver.stored().is_empty(),
+        "nothing was delivered meanwhile"
+    );
+}

@@ -3,7 +3,7 @@
 //! again while the output is failing.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 /// The readiness facts, process-wide like the metrics (see [`super::metrics`]).
@@ -14,6 +14,8 @@ pub struct Readiness {
     output_ok: AtomicBool,
     /// Why the output is not ok, for the `/readyz` body.
     output_reason: Mutex<String>,
+    /// Deliveries under way: each ends by marking the output up or down.
+    deliveries: AtomicUsize,
     /// Set once the configured groups were resolved (prefixes discovered).
     discovered: AtomicBool,
     /// What the last discovery could not resolve (a prefix whose listing
@@ -40,6 +42,18 @@ impl Readiness {
     /// The output answered (health check or a delivery).
     pub fn output_up(&self) {
         self.output_ok.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the output is taken to be down with no delivery under way
+    /// that would find out otherwise: then only a health check can.
+    pub fn output_down_and_idle(&self) -> bool {
+        !self.output_ok.load(Ordering::Relaxed) && self.deliveries.load(Ordering::Relaxed) == 0
+    }
+
+    /// A delivery is under way until the guard drops.
+    pub fn delivering(&self) -> Delivering<'_> {
+        self.deliveries.fetch_add(1, Ordering::Relaxed);
+        Delivering(self)
     }
 
     /// The output failed to answer; `why` goes into the `/readyz` body.
@@ -124,6 +138,15 @@ impl Readiness {
             }
         }
         if why.is_empty() { Ok(()) } else { Err(why) }
+    }
+}
+
+/// A delivery under way ([`Readiness::delivering`]).
+pub struct Delivering<'a>(&'a Readiness);
+
+impl Drop for Delivering<'_> {
+    fn drop(&mut self) {
+        self.0.deliveries.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -374,6 +374,8 @@ impl Pipeline {
         if records.is_empty() {
             return Outcome::default();
         }
+        // While it lasts, the delivery tells readiness how the output is.
+        let _delivering = obs::readiness().delivering();
         self.sink.deliver(records, shutdown).await
     }
 

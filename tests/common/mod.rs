@@ -235,6 +235,9 @@ pub struct Script {
     pub poison_marker: Option<String>,
     /// Sleep this long before answering a batch request.
     pub delay: Duration,
+    /// Answer 503 to the health check too (with `down_until`: the whole
+    /// server is out).
+    pub health_down: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -361,6 +364,10 @@ fn handle(
             options,
         });
     };
+    if path == "/health" && script.lock().unwrap().health_down {
+        log(503, &[], None);
+        return (503, r#"{"error":"down"}"#.into());
+    }
     if path == "/health" {
         log(200, &[], None);
         return (
