@@ -135,6 +135,7 @@ async fn context(
 }
 
 /// One client per configured account, in the config's order.
+#[derive(Default)]
 pub struct Accounts {
     clients: Vec<(crate::config::AccountConfig, CloudWatch)>,
 }
@@ -554,7 +555,7 @@ async fn start_listener(
     match crate::obs::bind(addr).await {
         Ok(listener) => Some(tokio::spawn(crate::obs::serve(listener, shutdown.clone()))),
         Err(e) => {
-            tracing::error!(error = %e, "metrics and health listener not started; polling goes on without it");
+            tracing::error!(error = %e, "metrics and health listener not started; cwtap goes on without it");
             None
         }
     }
@@ -944,7 +945,7 @@ pub fn describe(config: &Config) -> String {
     ));
     if let Some(f) = &config.firehose {
         out.push_str(&format!(
-            "firehose (cwtap serve): listen on {} ({}), access key set, requests up to {} bytes, {} at once ({} bytes in all), answered within {:?}, request ids kept {:?}; groups without a log_groups entry get {} default rule(s)\n",
+            "firehose (cwtap serve): listen on {} ({}), access key set, requests up to {} bytes, {} at once ({} bytes in all), answered within {:?}, delivered event ids remembered {:?}; groups without a log_groups entry get {} default rule(s)\n",
             f.listen,
             if f.tls.is_some() { "HTTPS" } else { "HTTP" },
             f.max_body_bytes,
@@ -1132,10 +1133,17 @@ pub struct OnlineReport {
 pub async fn check_online(config: &Config, shutdown: &Shutdown) -> OnlineReport {
     use std::fmt::Write;
     let mut r = OnlineReport::default();
-    let accounts = Accounts::connect(config).await;
+    // A config that only receives (`serve`) calls no AWS API.
+    let accounts = if config.groups.is_empty() {
+        let _ = writeln!(r.text, "aws: not called (no log groups to pull)");
+        Accounts::default()
+    } else {
+        Accounts::connect(config).await
+    };
     for (account, client) in accounts.iter() {
         let name = &account.name;
-        let region = client.region().to_string();
+        // (Said inside parentheses below: "(no region configured)" bare.)
+        let region = client.region().trim_matches(['(', ')']).to_string();
         if let Err(e) = client.check_credentials().await {
             r.failures.push(e);
             continue;

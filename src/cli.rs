@@ -292,9 +292,13 @@ pub enum SubscriptionFiltersAction {
         /// Role CloudWatch assumes to deliver (Kinesis, Firehose).
         #[arg(long)]
         role_arn: Option<String>,
-        /// Spread events by log stream instead of at random.
-        #[arg(long)]
+        /// Group events by log stream (AWS's default; stated explicitly).
+        #[arg(long, conflicts_with = "random")]
         by_log_stream: bool,
+        /// Spread events evenly at random instead of by log stream
+        /// (Kinesis Data Streams destinations only).
+        #[arg(long)]
+        random: bool,
     },
     /// List a group's subscription filters.
     List {

@@ -89,11 +89,16 @@ fn init_logging(cli: &Cli) -> Result<(), AppError> {
 /// `--log-level` as a filter: at `info` and quieter, the AWS SDK's
 /// warning that the instance metadata gave no Region (off AWS, a page of
 /// its internals) is left out: cwtap says what to set when a call needs one.
+/// At `info` the SDK's own info lines (which credentials it loaded, with
+/// the access key id) are left out too.
 fn quiet_sdk(level: &str) -> String {
-    let quiet = ["error", "warn", "info"]
+    let level = level.trim();
+    if level.eq_ignore_ascii_case("info") {
+        format!("{level},aws_config=warn,aws_config::imds::region=error")
+    } else if ["error", "warn"]
         .iter()
-        .any(|l| l.eq_ignore_ascii_case(level.trim()));
-    if quiet {
+        .any(|l| l.eq_ignore_ascii_case(level))
+    {
         format!("{level},aws_config::imds::region=error")
     } else {
         level.to_string()

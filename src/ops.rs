@@ -25,7 +25,7 @@ use crate::cloudwatch::insights::{QueryRequest, TraceRequest, TraceVia};
 use crate::cloudwatch::write::{BatchLimits, Oversize};
 use crate::config::{AwsConfig, Config};
 use crate::parse::RuleSet;
-use crate::replay::fixture::{FixtureWriter, read_fixture};
+use crate::replay::fixture::{FixtureWriter, read_fixture, read_fixture_checked};
 use crate::replay::generate::{GenerateOptions, generate};
 use crate::replay::{
     self, CaptureRequest, Rebase, Retarget, Speed, ToCloudWatch, describe_range, describe_shift,
@@ -174,7 +174,8 @@ pub async fn execute(command: OpsCommand, shutdown: Shutdown) -> Result<u8, AppE
                 return Err(AppError::Usage(format!("--group: {problem}")));
             }
             if let Some(s) = &retarget.stream {
-                crate::cloudwatch::admin::check_stream_name(s)?;
+                crate::cloudwatch::admin::check_stream_name(s)
+                    .map_err(|e| AppError::Usage(format!("--stream: {e}")))?;
             }
             match to {
                 ReplayTarget::Cloudwatch => {
@@ -195,7 +196,20 @@ pub async fn execute(command: OpsCommand, shutdown: Shutdown) -> Result<u8, AppE
                         Some(p) => Config::load_aws_only(p)?,
                         None => AwsConfig::default(),
                     };
-                    let events = read_fixture(&file)?;
+                    // Every name is checked before the first call: a bad one
+                    // halfway would leave the events before it stored, and
+                    // stored again by the next attempt.
+                    let events = read_fixture_checked(&file, |e| {
+                        let group = options.retarget.group.as_deref().unwrap_or(&e.log_group);
+                        let stream = options.retarget.stream.as_deref().unwrap_or(&e.log_stream);
+                        if let Some(problem) =
+                            crate::cloudwatch::admin::group_name_problem(group, false)
+                        {
+                            return Err(format!("log_group {group:?}: {problem}"));
+                        }
+                        crate::cloudwatch::admin::check_stream_name(stream)
+                            .map_err(|e| format!("log_stream: {e}"))
+                    })?;
                     let cloudwatch = CloudWatch::connect(&aws).await;
                     replay_cloudwatch(&cloudwatch, &file, events, &options, json, &shutdown).await
                 }
@@ -533,13 +547,18 @@ async fn subscription_filters(
             pattern,
             role_arn,
             by_log_stream,
+            random,
         } => {
             let spec = SubscriptionFilterSpec {
                 name: name.clone(),
                 pattern,
                 destination_arn,
                 role_arn,
-                by_log_stream: by_log_stream.then_some(true),
+                by_log_stream: match (by_log_stream, random) {
+                    (_, true) => Some(false),
+                    (true, false) => Some(true),
+                    (false, false) => None,
+                },
             };
             cw.put_subscription_filter(&group, &spec, shutdown).await?;
             done(

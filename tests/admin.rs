@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::proxy::FaultProxy;
 use common::*;
 use serde_json::Value;
 
@@ -276,7 +277,7 @@ fn subscription_filters_are_put_listed_and_deleted() {
         LIMIT,
     );
     let dest = "arn:aws:logs:us-east-1:123456789012:log-group:/app/dest:*";
-    for _ in 0..2 {
+    for spread in ["--by-log-stream", "--random"] {
         // Putting the same filter twice replaces it.
         run_ok(
             cwtap(&moto.url).args([
@@ -288,6 +289,7 @@ fn subscription_filters_are_put_listed_and_deleted() {
                 dest,
                 "--pattern",
                 "ERROR",
+                spread,
             ]),
             LIMIT,
         );
@@ -312,6 +314,31 @@ fn subscription_filters_are_put_listed_and_deleted() {
     );
     let filters = json_of(&moto.url, &["subscription-filters", "list", "/app/src"]);
     assert!(filters.as_array().unwrap().is_empty());
+    // What is sent (moto lists every filter as ByLogStream): no
+    // distribution by default (AWS's, by log stream), Random with --random.
+    let proxy = FaultProxy::start(&moto.url, "PutSubscriptionFilter");
+    for spread in [None, Some("--by-log-stream"), Some("--random")] {
+        run_ok(
+            cwtap(&proxy.url)
+                .args(["subscription-filters", "put", "/app/src", "spread"])
+                .args(["--destination-arn", dest])
+                .args(spread),
+            LIMIT,
+        );
+    }
+    let bodies = proxy.script().bodies.clone();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    assert!(!bodies[0].contains("distribution"), "{}", bodies[0]);
+    assert!(
+        bodies[1].contains("\"distribution\":\"ByLogStream\""),
+        "{}",
+        bodies[1]
+    );
+    assert!(
+        bodies[2].contains("\"distribution\":\"Random\""),
+        "{}",
+        bodies[2]
+    );
     let (code, _, err) = run_code(
         cwtap(&moto.url).args(["subscription-filters", "delete", "/app/src", "errors"]),
         LIMIT,

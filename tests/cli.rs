@@ -333,3 +333,31 @@ fn an_ndjson_path_that_cannot_be_created_names_its_setting() {
         "{err}"
     );
 }
+
+/// A config that only receives (`serve`) needs no AWS access: `check
+/// --online` does not ask for credentials and passes.
+#[test]
+fn check_online_of_a_receive_only_config_calls_no_aws_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "ndjson: {{path: {}}}\nfirehose: {{listen: '127.0.0.1:{}', access_key: k}}\nagent: {{state_path: {}}}\n",
+            dir.path().join("out.ndjson").display(),
+            free_port(),
+            dir.path().join("state.db").display()
+        ),
+    );
+    let (code, out, err) = run_code(
+        cwtap("http://127.0.0.1:9")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_REGION")
+            .args(["check", "--online", "--config"])
+            .arg(&cfg),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("aws: not called"), "{out}");
+    assert!(out.contains("online check passed"), "{out}");
+}

@@ -416,6 +416,34 @@ fn bad_fixtures_and_flags_are_usage_errors_naming_the_file_and_line() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("bad.ndjson:3"), "{err}");
 
+    // A name CloudWatch would refuse is found before any call (nothing
+    // listens at this endpoint: a call would exit 1), naming its line.
+    for (bad, needle) in [
+        (
+            fixture_event("bad group!", "s", 1_795_161_600_000, "x"),
+            "log_group",
+        ),
+        (
+            fixture_event("/g", "a:b", 1_795_161_600_000, "x"),
+            "log_stream",
+        ),
+    ] {
+        std::fs::write(&path, format!("{good}\n{bad}\n")).unwrap();
+        let (code, _, err) = run_code(
+            cwtap("http://127.0.0.1:9").arg("replay").arg(&path).args([
+                "--to",
+                "cloudwatch",
+                "--create",
+            ]),
+            LIMIT,
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("bad.ndjson:2") && err.contains(needle),
+            "{err}"
+        );
+    }
+
     let ok = dir.path().join("ok.ndjson");
     std::fs::write(&ok, format!("{good}\n")).unwrap();
     for (args, needle) in [
@@ -429,6 +457,7 @@ fn bad_fixtures_and_flags_are_usage_errors_naming_the_file_and_line() {
             vec!["--to", "cloudwatch", "--group", "bad group"],
             "--group",
         ),
+        (vec!["--to", "cloudwatch", "--stream", "a:b"], "--stream"),
         (vec!["--to", "elsewhere"], "invalid value"),
     ] {
         let (code, _, err) = run_code(

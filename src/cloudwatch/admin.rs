@@ -183,7 +183,8 @@ pub struct SubscriptionFilterSpec {
     pub pattern: String,
     pub destination_arn: String,
     pub role_arn: Option<String>,
-    /// Spread by log stream instead of at random (Kinesis destinations).
+    /// By log stream (`true`, AWS's default when `None`) or at random
+    /// (`false`; Kinesis Data Streams destinations only).
     pub by_log_stream: Option<bool>,
 }
 

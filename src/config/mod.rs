@@ -910,6 +910,14 @@ fn validate(
             "must be at most 9s so that cwtap exits within 10 s of SIGTERM",
         ));
     }
+    if let (Some(f), Some(l)) = (&firehose, agent.listen)
+        && f.listen == l
+    {
+        return Err(invalid(
+            "firehose.listen",
+            format!("{l} is agent.listen too (metrics and health): give them different ports"),
+        ));
+    }
 
     Ok(Config {
         path: PathBuf::new(),
@@ -1066,6 +1074,15 @@ pub(crate) fn check_http_url(url: &str, key: &str) -> Result<(), Invalid> {
     }
     // user:password@host would be in every log line and error that names
     // the endpoint (the URL itself is not repeated here, for that reason).
+    // The API's path is appended to the endpoint: after a query it would
+    // land in the query (and a token there would show wherever the
+    // endpoint is named).
+    if rest.contains(['?', '#']) {
+        return Err(invalid(
+            key,
+            "a query (?...) or fragment (#...) is not taken: the API path is appended to the endpoint; give tokens as headers (otlp.headers, vectadb.api_key)",
+        ));
+    }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
         let instead = if key.contains("endpoint_url") || key.starts_with("AWS_") {
@@ -1148,6 +1165,21 @@ mod tests {
         );
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "no probe is left behind");
+    }
+
+    #[test]
+    fn a_query_in_an_endpoint_url_is_refused_without_repeating_it() {
+        for yaml in [
+            "otlp: {endpoint: 'http://127.0.0.1:4318/otlp?token=SECRETQ'}\n",
+            "vectadb: {endpoint: 'http://127.0.0.1:8080/#SECRETQ'}\n",
+        ] {
+            let yaml = format!("{yaml}log_groups: [{{name: /a}}]\n");
+            let e = Config::from_yaml(&yaml, Path::new("c.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("query") && e.contains("endpoint"), "{e}");
+            assert!(!e.contains("SECRETQ"), "{e}");
+        }
     }
 
     #[test]

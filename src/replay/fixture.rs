@@ -84,6 +84,16 @@ pub fn read_text(path: &Path) -> Result<String, String> {
 /// Reads a whole fixture. Blank lines are skipped; a bad line is an error
 /// naming the file and the line.
 pub fn read_fixture(path: &Path) -> Result<Vec<FixtureEvent>, ReplayError> {
+    read_fixture_checked(path, |_| Ok(()))
+}
+
+/// [`read_fixture`], with `check` run on every event as it is read: what it
+/// refuses is an error naming the file and the line, before anything is
+/// done with the fixture (a replay into CloudWatch checks the names there).
+pub fn read_fixture_checked(
+    path: &Path,
+    check: impl Fn(&FixtureEvent) -> Result<(), String>,
+) -> Result<Vec<FixtureEvent>, ReplayError> {
     // The file the user named: not there, or not theirs to read, is a usage
     // error (exit 2) like a bad line.
     let file = File::open(path)
@@ -112,6 +122,11 @@ pub fn read_fixture(path: &Path) -> Result<Vec<FixtureEvent>, ReplayError> {
                     "{e}; each line is a JSON object with log_group, log_stream, timestamp, ingestion_time, event_id and message"
                 ),
             })?;
+        check(&event).map_err(|message| ReplayError::Line {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message,
+        })?;
         events.push(event);
     }
     Ok(events)

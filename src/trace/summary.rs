@@ -105,14 +105,15 @@ impl TraceSummary {
 
     /// The line a `trace_summary` event carries as its `message`.
     pub fn message(&self) -> String {
-        format!(
-            "trace {} closed: {} events, {} errors, {} ms across {}",
-            self.trace_key,
-            self.event_count,
-            self.error_count,
-            self.duration_ms,
-            self.services.join(", ")
-        )
+        let mut text = format!(
+            "trace {} closed: {} events, {} errors, {} ms",
+            self.trace_key, self.event_count, self.error_count, self.duration_ms,
+        );
+        if !self.services.is_empty() {
+            text.push_str(" across ");
+            text.push_str(&self.services.join(", "));
+        }
+        text
     }
 }
 

@@ -172,11 +172,22 @@ pub(crate) fn load(sections: &Sections<'_>) -> Result<Option<Arc<FirehoseConfig>
         )?,
         max_in_flight_bytes,
         request_timeout,
-        dedup_window: duration(
-            &raw.dedup_window_secs,
-            "firehose.dedup_window_secs",
-            Duration::from_secs(3 * 3600),
-        )?,
+        dedup_window: {
+            let window = duration(
+                &raw.dedup_window_secs,
+                "firehose.dedup_window_secs",
+                Duration::from_secs(3 * 3600),
+            )?;
+            // Firehose retries for up to 2 hours: a shorter window lets a
+            // late retry deliver again; none would make every retry do so.
+            if window < Duration::from_secs(60) {
+                return Err(invalid(
+                    "firehose.dedup_window_secs",
+                    "must be at least 60s (Firehose retries a request for up to its retry duration, at most 2 hours)",
+                ));
+            }
+            window
+        },
         default_group: Arc::new(GroupConfig {
             key: "firehose.default_parsers".into(),
             selector: GroupSelector::Prefix(String::new()),
@@ -252,6 +263,14 @@ mod tests {
             (
                 "firehose: {listen: '127.0.0.1:1', access_key: k, request_timeout_secs: 200}",
                 "firehose.request_timeout_secs",
+            ),
+            (
+                "firehose: {listen: '127.0.0.1:1', access_key: k, dedup_window_secs: 0}",
+                "firehose.dedup_window_secs",
+            ),
+            (
+                "firehose: {listen: '127.0.0.1:1', access_key: k}\nagent: {listen: '127.0.0.1:1'}",
+                "firehose.listen: 127.0.0.1:1 is agent.listen too",
             ),
             (
                 "firehose: {listen: '127.0.0.1:1', access_key: k, default_parsers: [{use: nope}]}",

@@ -181,7 +181,15 @@ fn decode_record(data: &str) -> Result<(Message, usize), RecordError> {
         Some(why) => RecordError::Gzip(why),
         None => RecordError::TooLarge(RECORD_LIMIT),
     })?;
-    let message = serde_json::from_slice(&json).map_err(|e| RecordError::Json(e.to_string()))?;
+    let message: Message =
+        serde_json::from_slice(&json).map_err(|e| RecordError::Json(e.to_string()))?;
+    // The id is the de-duplication key: an empty one would make every
+    // later event without one a "duplicate" (control messages carry "").
+    if message.message_type == "DATA_MESSAGE"
+        && let Some(i) = message.log_events.iter().position(|e| e.id.is_empty())
+    {
+        return Err(RecordError::Json(format!("logEvents[{i}].id is empty")));
+    }
     Ok((message, json.len()))
 }
 
@@ -345,10 +353,14 @@ mod tests {
             gz.write_all(b"{not json").unwrap();
             base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap())
         };
+        let empty_id = encode_record(&data_message(
+            json!([{"id": "", "timestamp": 1, "message": "no id"}]),
+        ));
         for (bad, kind) in [
             ("%%%", "base64"),
             (not_gzip.as_str(), "gzip"),
             (not_json.as_str(), "json"),
+            (empty_id.as_str(), "json"),
         ] {
             let body = json!({"requestId": "r", "timestamp": 1, "records": [{"data": good}, {"data": bad}]});
             let request = parse_request(body.to_string().as_bytes()).unwrap();
