@@ -496,3 +496,62 @@ fn bad_fixtures_and_flags_are_usage_errors_naming_the_file_and_line() {
         "{err}"
     );
 }
+
+/// SIGINT while a PutLogEvents call is in flight: the call is let finish,
+/// and what the report counts as accepted is exactly what CloudWatch holds
+/// (a resumed replay starts from a true count).
+#[test]
+fn an_interrupted_replay_counts_exactly_what_cloudwatch_stored() {
+    let moto = Moto::start();
+    let proxy = common::proxy::FaultProxy::always(
+        &moto.url,
+        "PutLogEvents",
+        common::proxy::Fault::Delay(Duration::from_secs(2)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two.ndjson");
+    let now = now_ms();
+    let events: Vec<Value> = ["a", "b"]
+        .iter()
+        .flat_map(|s| {
+            (0..5).map(move |i| fixture_event("/int/g", s, now - 60_000 + i, &format!("{s} {i}")))
+        })
+        .collect();
+    write_fixture(&path, &events);
+    let mut child = cwtap(&proxy.url)
+        .arg("replay")
+        .arg(&path)
+        .args([
+            "--to",
+            "cloudwatch",
+            "--create",
+            "--rebase",
+            "keep",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first call finds no group (then it is created); the second is
+    // the one in flight at the signal.
+    assert!(
+        wait_until(LIMIT, || proxy.script().calls_at.len() >= 2),
+        "a second PutLogEvents call started"
+    );
+    signal(&child, "INT");
+    assert!(wait_exit(&mut child, LIMIT).is_some(), "replay stops");
+    let out = child.wait_with_output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(report["interrupted"], true, "{report}");
+    let captured = dir.path().join("back.ndjson");
+    run_ok(
+        cwtap(&moto.url)
+            .args(["capture", "--group", "/int/g", "--since", "1h", "-o"])
+            .arg(&captured),
+        LIMIT,
+    );
+    let stored = read_lines(&captured).len();
+    assert_eq!(report["accepted"], stored, "{report}");
+    assert_eq!(stored, 5, "the call in flight finished: one stream stored");
+}

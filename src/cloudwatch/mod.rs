@@ -437,9 +437,16 @@ impl CloudWatch {
             if !self.budget.acquire(operation, shutdown).await {
                 return Err(shut_down());
             }
-            let result = tokio::select! {
-                r = call() => r,
-                _ = shutdown.wait() => return Err(shut_down()),
+            // A write in flight is let finish (within its attempt timeout):
+            // cut off, whether its events were stored would be unknown, and
+            // the count a resumed replay starts from would be wrong.
+            let result = if operation == "PutLogEvents" {
+                call().await
+            } else {
+                tokio::select! {
+                    r = call() => r,
+                    _ = shutdown.wait() => return Err(shut_down()),
+                }
             };
             let code = result.as_ref().err().and_then(|e| e.code());
             crate::obs::metrics().api_call(&self.account, operation, code);

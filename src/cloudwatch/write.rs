@@ -350,6 +350,9 @@ pub struct PutReport {
     pub truncated: usize,
     /// PutLogEvents calls that succeeded.
     pub batches: usize,
+    /// Shutdown came between two calls (or during a retry's wait): the
+    /// events of the calls not made are neither accepted nor rejected.
+    pub interrupted: bool,
 }
 
 impl PutReport {
@@ -359,6 +362,7 @@ impl PutReport {
         self.rejected.extend(other.rejected);
         self.truncated += other.truncated;
         self.batches += other.batches;
+        self.interrupted |= other.interrupted;
     }
 
     /// Rejections counted by reason.
@@ -424,9 +428,15 @@ impl StreamWriter {
         let truncated: std::collections::HashSet<usize> = plan.truncated.into_iter().collect();
         for batch in plan.batches {
             let timestamps: Vec<EpochMs> = batch.items.iter().map(|i| i.timestamp_ms).collect();
-            let refused = match self.send(&batch, shutdown).await? {
-                Sent::Stored(Some(info)) => rejected_positions(&timestamps, info, now_ms()),
-                Sent::Stored(None) | Sent::AlreadyStored => Vec::new(),
+            let refused = match self.send(&batch, shutdown).await {
+                Ok(Sent::Stored(Some(info))) => rejected_positions(&timestamps, info, now_ms()),
+                Ok(Sent::Stored(None) | Sent::AlreadyStored) => Vec::new(),
+                // What the calls before stored is in the report.
+                Err(WriteError::CloudWatch(CloudWatchError::ShutDown)) => {
+                    report.interrupted = true;
+                    break;
+                }
+                Err(e) => return Err(e),
             };
             let refused_set: std::collections::HashSet<usize> =
                 refused.iter().map(|(i, _)| *i).collect();

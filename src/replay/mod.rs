@@ -334,13 +334,13 @@ pub async fn replay_to_cloudwatch(
                     .collect();
                 let put: PutReport = match writer.put(batch, shutdown).await {
                     Ok(r) => r,
-                    Err(WriteError::CloudWatch(CloudWatchError::ShutDown)) => {
-                        report.interrupted = true;
-                        report.streams = writers.len();
-                        return Ok(report);
-                    }
+                    Err(WriteError::CloudWatch(CloudWatchError::ShutDown)) => PutReport {
+                        interrupted: true,
+                        ..PutReport::default()
+                    },
                     Err(e) => return Err(e.into()),
                 };
+                let interrupted = put.interrupted;
                 report.accepted += put.accepted;
                 report.truncated += put.truncated;
                 for r in put.rejected {
@@ -352,6 +352,12 @@ pub async fn replay_to_cloudwatch(
                         timestamp_ms: r.timestamp_ms,
                         reason: r.reason,
                     });
+                }
+                if interrupted {
+                    report.interrupted = true;
+                    report.streams = writers.len();
+                    report.rejected.sort_by_key(|r| r.index);
+                    return Ok(report);
                 }
             }
             next = due_until;
