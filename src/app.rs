@@ -607,6 +607,7 @@ pub async fn serve(config: Config, shutdown: Shutdown) -> Result<(), AppError> {
         pipeline,
         state,
         shutdown.clone(),
+        config.agent.shutdown_grace,
     ));
     firehose::serve(
         receiver,

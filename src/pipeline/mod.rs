@@ -284,7 +284,11 @@ impl Pipeline {
             match &position {
                 Position::Pushed { .. } => tracing::warn!(
                     events = left,
-                    "shutdown came before the output took every event of a Firehose request: it is answered with an error, and Firehose sends it again"
+                    "delivery stopped (request timeout or shutdown) before the output took every event of this batch of a Firehose request: the request is answered with an error, and Firehose sends it again"
+                ),
+                Position::None => tracing::warn!(
+                    events = left,
+                    "shutdown came before the output took every event of a batch: they are not delivered (nothing is recorded; replay again to deliver them)"
                 ),
                 _ => tracing::warn!(
                     events = left,

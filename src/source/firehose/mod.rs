@@ -73,6 +73,9 @@ pub struct Receiver {
     /// attempt.
     handling: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     shutdown: Shutdown,
+    /// The shutdown grace: what the output's call in flight may take of a
+    /// request's time when delivery has to stop.
+    grace: Duration,
 }
 
 /// How a request ended: the status, and the message for a non-200.
@@ -108,6 +111,7 @@ impl Receiver {
         pipeline: Arc<Pipeline>,
         state: StateStore,
         shutdown: Shutdown,
+        grace: Duration,
     ) -> Receiver {
         let kib = (config.max_in_flight_bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
         Receiver {
@@ -119,6 +123,7 @@ impl Receiver {
             state,
             handling: Mutex::new(HashMap::new()),
             shutdown,
+            grace,
         }
     }
 
@@ -340,15 +345,17 @@ impl Receiver {
         if !seen.is_empty() {
             obs::metrics().firehose().duplicates(seen.len());
         }
-        // Delivery stops when the request times out or cwtap shuts down.
+        // Delivery stops when cwtap shuts down, or in time for the answer
+        // to go out within the request timeout: the output's call in flight
+        // then gets what is left of it (at most the shutdown grace).
         let (trigger, stop) = shutdown::channel();
         let (global, timeout) = (self.shutdown.clone(), self.config.request_timeout);
+        let stop_at = timeout.saturating_sub(self.grace).max(timeout / 2);
         let timer = tokio::spawn(async move {
             tokio::select! {
-                _ = global.wait() => {}
-                _ = tokio::time::sleep(timeout) => {}
+                _ = global.wait() => trigger.trigger(),
+                _ = tokio::time::sleep(stop_at) => trigger.trigger_within(timeout - stop_at),
             }
-            trigger.trigger();
         });
         let batch_size = self.pipeline.batch_size();
         let mut batch = Vec::with_capacity(batch_size.min(events.len()));
