@@ -244,6 +244,22 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             filter_pattern,
             dry_run,
         } => {
+            use cwtap::cloudwatch::admin::{
+                destination_arn_problem, group_name_problem, role_arn_problem,
+            };
+            // Checked before any call: a typo would otherwise be retried
+            // against AWS, or put a filter that can never deliver.
+            if let Some(problem) = destination_arn_problem(&destination_arn) {
+                return Err(AppError::Usage(format!("--destination-arn: {problem}")));
+            }
+            if let Some(problem) = role_arn_problem(&role_arn) {
+                return Err(AppError::Usage(format!("--role-arn: {problem}")));
+            }
+            for g in &groups {
+                if let Some(problem) = group_name_problem(g, false) {
+                    return Err(AppError::Usage(format!("--group {g:?}: {problem}")));
+                }
+            }
             let (shutdown, _) = install_signals()?;
             let config = load(&config.resolve())?;
             let request = app::SubscribeRequest {

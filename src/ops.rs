@@ -549,6 +549,17 @@ async fn subscription_filters(
             by_log_stream,
             random,
         } => {
+            if let Some(problem) =
+                crate::cloudwatch::admin::destination_arn_problem(&destination_arn)
+            {
+                return Err(AppError::Usage(format!("--destination-arn: {problem}")));
+            }
+            if let Some(problem) = role_arn
+                .as_deref()
+                .and_then(crate::cloudwatch::admin::role_arn_problem)
+            {
+                return Err(AppError::Usage(format!("--role-arn: {problem}")));
+            }
             let spec = SubscriptionFilterSpec {
                 name: name.clone(),
                 pattern,

@@ -365,6 +365,76 @@ fn subscription_filters_are_put_listed_and_deleted() {
         err.contains("PutSubscriptionFilter on /app/src was refused"),
         "{err}"
     );
+    // A malformed ARN or group name is a usage error found before any
+    // call (nothing listens at this endpoint: a call would exit 1).
+    let stream = "arn:aws:kinesis:us-east-1:123456789012:stream/s";
+    let role = "arn:aws:iam::123456789012:role/r";
+    for (args, says) in [
+        (
+            vec![
+                "subscription-filters",
+                "put",
+                "/app/src",
+                "k",
+                "--destination-arn",
+                "not-an-arn",
+            ],
+            "--destination-arn",
+        ),
+        (
+            vec![
+                "subscription-filters",
+                "put",
+                "/app/src",
+                "k",
+                "--destination-arn",
+                stream,
+                "--role-arn",
+                "arn:aws:s3:::bucket",
+            ],
+            "--role-arn",
+        ),
+        (
+            vec![
+                "subscribe",
+                "--destination-arn",
+                "not-an-arn",
+                "--role-arn",
+                role,
+                "--group",
+                "/a",
+            ],
+            "--destination-arn",
+        ),
+        (
+            vec![
+                "subscribe",
+                "--destination-arn",
+                stream,
+                "--role-arn",
+                "bogus",
+                "--group",
+                "/a",
+            ],
+            "--role-arn",
+        ),
+        (
+            vec![
+                "subscribe",
+                "--destination-arn",
+                stream,
+                "--role-arn",
+                role,
+                "--group",
+                "bad name!",
+            ],
+            "--group",
+        ),
+    ] {
+        let (code, _, err) = run_code(cwtap("http://127.0.0.1:9").args(&args), LIMIT);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 #[test]

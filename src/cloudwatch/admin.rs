@@ -100,6 +100,47 @@ fn check_group(name: &str) -> Result<(), AdminError> {
     }
 }
 
+/// What is wrong with `arn` as a subscription destination (a Firehose
+/// delivery stream, a Kinesis stream, a Lambda function or a logs
+/// destination), or `None`.
+pub fn destination_arn_problem(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let shape = "arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE, e.g. arn:aws:firehose:us-east-1:123456789012:deliverystream/cwtap";
+    let [arn_word, partition, service, region, account, resource] = parts[..] else {
+        return Some(format!("{arn:?} is not an ARN ({shape})"));
+    };
+    if arn_word != "arn" || partition.is_empty() || region.is_empty() || resource.is_empty() {
+        return Some(format!("{arn:?} is not an ARN ({shape})"));
+    }
+    if !["firehose", "kinesis", "lambda", "logs"].contains(&service) {
+        return Some(format!(
+            "{arn:?}: a subscription delivers to firehose, kinesis, lambda or logs, not {service:?}"
+        ));
+    }
+    account_problem(arn, account)
+}
+
+/// What is wrong with `arn` as an IAM role ARN, or `None`.
+pub fn role_arn_problem(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let shape = "arn:aws:iam::ACCOUNT:role/NAME";
+    match parts[..] {
+        ["arn", partition, "iam", "", account, resource]
+            if !partition.is_empty()
+                && resource.len() > "role/".len()
+                && resource.starts_with("role/") =>
+        {
+            account_problem(arn, account)
+        }
+        _ => Some(format!("{arn:?} is not an IAM role ARN ({shape})")),
+    }
+}
+
+fn account_problem(arn: &str, account: &str) -> Option<String> {
+    (account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("{arn:?}: the account {account:?} is not 12 digits"))
+}
+
 /// CloudWatch's rule for stream names: 1-512 characters, no `:` or `*`.
 pub fn check_stream_name(name: &str) -> Result<(), AdminError> {
     if name.is_empty() || name.len() > 512 {
@@ -833,6 +874,31 @@ mod tests {
         assert!(group_name_problem("has space", false).is_some());
         assert!(group_name_problem(&"a".repeat(513), false).is_some());
         assert!(check_stream_name("2026/11/20/[$LATEST]abc").is_ok());
+        assert!(
+            destination_arn_problem("arn:aws:firehose:us-east-1:123456789012:deliverystream/x")
+                .is_none()
+        );
+        assert!(
+            destination_arn_problem("arn:aws:logs:us-east-1:123456789012:log-group:/a:*").is_none()
+        );
+        for bad in [
+            "not-an-arn",
+            "arn:aws:s3:::bucket",
+            "arn:aws:firehose:us-east-1:1234:deliverystream/x",
+            "arn:aws:firehose::123456789012:deliverystream/x",
+        ] {
+            assert!(destination_arn_problem(bad).is_some(), "{bad}");
+        }
+        assert!(role_arn_problem("arn:aws:iam::123456789012:role/cwl-to-firehose").is_none());
+        for bad in [
+            "bogus",
+            "arn:aws:s3:::bucket",
+            "arn:aws:iam::123456789012:user/x",
+            "arn:aws:iam::12:role/x",
+            "arn:aws:iam::123456789012:role/",
+        ] {
+            assert!(role_arn_problem(bad).is_some(), "{bad}");
+        }
         assert!(check_stream_name("a:b").is_err());
         assert!(check_stream_name("a*").is_err());
         assert!(check_stream_name("").is_err());
