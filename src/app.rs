@@ -1002,12 +1002,14 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
         )));
     };
     let groups = store.all_groups_blocking()?;
+    let pushed = store.pushed_groups_blocking()?;
     let now = now_ms();
     if json {
-        let rows: Vec<_> = groups
+        let mut rows: Vec<_> = groups
             .iter()
             .map(|g| {
                 serde_json::json!({
+                    "source": "pull",
                     "account": g.account,
                     "log_group": g.log_group,
                     "cursor": format_ms(g.coverage.cursor_ms),
@@ -1026,6 +1028,14 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
                 })
             })
             .collect();
+        rows.extend(pushed.iter().map(|p| {
+            serde_json::json!({
+                "source": "firehose",
+                "log_group": p.log_group,
+                "event_ids_remembered": p.remembered,
+                "last_received": format_ms(p.last_received_ms),
+            })
+        }));
         return Ok(serde_json::to_string_pretty(&rows).unwrap_or_default());
     }
     let mut out = format!(
@@ -1067,8 +1077,29 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
             g.last_error.as_deref().unwrap_or("-"),
         ));
     }
-    if groups.is_empty() {
+    if groups.is_empty() && pushed.is_empty() {
         out.push_str("(no log group has been polled yet)\n");
+    }
+    if groups.is_empty() && !pushed.is_empty() {
+        // Receive only: no pull table.
+        out.clear();
+    }
+    if !pushed.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "received through Firehose (cwtap serve):\n{:<40} {:<25} {:>12}\n",
+            "LOG GROUP", "LAST RECEIVED", "IDS KEPT"
+        ));
+        for p in &pushed {
+            out.push_str(&format!(
+                "{:<40} {:<25} {:>12}\n",
+                p.log_group,
+                format_ms(p.last_received_ms),
+                p.remembered
+            ));
+        }
     }
     Ok(out)
 }

@@ -339,6 +339,21 @@ async fn every_subscribed_event_arrives_once_parsed_and_grouped_as_pulled() {
         assert_eq!(a["status"], 200, "{a}");
         assert_eq!(a["response"]["requestId"], a["request_id"]);
     }
+    // `status` shows what was received, per group.
+    let status: Vec<Value> = serde_json::from_str(&run_ok(
+        cwtap(&moto.url)
+            .env("FH_KEY", KEY)
+            .args(["status", "--json", "--config"])
+            .arg(&config),
+        Duration::from_secs(30),
+    ))
+    .unwrap();
+    let kept: u64 = status
+        .iter()
+        .filter(|g| g["source"] == "firehose")
+        .map(|g| g["event_ids_remembered"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(kept, sent.len() as u64, "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,15 @@ pub struct Coverage {
     pub cursor_ms: EpochMs,
 }
 
+/// A group received through Firehose, as the state file knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedGroup {
+    pub log_group: String,
+    /// Delivered event ids kept for de-duplication (within the window).
+    pub remembered: u64,
+    pub last_received_ms: EpochMs,
+}
+
 /// One group's row, for `cwtap status` and for resuming.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupState {
@@ -349,6 +358,26 @@ impl StateStore {
                 "SELECT {GROUP_COLUMNS} FROM groups ORDER BY account, log_group"
             ))?;
             let rows = stmt.query_map([], row_to_group)?;
+            rows.collect()
+        })
+    }
+
+    /// Per group received through Firehose (`cwtap serve`): how many
+    /// delivered event ids are remembered (those within the de-duplication
+    /// window) and when the last arrived. Ordered by group.
+    pub fn pushed_groups_blocking(&self) -> Result<Vec<PushedGroup>, StateError> {
+        self.with_blocking(|c| {
+            let mut stmt = c.prepare(
+                "SELECT log_group, COUNT(*), MAX(received_ms) FROM pushed
+                 GROUP BY log_group ORDER BY log_group",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(PushedGroup {
+                    log_group: r.get(0)?,
+                    remembered: r.get::<_, i64>(1)?.max(0) as u64,
+                    last_received_ms: r.get(2)?,
+                })
+            })?;
             rows.collect()
         })
     }
