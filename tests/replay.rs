@@ -555,3 +555,61 @@ fn an_interrupted_replay_counts_exactly_what_cloudwatch_stored() {
     assert_eq!(report["accepted"], stored, "{report}");
     assert_eq!(stored, 5, "the call in flight finished: one stream stored");
 }
+
+/// A capture that fails (here: its second group does not exist) leaves no
+/// file that looks like a complete fixture, and no partial one either.
+#[test]
+fn a_failed_capture_leaves_no_file_behind() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("in.ndjson");
+    write_fixture(
+        &fixture,
+        &[fixture_event("/cap/ok", "s", now_ms() - 1_000, "one")],
+    );
+    run_ok(
+        cwtap(&moto.url).arg("replay").arg(&fixture).args([
+            "--to",
+            "cloudwatch",
+            "--create",
+            "--rebase",
+            "keep",
+        ]),
+        LIMIT,
+    );
+    let out = dir.path().join("x.ndjson");
+    let (code, _, err) = run_code(
+        cwtap(&moto.url)
+            .args([
+                "capture",
+                "--group",
+                "/cap/ok",
+                "--group",
+                "/cap/missing",
+                "--since",
+                "1h",
+                "-o",
+            ])
+            .arg(&out),
+        LIMIT,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("/cap/missing") && err.contains("not found"),
+        "{err}"
+    );
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("x."))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // A capture that succeeds writes the file under its name.
+    run_ok(
+        cwtap(&moto.url)
+            .args(["capture", "--group", "/cap/ok", "--since", "1h", "-o"])
+            .arg(&out),
+        LIMIT,
+    );
+    assert_eq!(read_lines(&out).len(), 1);
+}

@@ -84,7 +84,7 @@ fn on(resource: &str) -> String {
 pub enum CloudWatchError {
     /// `ResourceNotFoundException` (for reads, the log group).
     #[error(
-        "log group {group} not found in region {region}: create it or fix log_groups in the config"
+        "log group {group} not found in region {region}: create it, or check its name and the Region"
     )]
     GroupNotFound { group: String, region: String },
     /// `AccessDeniedException`, with the IAM action that is missing.

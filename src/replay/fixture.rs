@@ -142,16 +142,21 @@ enum Sink {
 /// Writes fixture lines to a file (gzip for `.gz`) or standard output.
 pub struct FixtureWriter {
     path: Option<PathBuf>,
-    sink: Sink,
+    /// Where the file is written until [`FixtureWriter::finish`] renames it
+    /// to `path`: a capture that fails leaves no file that looks complete
+    /// (the partial one is removed when the writer is dropped).
+    partial: Option<PathBuf>,
+    sink: Option<Sink>,
     /// Lines written so far.
     pub written: usize,
 }
 
 impl FixtureWriter {
-    /// Creates (truncates) `path`, or writes to stdout when `None`.
+    /// Creates `path` (replacing it once finished), or writes to stdout
+    /// when `None`.
     pub fn create(path: Option<&Path>) -> Result<FixtureWriter, ReplayError> {
-        let sink = match path {
-            None => Sink::Stdout(std::io::stdout()),
+        let (sink, partial) = match path {
+            None => (Sink::Stdout(std::io::stdout()), None),
             Some(p) => {
                 if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|source| ReplayError::Io {
@@ -160,25 +165,30 @@ impl FixtureWriter {
                         source,
                     })?;
                 }
-                let file = File::create(p).map_err(|source| ReplayError::Io {
-                    path: p.to_path_buf(),
+                let mut name = p.file_name().unwrap_or_default().to_os_string();
+                name.push(".partial");
+                let partial = p.with_file_name(name);
+                let file = File::create(&partial).map_err(|source| ReplayError::Io {
+                    path: partial.clone(),
                     action: "create",
                     source,
                 })?;
                 let buffered = BufWriter::new(file);
-                if is_gzip(p) {
+                let sink = if is_gzip(p) {
                     Sink::Gzip(Box::new(flate2::write::GzEncoder::new(
                         buffered,
                         flate2::Compression::default(),
                     )))
                 } else {
                     Sink::Plain(buffered)
-                }
+                };
+                (sink, Some(partial))
             }
         };
         Ok(FixtureWriter {
             path: path.map(Path::to_path_buf),
-            sink,
+            partial,
+            sink: Some(sink),
             written: 0,
         })
     }
@@ -196,17 +206,19 @@ impl FixtureWriter {
         let mut line = serde_json::to_vec(event).map_err(|e| self.io_error(e.into()))?;
         line.push(b'\n');
         let result = match &mut self.sink {
-            Sink::Stdout(s) => s.lock().write_all(&line),
-            Sink::Plain(w) => w.write_all(&line),
-            Sink::Gzip(w) => w.write_all(&line),
+            Some(Sink::Stdout(s)) => s.lock().write_all(&line),
+            Some(Sink::Plain(w)) => w.write_all(&line),
+            Some(Sink::Gzip(w)) => w.write_all(&line),
+            None => Ok(()),
         };
         result.map_err(|e| self.io_error(e))?;
         self.written += 1;
         Ok(())
     }
 
-    /// Flushes (and ends the gzip stream); the file is complete after this.
-    pub fn finish(self) -> Result<usize, ReplayError> {
+    /// Flushes (and ends the gzip stream), then gives the file its name:
+    /// the file is complete after this.
+    pub fn finish(mut self) -> Result<usize, ReplayError> {
         let written = self.written;
         let path = self.path.clone();
         let err = |source| ReplayError::Io {
@@ -214,19 +226,37 @@ impl FixtureWriter {
             action: "write",
             source,
         };
-        match self.sink {
-            Sink::Stdout(s) => s.lock().flush().map_err(err)?,
-            Sink::Plain(mut w) => {
+        match self.sink.take() {
+            None => {}
+            Some(Sink::Stdout(s)) => s.lock().flush().map_err(err)?,
+            Some(Sink::Plain(mut w)) => {
                 w.flush().map_err(err)?;
                 w.get_ref().sync_data().map_err(err)?;
             }
-            Sink::Gzip(w) => {
+            Some(Sink::Gzip(w)) => {
                 let mut inner = w.finish().map_err(err)?;
                 inner.flush().map_err(err)?;
                 inner.get_ref().sync_data().map_err(err)?;
             }
         }
+        if let (Some(partial), Some(path)) = (self.partial.take(), &self.path) {
+            std::fs::rename(&partial, path).map_err(|source| ReplayError::Io {
+                path: path.clone(),
+                action: "rename the finished file into",
+                source,
+            })?;
+        }
         Ok(written)
+    }
+}
+
+impl Drop for FixtureWriter {
+    /// Not finished (an error, shutdown): the partial file goes.
+    fn drop(&mut self) {
+        if let Some(partial) = self.partial.take() {
+            self.sink = None;
+            let _ = std::fs::remove_file(partial);
+        }
     }
 }
 
