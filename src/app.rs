@@ -923,6 +923,24 @@ pub fn describe(config: &Config) -> String {
             _ => "(AWS)".into(),
         },
     ));
+    // With `accounts:`, each entry as it will connect.
+    for acc in config.accounts.iter().filter(|a| a.listed) {
+        out.push_str(&format!(
+            "account {}: region {}, profile {}, endpoint {}{}{}\n",
+            acc.name,
+            acc.aws.region.as_deref().unwrap_or("(from the AWS chain)"),
+            acc.aws.profile.as_deref().unwrap_or("(default)"),
+            acc.aws.endpoint_url.as_deref().unwrap_or("(as aws:)"),
+            acc.role
+                .as_ref()
+                .map(|r| format!(", role {}", r.role_arn))
+                .unwrap_or_default(),
+            acc.account_id
+                .as_deref()
+                .map(|id| format!(", account id {id}"))
+                .unwrap_or_default(),
+        ));
+    }
     let r = &a.rate_limits;
     out.push_str(&format!(
         "call budget per second: FilterLogEvents {}, GetLogEvents {}, DescribeLogGroups {}, DescribeLogStreams {}\n",
@@ -974,6 +992,11 @@ pub fn describe(config: &Config) -> String {
             StreamFilter::All => "all streams".to_string(),
             StreamFilter::Names(n) => format!("streams {}", n.join(", ")),
             StreamFilter::Prefix(p) => format!("streams starting with {p:?}"),
+        };
+        let what = if g.account == crate::config::DEFAULT_ACCOUNT {
+            what
+        } else {
+            format!("{what} (account {})", g.account)
         };
         out.push_str(&format!(
             "  - {what}: {streams}; mode {}; filter {}; {} parser rule(s){}\n",

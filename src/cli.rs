@@ -546,9 +546,9 @@ pub enum OpsCommand {
         /// time, or keep [default: now for cloudwatch, keep for downstream].
         #[arg(long)]
         rebase: Option<String>,
-        /// Pace: N times real time, or max (cloudwatch).
-        #[arg(long, default_value = "max")]
-        speed: String,
+        /// Pace: N times real time, or max (cloudwatch) [default: max].
+        #[arg(long)]
+        speed: Option<String>,
         /// Largest event in bytes (message + 26); larger ones are handled by --oversize.
         #[arg(long, default_value_t = crate::cloudwatch::write::DEFAULT_MAX_EVENT_BYTES)]
         max_event_bytes: usize,

@@ -183,7 +183,7 @@ pub async fn execute(command: OpsCommand, shutdown: Shutdown) -> Result<u8, AppE
                         retarget,
                         create,
                         rebase: Rebase::parse(rebase.as_deref().unwrap_or("now"))?,
-                        speed: Speed::parse(&speed)?,
+                        speed: Speed::parse(speed.as_deref().unwrap_or("max"))?,
                         limits: BatchLimits::with_event_limit(
                             max_event_bytes,
                             match oversize {
@@ -214,6 +214,22 @@ pub async fn execute(command: OpsCommand, shutdown: Shutdown) -> Result<u8, AppE
                     replay_cloudwatch(&cloudwatch, &file, events, &options, json, &shutdown).await
                 }
                 ReplayTarget::Downstream => {
+                    // Settings of the CloudWatch side are refused rather
+                    // than ignored.
+                    let cloudwatch_only = [
+                        ("--create", create),
+                        ("--speed", speed.is_some()),
+                        (
+                            "--max-event-bytes",
+                            max_event_bytes != crate::cloudwatch::write::DEFAULT_MAX_EVENT_BYTES,
+                        ),
+                        ("--oversize", oversize != OversizeArg::Truncate),
+                    ];
+                    if let Some((flag, _)) = cloudwatch_only.iter().find(|(_, given)| *given) {
+                        return Err(AppError::Usage(format!(
+                            "{flag} applies to --to cloudwatch only"
+                        )));
+                    }
                     let Some(path) = config else {
                         return Err(AppError::Usage(
                             "replay --to downstream needs --config: the agent config whose log_groups parser rules and output to use".into(),
@@ -631,6 +647,16 @@ async fn metric_filters(
             value,
             default_value,
         } => {
+            // CloudWatch takes a number or a field of the pattern (`$.ms`,
+            // `$size`); anything else it refuses only at the call.
+            let is_field = value
+                .strip_prefix('$')
+                .is_some_and(|f| !f.is_empty() && !f.contains(char::is_whitespace));
+            if value.trim().parse::<f64>().is_err() && !is_field {
+                return Err(AppError::Usage(format!(
+                    "--value {value:?}: give a number or a field of the pattern ($.field, $name)"
+                )));
+            }
             let spec = MetricFilterSpec {
                 name: name.clone(),
                 pattern,

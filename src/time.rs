@@ -46,9 +46,14 @@ pub fn parse_instant(text: &str, now: EpochMs) -> Result<EpochMs, String> {
             .ok_or_else(|| format!("{text:?} ago is before 1970"));
     }
     parse_rfc3339(text).ok_or_else(|| {
-        format!(
-            "invalid time {text:?}: give a duration ago (30m, 6h, 7d, 2w) or an RFC 3339 time (2026-11-20T08:00:00Z, 2026-11-20T10:00:00+02:00)"
-        )
+        let year = text.get(..4).filter(|y| y.bytes().all(|b| b.is_ascii_digit()));
+        if year.is_some_and(|y| y < "1970") && text.get(4..5) == Some("-") {
+            format!("{text:?} is before 1970")
+        } else {
+            format!(
+                "invalid time {text:?}: give a duration ago (30m, 6h, 7d, 2w) or an RFC 3339 time (2026-11-20T08:00:00Z, 2026-11-20T10:00:00+02:00)"
+            )
+        }
     })
 }
 
@@ -239,7 +244,7 @@ mod tests {
         }
         // Further back than 1970, or than a duration can say: refused, not
         // wrapped around into another time.
-        for far in ["99999999d", "999999999999d"] {
+        for far in ["99999999d", "999999999999d", "1969-12-31T23:59:59Z"] {
             let e = parse_instant(far, now).unwrap_err();
             assert!(e.contains("before 1970"), "{far}: {e}");
         }

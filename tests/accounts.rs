@@ -238,6 +238,17 @@ agent: {{state_path: {state}, poll_interval_secs: 1, lookback_secs: 5m, listen: 
             filter = no_filter.url,
         ),
     );
+    // Offline, `check` shows each account and which account reads a group.
+    let offline = run_ok(
+        cwtap(&moto.url).args(["check", "--config"]).arg(&cfg),
+        Duration::from_secs(30),
+    );
+    assert!(
+        offline.contains("account locked: region us-east-1")
+            && offline.contains("role arn:aws:iam::222222222222:role/nope"),
+        "{offline}"
+    );
+    assert!(offline.contains("/ok/app (account locked)"), "{offline}");
     let (code, stdout, stderr) = run_code(
         cwtap(&moto.url)
             .args(["check", "--online", "--config"])

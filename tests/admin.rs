@@ -477,6 +477,26 @@ fn metric_filters_are_put_listed_and_deleted() {
     );
     let filters = json_of(&moto.url, &["metric-filters", "list", "/app/m"]);
     assert!(filters.as_array().unwrap().is_empty());
+    // A value that is neither a number nor a field: refused before the call.
+    let (code, _, err) = run_code(
+        cwtap("http://127.0.0.1:9").args([
+            "metric-filters",
+            "put",
+            "/app/m",
+            "x",
+            "--pattern",
+            "",
+            "--metric-name",
+            "M",
+            "--namespace",
+            "N",
+            "--value",
+            "abc",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--value"), "{err}");
 }
 
 #[test]

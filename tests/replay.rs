@@ -416,6 +416,23 @@ fn bad_fixtures_and_flags_are_usage_errors_naming_the_file_and_line() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("bad.ndjson:3"), "{err}");
 
+    // A key a fixture event does not have (a misspelt `ingestion_time`).
+    let mut typo = fixture_event("/g", "s", 1_795_161_600_000, "x");
+    typo["ingestion_tme"] = Value::from(1_795_161_600_001i64);
+    std::fs::write(&path, format!("{good}\n{typo}\n")).unwrap();
+    let (code, _, err) = run_code(
+        cwtap("http://127.0.0.1:9")
+            .arg("replay")
+            .arg(&path)
+            .args(["--to", "cloudwatch"]),
+        LIMIT,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad.ndjson:2") && err.contains("ingestion_tme"),
+        "{err}"
+    );
+
     // A name CloudWatch would refuse is found before any call (nothing
     // listens at this endpoint: a call would exit 1), naming its line.
     for (bad, needle) in [
@@ -458,6 +475,14 @@ fn bad_fixtures_and_flags_are_usage_errors_naming_the_file_and_line() {
             "--group",
         ),
         (vec!["--to", "cloudwatch", "--stream", "a:b"], "--stream"),
+        (
+            vec!["--to", "downstream", "--create"],
+            "--create applies to --to cloudwatch only",
+        ),
+        (
+            vec!["--to", "downstream", "--speed", "10"],
+            "--speed applies to --to cloudwatch only",
+        ),
         (vec!["--to", "elsewhere"], "invalid value"),
     ] {
         let (code, _, err) = run_code(

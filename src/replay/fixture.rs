@@ -13,8 +13,10 @@ use super::ReplayError;
 use crate::event::RawEvent;
 use crate::time::EpochMs;
 
-/// One captured (or generated) CloudWatch event.
+/// One captured (or generated) CloudWatch event. A key it does not have is
+/// an error (a misspelt optional key would otherwise be dropped unseen).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FixtureEvent {
     pub log_group: String,
     pub log_stream: String,
