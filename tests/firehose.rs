@@ -711,3 +711,44 @@ async fn readiness_comes_back_with_the_output_without_a_new_request() {
         "nothing was delivered meanwhile"
     );
 }
+
+/// The same events in two requests at once under different request ids
+/// (a record Firehose sends again in a new request): the second waits for
+/// the first's delivery and delivers nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_events_in_two_concurrent_requests_are_delivered_once() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    receiver.script().delay = Duration::from_secs(2);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = serve_config(
+        dir.path(),
+        &format!("vectadb: {{endpoint: '{}'}}", receiver.url),
+        port,
+        "",
+    );
+    let serve = spawn_serve(&moto, &config, port);
+    // Same name length: the same event ids in both bodies.
+    let first = build_body(dir.path(), "conc1", 3, None);
+    let second = build_body(dir.path(), "conc2", 3, None);
+    let sender = {
+        let (dir, body) = (dir.path().to_path_buf(), first.clone());
+        std::thread::spawn(move || send(&dir, port, &body, KEY))
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || receiver
+            .script()
+            .batches_arrived
+            >= 1),
+        "the first request is being delivered"
+    );
+    let again = send(dir.path(), port, &second, KEY);
+    let first = sender.join().unwrap();
+    stop_serve(serve, &config);
+    assert_eq!(first["event"], "delivered", "{first}");
+    assert_eq!(again["event"], "delivered", "{again}");
+    let ids = id_counts(&receiver.stored());
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    assert!(ids.values().all(|&n| n == 1), "nothing twice: {ids:?}");
+}

@@ -238,6 +238,9 @@ pub struct Script {
     /// Answer 503 to the health check too (with `down_until`: the whole
     /// server is out).
     pub health_down: bool,
+    /// Batch requests that arrived, counted before `delay` (a request in
+    /// flight shows here before it is answered).
+    pub batches_arrived: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -395,7 +398,11 @@ fn handle(
     };
     let events: Vec<Value> = parsed["events"].as_array().cloned().unwrap_or_default();
     let options = parsed.get("options").cloned();
-    let delay = script.lock().unwrap().delay;
+    let delay = {
+        let mut sc = script.lock().unwrap();
+        sc.batches_arrived += 1;
+        sc.delay
+    };
     if !delay.is_zero() {
         std::thread::sleep(delay);
     }

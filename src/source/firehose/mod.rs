@@ -72,10 +72,37 @@ pub struct Receiver {
     /// Requests being handled, by request id: a retry waits for its first
     /// attempt.
     handling: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Events being delivered by a request, by (group, id): another
+    /// request with one of them (Firehose sending a record again under a
+    /// new request id) waits until that delivery is committed or given up.
+    in_flight: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Wakes the requests waiting on `in_flight`.
+    released: tokio::sync::Notify,
     shutdown: Shutdown,
     /// The shutdown grace: what the output's call in flight may take of a
     /// request's time when delivery has to stop.
     grace: Duration,
+}
+
+/// Events a request claimed in [`Receiver::in_flight`]; released on drop.
+struct Claim<'a> {
+    receiver: &'a Receiver,
+    ids: Vec<(String, String)>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut set = self
+            .receiver
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for id in &self.ids {
+            set.remove(id);
+        }
+        drop(set);
+        self.receiver.released.notify_waiters();
+    }
 }
 
 /// How a request ended: the status, and the message for a non-200.
@@ -122,6 +149,8 @@ impl Receiver {
             pipeline,
             state,
             handling: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(std::collections::HashSet::new()),
+            released: tokio::sync::Notify::new(),
             shutdown,
             grace,
         }
@@ -330,21 +359,37 @@ impl Receiver {
         answer
     }
 
+    /// Claims `ids` once no other request is delivering any of them;
+    /// `None` if `stop` came first.
+    async fn claim(&self, ids: &[(String, String)], stop: &Shutdown) -> Option<Claim<'_>> {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before the check: a release in between still wakes it.
+            released.as_mut().enable();
+            {
+                let mut set = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                if !ids.iter().any(|id| set.contains(id)) {
+                    set.extend(ids.iter().cloned());
+                    return Some(Claim {
+                        receiver: self,
+                        ids: ids.to_vec(),
+                    });
+                }
+            }
+            tokio::select! {
+                _ = released => {}
+                _ = stop.wait() => return None,
+            }
+        }
+    }
+
     /// Delivers the events not delivered before, batch by batch.
     async fn deliver(&self, events: Vec<RawEvent>) -> Answer {
         let ids: Vec<(String, String)> = events
             .iter()
             .map(|e| (e.log_group.clone(), e.event_id.clone()))
             .collect();
-        let seen = match self.state.pushed_already(Arc::new(ids)).await {
-            Ok(s) => s,
-            Err(e) => {
-                return Answer::fail(StatusCode::INTERNAL_SERVER_ERROR, "state", e.to_string());
-            }
-        };
-        if !seen.is_empty() {
-            obs::metrics().firehose().duplicates(seen.len());
-        }
         // Delivery stops when cwtap shuts down, or in time for the answer
         // to go out within the request timeout: the output's call in flight
         // then gets what is left of it (at most the shutdown grace).
@@ -357,6 +402,26 @@ impl Receiver {
                 _ = tokio::time::sleep(stop_at) => trigger.trigger_within(timeout - stop_at),
             }
         });
+        // Checked after the claim: what another request delivered with
+        // these events is committed by then.
+        let Some(_claim) = self.claim(&ids, &stop).await else {
+            timer.abort();
+            return Answer::fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "another request was still delivering these events; retry",
+            );
+        };
+        let seen = match self.state.pushed_already(Arc::new(ids)).await {
+            Ok(s) => s,
+            Err(e) => {
+                timer.abort();
+                return Answer::fail(StatusCode::INTERNAL_SERVER_ERROR, "state", e.to_string());
+            }
+        };
+        if !seen.is_empty() {
+            obs::metrics().firehose().duplicates(seen.len());
+        }
         let batch_size = self.pipeline.batch_size();
         let mut batch = Vec::with_capacity(batch_size.min(events.len()));
         let mut result = Answer::ok();
