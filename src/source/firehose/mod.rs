@@ -72,10 +72,11 @@ pub struct Receiver {
     /// Requests being handled, by request id: a retry waits for its first
     /// attempt.
     handling: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Events being delivered by a request, by (group, id): another
-    /// request with one of them (Firehose sending a record again under a
-    /// new request id) waits until that delivery is committed or given up.
-    in_flight: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Events being delivered by a request, by a hash of (group, id):
+    /// another request with one of them (Firehose sending a record again
+    /// under a new request id) waits until that delivery is committed or
+    /// given up. (Two ids sharing a hash only wait needlessly.)
+    in_flight: Mutex<std::collections::HashSet<u64>>,
     /// Wakes the requests waiting on `in_flight`.
     released: tokio::sync::Notify,
     shutdown: Shutdown,
@@ -87,7 +88,7 @@ pub struct Receiver {
 /// Events a request claimed in [`Receiver::in_flight`]; released on drop.
 struct Claim<'a> {
     receiver: &'a Receiver,
-    ids: Vec<(String, String)>,
+    ids: Vec<u64>,
 }
 
 impl Drop for Claim<'_> {
@@ -362,6 +363,9 @@ impl Receiver {
     /// Claims `ids` once no other request is delivering any of them;
     /// `None` if `stop` came first.
     async fn claim(&self, ids: &[(String, String)], stop: &Shutdown) -> Option<Claim<'_>> {
+        use std::hash::BuildHasher;
+        let hasher = foldhash::fast::FixedState::with_seed(0);
+        let ids: Vec<u64> = ids.iter().map(|id| hasher.hash_one(id)).collect();
         loop {
             let released = self.released.notified();
             tokio::pin!(released);
@@ -370,10 +374,10 @@ impl Receiver {
             {
                 let mut set = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
                 if !ids.iter().any(|id| set.contains(id)) {
-                    set.extend(ids.iter().cloned());
+                    set.extend(ids.iter().copied());
                     return Some(Claim {
                         receiver: self,
-                        ids: ids.to_vec(),
+                        ids,
                     });
                 }
             }
