@@ -3,7 +3,7 @@
 # cwtap container image.
 #
 #   docker build -t cwtap .
-#   docker run --rm -v "$PWD/config.yaml:/etc/cwtap/config.yaml:ro" \
+#   docker run --rm --stop-timeout 15 -v "$PWD/config.yaml:/etc/cwtap/config.yaml:ro" \
 #       -v cwtap-state:/var/lib/cwtap -e AWS_REGION -e VECTADB_API_KEY cwtap
 #
 # The config is read from $CWTAP_CONFIG (/etc/cwtap/config.yaml): mount yours
@@ -58,7 +58,9 @@ WORKDIR /var/lib/cwtap
 VOLUME ["/var/lib/cwtap"]
 ENV CWTAP_CONFIG=/etc/cwtap/config.yaml
 
-# The metrics and health listener (agent.listen).
+# The metrics and health listener (agent.listen). `cwtap serve` also
+# listens on its firehose.listen port (8443 in config.example.yaml):
+# publish that too.
 EXPOSE 9464
 
 # `cwtap health` GETs http://127.0.0.1:9464/healthz (no curl in the image).
@@ -68,6 +70,7 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
     CMD ["cwtap", "health"]
 
 # `run` polls until SIGTERM, then finishes in-flight deliveries and exits
-# within 10 s (docker stop's default grace period).
+# within 10 s; docker stop's default grace is exactly 10 s, so give it some
+# margin (`docker run --stop-timeout 15`, compose's stop_grace_period: 15s).
 ENTRYPOINT ["cwtap"]
 CMD ["run"]

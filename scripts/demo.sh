@@ -103,7 +103,7 @@ step "cwtap check"
 "$CWTAP" check --config "$CFG"
 
 # Per-window progress lines are debug-level noise for a demo; keep the rest.
-LOG=(--log-level "info,cwtap::source::progress=warn")
+LOG=(--log-level "info,cwtap::source::pull::progress=warn")
 
 # Log events delivered (trace summaries are counted apart).
 count() { if [[ -f "$OUT" ]]; then grep -vc '"event_type":"trace_summary"' "$OUT" || true; else echo 0; fi; }

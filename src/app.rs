@@ -756,12 +756,9 @@ pub async fn health(url: &str) -> Result<String, AppError> {
         .map_err(|e| AppError::Failed(e.to_string()))
 }
 
-/// `cwtap backfill`: delivers `[since, until)` of every (selected) group.
-pub async fn backfill(
-    config: Config,
-    request: BackfillRequest,
-    shutdown: Shutdown,
-) -> Result<BackfillReport, AppError> {
+/// The usage errors of a backfill request (a `--group` no entry selects,
+/// an empty window), found before the state file is locked or touched.
+pub fn check_backfill(config: &Config, request: &BackfillRequest) -> Result<(), AppError> {
     for g in &request.groups {
         let selected = config.groups.iter().any(|c| match &c.selector {
             GroupSelector::Name(n) => n == g,
@@ -781,6 +778,16 @@ pub async fn backfill(
             format_ms(request.until)
         )));
     }
+    Ok(())
+}
+
+/// `cwtap backfill`: delivers `[since, until)` of every (selected) group.
+pub async fn backfill(
+    config: Config,
+    request: BackfillRequest,
+    shutdown: Shutdown,
+) -> Result<BackfillReport, AppError> {
+    check_backfill(&config, &request)?;
     // Traces close as every group reads past them; a group reads at most
     // the idle time ahead of the slowest one, so what is open at once stays
     // about twice the idle time of history (and a page) across the groups.
@@ -904,7 +911,10 @@ pub async fn backfill(
             .pipeline
             .emit_summaries(request.until - idle_ms, true, Due::All, &shutdown)
             .await?;
-        tracing::info!(summaries = sent, "trace summaries delivered");
+        tracing::info!(
+            summaries = sent,
+            "traces still open at the end closed and their summaries delivered (the others went out during the backfill)"
+        );
     }
     Ok(report)
 }
@@ -1256,7 +1266,7 @@ pub async fn check_online(config: &Config, shutdown: &Shutdown) -> OnlineReport 
         let every = (n / rate).max(config.agent.poll_interval.as_secs_f64());
         let _ = writeln!(
             r.text,
-            "account {name} ({region}): credentials ok; {} group(s) at {rate} calls/s: each group every ~{:.0} s",
+            "account {name} ({region}): credentials ok; {} group(s) found, at {rate} calls/s: each group every ~{:.0} s",
             resolved.len(),
             every
         );

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// cwtap: pull CloudWatch Logs into a trace store without losing or
-/// duplicating events.
+/// Pull CloudWatch Logs into a trace store without losing or duplicating
+/// events.
 #[derive(Debug, Parser)]
 #[command(name = "cwtap", version, about, long_about = None)]
 pub struct Cli {
@@ -14,8 +14,8 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter;
-    /// RUST_LOG wins when set.
+    /// Log level (error, warn, info, debug, trace, off) or a RUST_LOG-style
+    /// filter; RUST_LOG wins when set.
     #[arg(long, global = true, default_value = "info")]
     pub log_level: String,
 
@@ -304,6 +304,7 @@ pub enum SubscriptionFiltersAction {
     List {
         /// Log group name.
         group: String,
+        /// Only filters whose name starts with this.
         #[arg(long)]
         prefix: Option<String>,
     },
@@ -327,8 +328,10 @@ pub enum MetricFiltersAction {
         /// Filter pattern, e.g. '"ERROR"' or '{ $.level = "error" }'.
         #[arg(long)]
         pattern: String,
+        /// Name of the CloudWatch metric the filter counts into.
         #[arg(long)]
         metric_name: String,
+        /// Namespace of that metric.
         #[arg(long)]
         namespace: String,
         /// Value published per matching event: a number or $.field.
@@ -342,6 +345,7 @@ pub enum MetricFiltersAction {
     List {
         /// Log group name [default: every group].
         group: Option<String>,
+        /// Only filters whose name starts with this.
         #[arg(long)]
         prefix: Option<String>,
     },
@@ -365,6 +369,7 @@ pub enum TagsAction {
     Add {
         /// Log group name.
         group: String,
+        /// Tags to add or change.
         #[arg(required = true, value_name = "KEY=VALUE")]
         tags: Vec<String>,
     },
@@ -372,6 +377,7 @@ pub enum TagsAction {
     Remove {
         /// Log group name.
         group: String,
+        /// Keys of the tags to remove.
         #[arg(required = true, value_name = "KEY")]
         keys: Vec<String>,
     },
@@ -494,8 +500,10 @@ pub enum OpsCommand {
         /// Log group (repeatable).
         #[arg(long = "group", required = true)]
         groups: Vec<String>,
+        /// Start: a duration ago (30m, 6h, 7d) or an RFC 3339 time (Z or an offset).
         #[arg(long)]
         since: String,
+        /// End, same forms [default: now].
         #[arg(long)]
         until: Option<String>,
         /// How to search.
@@ -517,8 +525,10 @@ pub enum OpsCommand {
         /// Log group (repeatable).
         #[arg(long = "group", required = true)]
         groups: Vec<String>,
+        /// Start: a duration ago (30m, 6h, 7d) or an RFC 3339 time (Z or an offset).
         #[arg(long)]
         since: String,
+        /// End, same forms [default: now].
         #[arg(long)]
         until: Option<String>,
         /// Fixture file (gzip when it ends in .gz) [default: standard output].

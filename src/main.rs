@@ -404,6 +404,7 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 groups,
                 interactive: !no_progress && std::io::stderr().is_terminal(),
             };
+            app::check_backfill(&config, &request)?;
             let (shutdown, _) = install_signals()?;
             let _lock = app::lock_state(&config)?;
             let report = runtime()?.block_on(app::backfill(config, request, shutdown))?;

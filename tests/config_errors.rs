@@ -319,6 +319,10 @@ fn bad_command_line_values_exit_2() {
             !dir.path().join("cwtap-state.db").exists(),
             "{args:?} created the state file"
         );
+        assert!(
+            !dir.path().join("cwtap-state.db.lock").exists(),
+            "{args:?} left a lock file"
+        );
     }
 }
 

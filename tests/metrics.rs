@@ -137,10 +137,31 @@ async fn metrics_count_exactly_the_events_delivered_parsed_by_fallback_and_rerea
         reread_all,
         "the restart did not re-read 30 events\n{scrape}\n{log}"
     );
+    // At 0, and there: a restarted process shows a quiet group's counters
+    // (an `increase()` alert sees its first events).
     assert_eq!(
-        sample(&scrape, &delivered).unwrap_or(0.0),
-        0.0,
-        "a restart delivered again\n{scrape}"
+        sample(&scrape, &delivered),
+        Some(0.0),
+        "a restart delivered again, or the series is missing\n{scrape}"
+    );
+    for family in [
+        "cwtap_events_rejected_total",
+        "cwtap_late_events_total",
+        "cwtap_events_fallback_total",
+    ] {
+        assert_eq!(
+            sample(&scrape, &group_series(family, group)),
+            Some(0.0),
+            "{family}\n{scrape}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &scrape,
+            "cwtap_api_throttles_total{account=\"default\",operation=\"FilterLogEvents\"}"
+        ),
+        Some(0.0),
+        "{scrape}"
     );
     assert_eq!(id_counts(&receiver.stored()).len(), 30);
 }

@@ -208,6 +208,23 @@ impl Metrics {
         }
     }
 
+    /// A poller for `group` started: its counters show from now on, at 0
+    /// until something happens (an alert on `increase()` then sees the
+    /// first events after a restart, and a quiet group is not missing).
+    pub fn group_started(&self, account: &str, group: &str) {
+        let label = Self::group(account, group);
+        for family in [
+            &self.events_pulled,
+            &self.events_delivered,
+            &self.events_rejected,
+            &self.events_fallback,
+            &self.overlap_rereads,
+            &self.late_events,
+        ] {
+            let _ = family.get_or_create(&label);
+        }
+    }
+
     /// `n` events came back from CloudWatch for `group`.
     pub fn events_pulled(&self, account: &str, group: &str, n: usize) {
         self.events_pulled
@@ -264,8 +281,10 @@ impl Metrics {
             operation: operation.to_string(),
         };
         self.api_calls.get_or_create(&label).inc();
+        // At 0 from the first call on, so that the first throttle counts.
+        let throttles = self.api_throttles.get_or_create(&label);
         if error_code.is_some_and(|c| THROTTLE_CODES.contains(&c)) {
-            self.api_throttles.get_or_create(&label).inc();
+            throttles.inc();
         }
     }
 

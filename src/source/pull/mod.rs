@@ -148,6 +148,7 @@ pub async fn run_group(
     use tracing::Instrument;
     let name = group.name.as_str();
     obs::readiness().group_started(group.account(), name);
+    obs::metrics().group_started(group.account(), name);
     // Through a named account, every line of this poller says which.
     let span = if group.account() == crate::config::DEFAULT_ACCOUNT {
         tracing::Span::none()
