@@ -89,17 +89,22 @@ fn init_logging(cli: &Cli) -> Result<(), AppError> {
 /// `--log-level` as a filter: at `info` and quieter, the AWS SDK's
 /// warning that the instance metadata gave no Region (off AWS, a page of
 /// its internals) is left out: cwtap says what to set when a call needs one.
-/// At `info` the SDK's own info lines (which credentials it loaded, with
-/// the access key id) are left out too.
+/// So is the warning that a credentials provider failed (with its debug
+/// dump): cwtap says so when none gave any. At `info` the SDK's own info
+/// lines (which credentials it loaded, with the access key id) are left out
+/// too.
 fn quiet_sdk(level: &str) -> String {
+    // The chain's warning that a credentials provider failed: cwtap says
+    // so in words when none gave any.
+    const QUIET: &str = "aws_config::imds::region=error,aws_config::meta::credentials::chain=error";
     let level = level.trim();
     if level.eq_ignore_ascii_case("info") {
-        format!("{level},aws_config=warn,aws_config::imds::region=error")
+        format!("{level},aws_config=warn,{QUIET}")
     } else if ["error", "warn"]
         .iter()
         .any(|l| l.eq_ignore_ascii_case(level))
     {
-        format!("{level},aws_config::imds::region=error")
+        format!("{level},{QUIET}")
     } else {
         level.to_string()
     }

@@ -626,6 +626,43 @@ fn no_region_is_said_plainly_and_not_retried() {
     }
 }
 
+/// A profile no AWS config or credentials file holds is named at once, not
+/// retried, and a profile that is there works.
+#[test]
+fn a_missing_profile_is_named_and_not_retried() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let aws_config = dir.path().join("aws-config");
+    std::fs::write(
+        &aws_config,
+        "[profile there]\nregion = us-east-1\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    for (profile, code) in [("nope", 1), ("there", 0)] {
+        let config = write_config(
+            dir.path(),
+            &format!(
+                "ndjson: {{path: out.ndjson}}\naws: {{profile: {profile}}}\nlog_groups: [{{name: /a/b}}]\n"
+            ),
+        );
+        let (got, _, err) = run_code(
+            cwtap(&moto.url)
+                .env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY")
+                .env("AWS_CONFIG_FILE", &aws_config)
+                .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+                .args(["groups", "list", "--config"])
+                .arg(&config),
+            Duration::from_secs(60),
+        );
+        assert_eq!(got, code, "{profile}: {err}");
+        if code == 1 {
+            assert!(err.contains("AWS profile \"nope\""), "{err}");
+            assert!(!err.contains("attempts"), "retried: {err}");
+        }
+    }
+}
+
 /// An AWS call that keeps failing ends with the error and its causes, not
 /// the SDK's debug dump, and a listing names no empty resource.
 #[test]

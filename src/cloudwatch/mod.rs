@@ -70,6 +70,25 @@ fn credentials_failure(err: &dyn std::error::Error) -> Option<String> {
     None
 }
 
+/// Whether the AWS config or credentials file (where the SDK looks, as it
+/// looks) holds profile `name`. A file that cannot be read counts as not
+/// holding it only when it is not there: a parse error is left to the SDK.
+async fn profile_exists(name: &str) -> bool {
+    // The default files: ~/.aws/config and ~/.aws/credentials, or where
+    // AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE point.
+    match aws_config::profile::load(
+        &aws_types::os_shim_internal::Fs::real(),
+        &aws_types::os_shim_internal::Env::real(),
+        &Default::default(),
+        None,
+    )
+    .await
+    {
+        Ok(set) => set.get_profile(name).is_some(),
+        Err(_) => true,
+    }
+}
+
 /// ` on <resource>`, or nothing for a call on no one resource (a listing).
 fn on(resource: &str) -> String {
     if resource.is_empty() {
@@ -106,6 +125,15 @@ pub enum CloudWatchError {
     NoCredentials {
         operation: &'static str,
         message: String,
+    },
+    /// The configured profile is in no AWS config or credentials file. Not
+    /// retried.
+    #[error(
+        "AWS profile {profile:?} (for {operation}) is not in the AWS config or credentials file (~/.aws/config, ~/.aws/credentials, or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE): fix aws.profile (or the account's profile) or add it"
+    )]
+    NoProfile {
+        operation: &'static str,
+        profile: String,
     },
     /// No Region in the config, the environment, the profile or the
     /// instance metadata: no call can be made. Not retried.
@@ -190,6 +218,8 @@ pub struct CloudWatch {
     region: String,
     /// Whether the chain found a Region: without one no call can be made.
     has_region: bool,
+    /// The configured profile, when no AWS config or credentials file holds it.
+    missing_profile: Option<String>,
     max_retries: u32,
     budget: budget::Budget,
     /// The role assumed, for messages.
@@ -248,6 +278,10 @@ impl CloudWatch {
             loader = loader.endpoint_url(url);
         }
         let mut sdk = loader.load().await;
+        let missing_profile = match &cfg.profile {
+            Some(p) if !profile_exists(p).await => Some(p.clone()),
+            _ => None,
+        };
         let mut credentials = None;
         if let Some(role) = role {
             let mut assume = aws_config::sts::AssumeRoleProvider::builder(&role.role_arn)
@@ -272,6 +306,7 @@ impl CloudWatch {
             account: std::sync::Arc::from(name),
             region,
             has_region,
+            missing_profile,
             max_retries: cfg.max_retries,
             budget: budget::Budget::new(name, &cfg.rate_limits),
             role_arn: role.map(|r| r.role_arn.clone()),
@@ -331,6 +366,12 @@ impl CloudWatch {
         R: std::fmt::Debug,
     {
         if let SdkError::DispatchFailure(_) = err {
+            if let Some(profile) = &self.missing_profile {
+                return Verdict::Fail(CloudWatchError::NoProfile {
+                    operation,
+                    profile: profile.clone(),
+                });
+            }
             if !self.has_region {
                 return Verdict::Fail(CloudWatchError::NoRegion {
                     operation,
