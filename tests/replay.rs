@@ -638,3 +638,53 @@ fn a_failed_capture_leaves_no_file_behind() {
     );
     assert_eq!(read_lines(&out).len(), 1);
 }
+
+/// Without --create, a group or stream that does not exist is found before
+/// the first write: the events of the ones that do exist are not stored
+/// (a second attempt would store them twice).
+#[test]
+fn without_create_a_missing_destination_stops_the_replay_before_any_write() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(cwtap(&moto.url).args(["groups", "create", "/pre/a"]), LIMIT);
+    run_ok(
+        cwtap(&moto.url).args(["streams", "create", "/pre/a", "s"]),
+        LIMIT,
+    );
+    let now = now_ms();
+    for (bad, names) in [
+        (
+            fixture_event("/pre/missing", "s", now - 500, "two"),
+            "/pre/missing",
+        ),
+        (
+            fixture_event("/pre/a", "nostream", now - 500, "two"),
+            "nostream",
+        ),
+    ] {
+        let path = dir.path().join("f.ndjson");
+        write_fixture(
+            &path,
+            &[fixture_event("/pre/a", "s", now - 1_000, "one"), bad],
+        );
+        let (code, _, err) = run_code(
+            cwtap(&moto.url).arg("replay").arg(&path).args([
+                "--to",
+                "cloudwatch",
+                "--rebase",
+                "keep",
+            ]),
+            LIMIT,
+        );
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(names) && err.contains("--create"), "{err}");
+    }
+    let back = dir.path().join("back.ndjson");
+    run_ok(
+        cwtap(&moto.url)
+            .args(["capture", "--group", "/pre/a", "--since", "1h", "-o"])
+            .arg(&back),
+        LIMIT,
+    );
+    assert!(read_lines(&back).is_empty(), "nothing was written");
+}

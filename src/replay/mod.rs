@@ -264,6 +264,62 @@ impl CloudWatchReplayReport {
 
 type Destination = (String, String);
 
+/// Without `--create`, every group and stream the events go to must exist:
+/// checked before the first write, so that a missing one does not stop the
+/// replay halfway (the events before it stored, and stored again by the
+/// next attempt). One listing per group and per stream.
+async fn check_destinations(
+    cloudwatch: &CloudWatch,
+    events: &[FixtureEvent],
+    shutdown: &Shutdown,
+) -> Result<(), ReplayError> {
+    let mut wanted: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        Default::default();
+    for e in events {
+        wanted
+            .entry(e.log_group.as_str())
+            .or_default()
+            .insert(e.log_stream.as_str());
+    }
+    let missing = |group: &str, stream: &str| {
+        ReplayError::Write(WriteError::Missing {
+            group: group.to_string(),
+            stream: stream.to_string(),
+            region: cloudwatch.region().to_string(),
+        })
+    };
+    for (group, streams) in wanted {
+        let groups = cloudwatch.discover_groups(group, shutdown).await?;
+        let first = streams.iter().next().copied().unwrap_or_default();
+        if !groups.iter().any(|g| g == group) {
+            return Err(missing(group, first));
+        }
+        for stream in streams {
+            let found = match cloudwatch
+                .list_streams(
+                    group,
+                    Some(stream),
+                    crate::cloudwatch::admin::StreamOrder::Name,
+                    shutdown,
+                )
+                .await
+            {
+                Ok(found) => found,
+                Err(crate::cloudwatch::admin::AdminError::CloudWatch(e)) => return Err(e.into()),
+                // The group went away meanwhile.
+                Err(crate::cloudwatch::admin::AdminError::GroupNotFound { .. }) => {
+                    return Err(missing(group, stream));
+                }
+                Err(e) => return Err(ReplayError::Usage(e.to_string())),
+            };
+            if !found.iter().any(|s| s.name == stream) {
+                return Err(missing(group, stream));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Puts `events` into CloudWatch, keeping their relative timing.
 pub async fn replay_to_cloudwatch(
     cloudwatch: &CloudWatch,
@@ -276,6 +332,9 @@ pub async fn replay_to_cloudwatch(
     for e in &mut events {
         options.retarget.apply(e);
         e.timestamp += shift;
+    }
+    if !options.create {
+        check_destinations(cloudwatch, &events, shutdown).await?;
     }
     let mut report = CloudWatchReplayReport {
         events: events.len(),
