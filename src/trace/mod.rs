@@ -498,9 +498,35 @@ impl Scratch {
     fn set(&mut self, i: usize, prefix: &str, id: &str) {
         let key = &mut self.keys[i];
         key.clear();
-        key.push_str(prefix);
-        key.push_str(id);
+        push_alias(key, prefix, id);
     }
+}
+
+/// Appends the alias `prefix` + `id` to `key`. A trace id is written in one
+/// form whichever it came in, so that the X-Ray form
+/// (`1-5759e988-bd862e3fe1be46a994272793`, API Gateway, Lambda's REPORT) and
+/// the W3C form (`5759e988bd862e3fe1be46a994272793`, OpenTelemetry SDKs) of
+/// one trace group together: 32 lower-case hex digits. Other ids as they are.
+fn push_alias(key: &mut String, prefix: &str, id: &str) {
+    key.push_str(prefix);
+    if prefix == "t:" {
+        let b = id.as_bytes();
+        let hex = |r: &[u8]| r.iter().all(u8::is_ascii_hexdigit);
+        let parts = if b.len() == 35 && b.starts_with(b"1-") && b[10] == b'-' {
+            Some((&id[2..10], &id[11..]))
+        } else if b.len() == 32 {
+            Some((&id[..8], &id[8..]))
+        } else {
+            None
+        };
+        if let Some((a, z)) = parts.filter(|(a, z)| hex(a.as_bytes()) && hex(z.as_bytes())) {
+            for part in [a, z] {
+                key.extend(part.chars().map(|c| c.to_ascii_lowercase()));
+            }
+            return;
+        }
+    }
+    key.push_str(id);
 }
 
 impl Traces {
@@ -600,8 +626,7 @@ impl Traces {
             ] {
                 let Some(id) = id else { continue };
                 alias.clear();
-                alias.push_str(prefix);
-                alias.push_str(id);
+                push_alias(&mut alias, prefix, id);
                 if !self.aliases.contains_key(alias.as_str())
                     && self.cold.contains_key(&self.fingerprint(&alias))
                     && !out.contains(&alias)
@@ -1166,6 +1191,36 @@ mod tests {
         let changes = traces.take_changes();
         assert_eq!(changes.deleted, vec!["r:lam-b".to_string()]);
         assert_eq!(changes.traces.len(), 1);
+    }
+
+    #[test]
+    fn the_xray_and_w3c_forms_of_one_trace_id_are_one_trace() {
+        let mut traces = Traces::new();
+        let out = run(
+            &mut traces,
+            &[
+                TraceInput {
+                    trace_id: Some("1-5DDCF71C-b2f975fa52bcf463b3388dc8"),
+                    request_id: Some("gw-1"),
+                    ..ev("/aws/apigateway/api", "s", 1)
+                },
+                TraceInput {
+                    trace_id: Some("5ddcf71cb2f975fa52bcf463b3388dc8"),
+                    request_id: Some("lam-1"),
+                    ..ev("/aws/lambda/a", "s", 2)
+                },
+                // Not an id of either form: kept as it is.
+                TraceInput {
+                    trace_id: Some("1-5ddcf71c-nothex"),
+                    ..ev("/app", "s", 3)
+                },
+            ],
+        );
+        let key = "t:5ddcf71cb2f975fa52bcf463b3388dc8";
+        assert_eq!(out[0].trace_key.as_deref(), Some(key));
+        assert_eq!(out[1].trace_key.as_deref(), Some(key));
+        assert_eq!(out[2].trace_key.as_deref(), Some("t:1-5ddcf71c-nothex"));
+        assert_eq!(traces.summary(key).unwrap().event_count, 2);
     }
 
     #[test]
