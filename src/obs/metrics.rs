@@ -60,6 +60,10 @@ pub struct Metrics {
     overlap_rereads: Family<GroupLabel, Counter>,
     late_events: Family<GroupLabel, Counter>,
     lag_seconds: Family<GroupLabel, GaugeF64>,
+    /// Each polled group's cursor (ms): its lag is worked out at every
+    /// scrape, so that it keeps growing while the group is stalled (an
+    /// output outage) instead of holding its last value.
+    cursors: std::sync::Mutex<std::collections::HashMap<GroupLabel, i64>>,
     api_calls: Family<OperationLabel, Counter>,
     api_throttles: Family<OperationLabel, Counter>,
     api_rate: Family<OperationLabel, GaugeF64>,
@@ -99,6 +103,7 @@ impl Metrics {
             overlap_rereads: Family::default(),
             late_events: Family::default(),
             lag_seconds: Family::default(),
+            cursors: Default::default(),
             api_calls: Family::default(),
             api_throttles: Family::default(),
             api_rate: Family::default(),
@@ -266,11 +271,25 @@ impl Metrics {
         self.late_events.get_or_create(&label).inc_by(late);
     }
 
-    /// The group's cursor is now `lag` behind the clock.
-    pub fn group_lag(&self, account: &str, group: &str, lag: Duration) {
-        self.lag_seconds
-            .get_or_create(&Self::group(account, group))
-            .set(lag.as_secs_f64());
+    /// The group's cursor moved to `cursor_ms`: its lag is the time since.
+    pub fn group_cursor(&self, account: &str, group: &str, cursor_ms: i64) {
+        let label = Self::group(account, group);
+        self.set_lag(&label, cursor_ms, crate::time::now_ms());
+        if let Ok(mut cursors) = self.cursors.lock() {
+            cursors.insert(label, cursor_ms);
+        }
+    }
+
+    /// The group is no longer polled here: its lag stops moving.
+    pub fn group_stopped(&self, account: &str, group: &str) {
+        if let Ok(mut cursors) = self.cursors.lock() {
+            cursors.remove(&Self::group(account, group));
+        }
+    }
+
+    fn set_lag(&self, label: &GroupLabel, cursor_ms: i64, now_ms: i64) {
+        let lag = Duration::from_millis((now_ms - cursor_ms).max(0) as u64);
+        self.lag_seconds.get_or_create(label).set(lag.as_secs_f64());
     }
 
     /// One attempt of a CloudWatch call ended; `error_code` is the service's
@@ -342,6 +361,12 @@ impl Metrics {
 
     /// The text exposition format (OpenMetrics text, which Prometheus reads).
     pub fn encode(&self) -> String {
+        let now = crate::time::now_ms();
+        if let Ok(cursors) = self.cursors.lock() {
+            for (label, &cursor) in cursors.iter() {
+                self.set_lag(label, cursor, now);
+            }
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -352,6 +377,23 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_groups_lag_is_worked_out_at_each_scrape() {
+        let m = Metrics::new();
+        // A cursor an hour old: a stalled group's lag is at least that at
+        // the next scrape, whatever it was when the cursor last moved.
+        m.group_cursor("default", "/g", crate::time::now_ms() - 3_600_000);
+        let text = m.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("cwtap_group_lag_seconds{"))
+            .expect("the lag series");
+        let lag: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(lag >= 3600.0, "{line}");
+        m.group_stopped("default", "/g");
+        assert!(m.cursors.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn a_throttled_attempt_counts_as_a_call_and_a_throttle() {

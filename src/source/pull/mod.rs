@@ -358,6 +358,7 @@ async fn poll_group(
         if shutdown.is_triggered() || stop.is_triggered() {
             progress.finish("stopped");
             obs::readiness().group_stopped(account, name);
+            obs::metrics().group_stopped(account, name);
             return GroupEnd::ShutDown;
         }
         let error = polled.as_ref().err().map(|e| e.to_string());
@@ -398,6 +399,7 @@ async fn poll_group(
         };
         if !slept {
             obs::readiness().group_stopped(account, name);
+            obs::metrics().group_stopped(account, name);
             return GroupEnd::ShutDown;
         }
     }
@@ -760,8 +762,7 @@ async fn scan(
     };
     let end = deliver(ctx, last, progress, shutdown).await?;
     if let ScanEnd::Complete = end {
-        let lag_ms = (now_ms() - window.then.cursor_ms).max(0) as u64;
-        obs::metrics().group_lag(account, name, std::time::Duration::from_millis(lag_ms));
+        obs::metrics().group_cursor(account, name, window.then.cursor_ms);
     }
     Ok((end, read))
 }
