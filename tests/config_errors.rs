@@ -54,6 +54,18 @@ fn cases() -> Vec<Case> {
             expect: &["unknown field `ibans`", "line 4"],
         },
         Case {
+            name: "an empty agent_id",
+            yaml: format!("{out}log_groups:\n  - name: /a\n  - {{name: /b, agent_id: ''}}\n"),
+            expect: &["log_groups[1].agent_id", "must not be empty"],
+        },
+        Case {
+            name: "a kv rule taking lines without pairs",
+            yaml: format!(
+                "{out}log_groups:\n  - name: /a\n    parsers: [{{name: k, type: kv, min_pairs: 0}}]\n"
+            ),
+            expect: &["log_groups[0].parsers[0].min_pairs", "at least 1"],
+        },
+        Case {
             name: "a key given twice",
             yaml: format!(
                 "{out}{GOOD_GROUPS}agent:\n  poll_interval_secs: 5\n  poll_interval_secs: 6\n"

@@ -331,7 +331,7 @@ async fn a_missing_log_group_is_reported_with_its_region_and_the_other_groups_go
     let delivered = wait_until(Duration::from_secs(30), || {
         read_ndjson(&out_path).len() >= 20
     });
-    // Both groups polled again (the missing one reports its error each time).
+    // Both groups polled again (the missing one records its error each time).
     assert!(newer_polls(&moto.url, &config, 2, Duration::from_secs(30)));
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
@@ -344,11 +344,8 @@ async fn a_missing_log_group_is_reported_with_its_region_and_the_other_groups_go
         .count();
     assert!(reports >= 1, "missing group not reported:\n{err}");
     assert!(err.contains("us-east-1"), "region not named:\n{err}");
-    // Once per poll interval, not in a tight loop: ~4 s of 1 s polls.
-    assert!(
-        reports <= 8,
-        "missing group reported {reports} times in ~4 s"
-    );
+    // Said once, then looked for at the idle pace, not logged every poll.
+    assert!(reports <= 2, "missing group reported {reports} times");
     let status = status_json(&moto.url, &config);
     let missing = status
         .iter()

@@ -774,11 +774,12 @@ fn validate(
                     (k, m)
                 }
             })?;
+        let agent_id = non_empty(g.agent_id, &format!("{key}.agent_id"))?;
         groups.push(GroupConfig {
             key,
             selector,
             account,
-            agent_id: non_empty(g.agent_id, "agent_id")?,
+            agent_id,
             filter_pattern,
             streams,
             mode,

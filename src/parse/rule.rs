@@ -503,9 +503,15 @@ impl Rule {
                         ));
                     }
                 };
+                if p.min_pairs == Some(0) {
+                    return Err(err(
+                        "min_pairs",
+                        "must be at least 1 (a line with no pair is not key=value text)",
+                    ));
+                }
                 Kind::Kv {
                     separators,
-                    min_pairs: p.min_pairs.unwrap_or(2).max(1),
+                    min_pairs: p.min_pairs.unwrap_or(2),
                 }
             }
             other => {

@@ -371,6 +371,12 @@ async fn poll_group(
         } else if error.is_none() {
             obs::readiness().group_polled(account, name);
         }
+        // A group that does not exist (yet, or any more) is looked for at
+        // the idle pace, not every poll interval.
+        let missing = matches!(
+            &polled,
+            Err(ScanError::CloudWatch(CloudWatchError::GroupNotFound { .. }))
+        );
         match (target, polled) {
             (Target::Backfill { .. }, Ok(())) => {
                 progress.finish("done");
@@ -385,13 +391,17 @@ async fn poll_group(
                 Target::Live,
                 Err(ScanError::CloudWatch(e @ CloudWatchError::GroupNotFound { .. })),
             ) => {
-                tracing::warn!(group = name, error = %e, "log group missing; will look again next poll");
+                // Said once, not at every look.
+                if idle_polls == 0 {
+                    tracing::warn!(group = name, error = %e, "log group missing; looking for it again at the idle poll interval (agent.max_idle_poll_interval_secs)");
+                }
             }
             (Target::Live, Err(e)) => {
                 tracing::error!(group = name, error = %e, "poll failed; nothing was lost, retrying next poll");
             }
         }
-        let found_nothing = error.is_none() && progress.delivered() == delivered_before;
+        let found_nothing =
+            (error.is_none() || missing) && progress.delivered() == delivered_before;
         idle_polls = if found_nothing { idle_polls + 1 } else { 0 };
         let slept = tokio::select! {
             s = shutdown.sleep(idle_interval(agent, idle_polls)) => s,
