@@ -254,6 +254,15 @@ impl Record {
         }
     }
 
+    /// The log group the record is about, for messages (a summary: the
+    /// first group of its trace).
+    pub fn log_group(&self) -> &str {
+        match self {
+            Record::Event(e) => &e.source.log_group,
+            Record::Summary(s) => s.log_groups.first().map_or("", String::as_str),
+        }
+    }
+
     /// The record as the JSON object VectaDB's batch API and the NDJSON
     /// output take (one shape for both).
     pub fn to_json(&self, key_field: KeyField) -> Vec<u8> {

@@ -239,6 +239,7 @@ impl OtlpSink {
                         signal = signal.name(),
                         status = status.as_u16(),
                         records = chunk.len(),
+                        sample_log_group = %batch.get(first).map(Record::log_group).unwrap_or_default(),
                         sample_log_id = %batch.get(first).map(Record::log_id).unwrap_or_default(),
                         response = %status_message(&body),
                         "the OTLP endpoint refused records; not retrying, counting them as rejected"

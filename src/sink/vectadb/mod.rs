@@ -272,7 +272,7 @@ impl Sink for VectadbSink {
                                 Some(f) => {
                                     attempts[i] += 1;
                                     if attempts[i] > self.config.max_item_retries {
-                                        tracing::error!(log_id = %batch[i].log_id(), error = %f.error, attempts = attempts[i], "VectaDB kept failing an event; counting it as rejected");
+                                        tracing::error!(log_group = %batch[i].log_group(), log_id = %batch[i].log_id(), error = %f.error, attempts = attempts[i], "VectaDB kept failing an event; counting it as rejected");
                                         outcome.rejected.push(i);
                                     } else {
                                         again.push(i);
@@ -319,6 +319,7 @@ impl Sink for VectadbSink {
                         tracing::error!(
                             status = status.as_u16(),
                             events = chunk.len(),
+                            sample_log_group = %batch[chunk[0]].log_group(),
                             sample_log_id = %batch[chunk[0]].log_id(),
                             response = excerpt(&body),
                             "VectaDB refused a batch; not retrying, counting it as rejected"
