@@ -509,22 +509,20 @@ impl Scratch {
 /// one trace group together: 32 lower-case hex digits. Other ids as they are.
 fn push_alias(key: &mut String, prefix: &str, id: &str) {
     key.push_str(prefix);
-    if prefix == "t:" {
-        let b = id.as_bytes();
-        let hex = |r: &[u8]| r.iter().all(u8::is_ascii_hexdigit);
-        let parts = if b.len() == 35 && b.starts_with(b"1-") && b[10] == b'-' {
-            Some((&id[2..10], &id[11..]))
-        } else if b.len() == 32 {
-            Some((&id[..8], &id[8..]))
-        } else {
-            None
-        };
-        if let Some((a, z)) = parts.filter(|(a, z)| hex(a.as_bytes()) && hex(z.as_bytes())) {
-            for part in [a, z] {
-                key.extend(part.chars().map(|c| c.to_ascii_lowercase()));
-            }
+    let b = id.as_bytes();
+    let hex = |r: &[u8]| r.iter().all(u8::is_ascii_hexdigit);
+    let start = key.len();
+    if prefix == "t:" && b.len() == 35 && b.starts_with(b"1-") && b[10] == b'-' {
+        if hex(&b[2..10]) && hex(&b[11..]) {
+            key.push_str(&id[2..10]);
+            key.push_str(&id[11..]);
+            key[start..].make_ascii_lowercase();
             return;
         }
+    } else if prefix == "t:" && b.len() == 32 && hex(b) {
+        key.push_str(id);
+        key[start..].make_ascii_lowercase();
+        return;
     }
     key.push_str(id);
 }
