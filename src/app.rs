@@ -1026,8 +1026,8 @@ pub fn describe(config: &Config) -> String {
 }
 
 /// `cwtap status`: every group's checkpoint, from the state file.
-pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
-    let path = &config.agent.state_path;
+pub fn status(state_path: &std::path::Path, json: bool) -> Result<String, AppError> {
+    let path = state_path;
     let Some(store) = StateStore::open_existing(path)? else {
         return Err(AppError::Failed(format!(
             "no state file at {}: nothing has been polled yet",
@@ -1139,14 +1139,14 @@ pub fn status(config: &Config, json: bool) -> Result<String, AppError> {
 
 /// `cwtap status --watch`: the table, redrawn every `every` until shutdown.
 pub async fn watch_status(
-    config: &Config,
+    state_path: &std::path::Path,
     every: Duration,
     shutdown: &Shutdown,
 ) -> Result<(), AppError> {
     use std::io::{IsTerminal, Write};
     let clear = std::io::stdout().is_terminal();
     loop {
-        let table = match status(config, false) {
+        let table = match status(state_path, false) {
             Ok(t) => t,
             // No state file yet: say so and keep watching.
             Err(AppError::Failed(why)) => format!("{why}\n"),

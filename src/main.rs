@@ -331,7 +331,20 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             watch,
             interval,
         } => {
-            let config = load(&config.resolve())?;
+            // Only the state file is read: a config that does not load as
+            // a whole (a secret's variable unset where `status` runs) still
+            // gives its state path, with a warning.
+            let path = config.resolve();
+            let state_path = match load(&path) {
+                Ok(config) => config.agent.state_path,
+                Err(e) => match Config::state_path_only(&path) {
+                    Some(state_path) => {
+                        eprintln!("cwtap: warning: {e}; reading the state file it names anyway");
+                        state_path
+                    }
+                    None => return Err(e),
+                },
+            };
             if watch {
                 let every = cwtap::time::parse_duration(&interval)
                     .map_err(|e| AppError::Usage(format!("--interval: {e}")))?;
@@ -342,10 +355,10 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 }
                 let (shutdown, _) = install_signals()?;
                 return runtime()?
-                    .block_on(app::watch_status(&config, every, &shutdown))
+                    .block_on(app::watch_status(&state_path, every, &shutdown))
                     .map(|()| ExitCode::SUCCESS);
             }
-            cwtap::out!("{}", app::status(&config, json)?);
+            cwtap::out!("{}", app::status(&state_path, json)?);
             if json {
                 cwtap::outln!();
             }

@@ -361,3 +361,35 @@ fn check_online_of_a_receive_only_config_calls_no_aws_api() {
     assert!(out.contains("aws: not called"), "{out}");
     assert!(out.contains("online check passed"), "{out}");
 }
+
+/// `status` reads only the state file: a secret's variable unset where it
+/// runs is a warning, not an error, and the state path is still found.
+#[test]
+fn status_reads_the_state_path_of_a_config_whose_secret_is_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "vectadb: {{endpoint: 'http://127.0.0.1:9', api_key: '${{CWTAP_TEST_UNSET_KEY}}'}}\nlog_groups: [{{name: /a}}]\nagent: {{state_path: {}}}\n",
+            state.display()
+        ),
+    );
+    let (code, _, err) = run_code(
+        cwtap("http://127.0.0.1:9")
+            .env_remove("CWTAP_TEST_UNSET_KEY")
+            .args(["status", "--config"])
+            .arg(&cfg),
+        Duration::from_secs(30),
+    );
+    // No state file yet: exit 1 naming it (past the config), after the warning.
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("CWTAP_TEST_UNSET_KEY") && err.contains("warning"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("no state file at {}", state.display())),
+        "{err}"
+    );
+}

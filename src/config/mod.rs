@@ -288,6 +288,45 @@ impl Config {
         })
     }
 
+    /// The `agent.state_path` of the file at `path`, read without the rest
+    /// (for `status`, which reads nothing else): other `${VAR}`s may be
+    /// unset. `None` when the file cannot be read or parsed that far, or
+    /// when the state path itself is written with a `${...}`.
+    pub fn state_path_only(path: &Path) -> Option<PathBuf> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            agent: Option<Agent>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Agent {
+            state_path: Option<String>,
+        }
+        let text = std::fs::read_to_string(path).ok()?;
+        if text
+            .lines()
+            .any(|l| l.contains("state_path") && l.contains("${"))
+        {
+            return None;
+        }
+        // Any value does for the others: only the state path is kept.
+        let expanded = expand::expand_text(&text, &|name| {
+            Some(
+                std::env::var(name)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| "0".into()),
+            )
+        })
+        .ok()?;
+        let file: File = serde_yaml::from_str(&expanded).ok()?;
+        let state_path = file
+            .agent
+            .and_then(|a| a.state_path)
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_STATE_PATH.into());
+        Some(PathBuf::from(state_path))
+    }
+
     /// Expands `${VAR}` in the text, then parses it (errors keep their line
     /// and column) and checks the top-level keys. Returns the expanded text
     /// (the sections read from it) and the general part.
@@ -853,7 +892,7 @@ fn validate(
         })?),
     };
     let state_path =
-        non_empty(a.state_path, "agent.state_path")?.unwrap_or_else(|| "./cwtap-state.db".into());
+        non_empty(a.state_path, "agent.state_path")?.unwrap_or_else(|| DEFAULT_STATE_PATH.into());
     let agent = AgentConfig {
         poll_interval,
         max_idle_poll_interval,
@@ -1050,6 +1089,9 @@ fn role_account(arn: &str) -> Option<&str> {
         && resource.starts_with("role/"))
     .then_some(account)
 }
+
+/// `agent.state_path` when the config does not say.
+pub const DEFAULT_STATE_PATH: &str = "./cwtap-state.db";
 
 /// (Region, account id, name) of a log group ARN
 /// (`arn:aws:logs:REGION:ACCOUNT:log-group:NAME`, optionally ending `:*`).
