@@ -561,68 +561,54 @@ fn a_config_with_only_an_aws_section_is_enough_for_admin_commands() {
     assert!(err.contains("bad.yaml") && err.contains("regoin"), "{err}");
 }
 
-/// Without credentials anywhere, an AWS command says so at once, in words,
-/// instead of retrying a dispatch failure and printing the SDK's debug dump.
+/// Without credentials, or without a Region, anywhere, an AWS command says
+/// so at once, in words (and where to set a Region), instead of retrying a
+/// dispatch failure nine times and printing the SDK's debug dump.
 #[test]
-fn no_credentials_is_said_plainly_and_not_retried() {
+fn no_credentials_or_no_region_is_said_plainly_and_not_retried() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let config = ndjson_config(dir.path(), "  - name: /a/b\n", "");
     let nowhere = dir.path().join("none");
-    for args in [&["groups", "list"][..], &["check", "--online"]] {
-        let (code, _, err) = run_code(
-            cwtap(&moto.url)
-                .env_remove("AWS_ACCESS_KEY_ID")
-                .env_remove("AWS_SECRET_ACCESS_KEY")
-                .env_remove("AWS_SESSION_TOKEN")
-                .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
-                .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-                .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-                .env("AWS_CONFIG_FILE", &nowhere)
-                .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
-                .env("HOME", dir.path())
-                .args(args)
-                .arg("--config")
-                .arg(&config),
-            Duration::from_secs(60),
-        );
-        assert_eq!(code, 1, "{args:?}: {err}");
-        assert!(
-            err.contains("cannot get AWS credentials"),
-            "{args:?}: {err}"
-        );
-        assert!(!err.contains("attempts"), "retried: {err}");
-        assert!(!err.contains("DispatchFailure("), "debug dump: {err}");
-    }
-}
-
-/// Without a Region anywhere, an AWS command says where to set one, at
-/// once, instead of retrying "Missing Region" nine times.
-#[test]
-fn no_region_is_said_plainly_and_not_retried() {
-    let moto = Moto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = ndjson_config(dir.path(), "  - name: /a/b\n", "");
-    let nowhere = dir.path().join("none");
-    for args in [&["groups", "list"][..], &["check", "--online"]] {
-        let (code, _, err) = run_code(
-            cwtap(&moto.url)
-                .env_remove("AWS_REGION")
-                .env_remove("AWS_DEFAULT_REGION")
-                .env("AWS_CONFIG_FILE", &nowhere)
-                .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
-                .env("HOME", dir.path())
-                .args(args)
-                .arg("--config")
-                .arg(&config),
-            Duration::from_secs(60),
-        );
-        assert_eq!(code, 1, "{args:?}: {err}");
-        assert!(
-            err.contains("no AWS Region for DescribeLogGroups") && err.contains("aws.region"),
-            "{args:?}: {err}"
-        );
-        assert!(!err.contains("attempts"), "retried: {err}");
+    let unset: [(&[&str], &[&str]); 2] = [
+        (
+            &[
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            ],
+            &["cannot get AWS credentials"],
+        ),
+        (
+            &["AWS_REGION", "AWS_DEFAULT_REGION"],
+            &["no AWS Region for DescribeLogGroups", "aws.region"],
+        ),
+    ];
+    for (removed, says) in unset {
+        for args in [&["groups", "list"][..], &["check", "--online"]] {
+            let mut cmd = cwtap(&moto.url);
+            for var in removed {
+                cmd.env_remove(var);
+            }
+            let (code, _, err) = run_code(
+                cmd.env("AWS_CONFIG_FILE", &nowhere)
+                    .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
+                    .env("HOME", dir.path())
+                    .args(args)
+                    .arg("--config")
+                    .arg(&config),
+                Duration::from_secs(60),
+            );
+            assert_eq!(code, 1, "{args:?}: {err}");
+            for text in says {
+                assert!(err.contains(text), "{args:?}: {err}");
+            }
+            assert!(!err.contains("attempts"), "retried: {err}");
+            assert!(!err.contains("DispatchFailure("), "debug dump: {err}");
+        }
     }
 }
 
