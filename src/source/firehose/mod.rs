@@ -410,10 +410,15 @@ impl Receiver {
         // these events is committed by then.
         let Some(_claim) = self.claim(&ids, &stop).await else {
             timer.abort();
+            let reason = if self.shutdown.is_triggered() {
+                "shutdown"
+            } else {
+                "timeout"
+            };
             return Answer::fail(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                "another request was still delivering these events; retry",
+                reason,
+                "another request was still delivering these events when this one had to stop; retry",
             );
         };
         let seen = match self.state.pushed_already(Arc::new(ids)).await {
