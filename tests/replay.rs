@@ -400,41 +400,39 @@ async fn the_shipped_fixture_replays_into_its_own_groups_or_a_chosen_group_and_s
     assert!(all.iter().all(|(s, _, _)| s == "one"));
 }
 
+/// `cwtap replay FILE ARGS...` against an endpoint where nothing listens
+/// (a call would exit 1): it must exit 2 with every one of `says` in its
+/// error, found before any call.
+fn refused(file: &Path, args: &[&str], says: &[&str]) {
+    let (code, _, err) = run_code(
+        cwtap("http://127.0.0.1:9")
+            .arg("replay")
+            .arg(file)
+            .args(args),
+        LIMIT,
+    );
+    assert_eq!(code, 2, "{args:?}: {err}");
+    for text in says {
+        assert!(err.contains(text), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn bad_fixtures_and_flags_are_usage_errors_naming_the_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.ndjson");
     let good = fixture_event("/g", "s", 1_795_161_600_000, "ok").to_string();
+    let to_cloudwatch = ["--to", "cloudwatch"];
     std::fs::write(&path, format!("{good}\n{good}\nnot json\n")).unwrap();
-    let (code, _, err) = run_code(
-        cwtap("http://127.0.0.1:9")
-            .arg("replay")
-            .arg(&path)
-            .args(["--to", "cloudwatch"]),
-        LIMIT,
-    );
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("bad.ndjson:3"), "{err}");
+    refused(&path, &to_cloudwatch, &["bad.ndjson:3"]);
 
     // A key a fixture event does not have (a misspelt `ingestion_time`).
     let mut typo = fixture_event("/g", "s", 1_795_161_600_000, "x");
     typo["ingestion_tme"] = Value::from(1_795_161_600_001i64);
     std::fs::write(&path, format!("{good}\n{typo}\n")).unwrap();
-    let (code, _, err) = run_code(
-        cwtap("http://127.0.0.1:9")
-            .arg("replay")
-            .arg(&path)
-            .args(["--to", "cloudwatch"]),
-        LIMIT,
-    );
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("bad.ndjson:2") && err.contains("ingestion_tme"),
-        "{err}"
-    );
+    refused(&path, &to_cloudwatch, &["bad.ndjson:2", "ingestion_tme"]);
 
-    // A name CloudWatch would refuse is found before any call (nothing
-    // listens at this endpoint: a call would exit 1), naming its line.
+    // A name CloudWatch would refuse is found before any call, naming its line.
     for (bad, needle) in [
         (
             fixture_event("bad group!", "s", 1_795_161_600_000, "x"),
@@ -446,18 +444,10 @@ fn bad_fixtures_and_flags_are_usage_errors_naming_the_file_and_line() {
         ),
     ] {
         std::fs::write(&path, format!("{good}\n{bad}\n")).unwrap();
-        let (code, _, err) = run_code(
-            cwtap("http://127.0.0.1:9").arg("replay").arg(&path).args([
-                "--to",
-                "cloudwatch",
-                "--create",
-            ]),
-            LIMIT,
-        );
-        assert_eq!(code, 2, "{err}");
-        assert!(
-            err.contains("bad.ndjson:2") && err.contains(needle),
-            "{err}"
+        refused(
+            &path,
+            &["--to", "cloudwatch", "--create"],
+            &["bad.ndjson:2", needle],
         );
     }
 
@@ -485,41 +475,18 @@ fn bad_fixtures_and_flags_are_usage_errors_naming_the_file_and_line() {
         ),
         (vec!["--to", "elsewhere"], "invalid value"),
     ] {
-        let (code, _, err) = run_code(
-            cwtap("http://127.0.0.1:9")
-                .arg("replay")
-                .arg(&ok)
-                .args(&args),
-            LIMIT,
-        );
-        assert_eq!(code, 2, "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
+        refused(&ok, &args, &[needle]);
     }
-    let (code, _, err) = run_code(
-        cwtap("http://127.0.0.1:9")
-            .arg("replay")
-            .arg(dir.path().join("none.ndjson"))
-            .args(["--to", "cloudwatch"]),
-        LIMIT,
-    );
     // A file that is not there is a usage error too, as a missing --config.
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("none.ndjson"), "{err}");
+    refused(
+        &dir.path().join("none.ndjson"),
+        &to_cloudwatch,
+        &["none.ndjson"],
+    );
     // A `.gz` that is not gzip: the file and the line it fails at.
     let fake = dir.path().join("fake.ndjson.gz");
     std::fs::write(&fake, format!("{good}\n")).unwrap();
-    let (code, _, err) = run_code(
-        cwtap("http://127.0.0.1:9")
-            .arg("replay")
-            .arg(&fake)
-            .args(["--to", "cloudwatch"]),
-        LIMIT,
-    );
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("fake.ndjson.gz:1") && err.contains("not gzip"),
-        "{err}"
-    );
+    refused(&fake, &to_cloudwatch, &["fake.ndjson.gz:1", "not gzip"]);
 }
 
 /// SIGINT while a PutLogEvents call is in flight: the call is let finish,
