@@ -343,9 +343,18 @@ impl Config {
                     message: format!("line {}: {}", e.line, e.message),
                 }
             })?;
-        check_duplicate_keys(&expanded).map_err(syntax)?;
+        // Parsed once as plain YAML for the checks the typed parse cannot
+        // make: keys given twice (before it, which would take one of them
+        // silently) and unknown top-level keys (after it, whose errors carry
+        // a line).
+        let value = serde_yaml::from_str::<serde_yaml::Value>(&expanded);
+        if let Err(e) = &value {
+            check_duplicate_keys(&expanded, e).map_err(syntax)?;
+        }
         let raw: RawConfig = serde_yaml::from_str(&expanded).map_err(|e| syntax(e.to_string()))?;
-        check_top_level_keys(&expanded).map_err(syntax)?;
+        if let Ok(serde_yaml::Value::Mapping(map)) = &value {
+            check_top_level_keys(&expanded, map).map_err(syntax)?;
+        }
         Ok((expanded, raw))
     }
 
@@ -414,14 +423,10 @@ fn rule_options(raw: &RawConfig, base: &Path) -> Result<LoadOptions, Invalid> {
     })
 }
 
-/// Every top-level key must be known: a misspelt section would otherwise
-/// be ignored.
 /// A key given twice in one mapping is an error naming both lines (serde
-/// would take one of them silently, or name only the mapping's line).
-fn check_duplicate_keys(text: &str) -> Result<(), String> {
-    let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(text) else {
-        return Ok(());
-    };
+/// would take one of them silently, or name only the mapping's line). `e`
+/// is the plain YAML parse's error; other errors are left to the typed parse.
+fn check_duplicate_keys(text: &str, e: &serde_yaml::Error) -> Result<(), String> {
     let message = e.to_string();
     let Some(at) = message.find("duplicate entry with key ") else {
         // Other errors are reported by the typed parse, with its words.
@@ -488,11 +493,9 @@ fn key_lines(text: &str, line: usize, column: usize, key: &str) -> Option<(usize
     None
 }
 
-fn check_top_level_keys(text: &str) -> Result<(), String> {
-    let Ok(serde_yaml::Value::Mapping(map)) = serde_yaml::from_str::<serde_yaml::Value>(text)
-    else {
-        return Ok(());
-    };
+/// Every top-level key must be known: a misspelt section would otherwise
+/// be ignored.
+fn check_top_level_keys(text: &str, map: &serde_yaml::Mapping) -> Result<(), String> {
     let general = field_names::<RawConfig>();
     let sections = section_names();
     for key in map.keys() {
