@@ -42,10 +42,13 @@
 //!   window planning and sizing, the cursor rules, backfill progress;
 //!   [`source::firehose`]: the HTTP endpoint for Firehose, `cwtap serve`).
 //! - [`cloudwatch`]: the only module that calls aws-sdk-cloudwatchlogs:
-//!   reads, the shared rate budget, retries, the write path, admin, Insights.
+//!   reads (event pages read with serde_json in front of the SDK's reader),
+//!   the shared rate budget, retries, the write path, admin, Insights.
 //! - [`pipeline`]: prepare -> group -> deliver -> commit.
 //! - [`parse`]: parser rules (json, regex, kv), the rule sets shipped in
-//!   `parsers/`, PII redaction, the session id search.
+//!   `parsers/`, PII redaction, the session id search; an event's
+//!   [`parse::Properties`] (a JSON message's object kept as its text, its
+//!   values built only where a rule reads them).
 //! - [`trace`]: grouping events into traces: pure logic over the in-memory
 //!   working set; summaries.
 //! - [`sink`]: the outputs behind [`sink::Sink`] (VectaDB, OTLP, NDJSON),

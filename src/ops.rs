@@ -866,7 +866,7 @@ async fn trace(
                 continue;
             }
             if let Some(v) = parsed.properties.get(key).filter(|v| !v.is_null()) {
-                fields.insert(key.into(), v.clone());
+                fields.insert(key.into(), v.into_owned());
             }
         }
         out_rows.push((e, fields));

@@ -11,10 +11,12 @@
 //! - [`admin`]: groups, streams, retention, subscription and metric filters, tags.
 //! - [`insights`]: Logs Insights queries (StartQuery / GetQueryResults / StopQuery).
 //! - [`streams`]: reading a group stream by stream (DescribeLogStreams, GetLogEvents).
+//! - `page`: event pages read with serde_json in front of the SDK's reader.
 
 pub mod admin;
 pub mod budget;
 pub mod insights;
+mod page;
 pub mod streams;
 pub mod write;
 
@@ -557,7 +559,9 @@ impl CloudWatch {
                     }
                     StreamFilter::Prefix(p) => call = call.log_stream_name_prefix(p),
                 }
-                call.send()
+                call.customize()
+                    .interceptor(page::Events(page::Call::Filter))
+                    .send()
             })
             .await?;
         // The page's strings are moved into the events, not copied.

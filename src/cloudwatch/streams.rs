@@ -266,6 +266,8 @@ impl CloudWatch {
                     .end_time(read.end_ms)
                     .start_from_head(true)
                     .set_next_token(read.token.clone())
+                    .customize()
+                    .interceptor(super::page::Events(super::page::Call::Get))
                     .send()
             })
             .await;

@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::{Origin, OutEvent};
+use crate::parse::Properties;
 use crate::time::format_ms;
 use crate::trace::{Invocation, KeyField, Span, TraceSummary};
 
@@ -24,7 +25,7 @@ pub(super) fn write_event(out: &mut Vec<u8>, e: &OutEvent) {
         log_id: &e.source.log_id,
         origin: &e.source.origin,
     };
-    envelope.write(out, |out| write_object(out, &e.properties));
+    envelope.write(out, |out| write_properties(out, &e.properties));
 }
 
 /// Appends the `trace_summary` event of `s`: the same bytes as
@@ -256,6 +257,35 @@ fn write_invocation(out: &mut Vec<u8>, i: &Invocation) {
     o.end();
 }
 
+/// The message's own object member by member as it came (its keys have
+/// no escapes, its values are checked JSON), then the added fields: as
+/// [`Properties`]' `Serialize` writes them, without white space.
+fn write_properties(out: &mut Vec<u8>, p: &Properties) {
+    out.push(b'{');
+    let mut first = true;
+    for (key, value) in p.members() {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.reserve(key.len() + value.len() + 4);
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(value.as_bytes());
+    }
+    for (key, value) in p.added() {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_str(out, key);
+        out.push(b':');
+        write_value(out, value);
+    }
+    out.push(b'}');
+}
+
 fn write_object(out: &mut Vec<u8>, m: &Map<String, Value>) {
     out.push(b'{');
     for (i, (k, v)) in m.iter().enumerate() {
@@ -382,7 +412,7 @@ mod tests {
             event_type: Some(text.to_string()),
             agent_id: None,
             session_id: Some("s\n1".into()),
-            properties,
+            properties: properties.into(),
             source: Source {
                 system: "cloudwatch",
                 log_group: "/aws/lambda/f".into(),
@@ -432,6 +462,28 @@ mod tests {
         e.event_type = None;
         e.agent_id = Some("agent\\1".into());
         same_as_serde(&e);
+    }
+
+    #[test]
+    fn a_json_messages_object_is_written_as_it_came_then_the_added_fields() {
+        let text = r#" {"b": 1.50, "a": {"x": [1, "y"]}, "s": "t\"q é", "e": "\u00e9"} "#;
+        let mut e = event("json", Map::new(), Origin::default());
+        e.properties = Properties::from_json_object(text).unwrap();
+        e.properties
+            .insert_if_absent("trace_key", || Value::String("k\n".into()));
+        same_as_serde(&e);
+        let mut ours = Vec::new();
+        write_event(&mut ours, &e);
+        let ours = String::from_utf8(ours).unwrap();
+        assert!(
+            ours.contains(r#""properties":{"b":1.50,"a":{"x": [1, "y"]},"s":"t\"q é","e":"\u00e9","trace_key":"k\n"}"#),
+            "{ours}"
+        );
+        let v: Value = serde_json::from_str(&ours).unwrap();
+        assert_eq!(
+            v["properties"],
+            serde_json::json!({"b": 1.5, "a": {"x": [1, "y"]}, "s": "t\"q é", "e": "é", "trace_key": "k\n"})
+        );
     }
 
     fn summary(root_span: Option<&str>) -> TraceSummary {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::parse::{Fields, Parsed};
+use crate::parse::{Fields, Parsed, Properties};
 use crate::time::{EpochMs, format_ms};
 use crate::trace::{KeyField, TraceSummary};
 
@@ -81,7 +81,7 @@ pub struct OutEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     /// The original fields or raw line, beside what the rules extracted.
-    pub properties: Map<String, Value>,
+    pub properties: Properties,
     pub source: Source,
     /// The CloudWatch timestamp in ms, for the checkpoint (not sent).
     #[serde(skip)]
@@ -126,12 +126,8 @@ impl OutEvent {
             ("level", &f.level),
             ("error", &f.error),
         ];
-        // (`Map::entry` would allocate the key even when it is there, as it
-        // mostly is for a JSON line.)
         let mut add = |key: &str, value: &dyn Fn() -> Value| {
-            if !properties.contains_key(key) {
-                properties.insert(key.to_string(), value());
-            }
+            properties.insert_if_absent(key, value);
         };
         for (key, value) in strings {
             if let Some(v) = value {
@@ -186,8 +182,7 @@ impl OutEvent {
     ) {
         if let Some(r) = bracket_request_id {
             self.properties
-                .entry("request_id")
-                .or_insert(Value::String(r));
+                .insert_if_absent("request_id", || Value::String(r));
         }
         let Some(key) = trace_key else { return };
         self.properties
@@ -217,7 +212,7 @@ impl OutEvent {
             agent_id: None,
             session_id: (key_field == KeyField::SessionId).then(|| key.clone()),
             trace_id: (key_field == KeyField::TraceId).then(|| key.clone()),
-            properties,
+            properties: Properties::from(properties),
             source: Source {
                 system: "cloudwatch",
                 log_group: s.log_groups.first().cloned().unwrap_or_default(),

@@ -29,6 +29,7 @@ mod kv;
 pub mod load;
 mod normalize;
 mod path;
+mod props;
 pub mod redact;
 pub mod rule;
 pub mod spec;
@@ -39,6 +40,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 
 pub use load::{LoadOptions, RuleError, builtin_names};
+pub use props::Properties;
 pub use redact::{RedactConfig, Redactor};
 use rule::{Extract, Input, Mode, Needles, Rule};
 
@@ -106,7 +108,7 @@ pub struct Parsed {
     pub rule: Option<String>,
     pub fields: Fields,
     /// The original fields (JSON) or the raw line, beside what was extracted.
-    pub properties: Map<String, Value>,
+    pub properties: Properties,
     /// Merge rules that added something, in the order they ran (without
     /// `rule` itself).
     pub merged: Vec<String>,
@@ -191,7 +193,7 @@ impl RuleSet {
             Parsed {
                 rule: None,
                 fields: Fields::default(),
-                properties,
+                properties: Properties::from(properties),
                 merged: Vec::new(),
             }
         } else {
@@ -209,8 +211,8 @@ impl RuleSet {
                 merged.push(name.to_string());
                 fields.fill_from(m.fields);
                 text_like &= !m.from_json;
-                for (k, v) in m.props {
-                    properties.entry(k).or_insert(v);
+                for (k, v) in m.props.into_map() {
+                    properties.insert_if_absent(&k, || v);
                 }
             }
             if text_like {
@@ -242,7 +244,7 @@ impl RuleSet {
         }
 
         if let Some(r) = &self.redactor {
-            r.redact_map(&mut parsed.properties);
+            r.redact_map(parsed.properties.map_mut());
             r.redact_fields(&mut parsed.fields);
         }
         parsed

@@ -1,6 +1,10 @@
 //! Dotted paths into JSON values: `trace.id`, `error.stack.0`, `records[2].id`.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use super::props::Properties;
 
 /// A compiled path. A key that itself contains dots (`"dd.trace_id"`, as
 /// flattened loggers write) is found too: the whole path is tried as one key
@@ -75,26 +79,28 @@ impl Path {
         if self.segments.len() < 2 || key != self.segments[0] {
             return None;
         }
-        let mut current = value;
-        for segment in &self.segments[1..] {
-            current = match current {
-                Value::Object(m) => m.get(segment)?,
-                Value::Array(a) => a.get(segment.parse::<usize>().ok()?)?,
-                _ => return None,
-            };
-        }
-        Some(current)
+        self.walk(value)
     }
 
-    /// The value at this path, if any.
-    pub(crate) fn lookup<'a>(&self, map: &'a Map<String, Value>) -> Option<&'a Value> {
-        if let Some(v) = map.get(&self.raw) {
+    /// The value at this path in an event's properties, if any (a
+    /// top-level key as written wins over a walk): only the value the path
+    /// starts at is built from a JSON object's text.
+    pub(crate) fn lookup_props<'a>(&self, props: &'a Properties) -> Option<Cow<'a, Value>> {
+        if let Some(v) = props.get(&self.raw) {
             return Some(v);
         }
         if self.segments.len() < 2 {
             return None;
         }
-        let mut current = map.get(&self.segments[0])?;
+        match props.get(&self.segments[0])? {
+            Cow::Borrowed(v) => self.walk(v).map(Cow::Borrowed),
+            Cow::Owned(v) => self.walk(&v).cloned().map(Cow::Owned),
+        }
+    }
+
+    /// The value at the path's segments after the first, from `value`.
+    fn walk<'a>(&self, value: &'a Value) -> Option<&'a Value> {
+        let mut current = value;
         for segment in &self.segments[1..] {
             current = match current {
                 Value::Object(m) => m.get(segment)?,
@@ -109,7 +115,7 @@ impl Path {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, json};
 
     fn map(v: Value) -> Map<String, Value> {
         match v {
@@ -125,13 +131,25 @@ mod tests {
             "dd.trace_id": "flat",
             "records": [{"id": "r0"}, {"id": "r1"}],
         }));
-        let get = |p: &str| Path::parse(p).unwrap().lookup(&m).cloned();
-        assert_eq!(get("trace.id"), Some(json!("nested")));
-        assert_eq!(get("dd.trace_id"), Some(json!("flat")));
-        assert_eq!(get("records.1.id"), Some(json!("r1")));
-        assert_eq!(get("records[0].id"), Some(json!("r0")));
-        assert_eq!(get("records.2.id"), None);
-        assert_eq!(get("trace.id.more"), None);
+        // Built as a map, and read from the object's text.
+        let text = Value::Object(m.clone()).to_string();
+        for props in [
+            Properties::from(m.clone()),
+            Properties::from_json_object(&text).unwrap(),
+        ] {
+            let get = |p: &str| {
+                Path::parse(p)
+                    .unwrap()
+                    .lookup_props(&props)
+                    .map(Cow::into_owned)
+            };
+            assert_eq!(get("trace.id"), Some(json!("nested")));
+            assert_eq!(get("dd.trace_id"), Some(json!("flat")));
+            assert_eq!(get("records.1.id"), Some(json!("r1")));
+            assert_eq!(get("records[0].id"), Some(json!("r0")));
+            assert_eq!(get("records.2.id"), None);
+            assert_eq!(get("trace.id.more"), None);
+        }
         let p = Path::parse("records.1.id").unwrap();
         assert_eq!(p.first(), "records");
         assert_eq!(

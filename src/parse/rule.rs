@@ -28,6 +28,7 @@ use super::Fields;
 use super::kv::{self, Separators};
 use super::normalize::{self, LevelNumbers};
 use super::path::Path;
+use super::props::Properties;
 use super::spec::{OneOrMany, RawLevelNumbers, RawMode, RawParser};
 
 /// What went wrong compiling a rule: (key below the rule, message).
@@ -178,7 +179,7 @@ impl Template {
         Ok(Template::Parts(parts))
     }
 
-    fn render(&self, props: &Map<String, Value>) -> String {
+    fn render(&self, props: &Properties) -> String {
         match self {
             Template::Fixed(s) => s.clone(),
             Template::Parts(parts) => {
@@ -187,7 +188,9 @@ impl Template {
                     match part {
                         Part::Text(t) => out.push_str(t),
                         Part::Hole { path, lower } => {
-                            if let Some(v) = path.lookup(props).and_then(scalar_string) {
+                            if let Some(v) =
+                                path.lookup_props(props).and_then(|v| scalar_string(&v))
+                            {
                                 if *lower {
                                     out.push_str(&v.to_lowercase());
                                 } else {
@@ -264,7 +267,7 @@ pub(crate) struct Rule {
 #[derive(Debug, Default)]
 pub(crate) struct Extract {
     /// JSON fields, captures or pairs (and what `fields` copied to properties).
-    pub(crate) props: Map<String, Value>,
+    pub(crate) props: Properties,
     pub(crate) fields: Fields,
     /// The properties came from a JSON object (no raw line is added).
     pub(crate) from_json: bool,
@@ -338,8 +341,8 @@ pub(crate) struct Input<'a> {
     /// Needles searched for, and those found (bit = id).
     searched: u64,
     found: u64,
-    json: Option<Option<Map<String, Value>>>,
-    embedded: Option<(usize, Option<Map<String, Value>>)>,
+    json: Option<Option<Properties>>,
+    embedded: Option<(usize, Option<Properties>)>,
 }
 
 impl<'a> Input<'a> {
@@ -376,20 +379,20 @@ impl<'a> Input<'a> {
     }
 
     /// The message as a JSON object, parsed at most once.
-    fn json(&mut self) -> Option<&Map<String, Value>> {
+    fn json(&mut self) -> Option<&Properties> {
         let message = self.message;
         self.json
             .get_or_insert_with(|| parse_object(message))
             .as_ref()
     }
 
-    fn take_json(&mut self, keep: bool) -> Option<Map<String, Value>> {
+    fn take_json(&mut self, keep: bool) -> Option<Properties> {
         self.json();
         let slot = self.json.as_mut()?;
         if keep { slot.clone() } else { slot.take() }
     }
 
-    fn take_embedded(&mut self, from: usize, keep: bool) -> Option<Map<String, Value>> {
+    fn take_embedded(&mut self, from: usize, keep: bool) -> Option<Properties> {
         let message = self.message;
         let start = from + message.get(from..)?.find('{')?;
         if self.embedded.as_ref().map(|(s, _)| *s) != Some(start) {
@@ -400,12 +403,8 @@ impl<'a> Input<'a> {
     }
 }
 
-fn parse_object(text: &str) -> Option<Map<String, Value>> {
-    let trimmed = text.trim();
-    if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
-        return None;
-    }
-    serde_json::from_str::<Map<String, Value>>(trimmed).ok()
+fn parse_object(text: &str) -> Option<Properties> {
+    Properties::from_json_object(text)
 }
 
 /// A value as text for a canonical string field: strings (not empty, not
@@ -700,7 +699,7 @@ impl Rule {
         if !w.json_fields.is_empty() {
             match input.json() {
                 Some(obj) => {
-                    if !w.json_fields.iter().all(|p| p.lookup(obj).is_some()) {
+                    if !w.json_fields.iter().all(|p| p.lookup_props(obj).is_some()) {
                         return false;
                     }
                 }
@@ -738,9 +737,7 @@ impl Rule {
                 if let (Some(caps), Some(re)) = (&captures, pattern) {
                     for name in re.capture_names().flatten() {
                         if let Some(m) = caps.name(name) {
-                            object
-                                .entry(name)
-                                .or_insert_with(|| Value::String(m.as_str().to_string()));
+                            object.insert_if_absent(name, || Value::String(m.as_str().to_string()));
                         }
                     }
                 }
@@ -756,7 +753,7 @@ impl Rule {
                         props.insert(name.to_string(), Value::String(m.as_str().to_string()));
                     }
                 }
-                (props, false)
+                (Properties::from(props), false)
             }
             Kind::Kv {
                 separators,
@@ -770,12 +767,13 @@ impl Rule {
                 for (k, v) in pairs {
                     props.entry(k).or_insert(Value::String(v));
                 }
-                (props, false)
+                (Properties::from(props), false)
             }
         };
 
         for (from, to) in &self.field_mapping {
-            if let Some(v) = from.lookup(&props).cloned() {
+            if let Some(v) = from.lookup_props(&props) {
+                let v = v.into_owned();
                 props.insert(to.clone(), v);
             }
         }
@@ -792,15 +790,17 @@ impl Rule {
             on_heap = vec![None; self.extract.len()];
             &mut on_heap
         };
-        for (key, value) in &props {
-            let Some(hits) = self.index.get(key.as_str()) else {
+        // Only the values a rule reads are built from the object's text.
+        let selected = props.select(|key| self.index.contains_key(key));
+        for (key, value) in &selected {
+            let Some(hits) = self.index.get(*key) else {
                 continue;
             };
             for &(t, c) in hits {
                 if best[t].is_some_and(|(ranked, _)| ranked <= c) {
                     continue;
                 }
-                if let Some(v) = self.extract[t].1[c].lookup_in_entry(key, value)
+                if let Some(v) = self.extract[t].1[c].lookup_in_entry(key, value.as_ref())
                     && present(v)
                 {
                     best[t] = Some((c, v));
@@ -832,17 +832,13 @@ impl Rule {
                     self.set(&mut fields, *c, &Value::String(value.clone()));
                 }
                 Target::Property(name) => {
-                    props
-                        .entry(name.clone())
-                        .or_insert_with(|| Value::String(value.clone()));
+                    props.insert_if_absent(name, || Value::String(value.clone()));
                 }
             }
         }
         for name in &self.numbers {
-            if let Some(v) = props.get_mut(name)
-                && let Some(n) = to_number(v)
-            {
-                *v = n;
+            if let Some(n) = props.get(name).and_then(|v| to_number(&v)) {
+                props.insert(name.clone(), n);
             }
         }
         if let Some(t) = &self.event_type {

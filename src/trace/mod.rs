@@ -97,7 +97,7 @@ impl<'a> TraceInput<'a> {
         log_stream: &'a str,
         timestamp_ms: EpochMs,
         f: &'a Fields,
-        properties: &serde_json::Map<String, serde_json::Value>,
+        properties: &crate::parse::Properties,
     ) -> TraceInput<'a> {
         let number = |key: &str| properties.get(key).and_then(|v| v.as_f64());
         let report = (f.event_type.as_deref() == Some("lambda_report")).then(|| LambdaReport {

@@ -388,7 +388,7 @@ pub fn log_record(e: &OutEvent) -> LogRecord {
 /// carries; then the CloudWatch event id and the top-level fields cwtap sets.
 fn log_attributes(e: &OutEvent) -> Vec<KeyValue> {
     let mut attributes = Vec::with_capacity(e.properties.len() + 3);
-    for (key, value) in &e.properties {
+    for (key, value) in e.properties.as_map() {
         if key == "message" && value.as_str() == Some(e.message.as_str()) {
             continue;
         }

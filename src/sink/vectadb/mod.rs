@@ -400,7 +400,8 @@ mod tests {
             event_type: Some("app_log".into()),
             agent_id: None,
             session_id: Some(format!("t:{i}")),
-            properties: serde_json::Map::from_iter([("message".into(), json!("ok \"quoted\""))]),
+            properties: serde_json::Map::from_iter([("message".into(), json!("ok \"quoted\""))])
+                .into(),
             source: Source {
                 system: "cloudwatch",
                 log_group: "/g".into(),

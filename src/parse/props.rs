@@ -1,0 +1,434 @@
+//! An event's properties: the message's own JSON object as it came, and
+//! what was added beside it.
+//!
+//! A JSON log line is most of what cwtap delivers, and its fields go out
+//! unchanged. Building them into a map of owned JSON values only to write
+//! them out again was a quarter of the pull path's instructions (two
+//! allocations per field, a B-tree insert, a drop). Here the object is
+//! read once without copying a value ([`Properties::from_json_object`]: the
+//! text and where each member's key and value are in it), a value is built
+//! only where a rule asks for it ([`Properties::get`]), and the output
+//! writes each member's text as it came ([`Properties::members`]).
+//!
+//! The fields added beside it (what the rules extracted, the canonical
+//! fields, the trace key) are a map whose keys the object does not hold:
+//! an original field of the same name wins, as it always has. Replacing an
+//! original field ([`Properties::insert`] on its key, redaction through
+//! [`Properties::map_mut`]) turns the whole into one map first.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::OnceLock;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// The properties of one event (see the module).
+#[derive(Default)]
+pub struct Properties {
+    object: Option<Object>,
+    /// Keys `object` does not hold.
+    added: Map<String, Value>,
+    /// The whole as one map, built when something asks for it
+    /// ([`Properties::as_map`]: tests, `parse-test`, the OTLP output).
+    whole: OnceLock<Map<String, Value>>,
+}
+
+/// A JSON object's text and its members' places in it.
+#[derive(Clone)]
+struct Object {
+    text: Box<str>,
+    members: Vec<Member>,
+}
+
+/// Byte ranges in [`Object::text`]: the key between its quotes (a key
+/// with an escape is not kept this way), the value's JSON text.
+#[derive(Clone, Copy)]
+struct Member {
+    key: (u32, u32),
+    value: (u32, u32),
+}
+
+impl Object {
+    fn key(&self, m: &Member) -> &str {
+        &self.text[m.key.0 as usize..m.key.1 as usize]
+    }
+
+    fn value(&self, m: &Member) -> &str {
+        &self.text[m.value.0 as usize..m.value.1 as usize]
+    }
+
+    /// The member named `key` (the last, as a parser that keeps one value
+    /// per key would have it).
+    fn find(&self, key: &str) -> Option<&Member> {
+        let len = key.len() as u32;
+        self.members
+            .iter()
+            .rev()
+            .find(|m| m.key.1 - m.key.0 == len && self.key(m) == key)
+    }
+}
+
+/// A member's value as a JSON value. The text was checked when read; a
+/// number beyond `f64` (which that check lets through) stays its text.
+fn value_of(text: &str) -> Value {
+    // Most values a rule reads are strings without escapes: the text
+    // between the quotes is the value (it was checked when read).
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+        && memchr::memchr(b'\\', inner.as_bytes()).is_none()
+    {
+        return Value::String(inner.to_string());
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+impl Properties {
+    pub fn new() -> Properties {
+        Properties::default()
+    }
+
+    /// `text` (the whole text: a JSON object, white space around allowed)
+    /// read without building its values; `None` when it is not a JSON
+    /// object. An object with an escaped key is read into a map instead.
+    pub(crate) fn from_json_object(text: &str) -> Option<Properties> {
+        let trimmed = text.trim();
+        if !(trimmed.starts_with('{') && trimmed.ends_with('}'))
+            || trimmed.len() > u32::MAX as usize
+        {
+            return None;
+        }
+        let members = match serde_json::from_str::<Borrowed<'_>>(trimmed) {
+            Ok(Borrowed(Some(members))) => members,
+            Ok(Borrowed(None)) => {
+                return serde_json::from_str::<Map<String, Value>>(trimmed)
+                    .ok()
+                    .map(Properties::from);
+            }
+            Err(_) => return None,
+        };
+        let base = trimmed.as_ptr() as usize;
+        let range = |s: &str| {
+            let start = s.as_ptr() as usize - base;
+            (start as u32, (start + s.len()) as u32)
+        };
+        let members = members
+            .into_iter()
+            .map(|(key, value)| Member {
+                key: range(key),
+                value: range(value.get()),
+            })
+            .collect();
+        Some(Properties {
+            object: Some(Object {
+                text: trimmed.into(),
+                members,
+            }),
+            ..Properties::default()
+        })
+    }
+
+    /// The value of `key`, built from the object's text when it is there.
+    pub fn get(&self, key: &str) -> Option<Cow<'_, Value>> {
+        if let Some(v) = self.added.get(key) {
+            return Some(Cow::Borrowed(v));
+        }
+        let o = self.object.as_ref()?;
+        o.find(key).map(|m| Cow::Owned(value_of(o.value(m))))
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.added.contains_key(key) || self.object.as_ref().is_some_and(|o| o.find(key).is_some())
+    }
+
+    /// Sets `key` to `value`, replacing what it was.
+    pub fn insert(&mut self, key: String, value: Value) {
+        if self.object.as_ref().is_some_and(|o| o.find(&key).is_some()) {
+            self.map_mut().insert(key, value);
+            return;
+        }
+        self.whole.take();
+        self.added.insert(key, value);
+    }
+
+    /// Sets `key` to `value()` unless it has a value. Returns whether it was set.
+    pub fn insert_if_absent(&mut self, key: &str, value: impl FnOnce() -> Value) -> bool {
+        if self.contains_key(key) {
+            return false;
+        }
+        self.whole.take();
+        self.added.insert(key.to_string(), value());
+        true
+    }
+
+    /// The properties as one map to change in place: the object's members
+    /// are built into values first.
+    pub fn map_mut(&mut self) -> &mut Map<String, Value> {
+        self.whole.take();
+        if let Some(o) = self.object.take() {
+            let mut map = Map::new();
+            for m in &o.members {
+                map.insert(o.key(m).to_string(), value_of(o.value(m)));
+            }
+            map.append(&mut self.added);
+            self.added = map;
+        }
+        &mut self.added
+    }
+
+    /// The properties as one map.
+    pub fn into_map(mut self) -> Map<String, Value> {
+        self.map_mut();
+        self.added
+    }
+
+    /// The properties as one map, built once and kept (for what reads them
+    /// all; the delivery path does not).
+    pub fn as_map(&self) -> &Map<String, Value> {
+        if self.object.is_none() {
+            return &self.added;
+        }
+        self.whole.get_or_init(|| self.clone().into_map())
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.object.as_ref().is_none_or(|o| o.members.is_empty())
+    }
+
+    /// The object's members as they came: key (unescaped, between its
+    /// quotes) and value text, in order.
+    pub(crate) fn members(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.object
+            .iter()
+            .flat_map(|o| o.members.iter().map(|m| (o.key(m), o.value(m))))
+    }
+
+    /// The fields added beside the object (or all of them, without one).
+    pub(crate) fn added(&self) -> &Map<String, Value> {
+        &self.added
+    }
+
+    /// Each property whose key `wanted` takes, with its value (built from
+    /// the object's text only for these).
+    pub(crate) fn select(&self, wanted: impl Fn(&str) -> bool) -> Vec<(&str, Cow<'_, Value>)> {
+        let mut out = Vec::with_capacity(8);
+        if let Some(o) = &self.object {
+            for m in &o.members {
+                let key = o.key(m);
+                if wanted(key) {
+                    out.push((key, Cow::Owned(value_of(o.value(m)))));
+                }
+            }
+        }
+        for (key, value) in &self.added {
+            if wanted(key) {
+                out.push((key.as_str(), Cow::Borrowed(value)));
+            }
+        }
+        out
+    }
+}
+
+impl From<Map<String, Value>> for Properties {
+    fn from(added: Map<String, Value>) -> Properties {
+        Properties {
+            added,
+            ..Properties::default()
+        }
+    }
+}
+
+impl Clone for Properties {
+    fn clone(&self) -> Properties {
+        Properties {
+            object: self.object.clone(),
+            added: self.added.clone(),
+            whole: OnceLock::new(),
+        }
+    }
+}
+
+impl PartialEq for Properties {
+    fn eq(&self, other: &Properties) -> bool {
+        self.as_map() == other.as_map()
+    }
+}
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_map().fmt(f)
+    }
+}
+
+impl std::ops::Index<&str> for Properties {
+    type Output = Value;
+
+    /// As `Map`'s: `Value::Null` when the key is not there.
+    fn index(&self, key: &str) -> &Value {
+        &self.as_map()[key]
+    }
+}
+
+/// The members first, as they came, then the added fields: the bytes the
+/// JSON outputs write ([`crate::event`]).
+impl Serialize for Properties {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.members() {
+            let raw =
+                RawValue::from_string(value.to_string()).map_err(serde::ser::Error::custom)?;
+            map.serialize_entry(key, &raw)?;
+        }
+        for (key, value) in &self.added {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// A JSON object's members borrowed from its text; `None` when a key has
+/// an escape (it cannot be borrowed as written).
+struct Borrowed<'a>(Option<Vec<(&'a str, &'a RawValue)>>);
+
+impl<'de> Deserialize<'de> for Borrowed<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Borrowed<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                let mut escaped = false;
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    match key.0 {
+                        Some(key) if !escaped => members.push((key, value)),
+                        _ => escaped = true,
+                    }
+                }
+                Ok(Borrowed((!escaped).then_some(members)))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// A key borrowed from the text, or `None` when it had to be unescaped.
+struct Key<'a>(Option<&'a str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct K;
+        impl<'de> Visitor<'de> for K {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Some(v)))
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Key<'de>, E> {
+                Ok(Key(None))
+            }
+        }
+        d.deserialize_str(K)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn props(text: &str) -> Properties {
+        Properties::from_json_object(text).expect("a JSON object")
+    }
+
+    #[test]
+    fn an_object_is_read_as_it_came_and_its_values_built_on_demand() {
+        let p = props(r#" {"b": 1.50, "a": {"x": [1, "y"]}, "s": "t\"q"} "#);
+        assert!(p.object.is_some(), "read without building values");
+        assert_eq!(p.get("b").as_deref(), Some(&json!(1.5)));
+        assert_eq!(p.get("a").as_deref(), Some(&json!({"x": [1, "y"]})));
+        assert_eq!(p.get("s").as_deref(), Some(&json!("t\"q")));
+        assert_eq!(p.get("nope"), None);
+        let members: Vec<_> = p.members().collect();
+        assert_eq!(
+            members,
+            [
+                ("b", "1.50"),
+                ("a", r#"{"x": [1, "y"]}"#),
+                ("s", r#""t\"q""#)
+            ]
+        );
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"b":1.50,"a":{"x": [1, "y"]},"s":"t\"q"}"#
+        );
+        assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn not_an_object_is_none_and_an_escaped_key_is_read_into_a_map() {
+        for text in ["[1]", "{\"a\":", "{\"a\" 1}", "\"x\"", "", "{} x"] {
+            assert!(Properties::from_json_object(text).is_none(), "{text:?}");
+        }
+        let p = props(r#"{"a\u0062": 1, "c": 2}"#);
+        assert!(p.object.is_none());
+        assert_eq!(p.as_map(), json!({"ab": 1, "c": 2}).as_object().unwrap());
+    }
+
+    #[test]
+    fn the_last_of_a_repeated_key_is_its_value_and_every_one_is_written() {
+        let p = props(r#"{"k": 1, "k": 2}"#);
+        assert_eq!(p.get("k").as_deref(), Some(&json!(2)));
+        assert_eq!(p["k"], 2);
+        assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"k":1,"k":2}"#);
+    }
+
+    #[test]
+    fn an_original_field_wins_over_an_added_one_until_replaced() {
+        let mut p = props(r#"{"level": "warn", "n": 1}"#);
+        assert!(!p.insert_if_absent("level", || json!("error")));
+        assert!(p.insert_if_absent("trace_key", || json!("t")));
+        assert!(
+            p.object.is_some(),
+            "adding a key keeps the object as it came"
+        );
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"level":"warn","n":1,"trace_key":"t"}"#
+        );
+        assert_eq!(p["trace_key"], "t");
+        p.insert("n".into(), json!(2));
+        assert!(
+            p.object.is_none(),
+            "replacing an original field builds the map"
+        );
+        assert_eq!(
+            p.as_map(),
+            json!({"level": "warn", "n": 2, "trace_key": "t"})
+                .as_object()
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn a_number_beyond_f64_stays_its_text() {
+        let p = props(r#"{"big": 1e400}"#);
+        assert_eq!(p.get("big").as_deref(), Some(&json!("1e400")));
+        assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"big":1e400}"#);
+    }
+}
