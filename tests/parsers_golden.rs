@@ -65,11 +65,7 @@ fn observed(n: usize, message: &str, p: &Parsed) -> Map<String, Value> {
     entry.insert("fields".into(), Value::Object(fields));
     let facts: Map<String, Value> = FACTS
         .iter()
-        .filter_map(|k| {
-            p.properties
-                .get(k)
-                .map(|v| (k.to_string(), v.into_owned()))
-        })
+        .filter_map(|k| p.properties.get(k).map(|v| (k.to_string(), v.into_owned())))
         .collect();
     if !facts.is_empty() {
         entry.insert("facts".into(), Value::Object(facts));

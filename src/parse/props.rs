@@ -5,8 +5,10 @@
 //! unchanged. Building them into a map of owned JSON values only to write
 //! them out again was a quarter of the pull path's instructions (two
 //! allocations per field, a B-tree insert, a drop). Here the object is
-//! read once without copying a value ([`Properties::from_json_object`]: the
-//! text and where each member's key and value are in it), a value is built
+//! read once without copying a value ([`Properties::from_json_object`]: one
+//! pass over its bytes that checks it is JSON as serde_json would, property
+//! tests hold the two to the same answer, and notes where each member's key
+//! and value are in the text), a value is built
 //! only where a rule asks for it ([`Properties::get`]), and the output
 //! writes each member's text as it came ([`Properties::members`]).
 //!
@@ -99,27 +101,33 @@ impl Properties {
         {
             return None;
         }
-        let members = match serde_json::from_str::<Borrowed<'_>>(trimmed) {
-            Ok(Borrowed(Some(members))) => members,
-            Ok(Borrowed(None)) => {
-                return serde_json::from_str::<Map<String, Value>>(trimmed)
-                    .ok()
-                    .map(Properties::from);
-            }
-            Err(_) => return None,
+        let members = match scan::object(trimmed.as_bytes()) {
+            scan::Scan::Object(members) => members,
+            scan::Scan::NotJson => return None,
+            // What the scanner leaves to serde_json: an escaped key, deep nesting.
+            scan::Scan::Unsure => match serde_json::from_str::<Borrowed<'_>>(trimmed) {
+                Ok(Borrowed(Some(members))) => {
+                    let base = trimmed.as_ptr() as usize;
+                    let range = |s: &str| {
+                        let start = s.as_ptr() as usize - base;
+                        (start as u32, (start + s.len()) as u32)
+                    };
+                    members
+                        .into_iter()
+                        .map(|(key, value)| Member {
+                            key: range(key),
+                            value: range(value.get()),
+                        })
+                        .collect()
+                }
+                Ok(Borrowed(None)) => {
+                    return serde_json::from_str::<Map<String, Value>>(trimmed)
+                        .ok()
+                        .map(Properties::from);
+                }
+                Err(_) => return None,
+            },
         };
-        let base = trimmed.as_ptr() as usize;
-        let range = |s: &str| {
-            let start = s.as_ptr() as usize - base;
-            (start as u32, (start + s.len()) as u32)
-        };
-        let members = members
-            .into_iter()
-            .map(|(key, value)| Member {
-                key: range(key),
-                value: range(value.get()),
-            })
-            .collect();
         Some(Properties {
             object: Some(Object {
                 text: trimmed.into(),
@@ -291,6 +299,266 @@ impl Serialize for Properties {
     }
 }
 
+/// A JSON object read in one pass over its bytes: where each member's key
+/// and value are, and whether the whole is JSON as serde_json reads it
+/// (a test holds the two to the same answer). What it does not decide
+/// itself (a key with an escape, nesting past 128 levels) it leaves to
+/// serde_json.
+mod scan {
+    use super::Member;
+
+    pub(super) enum Scan {
+        Object(Vec<Member>),
+        NotJson,
+        Unsure,
+    }
+
+    /// Most nesting serde_json reads (its recursion limit).
+    const DEPTH: usize = 128;
+
+    /// Bytes that end a run inside a string: `"`, `\` and control characters.
+    static STOPS: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 0x20 {
+            t[i] = true;
+            i += 1;
+        }
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t
+    };
+
+    enum Stop {
+        NotJson,
+        Unsure,
+    }
+
+    struct Reader<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl Reader<'_> {
+        fn peek(&self) -> Option<u8> {
+            self.b.get(self.i).copied()
+        }
+
+        fn space(&mut self) {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+                self.i += 1;
+            }
+        }
+
+        fn eat(&mut self, byte: u8) -> Result<(), Stop> {
+            if self.peek() == Some(byte) {
+                self.i += 1;
+                Ok(())
+            } else {
+                Err(Stop::NotJson)
+            }
+        }
+
+        /// A string from its opening quote; returns whether it had an escape.
+        fn string(&mut self) -> Result<bool, Stop> {
+            self.eat(b'"')?;
+            let mut escaped = false;
+            loop {
+                while self.i < self.b.len() && !STOPS[self.b[self.i] as usize] {
+                    self.i += 1;
+                }
+                match self.peek() {
+                    Some(b'"') => {
+                        self.i += 1;
+                        return Ok(escaped);
+                    }
+                    Some(b'\\') => {
+                        escaped = true;
+                        self.i += 1;
+                        match self.peek() {
+                            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                                self.i += 1
+                            }
+                            Some(b'u') => {
+                                let hex =
+                                    self.b.get(self.i + 1..self.i + 5).ok_or(Stop::NotJson)?;
+                                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                    return Err(Stop::NotJson);
+                                }
+                                self.i += 5;
+                            }
+                            _ => return Err(Stop::NotJson),
+                        }
+                    }
+                    // A control character, or the end.
+                    _ => return Err(Stop::NotJson),
+                }
+            }
+        }
+
+        fn digits(&mut self) -> usize {
+            let start = self.i;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.i += 1;
+            }
+            self.i - start
+        }
+
+        fn number(&mut self) -> Result<(), Stop> {
+            if self.peek() == Some(b'-') {
+                self.i += 1;
+            }
+            match self.peek() {
+                Some(b'0') => self.i += 1,
+                Some(b'1'..=b'9') => {
+                    self.digits();
+                }
+                _ => return Err(Stop::NotJson),
+            }
+            if self.peek() == Some(b'.') {
+                self.i += 1;
+                if self.digits() == 0 {
+                    return Err(Stop::NotJson);
+                }
+            }
+            if let Some(b'e' | b'E') = self.peek() {
+                self.i += 1;
+                if let Some(b'+' | b'-') = self.peek() {
+                    self.i += 1;
+                }
+                if self.digits() == 0 {
+                    return Err(Stop::NotJson);
+                }
+            }
+            Ok(())
+        }
+
+        fn literal(&mut self, word: &[u8]) -> Result<(), Stop> {
+            if self.b[self.i..].starts_with(word) {
+                self.i += word.len();
+                Ok(())
+            } else {
+                Err(Stop::NotJson)
+            }
+        }
+
+        /// One value, `depth` containers deep.
+        fn value(&mut self, depth: usize) -> Result<(), Stop> {
+            match self.peek() {
+                Some(b'"') => self.string().map(drop),
+                Some(b'{') => {
+                    if depth >= DEPTH {
+                        return Err(Stop::Unsure);
+                    }
+                    self.i += 1;
+                    self.space();
+                    if self.peek() == Some(b'}') {
+                        self.i += 1;
+                        return Ok(());
+                    }
+                    loop {
+                        self.space();
+                        self.string()?;
+                        self.space();
+                        self.eat(b':')?;
+                        self.space();
+                        self.value(depth + 1)?;
+                        self.space();
+                        match self.peek() {
+                            Some(b',') => self.i += 1,
+                            Some(b'}') => {
+                                self.i += 1;
+                                return Ok(());
+                            }
+                            _ => return Err(Stop::NotJson),
+                        }
+                    }
+                }
+                Some(b'[') => {
+                    if depth >= DEPTH {
+                        return Err(Stop::Unsure);
+                    }
+                    self.i += 1;
+                    self.space();
+                    if self.peek() == Some(b']') {
+                        self.i += 1;
+                        return Ok(());
+                    }
+                    loop {
+                        self.space();
+                        self.value(depth + 1)?;
+                        self.space();
+                        match self.peek() {
+                            Some(b',') => self.i += 1,
+                            Some(b']') => {
+                                self.i += 1;
+                                return Ok(());
+                            }
+                            _ => return Err(Stop::NotJson),
+                        }
+                    }
+                }
+                Some(b't') => self.literal(b"true"),
+                Some(b'f') => self.literal(b"false"),
+                Some(b'n') => self.literal(b"null"),
+                _ => self.number(),
+            }
+        }
+
+        fn members(&mut self) -> Result<Vec<Member>, Stop> {
+            let mut members = Vec::with_capacity(16);
+            self.space();
+            self.eat(b'{')?;
+            self.space();
+            if self.peek() == Some(b'}') {
+                self.i += 1;
+            } else {
+                loop {
+                    self.space();
+                    let key_start = self.i + 1;
+                    if self.string()? {
+                        return Err(Stop::Unsure);
+                    }
+                    let key = (key_start as u32, (self.i - 1) as u32);
+                    self.space();
+                    self.eat(b':')?;
+                    self.space();
+                    let value_start = self.i;
+                    self.value(1)?;
+                    members.push(Member {
+                        key,
+                        value: (value_start as u32, self.i as u32),
+                    });
+                    self.space();
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            break;
+                        }
+                        _ => return Err(Stop::NotJson),
+                    }
+                }
+            }
+            self.space();
+            if self.i == self.b.len() {
+                Ok(members)
+            } else {
+                Err(Stop::NotJson)
+            }
+        }
+    }
+
+    /// `text` as one JSON object (white space around it allowed).
+    pub(super) fn object(text: &[u8]) -> Scan {
+        match (Reader { b: text, i: 0 }).members() {
+            Ok(members) => Scan::Object(members),
+            Err(Stop::NotJson) => Scan::NotJson,
+            Err(Stop::Unsure) => Scan::Unsure,
+        }
+    }
+}
+
 /// A JSON object's members borrowed from its text; `None` when a key has
 /// an escape (it cannot be borrowed as written).
 struct Borrowed<'a>(Option<Vec<(&'a str, &'a RawValue)>>);
@@ -350,6 +618,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn props(text: &str) -> Properties {
@@ -423,6 +692,134 @@ mod tests {
                 .as_object()
                 .unwrap()
         );
+    }
+
+    /// What the scanner decides must be what serde_json decides.
+    fn same_as_serde(text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        let trimmed = text.trim();
+        let theirs = serde_json::from_str::<Borrowed<'_>>(trimmed);
+        match scan::object(trimmed.as_bytes()) {
+            scan::Scan::Object(members) => {
+                let Ok(Borrowed(Some(theirs))) = theirs else {
+                    return Err(proptest::test_runner::TestCaseError::fail(format!(
+                        "scanned as an object, serde_json: {:?}",
+                        theirs.err()
+                    )));
+                };
+                let ours: Vec<(&str, &str)> = members
+                    .iter()
+                    .map(|m| {
+                        (
+                            &trimmed[m.key.0 as usize..m.key.1 as usize],
+                            &trimmed[m.value.0 as usize..m.value.1 as usize],
+                        )
+                    })
+                    .collect();
+                let theirs: Vec<(&str, &str)> = theirs.iter().map(|(k, v)| (*k, v.get())).collect();
+                proptest::prop_assert_eq!(ours, theirs);
+            }
+            scan::Scan::NotJson => {
+                proptest::prop_assert!(
+                    theirs.is_err(),
+                    "not JSON to the scanner, serde_json read it"
+                );
+            }
+            scan::Scan::Unsure => {}
+        }
+        Ok(())
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "(?s).{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z\"\\\\\n]{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_scanner_reads_json_as_serde_json_does(
+            object in proptest::collection::btree_map("[a-z_]{0,6}", json_value(), 0..8),
+            pretty in any::<bool>(),
+            at in any::<proptest::sample::Index>(),
+            byte in proptest::sample::select(b" {}[]:,\"\\0123456789.eE+-tfnul/x\t\n".to_vec()),
+            how in 0u8..4,
+        ) {
+            let object = Value::Object(object.into_iter().collect());
+            let text = if pretty {
+                serde_json::to_string_pretty(&object).unwrap()
+            } else {
+                serde_json::to_string(&object).unwrap()
+            };
+            same_as_serde(&text)?;
+            // One byte changed, added or taken away (on a char boundary).
+            let mut bytes = text.into_bytes();
+            let i = at.index(bytes.len() + 1);
+            match how {
+                0 if i < bytes.len() && bytes[i].is_ascii() => bytes[i] = byte,
+                1 => bytes.insert(i, byte),
+                2 if i < bytes.len() && bytes[i].is_ascii() => {
+                    bytes.remove(i);
+                }
+                _ => {}
+            }
+            if let Ok(text) = String::from_utf8(bytes) {
+                same_as_serde(&text)?;
+            }
+        }
+
+        #[test]
+        fn the_scanner_reads_any_short_text_as_serde_json_does(
+            text in "[ {}\\[\\]:,\"\\\\a-c0-9.eE+\\-tfrulsnx/\t\n\u{1}é]{0,40}",
+        ) {
+            same_as_serde(&format!("{{{text}}}"))?;
+            same_as_serde(&text)?;
+        }
+    }
+
+    #[test]
+    fn the_scanner_leaves_escaped_keys_and_deep_nesting_to_serde_json() {
+        assert!(matches!(
+            scan::object(br#"{"a\"b": 1}"#),
+            scan::Scan::Unsure
+        ));
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(matches!(scan::object(deep.as_bytes()), scan::Scan::Unsure));
+        // serde_json skips a value without its recursion limit.
+        assert!(Properties::from_json_object(&deep).is_some());
+        let ok = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(matches!(scan::object(ok.as_bytes()), scan::Scan::Object(_)));
+        for text in [
+            r#"{"a": 01}"#,
+            r#"{"a": 1.}"#,
+            r#"{"a": -}"#,
+            r#"{"a": "\x"}"#,
+            r#"{"a": "\u12G4"}"#,
+            "{\"a\": \"\u{1}\"}",
+            r#"{"a": tru}"#,
+            r#"{"a": 1,}"#,
+            r#"{"a" 1}"#,
+            r#"{} {}"#,
+        ] {
+            assert!(
+                matches!(scan::object(text.as_bytes()), scan::Scan::NotJson),
+                "{text}"
+            );
+            assert!(
+                serde_json::from_str::<Borrowed<'_>>(text).is_err(),
+                "{text}"
+            );
+        }
     }
 
     #[test]
