@@ -711,10 +711,19 @@ impl Rule {
 
     /// Runs the rule. `None` when it does not match; a merge rule that finds
     /// nothing does not match either.
+    #[inline]
     pub(crate) fn apply(&self, input: &mut Input) -> Option<Extract> {
         if !self.when_holds(input) {
             return None;
         }
+        self.extract(input)
+    }
+
+    /// The rule on a message its `when` let through. Out of line: most
+    /// rules stop at `when`, and this one's stack frame (the candidates
+    /// array) would otherwise be set up for each of them.
+    #[inline(never)]
+    fn extract(&self, input: &mut Input) -> Option<Extract> {
         let keep = self.mode == Mode::Merge;
         let message = input.message;
         let (mut props, from_json) = match &self.kind {
