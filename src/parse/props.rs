@@ -22,7 +22,6 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::OnceLock;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -104,29 +103,13 @@ impl Properties {
         let members = match scan::object(trimmed.as_bytes()) {
             scan::Scan::Object(members) => members,
             scan::Scan::NotJson => return None,
-            // What the scanner leaves to serde_json: an escaped key, deep nesting.
-            scan::Scan::Unsure => match serde_json::from_str::<Borrowed<'_>>(trimmed) {
-                Ok(Borrowed(Some(members))) => {
-                    let base = trimmed.as_ptr() as usize;
-                    let range = |s: &str| {
-                        let start = s.as_ptr() as usize - base;
-                        (start as u32, (start + s.len()) as u32)
-                    };
-                    members
-                        .into_iter()
-                        .map(|(key, value)| Member {
-                            key: range(key),
-                            value: range(value.get()),
-                        })
-                        .collect()
-                }
-                Ok(Borrowed(None)) => {
-                    return serde_json::from_str::<Map<String, Value>>(trimmed)
-                        .ok()
-                        .map(Properties::from);
-                }
-                Err(_) => return None,
-            },
+            // What the scanner leaves to serde_json (an escaped key, deep
+            // nesting): a map, as any object was before the scanner.
+            scan::Scan::Unsure => {
+                return serde_json::from_str::<Map<String, Value>>(trimmed)
+                    .ok()
+                    .map(Properties::from);
+            }
         };
         Some(Properties {
             object: Some(Object {
@@ -559,67 +542,69 @@ mod scan {
     }
 }
 
-/// A JSON object's members borrowed from its text; `None` when a key has
-/// an escape (it cannot be borrowed as written).
-struct Borrowed<'a>(Option<Vec<(&'a str, &'a RawValue)>>);
-
-impl<'de> Deserialize<'de> for Borrowed<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> Visitor<'de> for Members {
-            type Value = Borrowed<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                let mut escaped = false;
-                while let Some(key) = map.next_key::<Key<'de>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    match key.0 {
-                        Some(key) if !escaped => members.push((key, value)),
-                        _ => escaped = true,
-                    }
-                }
-                Ok(Borrowed((!escaped).then_some(members)))
-            }
-        }
-        d.deserialize_map(Members)
-    }
-}
-
-/// A key borrowed from the text, or `None` when it had to be unescaped.
-struct Key<'a>(Option<&'a str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct K;
-        impl<'de> Visitor<'de> for K {
-            type Value = Key<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a key")
-            }
-
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Some(v)))
-            }
-
-            fn visit_str<E>(self, _: &str) -> Result<Key<'de>, E> {
-                Ok(Key(None))
-            }
-        }
-        d.deserialize_str(K)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
     use serde_json::json;
+
+    /// serde_json's reading of an object, the scanner's oracle: the members
+    /// borrowed from the text; `None` when a key has
+    /// an escape (it cannot be borrowed as written).
+    struct Borrowed<'a>(Option<Vec<(&'a str, &'a RawValue)>>);
+
+    impl<'de> Deserialize<'de> for Borrowed<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Members;
+            impl<'de> Visitor<'de> for Members {
+                type Value = Borrowed<'de>;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                    let mut escaped = false;
+                    while let Some(key) = map.next_key::<Key<'de>>()? {
+                        let value: &'de RawValue = map.next_value()?;
+                        match key.0 {
+                            Some(key) if !escaped => members.push((key, value)),
+                            _ => escaped = true,
+                        }
+                    }
+                    Ok(Borrowed((!escaped).then_some(members)))
+                }
+            }
+            d.deserialize_map(Members)
+        }
+    }
+
+    /// A key borrowed from the text, or `None` when it had to be unescaped.
+    struct Key<'a>(Option<&'a str>);
+
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct K;
+            impl<'de> Visitor<'de> for K {
+                type Value = Key<'de>;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a key")
+                }
+
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key(Some(v)))
+                }
+
+                fn visit_str<E>(self, _: &str) -> Result<Key<'de>, E> {
+                    Ok(Key(None))
+                }
+            }
+            d.deserialize_str(K)
+        }
+    }
 
     fn props(text: &str) -> Properties {
         Properties::from_json_object(text).expect("a JSON object")
@@ -795,8 +780,8 @@ mod tests {
         ));
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
         assert!(matches!(scan::object(deep.as_bytes()), scan::Scan::Unsure));
-        // serde_json skips a value without its recursion limit.
-        assert!(Properties::from_json_object(&deep).is_some());
+        // serde_json's recursion limit, as for any object before the scanner.
+        assert!(Properties::from_json_object(&deep).is_none());
         let ok = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
         assert!(matches!(scan::object(ok.as_bytes()), scan::Scan::Object(_)));
         for text in [

@@ -382,7 +382,7 @@ impl<'a> Input<'a> {
     fn json(&mut self) -> Option<&Properties> {
         let message = self.message;
         self.json
-            .get_or_insert_with(|| parse_object(message))
+            .get_or_insert_with(|| Properties::from_json_object(message))
             .as_ref()
     }
 
@@ -396,15 +396,11 @@ impl<'a> Input<'a> {
         let message = self.message;
         let start = from + message.get(from..)?.find('{')?;
         if self.embedded.as_ref().map(|(s, _)| *s) != Some(start) {
-            self.embedded = Some((start, parse_object(&message[start..])));
+            self.embedded = Some((start, Properties::from_json_object(&message[start..])));
         }
         let slot = &mut self.embedded.as_mut()?.1;
         if keep { slot.clone() } else { slot.take() }
     }
-}
-
-fn parse_object(text: &str) -> Option<Properties> {
-    Properties::from_json_object(text)
 }
 
 /// A value as text for a canonical string field: strings (not empty, not
