@@ -425,62 +425,50 @@ mod scan {
             }
         }
 
+        /// An object or array from its opening byte to `close`, `item`
+        /// reading each member or element, `depth` containers deep.
+        fn container(
+            &mut self,
+            close: u8,
+            depth: usize,
+            mut item: impl FnMut(&mut Self) -> Result<(), Stop>,
+        ) -> Result<(), Stop> {
+            if depth >= DEPTH {
+                return Err(Stop::Unsure);
+            }
+            self.i += 1;
+            self.space();
+            if self.peek() == Some(close) {
+                self.i += 1;
+                return Ok(());
+            }
+            loop {
+                self.space();
+                item(self)?;
+                self.space();
+                match self.peek() {
+                    Some(b',') => self.i += 1,
+                    Some(c) if c == close => {
+                        self.i += 1;
+                        return Ok(());
+                    }
+                    _ => return Err(Stop::NotJson),
+                }
+            }
+        }
+
         /// One value, `depth` containers deep.
         fn value(&mut self, depth: usize) -> Result<(), Stop> {
             match self.peek() {
                 Some(b'"') => self.string().map(drop),
-                Some(b'{') => {
-                    if depth >= DEPTH {
-                        return Err(Stop::Unsure);
-                    }
-                    self.i += 1;
-                    self.space();
-                    if self.peek() == Some(b'}') {
-                        self.i += 1;
-                        return Ok(());
-                    }
-                    loop {
-                        self.space();
-                        self.string()?;
-                        self.space();
-                        self.eat(b':')?;
-                        self.space();
-                        self.value(depth + 1)?;
-                        self.space();
-                        match self.peek() {
-                            Some(b',') => self.i += 1,
-                            Some(b'}') => {
-                                self.i += 1;
-                                return Ok(());
-                            }
-                            _ => return Err(Stop::NotJson),
-                        }
-                    }
-                }
-                Some(b'[') => {
-                    if depth >= DEPTH {
-                        return Err(Stop::Unsure);
-                    }
-                    self.i += 1;
-                    self.space();
-                    if self.peek() == Some(b']') {
-                        self.i += 1;
-                        return Ok(());
-                    }
-                    loop {
-                        self.space();
-                        self.value(depth + 1)?;
-                        self.space();
-                        match self.peek() {
-                            Some(b',') => self.i += 1,
-                            Some(b']') => {
-                                self.i += 1;
-                                return Ok(());
-                            }
-                            _ => return Err(Stop::NotJson),
-                        }
-                    }
-                }
+                Some(b'{') => self.container(b'}', depth, |r| {
+                    r.string()?;
+                    r.space();
+                    r.eat(b':')?;
+                    r.space();
+                    r.value(depth + 1)
+                }),
+                Some(b'[') => self.container(b']', depth, |r| r.value(depth + 1)),
                 Some(b't') => self.literal(b"true"),
                 Some(b'f') => self.literal(b"false"),
                 Some(b'n') => self.literal(b"null"),
