@@ -222,20 +222,20 @@ impl Pipeline {
                 &e.properties,
             )
         }
-        if let Some(state) = &self.state {
-            let cold = {
-                let inputs: Vec<TraceInput<'_>> = events.iter().map(|p| input(&p.event)).collect();
-                lock(traces).cold_aliases(&inputs)
-            };
-            if !cold.is_empty() {
-                let loaded = state.load_cold_traces(cold).await?;
-                lock(traces).restore(loaded, []);
+        let assigned = {
+            let inputs: Vec<TraceInput<'_>> = events.iter().map(|p| input(&p.event)).collect();
+            if let Some(state) = &self.state {
+                let cold = lock(traces).cold_aliases(&inputs);
+                if !cold.is_empty() {
+                    let loaded = state.load_cold_traces(cold).await?;
+                    lock(traces).restore(loaded, []);
+                }
             }
-        }
-        let now = now_ms();
-        let mut t = lock(traces);
-        for p in events.iter_mut() {
-            let a = t.apply(&input(&p.event), now);
+            let now = now_ms();
+            let mut t = lock(traces);
+            inputs.iter().map(|e| t.apply(e, now)).collect::<Vec<_>>()
+        };
+        for (p, a) in events.iter_mut().zip(assigned) {
             p.event
                 .set_trace(a.trace_key, a.bracket_request_id, self.settings.key_field);
         }

@@ -91,17 +91,30 @@ pub(super) enum Record<'a> {
 }
 
 /// The records of one row, in order; `Err` names what is malformed.
-pub(super) fn decode(mut row: &[u8]) -> Result<Vec<Record<'_>>, String> {
+#[cfg(test)]
+fn decode(row: &[u8]) -> Result<Vec<Record<'_>>, String> {
+    decode_keys(row, |_| true)
+}
+
+/// The records of one row whose key `wanted` takes (given its bytes), in
+/// order; the others are stepped over unread.
+fn decode_keys(mut row: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Result<Vec<Record<'_>>, String> {
     let mut out = Vec::new();
     while let Some((&kind, rest)) = row.split_first() {
         row = rest;
-        let key = take_str(&mut row)?;
+        let key = take_bytes(&mut row)?;
+        let key = if wanted(key) {
+            Some(std::str::from_utf8(key).map_err(|e| format!("record is not UTF-8: {e}"))?)
+        } else {
+            None
+        };
         match kind {
-            b'D' => out.push(Record::Delete { key }),
+            b'D' => out.extend(key.map(|key| Record::Delete { key })),
             b'T' | b'U' => {
                 let last_seen_ms = i64::from_le_bytes(take::<8>(&mut row)?);
                 let settled = take::<1>(&mut row)?[0] != 0;
                 let data = take_bytes(&mut row)?;
+                let Some(key) = key else { continue };
                 out.push(if kind == b'T' {
                     Record::Write {
                         key,
@@ -142,10 +155,6 @@ fn take_bytes<'a>(row: &mut &'a [u8]) -> Result<&'a [u8], String> {
     Ok(bytes)
 }
 
-fn take_str<'a>(row: &mut &'a [u8]) -> Result<&'a str, String> {
-    std::str::from_utf8(take_bytes(row)?).map_err(|e| format!("record is not UTF-8: {e}"))
-}
-
 /// Appends one checkpoint's row; returns its size.
 pub(super) fn append(c: &Connection, row: &[u8]) -> rusqlite::Result<usize> {
     c.prepare_cached("INSERT INTO trace_journal (data) VALUES (?1)")?
@@ -156,14 +165,58 @@ pub(super) fn append(c: &Connection, row: &[u8]) -> rusqlite::Result<usize> {
 /// Writes the journal into `trace_state`, the latest version of each trace
 /// once, in key order (neighbouring keys share B-tree pages, so the writes
 /// walk the table once instead of touching a random page per trace), then
-/// empties it. Call inside a transaction. Returns the number of traces
-/// written or deleted.
-pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
-    fold_holding(c, FOLD_HOLD_BYTES)
+/// empties it. Call inside a transaction; `journal_bytes` is the journal's
+/// size. Returns the number of trace rows written or deleted.
+///
+/// What a fold holds is bounded ([`FOLD_HOLD_BYTES`]), and a trace's
+/// records are spread over the whole journal (its log groups are read at
+/// different paces): held in one part, most traces would be written once
+/// per part they appear in. So the traces are split by a hash of their key
+/// into as many parts as the journal needs, one pass over the journal
+/// each: every trace is written once, for a few more reads of the journal.
+pub(super) fn fold(c: &Connection, journal_bytes: usize) -> rusqlite::Result<usize> {
+    let parts = journal_bytes.div_ceil(FOLD_HOLD_BYTES).max(1);
+    fold_holding(c, FOLD_HOLD_BYTES, parts)
 }
 
-/// [`fold`], writing what it holds whenever it holds more than `hold` bytes.
-fn fold_holding(c: &Connection, hold: usize) -> rusqlite::Result<usize> {
+/// [`fold`] in `parts` passes, each writing what it holds whenever it
+/// holds more than `hold` bytes.
+fn fold_holding(c: &Connection, hold: usize, parts: usize) -> rusqlite::Result<usize> {
+    let mut traces = 0usize;
+    let mut row_count = 0usize;
+    for part in 0..parts {
+        let mine = |key: &[u8]| parts == 1 || part_of(key, parts) == part;
+        let (rows, written) = fold_part(c, hold, mine)?;
+        row_count = rows;
+        traces += written;
+    }
+    c.execute("DELETE FROM trace_journal", [])?;
+    tracing::debug!(rows = row_count, parts, traces, "trace journal folded");
+    Ok(traces)
+}
+
+/// Which of `parts` parts of a fold a trace key is in: a hash of its
+/// bytes eight at a time (FxHash's mixing).
+fn part_of(key: &[u8], parts: usize) -> usize {
+    let mix = |h: u64, word: u64| (h.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    let mut chunks = key.chunks_exact(8);
+    let mut hash = (&mut chunks).fold(0, |h, c| {
+        mix(h, u64::from_le_bytes(c.try_into().unwrap_or_default()))
+    });
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    hash = mix(hash, u64::from_le_bytes(last) ^ key.len() as u64);
+    // The high bits are the well mixed ones.
+    ((hash >> 32) % parts as u64) as usize
+}
+
+/// One pass of a fold over the journal, for the traces `mine` takes.
+/// Returns the rows read and the traces written.
+fn fold_part(
+    c: &Connection,
+    hold: usize,
+    mine: impl Fn(&[u8]) -> bool,
+) -> rusqlite::Result<(usize, usize)> {
     // Oldest row first, each row's records in order: the last one per key
     // wins. Rows are read one at a time, and only the latest version of
     // each trace is kept, up to `hold` bytes: then what is held is
@@ -172,13 +225,13 @@ fn fold_holding(c: &Connection, hold: usize) -> rusqlite::Result<usize> {
     let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
     let mut held = 0usize;
     let mut traces = 0usize;
-    let mut rows = c.prepare("SELECT seq, data FROM trace_journal ORDER BY seq")?;
+    let mut rows = c.prepare_cached("SELECT seq, data FROM trace_journal ORDER BY seq")?;
     let mut rows = rows.query([])?;
     let mut row_count = 0usize;
     while let Some(row) = rows.next()? {
         row_count += 1;
         let seq: i64 = row.get(0)?;
-        let records = decode(row.get_ref(1)?.as_blob()?).map_err(|e| {
+        let records = decode_keys(row.get_ref(1)?.as_blob()?, &mine).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(
                 1,
                 rusqlite::types::Type::Blob,
@@ -207,9 +260,7 @@ fn fold_holding(c: &Connection, hold: usize) -> rusqlite::Result<usize> {
         }
     }
     traces += write_latest(c, latest)?;
-    c.execute("DELETE FROM trace_journal", [])?;
-    tracing::debug!(rows = row_count, traces, "trace journal folded");
-    Ok(traces)
+    Ok((row_count, traces))
 }
 
 /// How much a fold holds before it writes (traces' latest versions and
@@ -409,7 +460,7 @@ mod tests {
     #[test]
     fn folding_keeps_the_latest_version_of_each_trace() {
         // As one part, and writing what it holds after every row.
-        for hold in [FOLD_HOLD_BYTES, 0] {
+        for (hold, parts) in [(FOLD_HOLD_BYTES, 1), (0, 1), (FOLD_HOLD_BYTES, 3), (0, 3)] {
             let c = migrated();
             c.execute(
                 "INSERT INTO trace_state VALUES ('t:old', 1, 0, 'old'), ('t:merged', 1, 0, 'm')",
@@ -437,7 +488,7 @@ mod tests {
                 bytes += append(&c, &encode(changes).unwrap()).unwrap();
             }
             assert_eq!(size(&c).unwrap(), bytes);
-            let written = fold_holding(&c, hold).unwrap();
+            let written = fold_holding(&c, hold, parts).unwrap();
             // Writing what it holds after every row: once per row and trace.
             assert_eq!(written, if hold == 0 { 2 + 3 + 1 } else { 3 });
             let mut state: Vec<(String, Vec<u8>)> = c
@@ -460,8 +511,57 @@ mod tests {
     }
 
     #[test]
+    fn folding_in_parts_writes_each_trace_once_and_leaves_the_same_rows() {
+        // 40 rows, each a new version of every one of 20 traces: held in one
+        // part of 2 kB, a trace is written every few rows; in parts that
+        // each hold their traces whole, once.
+        let journal: Vec<Changes> = (0..40)
+            .map(|row| Changes {
+                traces: (0..20)
+                    .map(|t| stored(&format!("t:{t:02}"), &format!("v{row}-{t}")))
+                    .collect(),
+                ..Changes::default()
+            })
+            .collect();
+        let fold_with = |hold: usize, parts: usize| {
+            let c = migrated();
+            let mut bytes = 0;
+            for changes in &journal {
+                bytes += append(&c, &encode(changes).unwrap()).unwrap();
+            }
+            assert!(bytes > 2 * 2048);
+            let written = fold_holding(&c, hold, parts).unwrap();
+            let rows: Vec<(String, Vec<u8>)> = c
+                .prepare("SELECT trace_key, data FROM trace_state ORDER BY trace_key")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(size(&c).unwrap(), 0);
+            (written, rows)
+        };
+        let (once, rows) = fold_with(2048, 1);
+        assert!(
+            once > 20,
+            "one part of 2 kB writes traces more than once: {once}"
+        );
+        assert_eq!(rows.len(), 20);
+        assert_eq!(rows[7], ("t:07".to_string(), b"v39-7".to_vec()));
+        // Enough parts that each holds its traces whole (~2 kB of versions
+        // per part; the hash spreads 20 keys only roughly evenly).
+        assert_eq!(fold_with(2048, 20), (20, rows));
+        // Every part gets some of many keys.
+        let mut seen = [0usize; 4];
+        for t in 0..400 {
+            seen[part_of(format!("r:{t}").as_bytes(), 4)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 60), "{seen:?}");
+    }
+
+    #[test]
     fn folding_appends_updates_to_the_stored_trace_or_to_the_journals_write() {
-        for hold in [FOLD_HOLD_BYTES, 0] {
+        for (hold, parts) in [(FOLD_HOLD_BYTES, 1), (0, 1), (FOLD_HOLD_BYTES, 3), (0, 3)] {
             use crate::trace::{Trace, decode_stored};
             let c = migrated();
             let trace = |events: u64| -> Trace {
@@ -513,7 +613,7 @@ mod tests {
             for changes in &rows {
                 append(&c, &encode(changes).unwrap()).unwrap();
             }
-            fold_holding(&c, hold).unwrap();
+            fold_holding(&c, hold, parts).unwrap();
             let read = |key: &str| -> (i64, bool, Trace) {
                 c.query_row(
                     "SELECT last_seen_ms, settled, data FROM trace_state WHERE trace_key = ?1",
@@ -540,7 +640,7 @@ mod tests {
                 ..Changes::default()
             };
             append(&c, &encode(&changes).unwrap()).unwrap();
-            fold_holding(&c, hold).unwrap();
+            fold_holding(&c, hold, parts).unwrap();
             assert_eq!(read("t:stored").2.event_count, 9);
         }
     }

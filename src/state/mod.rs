@@ -731,11 +731,12 @@ fn read_brackets(c: &Connection) -> rusqlite::Result<Vec<(StreamKey, String)>> {
 /// Folds the trace journal into `trace_state` (see [`journal`]) in a
 /// transaction of its own, if it holds anything: before `trace_state` is read.
 fn fold_now(c: &mut Connection, journal_bytes: &AtomicUsize) -> rusqlite::Result<()> {
-    if journal_bytes.load(Ordering::Relaxed) == 0 {
+    let bytes = journal_bytes.load(Ordering::Relaxed);
+    if bytes == 0 {
         return Ok(());
     }
     let tx = c.transaction()?;
-    journal::fold(&tx)?;
+    journal::fold(&tx, bytes)?;
     tx.commit()?;
     journal_bytes.store(0, Ordering::Relaxed);
     Ok(())
@@ -757,7 +758,7 @@ fn commit_tx(
     if let Some(row) = journal::encode(changes) {
         journal += journal::append(&tx, &row)?;
         if journal >= journal::FOLD_BYTES {
-            journal::fold(&tx)?;
+            journal::fold(&tx, journal)?;
             journal = 0;
         }
     }

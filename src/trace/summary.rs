@@ -1,6 +1,6 @@
 //! What a closed trace's `trace_summary` says, and which traces get one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -80,8 +80,10 @@ impl TraceSummary {
     pub fn of(key: &str, t: &Trace) -> TraceSummary {
         let (root_span, spans) = build_spans(&t.spans);
         fn sorted<S: AsRef<str>>(v: &[S]) -> Vec<String> {
-            let set: BTreeSet<&str> = v.iter().map(AsRef::as_ref).collect();
-            set.into_iter().map(str::to_string).collect()
+            let mut names: Vec<&str> = v.iter().map(AsRef::as_ref).collect();
+            names.sort_unstable();
+            names.dedup();
+            names.into_iter().map(str::to_string).collect()
         }
         TraceSummary {
             trace_key: key.to_string(),
@@ -118,8 +120,20 @@ impl TraceSummary {
 }
 
 fn build_spans(rows: &[SpanRow]) -> (Option<String>, Vec<Span>) {
-    let ids: BTreeSet<&str> = rows.iter().map(|r| &*r.span_id).collect();
-    fn node(r: &SpanRow, rows: &[SpanRow], depth: usize) -> Span {
+    let mut ids: Vec<&str> = rows.iter().map(|r| &*r.span_id).collect();
+    ids.sort_unstable();
+    // Each span's children, in the rows' order: (parent, row) sorted.
+    let mut by_parent: Vec<(&str, usize)> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.parent_span_id.as_deref().map(|p| (p, i)))
+        .collect();
+    by_parent.sort_unstable();
+    fn node(r: &SpanRow, rows: &[SpanRow], by_parent: &[(&str, usize)], depth: usize) -> Span {
+        let from = by_parent.partition_point(|(p, _)| *p < &*r.span_id);
+        let children = by_parent[from..]
+            .iter()
+            .take_while(|(p, _)| *p == &*r.span_id);
         Span {
             span_id: r.span_id.to_string(),
             parent_span_id: r.parent_span_id.as_deref().map(str::to_string),
@@ -128,9 +142,8 @@ fn build_spans(rows: &[SpanRow]) -> (Option<String>, Vec<Span>) {
             children: if depth > 64 {
                 Vec::new()
             } else {
-                rows.iter()
-                    .filter(|c| c.parent_span_id.as_deref() == Some(&*r.span_id))
-                    .map(|c| node(c, rows, depth + 1))
+                children
+                    .map(|&(_, c)| node(&rows[c], rows, by_parent, depth + 1))
                     .collect()
             },
         }
@@ -138,10 +151,63 @@ fn build_spans(rows: &[SpanRow]) -> (Option<String>, Vec<Span>) {
     // Roots: spans whose parent is absent or unknown in this trace.
     let mut roots: Vec<&SpanRow> = rows
         .iter()
-        .filter(|r| r.parent_span_id.as_deref().is_none_or(|p| !ids.contains(p)))
+        .filter(|r| {
+            r.parent_span_id
+                .as_deref()
+                .is_none_or(|p| ids.binary_search(&p).is_err())
+        })
         .collect();
     roots.sort_by_key(|r| (r.parent_span_id.is_some(), r.first_ts));
     let root = roots.first().map(|r| r.span_id.to_string());
-    let tree = roots.iter().map(|r| node(r, rows, 0)).collect();
+    let tree = roots.iter().map(|r| node(r, rows, &by_parent, 0)).collect();
     (root, tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(span: &str, parent: Option<&str>, first_ts: EpochMs) -> SpanRow {
+        SpanRow {
+            span_id: span.into(),
+            parent_span_id: parent.map(Into::into),
+            service: None,
+            first_ts,
+        }
+    }
+
+    /// (span, children) as a string: `a(c,b(d))`.
+    fn shape(spans: &[Span]) -> String {
+        spans
+            .iter()
+            .map(|s| {
+                if s.children.is_empty() {
+                    s.span_id.clone()
+                } else {
+                    format!("{}({})", s.span_id, shape(&s.children))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    #[test]
+    fn spans_form_a_tree_children_in_the_order_they_came_roots_without_parent_first() {
+        let rows = [
+            row("x", Some("unknown"), 1),
+            row("c", Some("a"), 5),
+            row("a", None, 4),
+            row("b", Some("a"), 3),
+            row("d", Some("b"), 6),
+            row("e", Some("c"), 2),
+        ];
+        let (root, tree) = build_spans(&rows);
+        assert_eq!(root.as_deref(), Some("a"));
+        assert_eq!(shape(&tree), "a(c(e),b(d)),x");
+        assert_eq!(tree[1].parent_span_id.as_deref(), Some("unknown"));
+        // A span that names itself as parent stops at the depth limit.
+        let (_, tree) = build_spans(&[row("s", Some("s"), 1), row("t", None, 2)]);
+        assert_eq!(shape(&tree), "t");
+        assert_eq!(build_spans(&[]), (None, Vec::new()));
+    }
 }
