@@ -457,6 +457,16 @@ mod tests {
         c
     }
 
+    /// `trace_state`'s keys and rows, in key order.
+    fn state_rows(c: &Connection) -> Vec<(String, Vec<u8>)> {
+        c.prepare("SELECT trace_key, data FROM trace_state ORDER BY trace_key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     #[test]
     fn folding_keeps_the_latest_version_of_each_trace() {
         // As one part, and writing what it holds after every row.
@@ -491,14 +501,7 @@ mod tests {
             let written = fold_holding(&c, hold, parts).unwrap();
             // Writing what it holds after every row: once per row and trace.
             assert_eq!(written, if hold == 0 { 2 + 3 + 1 } else { 3 });
-            let mut state: Vec<(String, Vec<u8>)> = c
-                .prepare("SELECT trace_key, data FROM trace_state ORDER BY trace_key")
-                .unwrap()
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            state.sort();
+            let state = state_rows(&c);
             assert_eq!(
                 state,
                 vec![
@@ -531,26 +534,19 @@ mod tests {
             }
             assert!(bytes > 2 * 2048);
             let written = fold_holding(&c, hold, parts).unwrap();
-            let rows: Vec<(String, Vec<u8>)> = c
-                .prepare("SELECT trace_key, data FROM trace_state ORDER BY trace_key")
-                .unwrap()
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
             assert_eq!(size(&c).unwrap(), 0);
-            (written, rows)
+            (written, state_rows(&c))
         };
-        let (once, rows) = fold_with(2048, 1);
+        let (once, folded) = fold_with(2048, 1);
         assert!(
             once > 20,
             "one part of 2 kB writes traces more than once: {once}"
         );
-        assert_eq!(rows.len(), 20);
-        assert_eq!(rows[7], ("t:07".to_string(), b"v39-7".to_vec()));
+        assert_eq!(folded.len(), 20);
+        assert_eq!(folded[7], ("t:07".to_string(), b"v39-7".to_vec()));
         // Enough parts that each holds its traces whole (~2 kB of versions
         // per part; the hash spreads 20 keys only roughly evenly).
-        assert_eq!(fold_with(2048, 20), (20, rows));
+        assert_eq!(fold_with(2048, 20), (20, folded));
         // Every part gets some of many keys.
         let mut seen = [0usize; 4];
         for t in 0..400 {
