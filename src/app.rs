@@ -639,33 +639,42 @@ pub struct SubscribeRequest {
 
 /// `cwtap subscribe`: puts the subscription filter on every selected group;
 /// returns per group what happened (`Err` with the reason when it failed).
+/// With a config, in its first account, and on its `log_groups` (prefixes
+/// resolved) when the request names no group; without one (a request that
+/// names its groups), with the environment's AWS settings.
 pub async fn subscribe(
-    config: &Config,
+    config: Option<&Config>,
     request: &SubscribeRequest,
     shutdown: &Shutdown,
 ) -> Result<Vec<(String, Result<(), String>)>, AppError> {
-    let accounts = Accounts::connect(config).await;
-    let Some((_, cloudwatch)) = accounts.iter().next() else {
-        return Err(AppError::Usage("no account to subscribe in".into()));
-    };
     let mut names: Vec<String> = Vec::new();
     let mut failed = Vec::new();
-    if request.groups.is_empty() && request.prefixes.is_empty() {
-        let mut known = HashSet::new();
-        let (found, errors) = resolve_groups(config, &accounts, &mut known, &[], shutdown).await;
-        names.extend(found.into_iter().map(|g| g.name));
-        failed.extend(
-            errors
-                .into_iter()
-                .map(|e| ("(discovery)".to_string(), Err(e))),
-        );
-    } else {
-        names.extend(request.groups.iter().cloned());
-        for prefix in &request.prefixes {
-            match cloudwatch.discover_groups(prefix, shutdown).await {
-                Ok(found) => names.extend(found),
-                Err(e) => failed.push((format!("prefix {prefix:?}"), Err(e.to_string()))),
+    let cloudwatch = match config {
+        Some(config) => {
+            let accounts = Accounts::connect(config).await;
+            let Some((_, cloudwatch)) = accounts.iter().next() else {
+                return Err(AppError::Usage("no account to subscribe in".into()));
+            };
+            if request.groups.is_empty() && request.prefixes.is_empty() {
+                let mut known = HashSet::new();
+                let (found, errors) =
+                    resolve_groups(config, &accounts, &mut known, &[], shutdown).await;
+                names.extend(found.into_iter().map(|g| g.name));
+                failed.extend(
+                    errors
+                        .into_iter()
+                        .map(|e| ("(discovery)".to_string(), Err(e))),
+                );
             }
+            cloudwatch.clone()
+        }
+        None => CloudWatch::connect(&crate::config::AwsConfig::default()).await,
+    };
+    names.extend(request.groups.iter().cloned());
+    for prefix in &request.prefixes {
+        match cloudwatch.discover_groups(prefix, shutdown).await {
+            Ok(found) => names.extend(found),
+            Err(e) => failed.push((format!("prefix {prefix:?}"), Err(e.to_string()))),
         }
     }
     names.sort();

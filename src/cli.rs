@@ -55,6 +55,18 @@ impl ConfigArg {
             })
             .unwrap_or_else(|| PathBuf::from("config.yaml"))
     }
+
+    /// The file [`ConfigArg::resolve`] names, unless that is the default
+    /// `./config.yaml` and there is none: for commands that can do without
+    /// a config file.
+    pub fn resolve_optional(&self) -> Option<PathBuf> {
+        let path = self.resolve();
+        let defaulted = self.config.is_none()
+            && ["CWTAP_CONFIG", "CONFIG_PATH"]
+                .iter()
+                .all(|v| std::env::var_os(v).is_none_or(|v| v.is_empty()));
+        (!defaulted || path.exists()).then_some(path)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,7 +111,8 @@ pub enum Command {
         #[arg(long)]
         role_arn: String,
         /// These log groups (repeatable) [default: the config's log_groups,
-        /// prefixes resolved].
+        /// prefixes resolved]. With --group or --prefix no config file is
+        /// needed: without one the AWS settings come from the environment.
         #[arg(long = "group")]
         groups: Vec<String>,
         /// Every group whose name starts with this (repeatable).

@@ -266,7 +266,13 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 }
             }
             let (shutdown, _) = install_signals()?;
-            let config = load(&config.resolve())?;
+            // Named groups can do without a config file: then the AWS
+            // settings come from the environment.
+            let named = !groups.is_empty() || !prefixes.is_empty();
+            let config = match config.resolve_optional() {
+                None if named => None,
+                path => Some(load(&path.unwrap_or_else(|| config.resolve()))?),
+            };
             let request = app::SubscribeRequest {
                 destination_arn,
                 role_arn,
@@ -276,7 +282,8 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 filter_pattern,
                 dry_run,
             };
-            let results = runtime()?.block_on(app::subscribe(&config, &request, &shutdown))?;
+            let results =
+                runtime()?.block_on(app::subscribe(config.as_ref(), &request, &shutdown))?;
             let verb = if request.dry_run {
                 "would subscribe"
             } else {

@@ -266,6 +266,60 @@ async fn streams_are_created_listed_by_name_or_last_event_and_deleted() {
 }
 
 #[test]
+fn subscribe_to_named_groups_needs_no_config_file() {
+    let moto = Moto::start();
+    for g in ["/app/src", "/app/dest", "/app/more-1", "/app/more-2"] {
+        run_ok(cwtap(&moto.url).args(["groups", "create", g]), LIMIT);
+    }
+    // No --config, no $CWTAP_CONFIG and no ./config.yaml: the AWS settings
+    // come from the environment.
+    let dir = tempfile::tempdir().unwrap();
+    let dest = "arn:aws:logs:us-east-1:123456789012:log-group:/app/dest:*";
+    let subscribe = |extra: &[&str]| {
+        let mut cmd = cwtap(&moto.url);
+        cmd.current_dir(dir.path()).args([
+            "subscribe",
+            "--destination-arn",
+            dest,
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/cwl-to-dest",
+            "--filter-name",
+            "to-dest",
+        ]);
+        cmd.args(extra);
+        cmd
+    };
+    let said = run_ok(
+        &mut subscribe(&["--group", "/app/src", "--prefix", "/app/more"]),
+        LIMIT,
+    );
+    for g in ["/app/src", "/app/more-1", "/app/more-2"] {
+        assert!(
+            said.contains(&format!("subscribed {g} -> {dest} (filter to-dest)")),
+            "{said}"
+        );
+        let filters = json_of(&moto.url, &["subscription-filters", "list", g]);
+        assert_eq!(filters.as_array().unwrap().len(), 1, "{g}: {filters}");
+        assert_eq!(filters[0]["name"], "to-dest", "{g}");
+        assert_eq!(filters[0]["destination_arn"], dest, "{g}");
+    }
+    let filters = json_of(&moto.url, &["subscription-filters", "list", "/app/dest"]);
+    assert!(filters.as_array().unwrap().is_empty(), "{filters}");
+
+    // A config file that is named but missing is still an error, and the
+    // config's groups (no --group) still need one.
+    let (code, _, err) = run_code(
+        &mut subscribe(&["--group", "/app/src", "--config", "missing.yaml"]),
+        LIMIT,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing.yaml"), "{err}");
+    let (code, _, err) = run_code(&mut subscribe(&[]), LIMIT);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("config.yaml"), "{err}");
+}
+
+#[test]
 fn subscription_filters_are_put_listed_and_deleted() {
     let moto = Moto::start();
     run_ok(
