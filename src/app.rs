@@ -188,6 +188,16 @@ fn origin_of(account: &crate::config::AccountConfig) -> crate::event::Origin {
     }
 }
 
+/// What [`resolve_groups`] found.
+struct Resolved {
+    /// The groups not known before.
+    found: Vec<GroupSpec>,
+    /// A selector that could not be resolved, and why.
+    errors: Vec<String>,
+    /// Every (account, name) the selectors resolved to, known before or not.
+    listed: HashSet<(String, String)>,
+}
+
 /// Resolves the configured selectors into concrete groups; `known` are the
 /// (account, name) pairs already running (the first selector naming a group
 /// wins); groups of the accounts in `skip` are left out.
@@ -197,9 +207,10 @@ async fn resolve_groups(
     known: &mut HashSet<(String, String)>,
     skip: &[String],
     shutdown: &Shutdown,
-) -> (Vec<GroupSpec>, Vec<String>) {
+) -> Resolved {
     let mut found = Vec::new();
     let mut errors = Vec::new();
+    let mut listed = HashSet::new();
     for group in &config.groups {
         if skip.contains(&group.account) {
             continue;
@@ -222,6 +233,7 @@ async fn resolve_groups(
             },
         };
         for name in names {
+            listed.insert((group.account.clone(), name.clone()));
             if known.insert((group.account.clone(), name.clone())) {
                 found.push(GroupSpec {
                     name,
@@ -232,7 +244,11 @@ async fn resolve_groups(
             }
         }
     }
-    (found, errors)
+    Resolved {
+        found,
+        errors,
+        listed,
+    }
 }
 
 /// Closes traces idle for `agent.trace_idle_secs` and emits the summaries
@@ -409,8 +425,11 @@ pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Resu
     let mut failures = Vec::new();
     loop {
         let mut known: HashSet<(String, String)> = pollers.keys().cloned().collect();
-        let (found, errors) =
-            resolve_groups(&config, &accounts, &mut known, &names(&skip), &shutdown).await;
+        let Resolved {
+            found,
+            errors,
+            listed,
+        } = resolve_groups(&config, &accounts, &mut known, &names(&skip), &shutdown).await;
         for e in &errors {
             tracing::error!(error = %e, "log group discovery failed; retrying at the next discovery");
         }
@@ -422,6 +441,26 @@ pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Resu
                 .map(|(a, e)| format!("account {a} not usable: {e}")),
         );
         crate::obs::readiness().discovered(unresolved);
+        // A group a prefix found before and no longer lists was deleted:
+        // its poller stops (after its batch is committed) rather than look
+        // for it for as long as cwtap runs. Named groups are always listed;
+        // a listing that failed stops nothing.
+        if !discovery_failed {
+            let gone: Vec<(String, String)> = pollers
+                .keys()
+                .filter(|k| !listed.contains(*k) && !skip.iter().any(|(a, _)| *a == k.0))
+                .cloned()
+                .collect();
+            for key in gone {
+                if let Some(p) = pollers.remove(&key) {
+                    p.stop.trigger();
+                    if let Ok(Some(failure)) = p.handle.await {
+                        failures.push(failure);
+                    }
+                    tracing::info!(account = %key.0, group = %key.1, "log group no longer listed under its prefix (deleted); stopped polling it");
+                }
+            }
+        }
         for spec in found {
             let key = (spec.account().to_string(), spec.name.clone());
             pollers.insert(key, start_poller(&ctx, spec, &shutdown));
@@ -470,8 +509,9 @@ pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Resu
                 // what the new config selects.
                 let wanted: std::collections::HashMap<(String, String), String> = {
                     let mut none = HashSet::new();
-                    let (specs, _) = resolve_groups(&new, &accounts, &mut none, &names(&skip), &shutdown).await;
-                    specs
+                    resolve_groups(&new, &accounts, &mut none, &names(&skip), &shutdown)
+                        .await
+                        .found
                         .into_iter()
                         .map(|s| ((s.account().to_string(), s.name.clone()), format!("{:?}", s.config)))
                         .collect()
@@ -657,7 +697,7 @@ pub async fn subscribe(
             };
             if request.groups.is_empty() && request.prefixes.is_empty() {
                 let mut known = HashSet::new();
-                let (found, errors) =
+                let Resolved { found, errors, .. } =
                     resolve_groups(config, &accounts, &mut known, &[], shutdown).await;
                 names.extend(found.into_iter().map(|g| g.name));
                 failed.extend(
@@ -812,8 +852,11 @@ pub async fn backfill(
             .push((format!("(account {account})"), error.clone()));
     }
     let mut known = HashSet::new();
-    let (mut specs, errors) =
-        resolve_groups(&config, &accounts, &mut known, &names(&skip), &shutdown).await;
+    let Resolved {
+        found: mut specs,
+        errors,
+        ..
+    } = resolve_groups(&config, &accounts, &mut known, &names(&skip), &shutdown).await;
     if !request.groups.is_empty() {
         specs.retain(|s| request.groups.contains(&s.name));
         // A --group a prefix selects but that does not exist would

@@ -403,7 +403,7 @@ async fn backfill_of_a_group_a_prefix_selects_but_that_does_not_exist_fails_nami
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prefix_selection_discovers_groups_including_ones_created_later() {
+async fn prefix_selection_discovers_groups_created_later_and_stops_polling_deleted_ones() {
     let moto = Moto::start();
     let client = moto.client().await;
     put_events(
@@ -427,11 +427,12 @@ async fn prefix_selection_discovers_groups_including_ones_created_later() {
         "  poll_interval_secs: 1\n  discovery_interval_secs: 1\n",
     );
     let out_path = dir.path().join("out.ndjson");
+    let log_path = dir.path().join("cwtap.log");
     let mut child = cwtap(&moto.url)
         .args(["run", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     assert!(wait_until(Duration::from_secs(30), || !read_ndjson(
@@ -448,12 +449,47 @@ async fn prefix_selection_discovers_groups_including_ones_created_later() {
     let found = wait_until(Duration::from_secs(30), || {
         read_ndjson(&out_path).len() >= 2
     });
+    // A group the prefix no longer lists (deleted) stops being polled at
+    // the next discovery; the others go on.
+    let stopped = |log: &str| {
+        log.lines()
+            .any(|l| l.contains("no longer listed under its prefix") && l.contains("/svc/a"))
+    };
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut a_stopped = false;
+    if found {
+        client
+            .delete_log_group()
+            .log_group_name("/svc/a")
+            .send()
+            .await
+            .expect("delete /svc/a");
+        a_stopped = wait_until(Duration::from_secs(30), || stopped(&read_log()));
+        put_events(
+            &client,
+            "/svc/b",
+            "s",
+            &[(now_ms() - 4_000, "from b, later".into())],
+        )
+        .await;
+        wait_until(Duration::from_secs(30), || {
+            read_ndjson(&out_path).len() >= 3
+        });
+    }
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
     assert!(found, "group created later was not discovered");
+    let log = read_log();
+    assert!(a_stopped, "the deleted group's poller did not stop: {log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("no longer listed under its prefix") && l.contains("/svc/b")),
+        "{log}"
+    );
     let messages = message_counts(&read_ndjson(&out_path));
     assert_eq!(messages.get("from a"), Some(&1));
     assert_eq!(messages.get("from b"), Some(&1));
+    assert_eq!(messages.get("from b, later"), Some(&1));
     assert_eq!(messages.get("not selected"), None);
 }
 
