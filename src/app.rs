@@ -295,6 +295,16 @@ struct Poller {
     handle: tokio::task::JoinHandle<Option<String>>,
 }
 
+impl Poller {
+    /// Stops the poller and waits for it: it finishes its batch and commits
+    /// first, so that a poller started again for the group sends nothing
+    /// twice. The failure it ended with, if any.
+    async fn finish(self) -> Option<String> {
+        self.stop.trigger();
+        self.handle.await.ok().flatten()
+    }
+}
+
 /// Starts a poller for `spec`: it stops when `shutdown` (everything) or its
 /// own stop (a reload) comes; deliveries in flight always get the grace.
 fn start_poller(ctx: &Arc<Context>, spec: GroupSpec, shutdown: &Shutdown) -> Poller {
@@ -453,10 +463,7 @@ pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Resu
                 .collect();
             for key in gone {
                 if let Some(p) = pollers.remove(&key) {
-                    p.stop.trigger();
-                    if let Ok(Some(failure)) = p.handle.await {
-                        failures.push(failure);
-                    }
+                    failures.extend(p.finish().await);
                     tracing::info!(account = %key.0, group = %key.1, "log group no longer listed under its prefix (deleted); stopped polling it");
                 }
             }
@@ -523,12 +530,7 @@ pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Resu
                     .collect();
                 for key in stale {
                     if let Some(p) = pollers.remove(&key) {
-                        p.stop.trigger();
-                        // The old poller finishes its batch and commits before
-                        // a new one reads the group: nothing is sent twice.
-                        if let Ok(Some(failure)) = p.handle.await {
-                            failures.push(failure);
-                        }
+                        failures.extend(p.finish().await);
                         if wanted.contains_key(&key) {
                             tracing::info!(account = %key.0, group = %key.1, "SIGHUP: restarting with the new config");
                         } else {
