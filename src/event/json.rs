@@ -49,43 +49,43 @@ pub(super) fn write_summary(out: &mut Vec<u8>, s: &TraceSummary, key_field: KeyF
     envelope.write(out, |out| {
         // The summary's fields as `serde_json::to_value` orders them: by name.
         let mut o = ObjectWriter::new(out);
-        o.key("aliases");
+        o.field("aliases");
         write_strs(o.out, &s.aliases);
-        o.key("closed");
+        o.field("closed");
         write_value(o.out, &Value::Bool(s.closed));
-        o.key("duration_ms");
+        o.field("duration_ms");
         write_value(o.out, &Value::from(s.duration_ms));
-        o.key("error_count");
+        o.field("error_count");
         write_value(o.out, &Value::from(s.error_count));
-        o.key("event_count");
+        o.field("event_count");
         write_value(o.out, &Value::from(s.event_count));
-        o.key("first");
+        o.field("first");
         write_str(o.out, &s.first);
-        o.key("lambda");
+        o.field("lambda");
         let mut lambda = ObjectWriter::new(o.out);
         for (request, invocation) in &s.lambda {
             lambda.key(request);
             write_invocation(lambda.out, invocation);
         }
         lambda.end();
-        o.key("last");
+        o.field("last");
         write_str(o.out, &s.last);
-        o.key("log_groups");
+        o.field("log_groups");
         write_strs(o.out, &s.log_groups);
-        o.key("message");
+        o.field("message");
         write_str(o.out, &s.message());
-        o.key("revision");
+        o.field("revision");
         write_value(o.out, &Value::from(s.revision));
-        o.key("root_span");
+        o.field("root_span");
         match &s.root_span {
             Some(root) => write_str(o.out, root),
             None => o.out.extend_from_slice(b"null"),
         }
-        o.key("services");
+        o.field("services");
         write_strs(o.out, &s.services);
-        o.key("spans");
+        o.field("spans");
         write_spans(o.out, &s.spans);
-        o.key("trace_key");
+        o.field("trace_key");
         write_str(o.out, key);
         o.end();
     });
@@ -114,10 +114,10 @@ impl Envelope<'_> {
     fn write(&self, out: &mut Vec<u8>, properties: impl FnOnce(&mut Vec<u8>)) {
         let mut o = ObjectWriter::new(out);
         if let Some(t) = self.trace_id {
-            o.key("trace_id");
+            o.field("trace_id");
             write_str(o.out, t);
         }
-        o.key("timestamp");
+        o.field("timestamp");
         write_str(o.out, self.timestamp);
         for (name, value) in [
             ("event_type", self.event_type),
@@ -125,13 +125,13 @@ impl Envelope<'_> {
             ("session_id", self.session_id),
         ] {
             if let Some(v) = value {
-                o.key(name);
+                o.field(name);
                 write_str(o.out, v);
             }
         }
-        o.key("properties");
+        o.field("properties");
         properties(o.out);
-        o.key("source");
+        o.field("source");
         let out = &mut *o.out;
         out.extend_from_slice(b"{\"system\":");
         write_str(out, self.system);
@@ -153,8 +153,9 @@ impl Envelope<'_> {
         ] {
             if let Some(v) = value {
                 out.push(b',');
-                write_str(out, name);
-                out.push(b':');
+                out.push(b'"');
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\":");
                 write_str(out, v);
             }
         }
@@ -184,6 +185,20 @@ impl<'a> ObjectWriter<'a> {
         self.out.push(b':');
     }
 
+    /// [`ObjectWriter::key`] for a key written in the code, which needs no
+    /// escaping: copied as it is (a dozen of these per event).
+    fn field(&mut self, k: &'static str) {
+        debug_assert!(k.bytes().all(|b| ESCAPE[b as usize] == 0), "{k:?}");
+        let out = &mut *self.out;
+        out.reserve(k.len() + 4);
+        if !std::mem::take(&mut self.first) {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b"\":");
+    }
+
     fn end(self) {
         self.out.push(b'}');
     }
@@ -209,20 +224,20 @@ fn write_strs(out: &mut Vec<u8>, items: &[String]) {
 fn write_spans(out: &mut Vec<u8>, spans: &[Span]) {
     write_array(out, spans, |out, span| {
         let mut o = ObjectWriter::new(out);
-        o.key("children");
+        o.field("children");
         write_spans(o.out, &span.children);
-        o.key("first");
+        o.field("first");
         write_str(o.out, &span.first);
         for (name, value) in [
             ("parent_span_id", &span.parent_span_id),
             ("service", &span.service),
         ] {
             if let Some(v) = value {
-                o.key(name);
+                o.field(name);
                 write_str(o.out, v);
             }
         }
-        o.key("span_id");
+        o.field("span_id");
         write_str(o.out, &span.span_id);
         o.end();
     });
@@ -231,27 +246,27 @@ fn write_spans(out: &mut Vec<u8>, spans: &[Span]) {
 /// One Lambda invocation, the fields it has by name.
 fn write_invocation(out: &mut Vec<u8>, i: &Invocation) {
     let mut o = ObjectWriter::new(out);
-    let number = |o: &mut ObjectWriter<'_>, name: &str, v: Option<f64>| {
+    let number = |o: &mut ObjectWriter<'_>, name: &'static str, v: Option<f64>| {
         if let Some(v) = v {
-            o.key(name);
+            o.field(name);
             write_value(o.out, &Value::from(v));
         }
     };
     number(&mut o, "billed_duration_ms", i.billed_duration_ms);
     if let Some(cold) = i.cold_start {
-        o.key("cold_start");
+        o.field("cold_start");
         write_value(o.out, &Value::Bool(cold));
     }
     number(&mut o, "duration_ms", i.duration_ms);
     number(&mut o, "init_duration_ms", i.init_duration_ms);
     if let Some(group) = &i.log_group {
-        o.key("log_group");
+        o.field("log_group");
         write_str(o.out, group);
     }
     number(&mut o, "max_memory_used_mb", i.max_memory_used_mb);
     number(&mut o, "memory_size_mb", i.memory_size_mb);
     if let Some(start) = &i.start {
-        o.key("start");
+        o.field("start");
         write_str(o.out, start);
     }
     o.end();
