@@ -755,8 +755,11 @@ pub struct StateLock {
 /// AWS: a second `run`, `backfill` or `serve` on the same file stops here
 /// with a usage error naming the file and the pid holding it.
 pub fn lock_state(config: &Config) -> Result<StateLock, AppError> {
+    lock_state_file(&config.agent.state_path)
+}
+
+fn lock_state_file(state: &std::path::Path) -> Result<StateLock, AppError> {
     use std::io::{Read, Seek, Write};
-    let state = &config.agent.state_path;
     let mut name = state.as_os_str().to_owned();
     name.push(".lock");
     let path = std::path::PathBuf::from(name);
@@ -784,8 +787,19 @@ pub fn lock_state(config: &Config) -> Result<StateLock, AppError> {
             Ok(StateLock { _file: file })
         }
         Err(std::fs::TryLockError::WouldBlock) => {
+            // The holder writes its pid just after taking the lock: a
+            // process that comes in between reads an empty file, so it
+            // reads again for a moment (bounded) before saying "unknown".
             let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            for _ in 0..100 {
+                holder.clear();
+                let _ = file.rewind();
+                let _ = file.read_to_string(&mut holder);
+                if !holder.trim().is_empty() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
             let holder = holder.trim();
             Err(AppError::Usage(format!(
                 "state file {} is in use by another cwtap (pid {}): one agent per state file; stop it first or give this one another agent.state_path",
@@ -1496,4 +1510,34 @@ pub async fn parse_test(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A second agent that comes in after the holder took the lock but
+    /// before it wrote its pid still names the holder.
+    #[test]
+    fn a_second_agent_names_the_holder_that_has_not_written_its_pid_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        let lock_path = dir.path().join("state.db.lock");
+        let holder = std::fs::File::create(&lock_path).unwrap();
+        holder.try_lock().unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            let mut f = &holder;
+            write!(f, "4242").unwrap();
+            f.flush().unwrap();
+            holder
+        });
+        let err = lock_state_file(&state).unwrap_err();
+        let _holder = writer.join().unwrap();
+        assert_eq!(err.exit_code(), 2);
+        let message = err.to_string();
+        assert!(message.contains("pid 4242"), "{message}");
+        assert!(message.contains(&state.display().to_string()), "{message}");
+    }
 }
