@@ -149,6 +149,25 @@ impl Accounts {
         Accounts { clients }
     }
 
+    /// A usage error when an account has no AWS Region anywhere (config,
+    /// environment, profile, instance metadata): no call could be made, so
+    /// `run` and `backfill` do not start rather than fail every poll.
+    pub fn check_regions(&self) -> Result<(), AppError> {
+        let missing: Vec<&str> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.has_region())
+            .map(|(a, _)| a.name.as_str())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(AppError::Usage(format!(
+            "no AWS Region for account {}: set aws.region (or the account's region) in the config, AWS_REGION, or region in the AWS profile",
+            missing.join(", ")
+        )))
+    }
+
     /// The client of the account named `name`.
     pub fn get(&self, name: &str) -> Option<&CloudWatch> {
         self.clients
@@ -407,6 +426,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
 /// what needs a restart is logged; a config that does not load is refused
 /// and the running one stays.
 pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Result<(), AppError> {
+    check_pulls(&config, "run")?;
+    let accounts = Accounts::connect(&config).await;
+    accounts.check_regions()?;
     let listener = start_listener(&config, &shutdown).await;
     let ctx = match context(&config, Reading::unpaced(), &shutdown).await {
         Ok(ctx) => ctx,
@@ -422,7 +444,6 @@ pub async fn run(config: Config, shutdown: Shutdown, mut reload: Reload) -> Resu
     ));
     tracing::info!(groups = config.groups.len(), accounts = config.accounts.len(), output = %config.output.describe(), state = %config.agent.state_path.display(), "cwtap running");
     let mut config = config;
-    let accounts = Accounts::connect(&config).await;
     let mut skip = unusable_accounts(&accounts).await;
     let summaries = config.agent.group_traces.then(|| {
         tokio::spawn(summary_loop(
@@ -821,9 +842,22 @@ pub async fn health(url: &str) -> Result<String, AppError> {
         .map_err(|e| AppError::Failed(e.to_string()))
 }
 
+/// A config with no `log_groups` (one with only `firehose:`) has nothing
+/// for `run` or `backfill` to pull: a usage error pointing at `serve`.
+fn check_pulls(config: &Config, command: &str) -> Result<(), AppError> {
+    if !config.groups.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::Usage(format!(
+        "{} has no log_groups: `cwtap {command}` pulls log groups; to receive its firehose: section, run `cwtap serve`",
+        config.path.display()
+    )))
+}
+
 /// The usage errors of a backfill request (a `--group` no entry selects,
 /// an empty window), found before the state file is locked or touched.
 pub fn check_backfill(config: &Config, request: &BackfillRequest) -> Result<(), AppError> {
+    check_pulls(config, "backfill")?;
     for g in &request.groups {
         let selected = config.groups.iter().any(|c| match &c.selector {
             GroupSelector::Name(n) => n == g,
@@ -858,8 +892,9 @@ pub async fn backfill(
     // about twice the idle time of history (and a page) across the groups.
     let idle_ms = config.agent.trace_idle.as_millis() as i64;
     let reading = Reading::paced(config.agent.group_traces.then_some(idle_ms));
-    let ctx = context(&config, reading, &shutdown).await?;
     let accounts = Accounts::connect(&config).await;
+    accounts.check_regions()?;
+    let ctx = context(&config, reading, &shutdown).await?;
     let mut report = BackfillReport::default();
     let skip = unusable_accounts(&accounts).await;
     for (account, error) in &skip {

@@ -393,3 +393,60 @@ fn status_reads_the_state_path_of_a_config_whose_secret_is_unset() {
         "{err}"
     );
 }
+
+/// `run` and `backfill` refuse to start (exit 2, before the state file is
+/// created) when no AWS Region is found anywhere, instead of failing every
+/// poll, and when the config has no log groups to pull (a receive-only
+/// config is for `serve`).
+#[test]
+fn run_and_backfill_refuse_to_start_without_a_region_or_without_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let nowhere = dir.path().join("none");
+    let cfg = ndjson_config(dir.path(), "  - name: /r/app\n", "");
+    for args in [&["run"][..], &["backfill", "--since", "1h"]] {
+        let (code, _, err) = run_code(
+            cwtap("http://127.0.0.1:9")
+                .env_remove("AWS_REGION")
+                .env_remove("AWS_DEFAULT_REGION")
+                .env("AWS_CONFIG_FILE", &nowhere)
+                .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
+                .env("HOME", dir.path())
+                .args(args)
+                .arg("--config")
+                .arg(&cfg),
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("no AWS Region for account default") && err.contains("aws.region"),
+            "{args:?}: {err}"
+        );
+        assert!(!state.exists(), "{args:?} created the state file");
+    }
+
+    let receive_only = write_config(
+        dir.path(),
+        &format!(
+            "ndjson: {{path: {}}}\nfirehose: {{listen: '127.0.0.1:{}', access_key: k}}\nagent: {{state_path: {}}}\n",
+            dir.path().join("out.ndjson").display(),
+            free_port(),
+            state.display()
+        ),
+    );
+    for args in [&["run"][..], &["backfill", "--since", "1h"]] {
+        let (code, _, err) = run_code(
+            cwtap("http://127.0.0.1:9")
+                .args(args)
+                .arg("--config")
+                .arg(&receive_only),
+            Duration::from_secs(30),
+        );
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("has no log_groups") && err.contains("cwtap serve"),
+            "{args:?}: {err}"
+        );
+        assert!(!state.exists(), "{args:?} created the state file");
+    }
+}

@@ -175,6 +175,33 @@ fn cases() -> Vec<Case> {
             expect: &["unknown variant `insights`", "filter", "streams", "line 3"],
         },
         Case {
+            name: "a number of the wrong type",
+            yaml: format!("ndjson: {{path: out.ndjson, batch_size: lots}}\n{GOOD_GROUPS}"),
+            expect: &[
+                "ndjson.batch_size",
+                "expected a whole number (0 or more)",
+                "line 1",
+            ],
+        },
+        Case {
+            // "syntax": no state_path is added (it would be a second `agent`).
+            name: "agent syntax: not a mapping",
+            yaml: format!("{out}{GOOD_GROUPS}agent: 5\n"),
+            expect: &["agent", "expected a mapping", "line 4"],
+        },
+        Case {
+            name: "a string or a list expected",
+            yaml: format!(
+                "{out}log_groups:\n  - name: /a\n    parsers: [{{name: r, type: json, fields: {{trace_id: 5}}}}]\n"
+            ),
+            expect: &["expected a string or a list of strings", "line 4"],
+        },
+        Case {
+            name: "a control character",
+            yaml: format!("{out}{GOOD_GROUPS}agent:\n  poll_interval_secs: 5\u{1}\n"),
+            expect: &["line 6, column 24", "control character (U+0001)"],
+        },
+        Case {
             name: "name and prefix",
             yaml: format!("{out}log_groups:\n  - {{name: /a, prefix: /b}}\n"),
             expect: &["log_groups[0]", "not both"],

@@ -604,6 +604,19 @@ fn a_failed_capture_leaves_no_file_behind() {
         LIMIT,
     );
     assert_eq!(read_lines(&out).len(), 1);
+    // To standard output, read by something that stops early (`| head`):
+    // the command ends quietly, with success.
+    let mut child = cwtap(&moto.url)
+        .args(["capture", "--group", "/cap/ok", "--since", "1h"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{err}");
+    assert!(!err.contains("error"), "{err}");
 }
 
 /// Without --create, a group or stream that does not exist is found before

@@ -316,6 +316,12 @@ impl CloudWatch {
         }
     }
 
+    /// Whether a Region was found (config, environment, profile or
+    /// instance metadata): without one no call can be made.
+    pub fn has_region(&self) -> bool {
+        self.has_region
+    }
+
     /// The account's name (metrics label, checkpoint key).
     pub fn account(&self) -> &str {
         &self.account

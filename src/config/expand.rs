@@ -76,16 +76,30 @@ fn key_at(text: &str, n: usize, column: usize) -> String {
     };
     let mut parts: Vec<String> = Vec::new();
     let (mut indent, own) = key_of(line).unwrap_or((0, String::new()));
-    // Inside a flow mapping: the last `key:` before the value.
-    let before = &line[..column.min(line.len())];
-    let inner = before
-        .rfind(['{', ','])
-        .map(|i| &before[i + 1..])
-        .and_then(|s| s.split_once(':'))
-        .map(|(k, _)| k.trim().to_string())
-        .filter(|k| !k.is_empty() && !k.contains(' '));
-    if let Some(inner) = inner {
-        parts.push(inner);
+    // Inside flow mappings (`{a: 1, b: {key: ${X}}}`): the keys of the
+    // mappings the value is in, and the last `key:` before it.
+    let before = line.get(..column.min(line.len())).unwrap_or(line);
+    let key_in = |s: &str| {
+        s.split_once(':')
+            .map(|(k, _)| k.trim().to_string())
+            .filter(|k| !k.is_empty() && !k.contains(' '))
+    };
+    if let Some(start) = before.find('{') {
+        let mut open: Vec<Option<String>> = Vec::new();
+        let mut current = String::new();
+        for c in before[start + 1..].chars() {
+            match c {
+                '{' => open.push(key_in(&std::mem::take(&mut current))),
+                '}' => {
+                    open.pop();
+                    current.clear();
+                }
+                ',' => current.clear(),
+                c => current.push(c),
+            }
+        }
+        open.push(key_in(&current));
+        parts.extend(open.into_iter().flatten().rev());
     }
     if !own.is_empty() {
         parts.push(own);
@@ -183,6 +197,12 @@ fn substitute(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
             "environment variable {name} holds a line break; config values are single lines"
         ));
     }
+    if let Some(c) = value.chars().find(|c| c.is_control() && *c != '\t') {
+        return Err(format!(
+            "environment variable {name} holds a control character (U+{:04X}); config values are printable text",
+            c as u32
+        ));
+    }
     Ok(value)
 }
 
@@ -197,6 +217,7 @@ mod tests {
             "PORT" => Some("8080".into()),
             "ON" => Some("false".into()),
             "MULTI" => Some("a\nb".into()),
+            "CTRL" => Some("Vecta\u{1}Secret".into()),
             _ => None,
         }
     }
@@ -221,6 +242,21 @@ mod tests {
         assert_eq!(e.key, "vectadb.api_key");
         let e = expand_text("log_groups:\n  - name: ${NOPE}\n", &env).unwrap_err();
         assert_eq!(e.key, "log_groups[].name");
+        // Flow mappings inside flow mappings.
+        let e = expand_text(
+            "otlp: {endpoint: x, headers: {a: b, x-key: \"${NOPE}\"}}\n",
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "otlp.headers.x-key");
+        let e = expand_text("otlp: {headers: {a: b}, compression: ${NOPE}}\n", &env).unwrap_err();
+        assert_eq!(e.key, "otlp.compression");
+        let e = expand_text(
+            "log_groups:\n  - {name: a, fields: {trace_id: ${NOPE}}}\n",
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "log_groups[].fields.trace_id");
     }
 
     #[test]
@@ -256,5 +292,13 @@ mod tests {
                 .message
                 .contains("line break")
         );
+        let e = expand_text("vectadb:\n  api_key: \"${CTRL}\"\n", &env).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "vectadb.api_key"));
+        assert!(
+            e.message.contains("control character (U+0001)"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("Secret"), "{}", e.message);
     }
 }

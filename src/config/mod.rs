@@ -335,6 +335,8 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
+        // Some editors start a UTF-8 file with a byte order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let expanded =
             expand::expand_text(text, &|name| std::env::var(name).ok()).map_err(|e| {
                 ConfigError::Invalid {
@@ -343,6 +345,15 @@ impl Config {
                     message: format!("line {}: {}", e.line, e.message),
                 }
             })?;
+        // serde_yaml names a control character by its byte offset only.
+        // The expanded lines are the file's (a variable that holds a line
+        // break or a control character was refused above).
+        if let Some((line, column, c)) = control_character(&expanded) {
+            return Err(syntax(format!(
+                "line {line}, column {column}: a control character (U+{:04X}) is not allowed in a config file",
+                c as u32
+            )));
+        }
         // Parsed once as plain YAML for the checks the typed parse cannot
         // make: keys given twice (before it, which would take one of them
         // silently) and unknown top-level keys (after it, whose errors carry
@@ -351,7 +362,8 @@ impl Config {
         if let Err(e) = &value {
             check_duplicate_keys(&expanded, e).map_err(syntax)?;
         }
-        let raw: RawConfig = serde_yaml::from_str(&expanded).map_err(|e| syntax(e.to_string()))?;
+        let raw: RawConfig = serde_yaml::from_str(&expanded)
+            .map_err(|e| syntax(crate::errors::plain(&e.to_string())))?;
         if let Ok(serde_yaml::Value::Mapping(map)) = &value {
             check_top_level_keys(&expanded, map).map_err(syntax)?;
         }
@@ -385,6 +397,17 @@ impl Config {
                 c
             })
     }
+}
+
+/// The first control character other than tab and line breaks, with its
+/// line and column (1-based).
+fn control_character(text: &str) -> Option<(usize, usize, char)> {
+    text.lines().enumerate().find_map(|(n, line)| {
+        line.chars()
+            .enumerate()
+            .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\r'))
+            .map(|(i, c)| (n + 1, i + 1, c))
+    })
 }
 
 /// Top-level keys that are not [`RawConfig`]'s: the sections their modules
@@ -1257,6 +1280,13 @@ mod tests {
         // An @ in the path or query is not a credential.
         let yaml = "vectadb: {endpoint: 'http://127.0.0.1:1/a@b'}\nlog_groups: [{name: /a}]\n";
         assert!(Config::from_yaml(yaml, Path::new("c.yaml")).is_ok());
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_skipped() {
+        let yaml = "\u{feff}ndjson: {path: out.ndjson}\nlog_groups: [{name: /a}]\n";
+        let config = Config::from_yaml(yaml, Path::new("c.yaml")).unwrap();
+        assert_eq!(config.groups.len(), 1);
     }
 
     #[test]

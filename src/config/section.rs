@@ -36,7 +36,7 @@ impl Sections<'_> {
             _value: PhantomData,
         }
         .deserialize(de)
-        .map_err(|e| key_and_message(name, e.to_string()))
+        .map_err(|e| key_and_message(name, crate::errors::plain(&e.to_string())))
     }
 }
 

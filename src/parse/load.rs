@@ -214,15 +214,20 @@ fn compile_file(
     out: &mut Vec<Rule>,
     depth: usize,
 ) -> Result<(), RuleError> {
-    let entries: Vec<RawParser> =
-        serde_yaml::from_str(text).map_err(|e| RuleError::FileSyntax {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let entries: Vec<RawParser> = serde_yaml::from_str(text).map_err(|e| {
+        // A rule file is a list: serde_yaml's path starts `.[0]`.
+        let plain = crate::errors::plain(&e.to_string());
+        let message = plain.strip_prefix('.').unwrap_or(&plain);
+        RuleError::FileSyntax {
             key: key.to_string(),
             file: file.to_string(),
             message: match e.location().and_then(|l| rule_at_line(text, l.line())) {
-                Some(rule) => format!("rule {rule:?}: {e}"),
-                None => e.to_string(),
+                Some(rule) => format!("rule {rule:?}: {message}"),
+                None => message.to_string(),
             },
-        })?;
+        }
+    })?;
     compile_entries(
         &entries,
         &Origin::File { key, file, text },

@@ -121,7 +121,8 @@ pub fn read_fixture_checked(
                 path: path.to_path_buf(),
                 line: i + 1,
                 message: format!(
-                    "{e}; each line is a JSON object with log_group, log_stream, timestamp, ingestion_time, event_id and message"
+                    "{}; each line is a JSON object with log_group, log_stream, timestamp, ingestion_time, event_id and message",
+                    crate::errors::plain(&e.to_string())
                 ),
             })?;
         check(&event).map_err(|message| ReplayError::Line {
@@ -196,6 +197,11 @@ impl FixtureWriter {
     }
 
     fn io_error(&self, source: std::io::Error) -> ReplayError {
+        // Standard output closed by its reader (`cwtap capture | head`):
+        // it had what it wanted, so the command ends quietly, as `outln!` does.
+        if self.path.is_none() && source.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
         ReplayError::Io {
             path: self.path.clone().unwrap_or_else(|| PathBuf::from("-")),
             action: "write",
@@ -230,7 +236,14 @@ impl FixtureWriter {
         };
         match self.sink.take() {
             None => {}
-            Some(Sink::Stdout(s)) => s.lock().flush().map_err(err)?,
+            Some(Sink::Stdout(s)) => {
+                if let Err(e) = s.lock().flush() {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        std::process::exit(0);
+                    }
+                    return Err(err(e));
+                }
+            }
             Some(Sink::Plain(mut w)) => {
                 w.flush().map_err(err)?;
                 w.get_ref().sync_data().map_err(err)?;
