@@ -203,20 +203,21 @@ impl RuleSet {
                 // Merge rules only: the first one names the result.
                 None => merges.next().map_or(("", Extract::default()), |m| m),
             };
-            let mut text_like = !first.from_json;
+            let mut text_like = !first.whole_message;
             let mut properties = first.props;
             let mut fields = first.fields;
             let mut merged = Vec::new();
             for (name, m) in merges {
                 merged.push(name.to_string());
                 fields.fill_from(m.fields);
-                text_like &= !m.from_json;
+                text_like &= !m.whole_message;
                 for (k, v) in m.props.into_map() {
                     properties.insert_if_absent(&k, || v);
                 }
             }
             if text_like {
-                // A text rule keeps the raw line; a JSON object is kept as its fields.
+                // A text rule keeps the raw line; a JSON object that is the
+                // whole message is kept as its fields.
                 let key = if properties.contains_key("message") {
                     "raw_message"
                 } else {
@@ -504,6 +505,22 @@ mod tests {
         assert_eq!(p.fields.level.as_deref(), Some("error"));
         assert_eq!(p.properties["stack"][0], "TypeError: boom");
         assert_eq!(p.properties["text"], "Invoke Error");
+        // The object is not the whole message: the raw line stays too, as
+        // for a text rule, so nothing of the line is lost.
+        let line = "2026-11-20T08:04:34.348Z\ta2e8f6e0-f878-4ccf-9dda-c46687d8b1eb\tERROR\tInvoke Error \t{\"errorType\":\"TypeError\",\"errorMessage\":\"boom\",\"stack\":[\"TypeError: boom\"]}";
+        assert_eq!(set.parse(line).properties["message"], line);
+        // An embedded rule on a message that is all object adds no line.
+        let set = rules("- {name: e, type: json, embedded: true, fields: {request_id: rid}}");
+        let p = set.parse(r#"  {"rid":"r1","message":"m"}"#);
+        assert_eq!(p.rule.as_deref(), Some("e"));
+        assert_eq!(p.properties["message"], "m");
+        assert!(!p.properties.contains_key("raw_message"));
+        let p = set.parse(r#"GET /x {"rid":"r1","message":"m"}"#);
+        assert_eq!(p.properties["message"], "m");
+        assert_eq!(
+            p.properties["raw_message"],
+            r#"GET /x {"rid":"r1","message":"m"}"#
+        );
     }
 
     #[test]

@@ -269,8 +269,10 @@ pub(crate) struct Extract {
     /// JSON fields, captures or pairs (and what `fields` copied to properties).
     pub(crate) props: Properties,
     pub(crate) fields: Fields,
-    /// The properties came from a JSON object (no raw line is added).
-    pub(crate) from_json: bool,
+    /// The properties hold all of the message (a JSON object that is the
+    /// whole message): no raw line is added. An object embedded after
+    /// text is not all of it, and the raw line is kept as for text.
+    pub(crate) whole_message: bool,
 }
 
 /// Every `when.contains` text of a rule set, each searched for at most
@@ -392,14 +394,17 @@ impl<'a> Input<'a> {
         if keep { slot.clone() } else { slot.take() }
     }
 
-    fn take_embedded(&mut self, from: usize, keep: bool) -> Option<Properties> {
+    /// The object embedded from the first `{` at or after `from`, and
+    /// where it starts.
+    fn take_embedded(&mut self, from: usize, keep: bool) -> Option<(usize, Properties)> {
         let message = self.message;
         let start = from + message.get(from..)?.find('{')?;
         if self.embedded.as_ref().map(|(s, _)| *s) != Some(start) {
             self.embedded = Some((start, Properties::from_json_object(&message[start..])));
         }
         let slot = &mut self.embedded.as_mut()?.1;
-        if keep { slot.clone() } else { slot.take() }
+        let object = if keep { slot.clone() } else { slot.take() };
+        object.map(|o| (start, o))
     }
 }
 
@@ -722,22 +727,23 @@ impl Rule {
     fn extract(&self, input: &mut Input) -> Option<Extract> {
         let keep = self.mode == Mode::Merge;
         let message = input.message;
-        let (mut props, from_json) = match &self.kind {
+        let (mut props, from_json, whole_message) = match &self.kind {
             Kind::Json { pattern, embedded } => {
                 let captures = match pattern {
                     Some(re) => Some(re.captures(message)?),
                     None => None,
                 };
-                let mut object = if *embedded {
+                let (mut object, whole) = if *embedded {
                     // The object starts at the first `{` from where the
                     // pattern's match ends (the pattern may include the `{`).
                     let from = captures
                         .as_ref()
                         .and_then(|c| c.get(0))
                         .map_or(0, |m| m.end().saturating_sub(1));
-                    input.take_embedded(from, keep)?
+                    let (start, object) = input.take_embedded(from, keep)?;
+                    (object, message[..start].trim().is_empty())
                 } else {
-                    input.take_json(keep)?
+                    (input.take_json(keep)?, true)
                 };
                 if let (Some(caps), Some(re)) = (&captures, pattern) {
                     for name in re.capture_names().flatten() {
@@ -746,7 +752,7 @@ impl Rule {
                         }
                     }
                 }
-                (object, true)
+                (object, true, whole)
             }
             Kind::Regex(patterns) => {
                 let (re, caps) = patterns
@@ -758,7 +764,7 @@ impl Rule {
                         props.insert(name.to_string(), Value::String(m.as_str().to_string()));
                     }
                 }
-                (Properties::from(props), false)
+                (Properties::from(props), false, false)
             }
             Kind::Kv {
                 separators,
@@ -772,7 +778,7 @@ impl Rule {
                 for (k, v) in pairs {
                     props.entry(k).or_insert(Value::String(v));
                 }
-                (Properties::from(props), false)
+                (Properties::from(props), false, false)
             }
         };
 
@@ -860,7 +866,7 @@ impl Rule {
         Some(Extract {
             props,
             fields,
-            from_json,
+            whole_message,
         })
     }
 
