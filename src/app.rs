@@ -837,6 +837,13 @@ fn lock_state_file(state: &std::path::Path) -> Result<StateLock, AppError> {
 
 /// `cwtap health`: exit 0 when `url` answers 200.
 pub async fn health(url: &str) -> Result<String, AppError> {
+    let usable = reqwest::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !usable {
+        return Err(AppError::Usage(format!(
+            "--url {url}: not an http:// or https:// URL (e.g. http://127.0.0.1:9464/readyz)"
+        )));
+    }
     crate::obs::probe(url)
         .await
         .map_err(|e| AppError::Failed(e.to_string()))

@@ -248,6 +248,18 @@ fn meaningless_command_line_values_exit_2_saying_why() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+    for url in ["notaurl", "ftp://127.0.0.1/readyz", "127.0.0.1:9464/readyz"] {
+        let out = Command::new(cwtap_bin())
+            .args(["health", "--url", url])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert!(
+            err.contains("not an http:// or https:// URL"),
+            "{url}: {err}"
+        );
+    }
     assert!(!dir.path().join("state.db").exists());
     // A level (any case) and target=level directives are fine.
     for level in ["warn", "DEBUG", "cwtap=debug,warn"] {

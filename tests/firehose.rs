@@ -584,6 +584,26 @@ async fn a_wrong_key_is_401_and_bad_records_are_400_naming_the_record_and_nothin
         "nothing of a refused request delivered"
     );
 
+    // A Content-Encoding other than gzip is named, not read as garbage.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut resp = agent
+        .post(&format!("http://127.0.0.1:{port}/"))
+        .header("X-Amz-Firehose-Request-Id", "br-1")
+        .header("X-Amz-Firehose-Access-Key", KEY)
+        .header("Content-Encoding", "br")
+        .send(std::fs::read(&good).unwrap())
+        .expect("serve answers");
+    assert_eq!(resp.status().as_u16(), 415);
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    assert!(
+        body.contains("Content-Encoding") && body.contains("br-1"),
+        "{body}"
+    );
+
     // The next good request is served.
     let verdict = send(dir.path(), port, &good, KEY);
     assert_eq!(verdict["event"], "delivered", "{verdict}");
@@ -594,7 +614,14 @@ async fn a_wrong_key_is_401_and_bad_records_are_400_naming_the_record_and_nothin
         .filter(|e| !is_summary(e))
         .collect();
     assert_eq!(delivered.len(), 8, "two records of four events");
-    for reason in ["auth", "base64", "gzip", "json", "record_too_large"] {
+    for reason in [
+        "auth",
+        "base64",
+        "gzip",
+        "json",
+        "record_too_large",
+        "encoding",
+    ] {
         assert_eq!(
             sample(
                 &scrape,

@@ -249,7 +249,17 @@ impl Receiver {
                 ),
             );
         };
-        let gzip = header(&req, "content-encoding").is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
+        // Firehose sends gzip or nothing; another coding would be read as
+        // JSON and refused as garbage, so it is named instead.
+        let encoding = header(&req, "content-encoding").unwrap_or_default();
+        let gzip = encoding.eq_ignore_ascii_case("gzip");
+        if !gzip && !encoding.is_empty() && !encoding.eq_ignore_ascii_case("identity") {
+            return Answer::fail(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "encoding",
+                format!("Content-Encoding {encoding:?} is not supported (gzip or none)"),
+            );
+        }
         let region = header(&req, "x-amz-firehose-source-arn")
             .and_then(|arn| decode::region_of_arn(&arn).map(str::to_string));
         let body = match Limited::new(req.into_body(), max).collect().await {
