@@ -92,7 +92,8 @@ fn init_logging(cli: &Cli) -> Result<(), AppError> {
 /// So is the warning that a credentials provider failed (with its debug
 /// dump): cwtap says so when none gave any. At `info` the SDK's own info
 /// lines (which credentials it loaded, with the access key id) are left out
-/// too.
+/// too. `debug` and `trace` are cwtap's own lines; the libraries' stay at
+/// `info`.
 fn quiet_sdk(level: &str) -> String {
     // The chain's warning that a credentials provider failed: cwtap says
     // so in words when none gave any.
@@ -105,6 +106,14 @@ fn quiet_sdk(level: &str) -> String {
         .any(|l| l.eq_ignore_ascii_case(level))
     {
         format!("{level},{QUIET}")
+    } else if ["debug", "trace"]
+        .iter()
+        .any(|l| l.eq_ignore_ascii_case(level))
+    {
+        // cwtap's own lines: the SDK's and the HTTP stack's debug lines
+        // (request dumps, the access key id) stay out unless a filter
+        // names their targets.
+        format!("info,cwtap={level},aws_config=warn,{QUIET}")
     } else {
         level.to_string()
     }

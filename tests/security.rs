@@ -141,6 +141,36 @@ async fn secrets_appear_in_no_log_line_output_or_error_at_trace_level() {
     assert!(stdout.contains("api key set"), "{stdout}");
     assert_no_secret("check output", &format!("{stdout}{err}"));
 
+    // `--log-level debug` is cwtap's own debug lines: the AWS SDK's and the
+    // HTTP libraries' (which print the access key id) stay at info.
+    let key_id = "AKIDCWTAPTESTDONOTLOG";
+    let (code, _, err) = run_logged(
+        cwtap(&moto.url)
+            .env_remove("RUST_LOG")
+            .env("AWS_ACCESS_KEY_ID", key_id)
+            .env("CWTAP_TEST_API_KEY", API_KEY)
+            .args(["--log-level", "debug", "--log-format", "json"])
+            .args(["backfill", "--since", "1h", "--no-progress", "--config"])
+            .arg(&config),
+        Duration::from_secs(90),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let debug_targets: std::collections::BTreeSet<String> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["level"] == "DEBUG")
+        .map(|l| l["target"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        debug_targets.iter().any(|t| t.starts_with("cwtap")),
+        "cwtap's debug lines are there: {debug_targets:?}"
+    );
+    assert!(
+        debug_targets.iter().all(|t| t.starts_with("cwtap")),
+        "only cwtap's: {debug_targets:?}"
+    );
+    assert!(!err.contains(key_id), "the access key id is not logged");
+
     // status
     let (code, stdout, err) = run_logged(
         secret_cwtap(&moto)
