@@ -25,9 +25,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Ok(Duration::from_secs(secs));
     }
     humantime::parse_duration(text).map_err(|e| {
-        format!(
-            "invalid duration {text:?} ({e}); use a number with a unit such as 90s, 5m, 2h, 7d, 1w"
-        )
+        let why = match e {
+            humantime::DurationError::UnknownUnit { unit, .. } => format!("unknown unit {unit:?}"),
+            e => e.to_string(),
+        };
+        format!("invalid duration {text:?} ({why}); use a number with a unit such as 90s, 5m, 2h, 7d, 1w")
     })
 }
 

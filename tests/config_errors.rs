@@ -175,6 +175,16 @@ fn cases() -> Vec<Case> {
             expect: &["unknown variant `insights`", "filter", "streams", "line 3"],
         },
         Case {
+            name: "a poll interval under a second",
+            yaml: format!("{out}{GOOD_GROUPS}agent:\n  poll_interval_secs: 500ms\n"),
+            expect: &["agent.poll_interval_secs", "at least 1s"],
+        },
+        Case {
+            name: "a duration with an unknown unit",
+            yaml: format!("{out}{GOOD_GROUPS}agent:\n  lookback_secs: 10x\n"),
+            expect: &["agent.lookback_secs", "unknown unit \"x\"", "90s"],
+        },
+        Case {
             name: "a number of the wrong type",
             yaml: format!("ndjson: {{path: out.ndjson, batch_size: lots}}\n{GOOD_GROUPS}"),
             expect: &[

@@ -874,8 +874,10 @@ fn validate(
         "agent.poll_interval_secs",
         Duration::from_secs(10),
     )?;
-    if poll_interval.is_zero() {
-        return Err(invalid("agent.poll_interval_secs", "must be more than 0"));
+    // CloudWatch makes an event searchable seconds after it is written: a
+    // faster pace only spends the call budget.
+    if poll_interval < Duration::from_secs(1) {
+        return Err(invalid("agent.poll_interval_secs", "must be at least 1s"));
     }
     let max_idle_poll_interval = duration(
         &a.max_idle_poll_interval_secs,
