@@ -1181,8 +1181,38 @@ pub fn status(state_path: &std::path::Path, json: bool) -> Result<String, AppErr
         }));
         return Ok(serde_json::to_string_pretty(&rows).unwrap_or_default());
     }
+    Ok(status_table(&groups, &pushed, now))
+}
+
+/// `cwtap status`'s table: the pulled groups, then the received ones.
+fn status_table(
+    groups: &[crate::state::GroupState],
+    pushed: &[crate::state::PushedGroup],
+    now: EpochMs,
+) -> String {
+    // With several accounts a group shows as ACCOUNT/GROUP.
+    let several = groups
+        .iter()
+        .any(|g| g.account != crate::config::DEFAULT_ACCOUNT);
+    let names: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            if several {
+                format!("{}/{}", g.account, g.log_group)
+            } else {
+                g.log_group.clone()
+            }
+        })
+        .collect();
+    // The first column as wide as the longest name, so that the others line up.
+    let w = names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(20);
     let mut out = format!(
-        "{:<40} {:<25} {:>10} {:>9} {:>10} {:>8} {:>6} {:>7} {:>8}  LAST ERROR\n",
+        "{:<w$} {:<25} {:>10} {:>9} {:>10} {:>8} {:>6} {:>7} {:>8}  LAST ERROR\n",
         "LOG GROUP",
         "CURSOR",
         "LAG",
@@ -1196,18 +1226,9 @@ pub fn status(state_path: &std::path::Path, json: bool) -> Result<String, AppErr
     let secs = |ms: i64| {
         humantime::format_duration(Duration::from_secs((ms.max(0) as u64) / 1000)).to_string()
     };
-    // With several accounts a group shows as ACCOUNT/GROUP.
-    let several = groups
-        .iter()
-        .any(|g| g.account != crate::config::DEFAULT_ACCOUNT);
-    for g in &groups {
-        let name = if several {
-            format!("{}/{}", g.account, g.log_group)
-        } else {
-            g.log_group.clone()
-        };
+    for (g, name) in groups.iter().zip(&names) {
         out.push_str(&format!(
-            "{:<40} {:<25} {:>10} {:>9} {:>10} {:>8} {:>6} {:>7} {:>8.0}  {}\n",
+            "{:<w$} {:<25} {:>10} {:>9} {:>10} {:>8} {:>6} {:>7} {:>8.0}  {}\n",
             name,
             format_ms(g.coverage.cursor_ms),
             secs(now - g.coverage.cursor_ms),
@@ -1231,20 +1252,26 @@ pub fn status(state_path: &std::path::Path, json: bool) -> Result<String, AppErr
         if !out.is_empty() {
             out.push('\n');
         }
+        let w = pushed
+            .iter()
+            .map(|p| p.log_group.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(20);
         out.push_str(&format!(
-            "received through Firehose (cwtap serve):\n{:<40} {:<25} {:>12}\n",
+            "received through Firehose (cwtap serve):\n{:<w$} {:<25} {:>12}\n",
             "LOG GROUP", "LAST RECEIVED", "IDS KEPT"
         ));
-        for p in &pushed {
+        for p in pushed {
             out.push_str(&format!(
-                "{:<40} {:<25} {:>12}\n",
+                "{:<w$} {:<25} {:>12}\n",
                 p.log_group,
                 format_ms(p.last_received_ms),
                 p.remembered
             ));
         }
     }
-    Ok(out)
+    out
 }
 
 /// `cwtap status --watch`: the table, redrawn every `every` until shutdown.
@@ -1581,5 +1608,63 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("pid 4242"), "{message}");
         assert!(message.contains(&state.display().to_string()), "{message}");
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+    use crate::state::{Coverage, GroupState, PushedGroup};
+
+    fn group(name: &str, delivered: u64) -> GroupState {
+        GroupState {
+            account: crate::config::DEFAULT_ACCOUNT.to_string(),
+            log_group: name.to_string(),
+            coverage: Coverage {
+                covered_from_ms: 0,
+                cursor_ms: 1_000_000,
+            },
+            events_delivered: delivered,
+            events_rejected: 0,
+            late_events: 0,
+            observed_delay_ms: 0,
+            last_poll_ms: None,
+            last_error: None,
+            last_error_ms: None,
+            poll_interval_ms: Some(10_000),
+            api_calls: 3,
+            events_read: delivered,
+        }
+    }
+
+    /// Long group names widen the first column: every row's columns start
+    /// where the header's do.
+    #[test]
+    fn the_columns_line_up_whatever_the_length_of_the_names() {
+        let long = "/aws/lambda/a-function-with-a-rather-long-name-in-production";
+        let groups = [group("/a", 5), group(long, 123_456)];
+        let pushed = [PushedGroup {
+            log_group: format!("{long}-pushed"),
+            remembered: 7,
+            last_received_ms: 1_000,
+        }];
+        let table = status_table(&groups, &pushed, 2_000_000);
+        let lines: Vec<&str> = table.lines().collect();
+        let at = |line: &str, word: &str| line.find(word).unwrap();
+        let cursor = at(lines[0], "CURSOR");
+        assert!(cursor > long.len(), "{table}");
+        for row in &lines[1..3] {
+            assert_eq!(at(row, "1970-01-01T00:16:40.000Z"), cursor, "{table}");
+        }
+        let header = lines
+            .iter()
+            .position(|l| l.contains("LAST RECEIVED"))
+            .unwrap();
+        let received = at(lines[header], "LAST RECEIVED");
+        assert_eq!(
+            at(lines[header + 1], "1970-01-01T00:00:01.000Z"),
+            received,
+            "{table}"
+        );
     }
 }
