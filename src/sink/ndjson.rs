@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -94,6 +94,40 @@ impl OutputConfig for NdjsonConfig {
     }
 }
 
+/// Opens (creating it and its folder) the file to append to.
+fn open_file(path: &Path) -> Result<File, SinkError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            SinkError::Open(format!(
+                "ndjson.path: cannot create the folder {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| SinkError::Open(format!("ndjson.path: cannot open {}: {e}", path.display())))
+}
+
+/// Whether `path` no longer names the open `file` (renamed or removed):
+/// one stat per batch.
+#[cfg(unix)]
+fn moved(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() != named.dev() || open.ino() != named.ino(),
+        (Ok(_), Err(e)) => e.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn moved(_file: &File, _path: &Path) -> bool {
+    false
+}
+
 enum Target {
     Stdout,
     File(BufWriter<File>),
@@ -109,24 +143,7 @@ impl NdjsonSink {
     pub fn open(config: NdjsonConfig, key_field: KeyField) -> Result<NdjsonSink, SinkError> {
         let target = match &config.path {
             None => Target::Stdout,
-            Some(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        SinkError::Open(format!(
-                            "ndjson.path: cannot create the folder {}: {e}",
-                            dir.display()
-                        ))
-                    })?;
-                }
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| {
-                        SinkError::Open(format!("ndjson.path: cannot open {}: {e}", path.display()))
-                    })?;
-                Target::File(BufWriter::new(file))
-            }
+            Some(path) => Target::File(BufWriter::new(open_file(path)?)),
         };
         Ok(NdjsonSink {
             config,
@@ -135,7 +152,12 @@ impl NdjsonSink {
         })
     }
 
-    fn write_blocking(target: &Mutex<Target>, bytes: &[u8], fsync: bool) -> std::io::Result<()> {
+    fn write_blocking(
+        target: &Mutex<Target>,
+        path: Option<&Path>,
+        bytes: &[u8],
+        fsync: bool,
+    ) -> std::io::Result<()> {
         let mut guard = target.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *guard {
             Target::Stdout => {
@@ -144,6 +166,16 @@ impl NdjsonSink {
                 out.flush()
             }
             Target::File(w) => {
+                // Rotated away (logrotate renames the file, or removes it):
+                // the next batch goes to a new file under the path.
+                if let Some(path) = path
+                    && moved(w.get_ref(), path)
+                {
+                    w.flush()?;
+                    let file = open_file(path).map_err(|e| std::io::Error::other(e.to_string()))?;
+                    tracing::info!(path = %path.display(), "the NDJSON file was moved or removed (rotated): writing to a new one");
+                    *w = BufWriter::new(file);
+                }
                 w.write_all(bytes)?;
                 w.flush()?;
                 if fsync {
@@ -173,8 +205,9 @@ impl Sink for NdjsonSink {
                 let target = Arc::clone(&self.target);
                 let data = Arc::clone(&bytes);
                 let fsync = self.config.fsync;
+                let path = self.config.path.clone();
                 let result = tokio::task::spawn_blocking(move || {
-                    Self::write_blocking(&target, &data, fsync)
+                    Self::write_blocking(&target, path.as_deref(), &data, fsync)
                 })
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
@@ -208,5 +241,31 @@ impl Sink for NdjsonSink {
 
     fn batch_size(&self) -> usize {
         self.config.batch_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// logrotate's default: the file is renamed and the agent goes on. The
+    /// next batch starts a new file under the path; nothing goes to the
+    /// renamed one after the rename, nothing is lost.
+    #[test]
+    fn a_rotated_file_is_followed_by_a_new_one_under_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let target = Mutex::new(Target::File(BufWriter::new(open_file(&path).unwrap())));
+        NdjsonSink::write_blocking(&target, Some(&path), b"a\n", false).unwrap();
+        let rotated = dir.path().join("out.ndjson.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        NdjsonSink::write_blocking(&target, Some(&path), b"b\n", false).unwrap();
+        NdjsonSink::write_blocking(&target, Some(&path), b"c\n", false).unwrap();
+        assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "a\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\nc\n");
+        // Removed (logrotate's copy, then delete): the same.
+        std::fs::remove_file(&path).unwrap();
+        NdjsonSink::write_blocking(&target, Some(&path), b"d\n", false).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "d\n");
     }
 }
