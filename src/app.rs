@@ -1441,19 +1441,22 @@ pub async fn parse_test(
     text: &str,
     json: bool,
 ) -> Result<String, AppError> {
-    let selected = config
-        .groups
-        .iter()
-        .find(|c| match &c.selector {
-            GroupSelector::Name(n) => n == group,
-            GroupSelector::Prefix(p) => group.starts_with(p.as_str()),
-        })
-        .ok_or_else(|| {
-            AppError::Usage(format!(
+    let entry = config.groups.iter().find(|c| match &c.selector {
+        GroupSelector::Name(n) => n == group,
+        GroupSelector::Prefix(p) => group.starts_with(p.as_str()),
+    });
+    // A group no entry selects gets what `serve` gives it, the
+    // `firehose.default_parsers`, when the config receives.
+    let selected: &crate::config::GroupConfig = match (entry, &config.firehose) {
+        (Some(entry), _) => entry,
+        (None, Some(firehose)) => &firehose.default_group,
+        (None, None) => {
+            return Err(AppError::Usage(format!(
                 "--group {group}: not selected by any log_groups entry in {}",
                 config.path.display()
-            ))
-        })?;
+            )));
+        }
+    };
     let pipeline = Pipeline::grouping_only(trace_settings(&config.agent));
     let mut out = String::new();
     let mut matched = 0usize;

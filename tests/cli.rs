@@ -462,3 +462,51 @@ fn run_and_backfill_refuse_to_start_without_a_region_or_without_groups() {
         assert!(!state.exists(), "{args:?} created the state file");
     }
 }
+
+/// `parse-test` shows what `serve` does with a group no entry selects: the
+/// `firehose.default_parsers`; without a `firehose:` section such a group
+/// is still a usage error.
+#[test]
+fn parse_test_of_a_group_no_entry_selects_uses_the_firehose_default_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "ndjson: {{path: {}}}\nfirehose: {{listen: '127.0.0.1:{}', access_key: k, default_parsers: [{{use: json}}]}}\nagent: {{state_path: {}}}\n",
+            dir.path().join("out.ndjson").display(),
+            free_port(),
+            dir.path().join("state.db").display()
+        ),
+    );
+    let input = dir.path().join("in.log");
+    std::fs::write(
+        &input,
+        "{\"level\":\"error\",\"msg\":\"x\",\"trace_id\":\"abc\"}\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_code(
+        Command::new(cwtap_bin())
+            .args(["parse-test", "--group", "/any/x", "--json", "--config"])
+            .arg(&cfg)
+            .arg(&input),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{err}");
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["fields"]["trace_id"], "abc", "{out}");
+    assert_eq!(first["fields"]["level"], "error", "{out}");
+
+    let pull = ndjson_config(dir.path(), "  - name: /only/this\n", "");
+    let (code, _, err) = run_code(
+        Command::new(cwtap_bin())
+            .args(["parse-test", "--group", "/any/x", "--config"])
+            .arg(&pull)
+            .arg(&input),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("not selected by any log_groups entry"),
+        "{err}"
+    );
+}
