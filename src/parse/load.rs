@@ -228,6 +228,13 @@ fn compile_file(
             },
         }
     })?;
+    if entries.is_empty() {
+        return Err(RuleError::FileSyntax {
+            key: key.to_string(),
+            file: file.to_string(),
+            message: "the file holds no rules (a rule file is a YAML list of rules)".into(),
+        });
+    }
     compile_entries(
         &entries,
         &Origin::File { key, file, text },
@@ -273,6 +280,12 @@ fn compile_entries(
             },
         };
         if let Origin::File { .. } = origin {
+            if entry.use_set.is_some() {
+                return Err(fail((
+                    "use".into(),
+                    "`use` is only allowed in a log group's parsers list".into(),
+                )));
+            }
             match &entry.name {
                 None => {
                     return Err(fail((

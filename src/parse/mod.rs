@@ -698,6 +698,25 @@ mod tests {
                 && msg.contains("line 3"),
             "{msg}"
         );
+        // `use` in a rule file is named as such, with or without a name.
+        std::fs::write(dir.path().join("uses.yaml"), "- {use: lambda}\n").unwrap();
+        let msg = load("[{use: uses}]", &options).unwrap_err().to_string();
+        assert!(
+            msg.contains("uses.yaml")
+                && msg.contains("`use` is only allowed in a log group's parsers list"),
+            "{msg}"
+        );
+        // A file with no rule in it is a mistake, not an empty set.
+        for (name, text) in [("empty", ""), ("comments", "# nothing yet\n")] {
+            std::fs::write(dir.path().join(format!("{name}.yaml")), text).unwrap();
+            let msg = load(&format!("[{{use: {name}}}]"), &options)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains(&format!("{name}.yaml")) && msg.contains("holds no rules"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]
