@@ -180,6 +180,35 @@ fn cases() -> Vec<Case> {
             expect: &["agent.poll_interval_secs", "at least 1s"],
         },
         Case {
+            name: "discovery without pause",
+            yaml: format!("{out}{GOOD_GROUPS}agent:\n  discovery_interval_secs: 0\n"),
+            expect: &["agent.discovery_interval_secs", "at least 1s"],
+        },
+        Case {
+            name: "an HTTP timeout of 0",
+            yaml: format!(
+                "vectadb: {{endpoint: 'http://127.0.0.1:1', timeout_secs: 0}}\n{GOOD_GROUPS}"
+            ),
+            expect: &["vectadb.timeout_secs", "at least 1"],
+        },
+        Case {
+            name: "an OTLP backoff cap of 0",
+            yaml: format!(
+                "otlp: {{endpoint: 'http://127.0.0.1:1', max_backoff_secs: 0}}\n{GOOD_GROUPS}"
+            ),
+            expect: &["otlp.max_backoff_secs", "at least 1"],
+        },
+        Case {
+            name: "two rules of one name",
+            yaml: format!(
+                "{out}log_groups:\n  - name: /a\n    parsers: [{{use: lambda}}, {{name: lambda-report, type: regex, pattern: x}}]\n"
+            ),
+            expect: &[
+                "log_groups[0].parsers",
+                "two rules are named \"lambda-report\"",
+            ],
+        },
+        Case {
             name: "a duration with an unknown unit",
             yaml: format!("{out}{GOOD_GROUPS}agent:\n  lookback_secs: 10x\n"),
             expect: &["agent.lookback_secs", "unknown unit \"x\"", "90s"],

@@ -187,7 +187,7 @@ fn substitute(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
             }
             _ => {
                 return Err(format!(
-                    "environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+                    "environment variable {name} is not set or is empty (write ${{{name}:-default}} for a default)"
                 ));
             }
         },

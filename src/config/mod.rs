@@ -936,11 +936,22 @@ fn validate(
         max_late_arrival,
         max_window,
         max_pages_per_account,
-        discovery_interval: duration(
-            &a.discovery_interval_secs,
-            "agent.discovery_interval_secs",
-            Duration::from_secs(300),
-        )?,
+        discovery_interval: {
+            let d = duration(
+                &a.discovery_interval_secs,
+                "agent.discovery_interval_secs",
+                Duration::from_secs(300),
+            )?;
+            // 0 would list the groups without pause, the whole
+            // DescribeLogGroups budget of an account other tools share.
+            if d < Duration::from_secs(1) {
+                return Err(invalid(
+                    "agent.discovery_interval_secs",
+                    "must be at least 1s",
+                ));
+            }
+            d
+        },
         shutdown_grace: duration(
             &a.shutdown_grace_secs,
             "agent.shutdown_grace_secs",

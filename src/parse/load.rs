@@ -126,6 +126,19 @@ impl RuleSet {
     ) -> Result<RuleSet, RuleError> {
         let mut rules = Vec::new();
         compile_entries(entries, &Origin::Config { key }, options, &mut rules, 0)?;
+        // Two rules of one name (an inline rule and one of a `use:` set,
+        // or a set used twice): only the first by priority would be seen
+        // deciding, which reads as if the other had run.
+        let mut names = std::collections::HashSet::new();
+        if let Some(rule) = rules.iter().find(|r| !names.insert(r.name.as_str())) {
+            return Err(RuleError::Invalid {
+                key: key.to_string(),
+                message: format!(
+                    "two rules are named {:?} (an inline rule and a rule of a `use:` set, or a set used twice); give the inline rule another name",
+                    rule.name
+                ),
+            });
+        }
         let redactor =
             Redactor::new(options.redact.clone()).map_err(|message| RuleError::Invalid {
                 key: "redact.fields".into(),

@@ -90,6 +90,20 @@ pub trait Sink: Send + Sync {
     fn batch_size(&self) -> usize;
 }
 
+/// A whole number of seconds an HTTP output's setting `key` gives (a
+/// timeout, a backoff cap), or `default`: 0 would mean no time at all.
+pub(crate) fn whole_secs(
+    value: Option<u64>,
+    default: std::time::Duration,
+    key: &str,
+) -> Result<std::time::Duration, crate::config::Invalid> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(crate::config::invalid(key, "must be at least 1 (seconds)")),
+        Some(s) => Ok(std::time::Duration::from_secs(s)),
+    }
+}
+
 /// The certificates of a PEM bundle, for an HTTP output's trusted roots.
 /// Read when the config loads (so that `check` and a reload catch a bad
 /// file) and again when the output is built; the error says what is wrong

@@ -206,14 +206,16 @@ fn load(sections: &Sections<'_>) -> Result<Option<Arc<dyn OutputConfig>>, Invali
     if let Some(path) = &ca_file {
         crate::sink::read_ca_file(path).map_err(|e| invalid("otlp.ca_file", e))?;
     }
-    let secs = |v: Option<u64>, d: Duration| v.map_or(d, |s| Duration::from_secs(s.max(1)));
+    let timeout = crate::sink::whole_secs(o.timeout_secs, d.timeout, "otlp.timeout_secs")?;
+    let max_backoff =
+        crate::sink::whole_secs(o.max_backoff_secs, d.max_backoff, "otlp.max_backoff_secs")?;
     Ok(Some(Arc::new(OtlpConfig {
         headers,
         compression,
-        timeout: secs(o.timeout_secs, d.timeout),
+        timeout,
         batch_size,
         max_batch_bytes,
-        max_backoff: secs(o.max_backoff_secs, d.max_backoff),
+        max_backoff,
         ca_file,
         health_check: o.health_check.unwrap_or(d.health_check),
         traces: o.traces.unwrap_or(d.traces),

@@ -134,13 +134,18 @@ fn load(sections: &Sections<'_>) -> Result<Option<Arc<dyn OutputConfig>>, Invali
         ));
     }
     let agent = sections.agent;
-    let secs = |v: Option<u64>, d: Duration| v.map_or(d, |s| Duration::from_secs(s.max(1)));
+    let timeout = crate::sink::whole_secs(v.timeout_secs, d.timeout, "vectadb.timeout_secs")?;
+    let max_backoff = crate::sink::whole_secs(
+        v.max_backoff_secs,
+        d.max_backoff,
+        "vectadb.max_backoff_secs",
+    )?;
     Ok(Some(Arc::new(VectadbConfig {
         api_key: api_key.map(Secret::new),
         batch_size,
         max_batch_bytes,
-        timeout: secs(v.timeout_secs, d.timeout),
-        max_backoff: secs(v.max_backoff_secs, d.max_backoff),
+        timeout,
+        max_backoff,
         max_item_retries: v.max_item_retries.unwrap_or(d.max_item_retries),
         health_check: v.health_check.unwrap_or(d.health_check),
         ca_file,
