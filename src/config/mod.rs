@@ -584,6 +584,16 @@ pub(crate) fn duration(
     }
 }
 
+/// A duration that must be at least a second: a pace (polling, discovery)
+/// faster than that only spends the call budget.
+fn pace(value: &Option<DurationValue>, key: &str, default: Duration) -> Result<Duration, Invalid> {
+    let d = duration(value, key, default)?;
+    if d < Duration::from_secs(1) {
+        return Err(invalid(key, "must be at least 1s"));
+    }
+    Ok(d)
+}
+
 pub(crate) fn non_empty(value: Option<String>, key: &str) -> Result<Option<String>, Invalid> {
     match value {
         Some(v) if v.trim().is_empty() => Err(invalid(key, "must not be empty")),
@@ -869,16 +879,12 @@ fn validate(
             "must not be smaller than agent.late_arrival_secs",
         ));
     }
-    let poll_interval = duration(
+    // CloudWatch makes an event searchable seconds after it is written.
+    let poll_interval = pace(
         &a.poll_interval_secs,
         "agent.poll_interval_secs",
         Duration::from_secs(10),
     )?;
-    // CloudWatch makes an event searchable seconds after it is written: a
-    // faster pace only spends the call budget.
-    if poll_interval < Duration::from_secs(1) {
-        return Err(invalid("agent.poll_interval_secs", "must be at least 1s"));
-    }
     let max_idle_poll_interval = duration(
         &a.max_idle_poll_interval_secs,
         "agent.max_idle_poll_interval_secs",
@@ -936,22 +942,13 @@ fn validate(
         max_late_arrival,
         max_window,
         max_pages_per_account,
-        discovery_interval: {
-            let d = duration(
-                &a.discovery_interval_secs,
-                "agent.discovery_interval_secs",
-                Duration::from_secs(300),
-            )?;
-            // 0 would list the groups without pause, the whole
-            // DescribeLogGroups budget of an account other tools share.
-            if d < Duration::from_secs(1) {
-                return Err(invalid(
-                    "agent.discovery_interval_secs",
-                    "must be at least 1s",
-                ));
-            }
-            d
-        },
+        // 0 would list the groups without pause, the whole DescribeLogGroups
+        // budget of an account other tools share.
+        discovery_interval: pace(
+            &a.discovery_interval_secs,
+            "agent.discovery_interval_secs",
+            Duration::from_secs(300),
+        )?,
         shutdown_grace: duration(
             &a.shutdown_grace_secs,
             "agent.shutdown_grace_secs",
