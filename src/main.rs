@@ -97,7 +97,9 @@ fn init_logging(cli: &Cli) -> Result<(), AppError> {
 fn quiet_sdk(level: &str) -> String {
     // The chain's warning that a credentials provider failed: cwtap says
     // so in words when none gave any.
-    const QUIET: &str = "aws_config::imds::region=error,aws_config::meta::credentials::chain=error";
+    // So is the certificate verifier's own error line: the failed request's
+    // error names the certificate problem.
+    const QUIET: &str = "aws_config::imds::region=error,aws_config::meta::credentials::chain=error,rustls_platform_verifier=off";
     let level = level.trim();
     if level.eq_ignore_ascii_case("info") {
         format!("{level},aws_config=warn,{QUIET}")

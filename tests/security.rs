@@ -342,6 +342,19 @@ async fn an_https_endpoint_with_an_unknown_ca_fails_and_ca_file_makes_it_pass() 
         err.to_ascii_lowercase().contains("certificate"),
         "the error says it is the certificate: {err}"
     );
+    // `health` says it once, in cwtap's words (not also in the verifier's
+    // own log line).
+    let (code, _, err) = run_code(
+        cwtap(&moto.url).env_remove("RUST_LOG").args([
+            "health",
+            "--url",
+            &format!("{url}/healthz"),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.to_ascii_lowercase().contains("certificate"), "{err}");
+    assert!(!err.contains("rustls_platform_verifier"), "{err}");
 
     let trusted = tempfile::tempdir().unwrap();
     std::fs::write(trusted.path().join("ca.pem"), &pki.ca_pem).unwrap();
