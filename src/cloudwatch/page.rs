@@ -1,5 +1,5 @@
-//! Pages of log events read with serde_json instead of the SDK's JSON
-//! tokenizer.
+//! Pages of log events read by cwtap's own reader ([`scan`]) instead of
+//! the SDK's JSON tokenizer.
 //!
 //! The SDK unescapes a message character by character: on JSON log lines
 //! (a `\"` every few bytes) reading a FilterLogEvents page was a fifth of
@@ -11,13 +11,12 @@
 //! reader does not take) goes to the SDK's reader as before. The call
 //! itself (signing, endpoint, timeouts, the HTTP client) is the SDK's.
 
+mod scan;
+
 use std::sync::LazyLock;
 
-use aws_sdk_cloudwatchlogs::operation::filter_log_events::{
-    FilterLogEvents, FilterLogEventsOutput,
-};
-use aws_sdk_cloudwatchlogs::operation::get_log_events::{GetLogEvents, GetLogEventsOutput};
-use aws_sdk_cloudwatchlogs::types::{FilteredLogEvent, OutputLogEvent};
+use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEvents;
+use aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEvents;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -27,7 +26,6 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, OrchestratorErr
 use aws_smithy_runtime_api::client::runtime_plugin::RuntimePlugin;
 use aws_smithy_runtime_api::client::ser_de::{DeserializeResponse, SharedResponseDeserializer};
 use aws_smithy_types::config_bag::{ConfigBag, FrozenLayer};
-use serde::Deserialize;
 
 /// Which call's response the reader takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,93 +113,8 @@ fn read(call: Call, body: &[u8]) -> Option<Output> {
     // Checked as UTF-8 once, not string by string.
     let body = std::str::from_utf8(body).ok()?;
     match call {
-        Call::Filter => serde_json::from_str::<FilterPage>(body)
-            .ok()
-            .map(|p| Output::erase(p.into_output())),
-        Call::Get => serde_json::from_str::<GetPage>(body)
-            .ok()
-            .map(|p| Output::erase(p.into_output())),
-    }
-}
-
-/// FilterLogEvents' response (AWS JSON 1.1); what cwtap does not read is
-/// skipped (`searchedLogStreams`).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FilterPage {
-    events: Option<Vec<Filtered>>,
-    next_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Filtered {
-    log_stream_name: Option<String>,
-    timestamp: Option<i64>,
-    message: Option<String>,
-    ingestion_time: Option<i64>,
-    event_id: Option<String>,
-}
-
-impl FilterPage {
-    fn into_output(self) -> FilterLogEventsOutput {
-        let events = self.events.map(|events| {
-            events
-                .into_iter()
-                .map(|e| {
-                    FilteredLogEvent::builder()
-                        .set_log_stream_name(e.log_stream_name)
-                        .set_timestamp(e.timestamp)
-                        .set_message(e.message)
-                        .set_ingestion_time(e.ingestion_time)
-                        .set_event_id(e.event_id)
-                        .build()
-                })
-                .collect()
-        });
-        FilterLogEventsOutput::builder()
-            .set_events(events)
-            .set_next_token(self.next_token)
-            .build()
-    }
-}
-
-/// GetLogEvents' response.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GetPage {
-    events: Option<Vec<Got>>,
-    next_forward_token: Option<String>,
-    next_backward_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Got {
-    timestamp: Option<i64>,
-    message: Option<String>,
-    ingestion_time: Option<i64>,
-}
-
-impl GetPage {
-    fn into_output(self) -> GetLogEventsOutput {
-        let events = self.events.map(|events| {
-            events
-                .into_iter()
-                .map(|e| {
-                    OutputLogEvent::builder()
-                        .set_timestamp(e.timestamp)
-                        .set_message(e.message)
-                        .set_ingestion_time(e.ingestion_time)
-                        .build()
-                })
-                .collect()
-        });
-        GetLogEventsOutput::builder()
-            .set_events(events)
-            .set_next_forward_token(self.next_forward_token)
-            .set_next_backward_token(self.next_backward_token)
-            .build()
+        Call::Filter => scan::filter_page(body).map(Output::erase),
+        Call::Get => scan::get_page(body).map(Output::erase),
     }
 }
 
@@ -209,6 +122,9 @@ impl GetPage {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsOutput;
+    use aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEventsOutput;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use aws_smithy_types::body::SdkBody;

@@ -333,9 +333,12 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any byte of `w` is below 0x20, `"` or `\`.
+/// The bytes of `w` (little-endian) that end a run of plain JSON string
+/// text: below 0x20, `"` or `\`. The lowest byte whose high bit is set in
+/// the result is the first such byte; bytes above it may be flagged
+/// falsely (a borrow), so only the lowest one is to be read.
 #[inline]
-fn needs_escape(w: u64) -> bool {
+pub(crate) fn string_stops(w: u64) -> u64 {
     // A byte is zero after the xor exactly where it matched; the classic
     // "has a zero byte" test, and "has a byte below 0x20" as `w - 0x20`
     // borrowing into its high bit where the byte's own high bit is clear.
@@ -343,7 +346,7 @@ fn needs_escape(w: u64) -> bool {
     let backslash = w ^ (ONES * b'\\' as u64);
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    (zero(quote) | zero(backslash) | control) != 0
+    zero(quote) | zero(backslash) | control
 }
 
 /// Which bytes need escaping, as serde_json escapes them: 0 for none, else
@@ -378,7 +381,7 @@ pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
         while i + 8 <= n {
             let mut word = [0u8; 8];
             word.copy_from_slice(&bytes[i..i + 8]);
-            if needs_escape(u64::from_le_bytes(word)) {
+            if string_stops(u64::from_le_bytes(word)) != 0 {
                 break;
             }
             i += 8;

@@ -4,6 +4,9 @@
 //! closed trace's summary.
 
 mod json;
+pub(crate) mod read;
+
+pub(crate) use json::string_stops;
 
 use std::sync::Arc;
 

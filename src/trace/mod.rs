@@ -556,7 +556,7 @@ impl Traces {
         let mut keys: Vec<(&EpochMs, &Name)> =
             self.traces.iter().map(|(k, t)| (&t.first_ts, k)).collect();
         keys.sort();
-        keys.into_iter().map(|(_, k)| k.to_string()).collect()
+        keys.into_iter().map(|(_, k)| str::to_owned(k)).collect()
     }
 
     /// `name`, shared with every other use of it.
@@ -655,9 +655,9 @@ impl Traces {
                     return;
                 }
                 self.brackets
-                    .entry(group.to_string())
+                    .entry(str::to_owned(group))
                     .or_default()
-                    .insert(stream.to_string(), r.to_string());
+                    .insert(str::to_owned(stream), str::to_owned(r));
             }
             None => {
                 let Some(streams) = self.brackets.get_mut(group) else {
@@ -672,7 +672,7 @@ impl Traces {
             }
         }
         self.dirty_brackets
-            .insert((group.to_string(), stream.to_string()));
+            .insert((str::to_owned(group), str::to_owned(stream)));
     }
 
     /// Merges trace `from` into `into`.
@@ -797,15 +797,15 @@ impl Traces {
             match event_type {
                 "lambda_start" => {
                     push_unique(&mut t.open_requests, r);
-                    let entry = t.lambda.entry(r.to_string()).or_default();
-                    entry.log_group = Some(e.log_group.to_string());
+                    let entry = t.lambda.entry(str::to_owned(r)).or_default();
+                    entry.log_group = Some(str::to_owned(e.log_group));
                     entry.start = Some(format_ms(e.timestamp_ms));
                 }
                 "lambda_end" => t.open_requests.retain(|o| o != r),
                 "lambda_report" => {
                     t.open_requests.retain(|o| o != r);
-                    let entry = t.lambda.entry(r.to_string()).or_default();
-                    entry.log_group = Some(e.log_group.to_string());
+                    let entry = t.lambda.entry(str::to_owned(r)).or_default();
+                    entry.log_group = Some(str::to_owned(e.log_group));
                     if let Some(rep) = &e.report {
                         let fill = |slot: &mut Option<f64>, v: Option<f64>| {
                             if v.is_some() {
@@ -828,7 +828,7 @@ impl Traces {
         }
         self.mark(&key);
         Assignment {
-            trace_key: Some(key.to_string()),
+            trace_key: Some(str::to_owned(&key)),
             bracket_request_id,
         }
     }
@@ -909,7 +909,7 @@ impl Traces {
             self.mark(&key);
         }
         due.sort_unstable();
-        due.into_iter().map(|(_, k)| k.to_string()).collect()
+        due.into_iter().map(|(_, k)| str::to_owned(&k)).collect()
     }
 
     /// Closed traces whose summary is still due, oldest first, at most
@@ -957,7 +957,7 @@ impl Traces {
                     t.written = Written::of(t, 0);
                 }
                 changes.traces.push(StoredTrace {
-                    key: key.to_string(),
+                    key: str::to_owned(&key),
                     last_seen_ms: t.last_seen_ms,
                     settled: t.closed && t.summary_sent,
                     update,
@@ -965,7 +965,7 @@ impl Traces {
                 });
             }
         }
-        changes.deleted = self.deleted.drain().map(|k| k.to_string()).collect();
+        changes.deleted = self.deleted.drain().map(|k| str::to_owned(&k)).collect();
         let dirty: Vec<StreamKey> = self.dirty_brackets.drain().collect();
         for stream in dirty {
             let request = self.bracket(&stream.0, &stream.1).cloned();

@@ -86,7 +86,7 @@ impl TraceSummary {
             names.into_iter().map(str::to_string).collect()
         }
         TraceSummary {
-            trace_key: key.to_string(),
+            trace_key: str::to_owned(key),
             revision: t.revision,
             aliases: sorted(&t.aliases),
             root_span,
@@ -135,7 +135,7 @@ fn build_spans(rows: &[SpanRow]) -> (Option<String>, Vec<Span>) {
             .iter()
             .take_while(|(p, _)| *p == &*r.span_id);
         Span {
-            span_id: r.span_id.to_string(),
+            span_id: str::to_owned(&r.span_id),
             parent_span_id: r.parent_span_id.as_deref().map(str::to_string),
             service: r.service.as_deref().map(str::to_string),
             first: format_ms(r.first_ts),
@@ -158,7 +158,7 @@ fn build_spans(rows: &[SpanRow]) -> (Option<String>, Vec<Span>) {
         })
         .collect();
     roots.sort_by_key(|r| (r.parent_span_id.is_some(), r.first_ts));
-    let root = roots.first().map(|r| r.span_id.to_string());
+    let root = roots.first().map(|r| str::to_owned(&r.span_id));
     let tree = roots.iter().map(|r| node(r, rows, &by_parent, 0)).collect();
     (root, tree)
 }

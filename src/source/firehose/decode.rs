@@ -10,6 +10,7 @@ use std::sync::Arc;
 use base64::Engine;
 use serde::Deserialize;
 
+use crate::event::read::{Cursor, DEPTH};
 use crate::event::{Origin, RawEvent};
 use crate::time::EpochMs;
 
@@ -123,6 +124,70 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
     d.deserialize_any(Id)
 }
 
+/// A subscription message read in one pass ([`crate::event::read`]: its
+/// events' messages are most of its bytes, JSON-escaped); `None` for what
+/// that reader does not take, and for anything the serde reader above
+/// would refuse (a missing or repeated member, a `null` for a string).
+fn read_message(json: &[u8]) -> Option<Message> {
+    let mut c = Cursor::new(std::str::from_utf8(json).ok()?);
+    let (mut message_type, mut owner, mut log_group, mut log_stream) = (None, None, None, None);
+    let (mut filters, mut events) = (None, None);
+    c.object(|c, key| {
+        let string = |c: &mut Cursor<'_>, slot: &mut Option<String>| {
+            let value = c.string()??;
+            slot.is_none().then(|| *slot = Some(value))
+        };
+        match key {
+            "messageType" => string(c, &mut message_type)?,
+            "owner" => string(c, &mut owner)?,
+            "logGroup" => string(c, &mut log_group)?,
+            "logStream" => string(c, &mut log_stream)?,
+            "subscriptionFilters" if filters.is_none() => {
+                filters = Some(c.list(|c| c.string()?)??);
+            }
+            "logEvents" if events.is_none() => events = Some(c.list(read_event)??),
+            "subscriptionFilters" | "logEvents" => return None,
+            _ => c.skip(DEPTH)?,
+        }
+        Some(())
+    })?;
+    c.end()?;
+    Some(Message {
+        message_type: message_type?,
+        owner: owner.unwrap_or_default(),
+        log_group: log_group.unwrap_or_default(),
+        log_stream: log_stream.unwrap_or_default(),
+        subscription_filters: filters.unwrap_or_default(),
+        log_events: events.unwrap_or_default(),
+    })
+}
+
+/// One of a subscription message's `logEvents`.
+fn read_event(c: &mut Cursor<'_>) -> Option<LogEvent> {
+    let (mut id, mut timestamp, mut message) = (None, None, None);
+    c.object(|c, key| {
+        match key {
+            "id" if id.is_none() => {
+                id = Some(match c.peek()? {
+                    // A number from an emulator: unsigned, as serde reads it.
+                    b'0'..=b'9' => c.int()??.to_string(),
+                    _ => c.string()??,
+                });
+            }
+            "timestamp" if timestamp.is_none() => timestamp = Some(c.int()??),
+            "message" if message.is_none() => message = Some(c.string()??),
+            "id" | "timestamp" | "message" => return None,
+            _ => c.skip(DEPTH)?,
+        }
+        Some(())
+    })?;
+    Some(LogEvent {
+        id: id?,
+        timestamp: timestamp?,
+        message: message?,
+    })
+}
+
 /// The largest subscription message one record may decode to. CloudWatch
 /// Logs writes a record per batch of at most 1 MiB of events; with ids and
 /// JSON escaping a message stays well under this, and a record that
@@ -181,8 +246,12 @@ fn decode_record(data: &str) -> Result<(Message, usize), RecordError> {
         Some(why) => RecordError::Gzip(why),
         None => RecordError::TooLarge(RECORD_LIMIT),
     })?;
-    let message: Message =
-        serde_json::from_slice(&json).map_err(|e| RecordError::Json(e.to_string()))?;
+    // serde_json reads what the one-pass reader does not take, and names
+    // what is wrong with it.
+    let message = match read_message(&json) {
+        Some(message) => message,
+        None => serde_json::from_slice(&json).map_err(|e| RecordError::Json(e.to_string()))?,
+    };
     // The id is the de-duplication key: an empty one would make every
     // later event without one a "duplicate" (control messages carry "").
     if message.message_type == "DATA_MESSAGE"
@@ -422,5 +491,50 @@ mod tests {
         assert_eq!(gunzip(&bomb, 1_000), Err(DecodeError::TooLarge(1_000)));
         assert_eq!(gunzip(&bomb, 100_000).unwrap().len(), 100_000);
         assert!(matches!(gunzip(b"nope", 10), Err(DecodeError::Gzip(_))));
+    }
+
+    /// What the one-pass reader and serde_json make of `json`, which must
+    /// agree: the same message, or the one-pass reader leaves it to serde.
+    fn both(json: &str) -> (Option<String>, Result<String, String>) {
+        let fast = read_message(json.as_bytes()).map(|m| format!("{m:?}"));
+        let serde = serde_json::from_str::<Message>(json)
+            .map(|m| format!("{m:?}"))
+            .map_err(|e| e.to_string());
+        (fast, serde)
+    }
+
+    #[test]
+    fn the_one_pass_reader_reads_what_serde_reads_and_leaves_it_the_rest() {
+        let read_alike = [
+            data_message(json!([
+                {"id": "3800", "timestamp": 1, "message": "{\"a\":\"\\u00e9\\n\"}\t"},
+                {"id": 3801, "timestamp": -5, "message": "", "extra": [1, {"x": null}]},
+            ]))
+            .to_string(),
+            r#"{"messageType":"CONTROL_MESSAGE","logEvents":[],"more":{"a":[true,false]}}"#.into(),
+            r#"{"messageType":"DATA_MESSAGE"}"#.into(),
+        ];
+        for json in &read_alike {
+            let (fast, serde) = both(json);
+            assert_eq!(fast.as_deref(), Some(serde.as_deref().unwrap()), "{json}");
+        }
+        let left_to_serde = [
+            r#"{"owner":"1"}"#,
+            r#"{"messageType":null}"#,
+            r#"{"messageType":"DATA_MESSAGE","messageType":"DATA_MESSAGE"}"#,
+            r#"{"messageType":"DATA_MESSAGE","logEvents":[],"logEvents":[]}"#,
+            r#"{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","timestamp":1}]}"#,
+            r#"{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","id":"2","timestamp":1,"message":""}]}"#,
+            r#"{"messageType":"DATA_MESSAGE","logEvents":[{"id":-1,"timestamp":1,"message":""}]}"#,
+            r#"{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","timestamp":1.5,"message":""}]}"#,
+            r#"{"messageType":"DATA_MESSAGE","subscriptionFilters":null}"#,
+            r#"{"messageType":"DATA_MESSAGE"} x"#,
+            r#"{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","timestamp":1,"message":"\ud800"}]}"#,
+        ];
+        for json in left_to_serde {
+            let (fast, serde) = both(json);
+            assert_eq!(fast, None, "{json}");
+            assert!(serde.is_err(), "{json}");
+        }
     }
 }
