@@ -42,7 +42,7 @@
 //!   window planning and sizing, the cursor rules, backfill progress;
 //!   [`source::firehose`]: the HTTP endpoint for Firehose, `cwtap serve`).
 //! - [`cloudwatch`]: the only module that calls aws-sdk-cloudwatchlogs:
-//!   reads (event pages read with serde_json in front of the SDK's reader),
+//!   reads (event pages read in one pass in front of the SDK's reader),
 //!   the shared rate budget, retries, the write path, admin, Insights.
 //! - [`pipeline`]: prepare -> group -> deliver -> commit.
 //! - [`parse`]: parser rules (json, regex, kv), the rule sets shipped in
@@ -56,7 +56,8 @@
 //! - [`state`]: the SQLite state file and every SQL statement: schema,
 //!   migrations, checkpoints, the trace working set's durable copy.
 //! - [`event`]: the raw CloudWatch event, the delivered event (and its JSON
-//!   writer), the record an output is handed.
+//!   writer), the record an output is handed; the one-pass JSON reader of
+//!   event pages and subscription messages.
 //! - [`replay`]: fixtures: capture, replay (to CloudWatch, or through the
 //!   pipeline to the output), generate.
 //! - [`obs`]: the `/healthz`, `/readyz` and `/metrics` listener, the

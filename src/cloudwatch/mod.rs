@@ -11,7 +11,8 @@
 //! - [`admin`]: groups, streams, retention, subscription and metric filters, tags.
 //! - [`insights`]: Logs Insights queries (StartQuery / GetQueryResults / StopQuery).
 //! - [`streams`]: reading a group stream by stream (DescribeLogStreams, GetLogEvents).
-//! - `page`: event pages read with serde_json in front of the SDK's reader.
+//! - `page`: event pages read in one pass (`event::read`) in front of the
+//!   SDK's reader.
 
 pub mod admin;
 pub mod budget;

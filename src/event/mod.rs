@@ -1,7 +1,9 @@
 //! The shapes an event takes: [`RawEvent`] as CloudWatch returned it,
 //! [`OutEvent`] once parsed (serialised, it is VectaDB's batch item and one
 //! NDJSON line), and [`Record`], what an output is handed: an event or a
-//! closed trace's summary.
+//! closed trace's summary. Beside them, the JSON text they come in and go
+//! out as: `read` (event pages and subscription messages read in one
+//! pass) and the writer of the delivered JSON.
 
 mod json;
 pub(crate) mod read;
