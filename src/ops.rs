@@ -958,8 +958,8 @@ async fn replay_cloudwatch(
         }
         for r in report.rejected.iter().take(20) {
             crate::outln!(
-                "  event #{} ({} / {}, {}): {}",
-                r.index + 1,
+                "  line {} ({} / {}, {}): {}",
+                r.line,
                 r.log_group,
                 r.log_stream,
                 format_ms(r.timestamp_ms),

@@ -175,6 +175,9 @@ async fn events_too_old_and_too_new_are_reported_one_by_one_and_the_rest_are_sto
     assert!(out.contains("5 accepted, 5 rejected"), "{out}");
     assert!(out.contains("3 rejected: too old"), "{out}");
     assert!(out.contains("2 rejected: too new"), "{out}");
+    // Each one by the line of the file, as errors about the file name it.
+    assert!(out.contains("  line 1 (/w/range / "), "{out}");
+    assert!(out.contains("  line 10 (/w/range / "), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,6 +207,10 @@ async fn an_oversize_event_is_truncated_with_a_marker_or_rejected_by_option() {
     assert!(cut.len() + 26 <= 256 * 1024, "{} bytes", cut.len());
     assert!(cut.starts_with("€€€"), "cut at a char boundary, start kept");
 
+    // A blank line first: the rejection names the file's line (2), the
+    // events' position stays 0-based (0).
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("\n{text}")).unwrap();
     let report = replay_json(
         &moto.url,
         &path,
@@ -219,6 +226,7 @@ async fn an_oversize_event_is_truncated_with_a_marker_or_rejected_by_option() {
     );
     assert_eq!(report["accepted"], 1);
     assert_eq!(report["rejected"][0]["index"], 0);
+    assert_eq!(report["rejected"][0]["line"], 2);
     assert_eq!(report["rejected"][0]["reason"], "too_large");
     let stored = stored_events(&moto.client().await, "/w/size2").await;
     assert_eq!(stored.len(), 1);

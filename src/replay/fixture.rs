@@ -27,6 +27,10 @@ pub struct FixtureEvent {
     pub ingestion_time: Option<EpochMs>,
     pub event_id: String,
     pub message: String,
+    /// The line of the fixture file it was read from (1-based; 0 when it
+    /// was not read from a file). Not a key of the line itself.
+    #[serde(skip)]
+    pub line: usize,
 }
 
 impl From<RawEvent> for FixtureEvent {
@@ -38,6 +42,7 @@ impl From<RawEvent> for FixtureEvent {
             ingestion_time: e.ingestion_time_ms,
             event_id: e.event_id,
             message: e.message,
+            line: 0,
         }
     }
 }
@@ -116,7 +121,7 @@ pub fn read_fixture_checked(
         if line.trim().is_empty() {
             continue;
         }
-        let event: FixtureEvent =
+        let mut event: FixtureEvent =
             serde_json::from_str(&line).map_err(|e| ReplayError::Line {
                 path: path.to_path_buf(),
                 line: i + 1,
@@ -125,6 +130,7 @@ pub fn read_fixture_checked(
                     crate::errors::plain(&e.to_string())
                 ),
             })?;
+        event.line = i + 1;
         check(&event).map_err(|message| ReplayError::Line {
             path: path.to_path_buf(),
             line: i + 1,
@@ -287,6 +293,7 @@ mod tests {
             ingestion_time: Some(1_795_161_600_500 + i),
             event_id: format!("{i:056}"),
             message: format!("line {i}\twith tab and é"),
+            line: 0,
         }
     }
 
@@ -301,7 +308,11 @@ mod tests {
             }
             assert_eq!(w.finish().unwrap(), 100);
             let back = read_fixture(&path).unwrap();
-            assert_eq!(back, (0..100).map(event).collect::<Vec<_>>());
+            let numbered = |i: i64| FixtureEvent {
+                line: i as usize + 1,
+                ..event(i)
+            };
+            assert_eq!(back, (0..100).map(numbered).collect::<Vec<_>>());
         }
         let gz = std::fs::read(dir.path().join("f.ndjson.gz")).unwrap();
         assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");

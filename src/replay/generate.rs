@@ -158,6 +158,7 @@ impl Builder {
             // CloudWatch's ids are 56 decimal digits, unique within a group.
             event_id: format!("{:019}{:037}", ts.max(0), self.seq),
             message,
+            line: 0,
         });
     }
 }

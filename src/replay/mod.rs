@@ -229,6 +229,9 @@ pub struct ToCloudWatch {
 pub struct ReplayRejection {
     /// Position in the fixture (0-based, blank lines not counted).
     pub index: usize,
+    /// The line of the fixture file (1-based, as in errors about the
+    /// file; 0 for an event not read from a file).
+    pub line: usize,
     pub log_group: String,
     pub log_stream: String,
     /// The timestamp sent (after the rebase).
@@ -406,6 +409,7 @@ pub async fn replay_to_cloudwatch(
                     let i = indices[r.index];
                     report.rejected.push(ReplayRejection {
                         index: i,
+                        line: events[i].line,
                         log_group: dest.0.clone(),
                         log_stream: dest.1.clone(),
                         timestamp_ms: r.timestamp_ms,
@@ -592,6 +596,7 @@ mod tests {
             ingestion_time: Some(ts + 10),
             event_id: ts.to_string(),
             message: "m".into(),
+            line: 0,
         }
     }
 
