@@ -9,10 +9,11 @@
 //! is copied eight bytes at a time, and a string without escapes (a stream
 //! name, an eventId, a text line) is one copy.
 //!
-//! The reader takes only what it fully understands: standard JSON with
-//! unescaped keys. Anything else (an escaped key, a lone surrogate, a
-//! control character, nesting past [`DEPTH`] levels) makes a read return
-//! `None`, and the caller hands the body to a general reader.
+//! The reader takes only what it fully understands: standard JSON whose
+//! members that a caller reads have keys without escapes (in what it skips,
+//! keys are not read). Anything else (such an escaped key, a lone
+//! surrogate, a control character, nesting past [`DEPTH`] levels) makes a
+//! read return `None`, and the caller hands the body to a general reader.
 
 use super::string_stops;
 
@@ -97,18 +98,30 @@ impl<'a> Cursor<'a> {
         &mut self,
         mut member: impl FnMut(&mut Self, &'a str) -> Option<()>,
     ) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
+        self.delimited(b'{', b'}', |c| {
+            let key = c.key()?;
+            c.eat(b':')?;
+            member(c, key)
+        })
+    }
+
+    /// `open`, the items `item` reads with commas between them, `close`.
+    fn delimited(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(open)?;
+        if self.peek()? == close {
             self.at += 1;
             return Some(());
         }
         loop {
-            let key = self.key()?;
-            self.eat(b':')?;
-            member(self, key)?;
+            item(self)?;
             match self.peek()? {
                 b',' => self.at += 1,
-                b'}' => {
+                b if b == close => {
                     self.at += 1;
                     return Some(());
                 }
@@ -118,23 +131,8 @@ impl<'a> Cursor<'a> {
     }
 
     /// An array; `item` reads each element.
-    pub(crate) fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.eat(b'[')?;
-        if self.peek()? == b']' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            item(self)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+    pub(crate) fn array(&mut self, item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.delimited(b'[', b']', item)
     }
 
     /// An array of what `item` reads, or `null`.
@@ -255,6 +253,15 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// An object skipped: its keys may have escapes (they are not read).
+    fn skip_object(&mut self, depth: u32) -> Option<()> {
+        self.delimited(b'{', b'}', |c| {
+            c.skip_string()?;
+            c.eat(b':')?;
+            c.skip(depth)
+        })
+    }
+
     /// An integer (no fraction, no exponent) that fits in 64 bits, or `null`.
     pub(crate) fn int(&mut self) -> Option<Option<i64>> {
         if self.null()? {
@@ -284,7 +291,7 @@ impl<'a> Cursor<'a> {
         let depth = depth.checked_sub(1)?;
         match self.peek()? {
             b'"' => self.skip_string(),
-            b'{' => self.object(|c, _| c.skip(depth)),
+            b'{' => self.skip_object(depth),
             b'[' => self.array(|c| c.skip(depth)),
             b't' => self.literal("true").then_some(()),
             b'f' => self.literal("false").then_some(()),

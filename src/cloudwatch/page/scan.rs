@@ -177,6 +177,11 @@ mod tests {
             Some(Some("¡a\nb🦀c".to_string()))
         );
         assert_eq!(message(r#"{"events":[{"message":null}]}"#), Some(None));
+        // A key with an escape is read past where it is not cwtap's.
+        assert_eq!(
+            message(r#"{"x":{"\"":[{"\u0041":1}]},"events":[{"y":{"a\nb":0},"message":"m"}]}"#),
+            Some(Some("m".to_string()))
+        );
         let page = filter_page(r#"{"events":null,"nextToken":null}"#).unwrap();
         assert!(page.events().is_empty());
         assert_eq!(page.next_token(), None);
@@ -212,5 +217,70 @@ mod tests {
             prop_assert_eq!(page.events()[0].event_id(), Some(text.as_str()));
             prop_assert_eq!(page.next_token(), Some(text.as_str()));
         }
+
+        /// Members cwtap does not read, of any JSON shape, anywhere in a
+        /// page (compact or pretty-printed) are passed over: the events read
+        /// are those serde_json reads.
+        #[test]
+        fn members_of_any_shape_are_skipped(
+            extra in json_value(),
+            timestamps in proptest::collection::vec(any::<i64>(), 0..4),
+            pretty in any::<bool>(),
+        ) {
+            let events: Vec<serde_json::Value> = timestamps
+                .iter()
+                .enumerate()
+                .map(|(i, ts)| serde_json::json!({
+                    "x": extra, "logStreamName": format!("s{i}"), "timestamp": ts,
+                    "message": format!("m\"{i}"), "eventId": i.to_string(), "y": [extra],
+                }))
+                .collect();
+            let page = serde_json::json!({
+                "searchedLogStreams": extra, "events": events, "nextToken": "t", "z": {"a": extra},
+            });
+            let body = if pretty {
+                serde_json::to_string_pretty(&page).unwrap()
+            } else {
+                page.to_string()
+            };
+            let read = filter_page(&body).unwrap();
+            let got: Vec<_> = read
+                .events()
+                .iter()
+                .map(|e| (e.log_stream_name(), e.timestamp(), e.message(), e.event_id()))
+                .collect();
+            let expected: Vec<_> = events
+                .iter()
+                .map(|e| (
+                    e["logStreamName"].as_str(),
+                    e["timestamp"].as_i64(),
+                    e["message"].as_str(),
+                    e["eventId"].as_str(),
+                ))
+                .collect();
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(read.next_token(), Some("t"));
+        }
+    }
+
+    /// Any JSON value, a few levels deep.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z\"\\\\]{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 }
