@@ -81,7 +81,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn literal(&mut self, word: &str) -> bool {
-        let found = self.text[self.at..].starts_with(word);
+        let found = self.bytes()[self.at..].starts_with(word.as_bytes());
         if found {
             self.at += word.len();
         }

@@ -263,6 +263,19 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// No text makes the reader panic: it reads it or gives `None`.
+        #[test]
+        fn no_input_panics(
+            text in "[{}\\[\\]\":,\\\\ \\tnultrfase0-9.+\\-Eéx\u{1}]{0,80}",
+        ) {
+            let _ = filter_page(&text);
+            let _ = get_page(&text);
+            let wrapped = format!(r#"{{"events":[{{"message":{text}}}]}}"#);
+            let _ = filter_page(&wrapped);
+        }
+    }
+
     /// Any JSON value, a few levels deep.
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
         use serde_json::Value;

@@ -537,4 +537,17 @@ mod tests {
             assert!(serde.is_err(), "{json}");
         }
     }
+
+    proptest::proptest! {
+        /// No record text makes the one-pass reader panic.
+        #[test]
+        fn no_record_text_panics(
+            text in "[{}\\[\\]\":,\\\\ nultrfase0-9.\\-éx]{0,80}",
+            member in "(messageType|logEvents|id|timestamp|message|owner)",
+        ) {
+            let _ = read_message(text.as_bytes());
+            let json = format!(r#"{{"messageType":"DATA_MESSAGE","logEvents":[{{"{member}":{text}}}]}}"#);
+            let _ = read_message(json.as_bytes());
+        }
+    }
 }
