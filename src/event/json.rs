@@ -41,7 +41,7 @@ pub(super) fn write_summary(out: &mut Vec<u8>, s: &TraceSummary, key_field: KeyF
         agent_id: None,
         session_id: (key_field == KeyField::SessionId).then_some(key),
         system: "cloudwatch",
-        log_group: s.log_groups.first().map_or("", String::as_str),
+        log_group: s.log_groups.first().map_or("", |g| &**g),
         log_stream: SUMMARY_STREAM,
         log_id: &log_id,
         origin: &Origin::default(),
@@ -216,8 +216,8 @@ fn write_array<T>(out: &mut Vec<u8>, items: &[T], mut each: impl FnMut(&mut Vec<
     out.push(b']');
 }
 
-fn write_strs(out: &mut Vec<u8>, items: &[String]) {
-    write_array(out, items, |out, s| write_str(out, s));
+fn write_strs(out: &mut Vec<u8>, items: &[impl AsRef<str>]) {
+    write_array(out, items, |out, s| write_str(out, s.as_ref()));
 }
 
 /// A span and its children, fields by name (as `to_value` orders them).
@@ -229,8 +229,8 @@ fn write_spans(out: &mut Vec<u8>, spans: &[Span]) {
         o.field("first");
         write_str(o.out, &span.first);
         for (name, value) in [
-            ("parent_span_id", &span.parent_span_id),
-            ("service", &span.service),
+            ("parent_span_id", span.parent_span_id.as_deref()),
+            ("service", span.service.as_deref()),
         ] {
             if let Some(v) = value {
                 o.field(name);

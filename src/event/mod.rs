@@ -119,36 +119,36 @@ impl OutEvent {
             ..
         } = parsed;
         // The canonical fields the rules extracted, beside the original data
-        // (an original field of the same name wins).
+        // (an original field of the same name wins): which names the data
+        // has is looked up once for all of them.
         let f = &fields;
-        let strings = [
-            ("trace_id", &f.trace_id),
-            ("request_id", &f.request_id),
-            ("span_id", &f.span_id),
-            ("parent_span_id", &f.parent_span_id),
-            ("session_id", &f.session_id),
-            ("service", &f.service),
-            ("level", &f.level),
-            ("error", &f.error),
+        let text = |v: &Option<String>| v.as_ref().map(|v| Value::String(v.clone()));
+        let added: [(&str, &dyn Fn() -> Option<Value>); 11] = [
+            ("trace_id", &|| text(&f.trace_id)),
+            ("request_id", &|| text(&f.request_id)),
+            ("span_id", &|| text(&f.span_id)),
+            ("parent_span_id", &|| text(&f.parent_span_id)),
+            ("session_id", &|| text(&f.session_id)),
+            ("service", &|| text(&f.service)),
+            ("level", &|| text(&f.level)),
+            ("error", &|| text(&f.error)),
+            ("duration_ms", &|| {
+                f.duration_ms
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+            }),
+            ("message", &|| text(&f.message)),
+            ("cloudwatch_ingestion_time", &|| {
+                raw.ingestion_time_ms.map(|ms| Value::String(format_ms(ms)))
+            }),
         ];
-        let mut add = |key: &str, value: &dyn Fn() -> Value| {
-            properties.insert_if_absent(key, value);
-        };
-        for (key, value) in strings {
-            if let Some(v) = value {
-                add(key, &|| Value::String(v.clone()));
+        let present = properties.present(&added.map(|(key, _)| key));
+        for (i, (key, value)) in added.iter().enumerate() {
+            if present & (1 << i) == 0
+                && let Some(value) = value()
+            {
+                properties.insert_new(key, value);
             }
-        }
-        if let Some(d) = f.duration_ms.and_then(serde_json::Number::from_f64) {
-            add("duration_ms", &|| Value::Number(d.clone()));
-        }
-        if let Some(m) = &f.message {
-            add("message", &|| Value::String(m.clone()));
-        }
-        if let Some(ingested) = raw.ingestion_time_ms {
-            add("cloudwatch_ingestion_time", &|| {
-                Value::String(format_ms(ingested))
-            });
         }
         OutEvent {
             trace_id: None,
@@ -220,7 +220,11 @@ impl OutEvent {
             properties: Properties::from(properties),
             source: Source {
                 system: "cloudwatch",
-                log_group: s.log_groups.first().cloned().unwrap_or_default(),
+                log_group: s
+                    .log_groups
+                    .first()
+                    .map(|g| g.to_string())
+                    .unwrap_or_default(),
                 log_stream: json::SUMMARY_STREAM.into(),
                 log_id: format!("trace-summary:{key}:{}", s.revision),
                 origin: Origin::default(),
@@ -259,7 +263,7 @@ impl Record {
     pub fn log_group(&self) -> &str {
         match self {
             Record::Event(e) => &e.source.log_group,
-            Record::Summary(s) => s.log_groups.first().map_or("", String::as_str),
+            Record::Summary(s) => s.log_groups.first().map_or("", |g| &**g),
         }
     }
 
@@ -282,5 +286,59 @@ impl Record {
             Record::Event(e) => json::write_event(out, e),
             Record::Summary(s) => json::write_summary(out, s, key_field),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::parse::RuleSet;
+
+    fn raw(message: &str) -> RawEvent {
+        RawEvent {
+            log_group: "/app".into(),
+            log_stream: "s-1".into(),
+            event_id: "38000000000000000000000000000000000000000000000000000001".into(),
+            timestamp_ms: 1_764_668_400_123,
+            ingestion_time_ms: Some(1_764_668_401_000),
+            message: message.into(),
+            origin: Origin::default(),
+        }
+    }
+
+    #[test]
+    fn canonical_fields_join_the_original_ones_which_win_on_a_shared_name() {
+        let rules = RuleSet::builtin("json").unwrap();
+        // `level` and `message` are in the data under their own names (the
+        // original wins); `trace_id` comes from `traceId` and `duration_ms`
+        // from `elapsed_ms`.
+        let message = r#"{"level":"WARN","traceId":"abc","requestId":"r-1","spanId":"s1","service":"pay","message":"original","msg":"m","elapsed_ms":12,"error":{"kind":"x"}}"#;
+        let e = OutEvent::build(raw(message), rules.parse(message), None);
+        let p = e.properties.as_map();
+        assert_eq!(p["level"], "WARN");
+        assert_eq!(e.fields.level.as_deref(), Some("warn"));
+        assert_eq!(p["message"], "original");
+        assert_eq!(p["trace_id"], "abc");
+        assert_eq!(p["request_id"], "r-1");
+        assert_eq!(p["span_id"], "s1");
+        assert_eq!(p["service"], "pay");
+        assert_eq!(p["error"], json!({"kind": "x"}));
+        assert_eq!(p["duration_ms"], 12.0);
+        assert_eq!(p["cloudwatch_ingestion_time"], "2025-12-02T09:40:01.000Z");
+        assert_eq!(p["traceId"], "abc");
+        assert!(!p.contains_key("parent_span_id") && !p.contains_key("session_id"));
+        assert_eq!(e.timestamp, "2025-12-02T09:40:00.123Z");
+        assert_eq!(e.message, message);
+
+        // A line no rule takes: the raw line, marked so, and the ingestion
+        // time only.
+        let e = OutEvent::build(raw("plain text"), rules.parse("plain text"), None);
+        let p = e.properties.as_map();
+        assert_eq!(p["message"], "plain text");
+        assert_eq!(p["cloudwatch_ingestion_time"], "2025-12-02T09:40:01.000Z");
+        assert_eq!(p["raw_log"], true);
+        assert_eq!(p.len(), 3, "{p:?}");
     }
 }

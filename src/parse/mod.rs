@@ -495,6 +495,36 @@ mod tests {
     }
 
     #[test]
+    fn one_value_read_by_several_targets_reaches_each_of_them() {
+        // `rid` is the whole value of three targets and `ctx` feeds two by
+        // path and one whole: a value handed to one target (moved, when no
+        // later target reads it) is still there for the others.
+        let set = rules(
+            "- {name: j, type: json, fields: {request_id: rid, session_id: rid, copy_of_rid: rid, service: ctx.svc, agent_id: ctx.svc, ctx_copy: ctx, trace_id: tid, span_id: tid}}",
+        );
+        let p = set.parse(
+            r#"{"rid":"r-1","ctx":{"svc":"pay"},"tid":"Root=1-5759e988-bd862e3fe1be46a994272793"}"#,
+        );
+        assert_eq!(p.fields.request_id.as_deref(), Some("r-1"));
+        assert_eq!(p.fields.session_id.as_deref(), Some("r-1"));
+        assert_eq!(p.properties["copy_of_rid"], "r-1");
+        assert_eq!(p.fields.service.as_deref(), Some("pay"));
+        assert_eq!(p.fields.agent_id.as_deref(), Some("pay"));
+        assert_eq!(p.properties["ctx_copy"], serde_json::json!({"svc": "pay"}));
+        assert_eq!(
+            p.fields.trace_id.as_deref(),
+            Some("1-5759e988-bd862e3fe1be46a994272793")
+        );
+        assert_eq!(
+            p.fields.span_id.as_deref(),
+            Some("Root=1-5759e988-bd862e3fe1be46a994272793")
+        );
+        // The original fields are untouched.
+        assert_eq!(p.properties["rid"], "r-1");
+        assert_eq!(p.properties["ctx"], serde_json::json!({"svc": "pay"}));
+    }
+
+    #[test]
     fn embedded_json_after_a_text_prefix_is_taken_apart() {
         let set = RuleSet::builtin("lambda").unwrap();
         let p = set.parse(

@@ -166,18 +166,21 @@ pub(crate) fn unit_ms(unit: &str) -> Option<f64> {
 /// gives the Root and the Parent; a W3C traceparent (`00-<32 hex>-<16
 /// hex>-<2 hex>`) gives the trace id and the parent span id; anything else is
 /// the trace id as it is.
-pub(crate) fn trace_id(value: &str) -> (String, Option<String>) {
-    let value = value.trim();
-    if let Some(root) = header_part(value, "Root") {
+pub(crate) fn trace_id(value: String) -> (String, Option<String>) {
+    let trimmed = value.trim();
+    if let Some(root) = header_part(trimmed, "Root") {
         return (
             root.to_string(),
-            header_part(value, "Parent").map(str::to_string),
+            header_part(trimmed, "Parent").map(str::to_string),
         );
     }
-    if let Some((trace, parent)) = traceparent(value) {
+    if let Some((trace, parent)) = traceparent(trimmed) {
         return (trace.to_string(), Some(parent.to_string()));
     }
-    (value.to_string(), None)
+    if trimmed.len() == value.len() {
+        return (value, None);
+    }
+    (trimmed.to_string(), None)
 }
 
 /// `key=value` from an X-Ray header (`;`-separated, keys case-sensitive).
@@ -262,7 +265,9 @@ mod tests {
     #[test]
     fn xray_headers_and_traceparents_give_trace_and_parent() {
         assert_eq!(
-            trace_id("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"),
+            trace_id(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into()
+            ),
             (
                 "1-5759e988-bd862e3fe1be46a994272793".to_string(),
                 Some("53995c3f42cd8ad8".to_string())
@@ -271,17 +276,19 @@ mod tests {
         assert_eq!(
             trace_id(
                 "Self=1-67891234-12456789abcdef012345678;Root=1-5759e988-bd862e3fe1be46a994272793"
+                    .into()
             ),
             ("1-5759e988-bd862e3fe1be46a994272793".to_string(), None)
         );
         assert_eq!(
-            trace_id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            trace_id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
             (
                 "0af7651916cd43dd8448eb211c80319c".to_string(),
                 Some("b7ad6b7169203331".to_string())
             )
         );
-        assert_eq!(trace_id("abc-123"), ("abc-123".to_string(), None));
+        assert_eq!(trace_id("abc-123".into()), ("abc-123".to_string(), None));
+        assert_eq!(trace_id(" abc-123\n".into()), ("abc-123".to_string(), None));
         assert_eq!(
             traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0"),
             None

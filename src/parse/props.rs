@@ -143,6 +143,32 @@ impl Properties {
         self.added.insert(key, value);
     }
 
+    /// Which of `keys` (at most 32) have a value: bit `i` for `keys[i]`.
+    /// One pass over the object's members for all of them.
+    pub(crate) fn present(&self, keys: &[&str]) -> u32 {
+        debug_assert!(keys.len() <= 32);
+        let mut present = 0u32;
+        let mut mark = |key: &str| {
+            for (i, k) in keys.iter().enumerate() {
+                if k.len() == key.len() && *k == key {
+                    present |= 1 << i;
+                }
+            }
+        };
+        if let Some(o) = &self.object {
+            o.members.iter().for_each(|m| mark(o.key(m)));
+        }
+        self.added.keys().for_each(|key| mark(key));
+        present
+    }
+
+    /// Sets `key`, which has no value (see [`Properties::present`]), to `value`.
+    pub(crate) fn insert_new(&mut self, key: &str, value: Value) {
+        debug_assert!(!self.contains_key(key), "{key}");
+        self.whole.take();
+        self.added.insert(key.to_string(), value);
+    }
+
     /// Sets `key` to `value()` unless it has a value. Returns whether it was set.
     pub fn insert_if_absent(&mut self, key: &str, value: impl FnOnce() -> Value) -> bool {
         if self.contains_key(key) {

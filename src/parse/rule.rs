@@ -18,6 +18,7 @@
 //!   `field_mapping` (VectaDB's: copy a field to a new name), `event_type`
 //!   (may name properties: `{phase}`, `{kind|lower}`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -791,45 +792,66 @@ impl Rule {
 
         let mut fields = Fields::default();
         let mut found = false;
-        // The best (lowest-ranked) present candidate of every target.
-        // On the stack for the usual number of targets.
+        // The best (lowest-ranked) present candidate of every target: its
+        // rank, the selected entry it is in, and whether it is that whole
+        // entry (else a path inside it). On the stack for the usual number
+        // of targets.
         let mut on_stack = [None; 32];
         let mut on_heap;
-        let best: &mut [Option<(usize, &Value)>] = if self.extract.len() <= on_stack.len() {
+        let best: &mut [Option<(usize, usize, bool)>] = if self.extract.len() <= on_stack.len() {
             &mut on_stack[..self.extract.len()]
         } else {
             on_heap = vec![None; self.extract.len()];
             &mut on_heap
         };
         // Only the values a rule reads are built from the object's text.
-        let selected = props.select(|key| self.index.contains_key(key));
-        for (key, value) in &selected {
+        let mut selected = props.select(|key| self.index.contains_key(key));
+        for (entry, (key, value)) in selected.iter().enumerate() {
             let Some(hits) = self.index.get(*key) else {
                 continue;
             };
             for &(t, c) in hits {
-                if best[t].is_some_and(|(ranked, _)| ranked <= c) {
+                if best[t].is_some_and(|(ranked, ..)| ranked <= c) {
                     continue;
                 }
                 if let Some(v) = self.extract[t].1[c].lookup_in_entry(key, value.as_ref())
                     && present(v)
                 {
-                    best[t] = Some((c, v));
+                    best[t] = Some((c, entry, std::ptr::eq(v, value.as_ref())));
                 }
             }
         }
         let mut new_props = Vec::new();
-        for ((target, _), hit) in self.extract.iter().zip(best.iter()) {
-            let Some((_, value)) = hit else { continue };
+        for (t, (target, candidates)) in self.extract.iter().enumerate() {
+            let Some((c, entry, whole)) = best[t] else {
+                continue;
+            };
+            // A whole entry no later target reads is moved, not copied.
+            let last_use = whole
+                && !best[t + 1..]
+                    .iter()
+                    .any(|b| b.is_some_and(|(_, e, _)| e == entry));
+            let value = if last_use {
+                Cow::Owned(
+                    std::mem::replace(&mut selected[entry].1, Cow::Owned(Value::Null)).into_owned(),
+                )
+            } else {
+                let (key, value) = &selected[entry];
+                match candidates[c].lookup_in_entry(key, value.as_ref()) {
+                    Some(v) => Cow::Borrowed(v),
+                    None => continue,
+                }
+            };
             match target {
-                Target::Canonical(c) => found |= self.set(&mut fields, *c, value),
+                Target::Canonical(canon) => found |= self.set(&mut fields, *canon, value),
                 Target::Property(name) => {
                     if !props.contains_key(name) {
-                        new_props.push((name.clone(), (*value).clone()));
+                        new_props.push((name.clone(), value.into_owned()));
                     }
                 }
             }
         }
+        drop(selected);
         for (name, value) in new_props {
             props.insert(name, value);
             found = true;
@@ -840,7 +862,7 @@ impl Rule {
                     if get(&fields, *c) {
                         continue;
                     }
-                    self.set(&mut fields, *c, &Value::String(value.clone()));
+                    self.set(&mut fields, *c, Cow::Owned(Value::String(value.clone())));
                 }
                 Target::Property(name) => {
                     props.insert_if_absent(name, || Value::String(value.clone()));
@@ -871,19 +893,24 @@ impl Rule {
     }
 
     /// Sets a canonical field from a value; false if the value does not fit.
-    fn set(&self, f: &mut Fields, c: Canon, value: &Value) -> bool {
-        let text = || -> Option<String> {
+    /// An owned text value becomes the field as it is.
+    fn set(&self, f: &mut Fields, c: Canon, value: Cow<'_, Value>) -> bool {
+        let text = |value: Cow<'_, Value>| -> Option<String> {
             match value {
-                Value::Object(_) | Value::Array(_) if c == Canon::Message => {
-                    serde_json::to_string(value).ok()
+                Cow::Borrowed(Value::Object(_) | Value::Array(_))
+                | Cow::Owned(Value::Object(_) | Value::Array(_))
+                    if c == Canon::Message =>
+                {
+                    serde_json::to_string(value.as_ref()).ok()
                 }
-                _ => scalar_string(value),
+                Cow::Owned(Value::String(s)) if !s.is_empty() && s != "-" => Some(s),
+                value => scalar_string(value.as_ref()),
             }
         };
         match c {
             Canon::TraceId => {
-                let Some(t) = text() else { return false };
-                let (trace, parent) = normalize::trace_id(&t);
+                let Some(t) = text(value) else { return false };
+                let (trace, parent) = normalize::trace_id(t);
                 if all_zero(&trace) {
                     return false;
                 }
@@ -893,21 +920,21 @@ impl Rule {
                 }
             }
             Canon::SpanId | Canon::ParentSpanId => {
-                let Some(t) = text().filter(|t| !all_zero(t)) else {
+                let Some(t) = text(value).filter(|t| !all_zero(t)) else {
                     return false;
                 };
                 *slot(f, c) = Some(t);
             }
-            Canon::Level => match normalize::level(value, self.level_numbers) {
+            Canon::Level => match normalize::level(&value, self.level_numbers) {
                 Some(l) => f.level = Some(l),
                 None => return false,
             },
-            Canon::DurationMs => match normalize::duration_ms(value, self.duration_unit_ms) {
+            Canon::DurationMs => match normalize::duration_ms(&value, self.duration_unit_ms) {
                 Some(d) => f.duration_ms = Some(d),
                 None => return false,
             },
             other => {
-                let Some(t) = text() else { return false };
+                let Some(t) = text(value) else { return false };
                 *slot(f, other) = Some(t);
             }
         }

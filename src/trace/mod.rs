@@ -1070,6 +1070,10 @@ impl KeyField {
 mod tests {
     use super::*;
 
+    fn names(names: &[&str]) -> Vec<Name> {
+        names.iter().map(|&name| name.into()).collect()
+    }
+
     fn ev<'a>(group: &'a str, stream: &'a str, ts: i64) -> TraceInput<'a> {
         TraceInput {
             log_group: group,
@@ -1179,13 +1183,16 @@ mod tests {
         let s = traces.summary("t:T").unwrap();
         assert_eq!(s.event_count, 4);
         assert_eq!(s.error_count, 1);
-        assert_eq!(s.log_groups, vec!["/aws/lambda/a", "/aws/lambda/b", "/gw"]);
-        assert_eq!(s.services, vec!["a", "b"]);
+        assert_eq!(
+            s.log_groups,
+            names(&["/aws/lambda/a", "/aws/lambda/b", "/gw"])
+        );
+        assert_eq!(s.services, names(&["a", "b"]));
         assert_eq!(s.root_span.as_deref(), Some("a"));
         assert_eq!(s.spans.len(), 1);
         assert_eq!(s.spans[0].children[0].span_id, "b");
         assert_eq!(s.spans[0].children[0].children[0].span_id, "c");
-        assert!(s.aliases.contains(&"r:lam-b".to_string()));
+        assert!(s.aliases.contains(&"r:lam-b".into()));
         let changes = traces.take_changes();
         assert_eq!(changes.deleted, vec!["r:lam-b".to_string()]);
         assert_eq!(changes.traces.len(), 1);

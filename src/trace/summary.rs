@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Invocation, SpanRow, Trace};
+use super::{Invocation, Name, SpanRow, Trace};
 use crate::time::{EpochMs, format_ms};
 
 /// Which closed traces get a `trace_summary` (`agent.trace_summaries`).
@@ -47,7 +47,7 @@ pub struct Span {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_span_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
+    pub service: Option<Name>,
     pub first: String,
     pub children: Vec<Span>,
 }
@@ -57,11 +57,11 @@ pub struct Span {
 pub struct TraceSummary {
     pub trace_key: String,
     pub revision: i64,
-    pub aliases: Vec<String>,
+    pub aliases: Vec<Name>,
     pub root_span: Option<String>,
     pub spans: Vec<Span>,
-    pub services: Vec<String>,
-    pub log_groups: Vec<String>,
+    pub services: Vec<Name>,
+    pub log_groups: Vec<Name>,
     pub first: String,
     pub last: String,
     #[serde(skip)]
@@ -79,11 +79,12 @@ pub struct TraceSummary {
 impl TraceSummary {
     pub fn of(key: &str, t: &Trace) -> TraceSummary {
         let (root_span, spans) = build_spans(&t.spans);
-        fn sorted<S: AsRef<str>>(v: &[S]) -> Vec<String> {
-            let mut names: Vec<&str> = v.iter().map(AsRef::as_ref).collect();
+        // The trace's names, shared with it (no copies).
+        fn sorted(v: &[Name]) -> Vec<Name> {
+            let mut names = v.to_vec();
             names.sort_unstable();
             names.dedup();
-            names.into_iter().map(str::to_string).collect()
+            names
         }
         TraceSummary {
             trace_key: str::to_owned(key),
@@ -137,7 +138,7 @@ fn build_spans(rows: &[SpanRow]) -> (Option<String>, Vec<Span>) {
         Span {
             span_id: str::to_owned(&r.span_id),
             parent_span_id: r.parent_span_id.as_deref().map(str::to_string),
-            service: r.service.as_deref().map(str::to_string),
+            service: r.service.clone(),
             first: format_ms(r.first_ts),
             children: if depth > 64 {
                 Vec::new()

@@ -313,7 +313,7 @@ impl<'a> LogResource<'a> {
             log_stream: None,
             service: group
                 .and_then(service_from_group)
-                .or_else(|| s.services.first().map(String::as_str)),
+                .or_else(|| s.services.first().map(|name| &**name)),
             account_id: None,
             region: None,
         }
@@ -515,8 +515,8 @@ fn fnv1a_128(data: &[u8]) -> u128 {
 /// `t:` aliases carries (so spans join the logs and the X-Ray trace), else
 /// an id derived from the trace key.
 pub fn summary_trace_id(s: &TraceSummary) -> [u8; 16] {
-    std::iter::once(&s.trace_key)
-        .chain(&s.aliases)
+    std::iter::once(s.trace_key.as_str())
+        .chain(s.aliases.iter().map(|alias| &**alias))
         .filter_map(|alias| alias.strip_prefix("t:"))
         .find_map(trace_id_bytes)
         .unwrap_or_else(|| derived_id(&s.trace_key))
@@ -828,7 +828,7 @@ mod tests {
         TraceSummary {
             trace_key: key.into(),
             revision: 1,
-            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            aliases: aliases.iter().map(|&a| a.into()).collect(),
             root_span: None,
             spans: Vec::new(),
             services: vec!["checkout".into()],
