@@ -113,23 +113,14 @@ fn split_offset(text: &str) -> (&str, EpochMs) {
 /// 9999, which RFC 3339 cannot write, the year gets as many digits as it
 /// needs, and before the year 0 a sign (ISO 8601's expanded years).
 pub fn format_ms(ms: EpochMs) -> String {
-    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000) as u64);
-    let (year, month, day) = civil_from_days(days);
-    if (0..=9999).contains(&year) {
-        // Every timestamp an event carries: fixed width, one allocation.
-        let mut b = *b"0000-00-00T00:00:00.000Z";
-        let secs_of_day = ms_of_day / 1000;
-        put_digits(&mut b[0..4], year as u64);
-        put_digits(&mut b[5..7], u64::from(month));
-        put_digits(&mut b[8..10], u64::from(day));
-        put_digits(&mut b[11..13], secs_of_day / 3600);
-        put_digits(&mut b[14..16], secs_of_day / 60 % 60);
-        put_digits(&mut b[17..19], secs_of_day % 60);
-        put_digits(&mut b[20..23], ms_of_day % 1000);
+    if let Some(b) = fixed_width(ms) {
+        // Every timestamp an event carries: one allocation.
         return std::str::from_utf8(&b)
             .map(str::to_owned)
             .unwrap_or_default();
     }
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000) as u64);
+    let (year, month, day) = civil_from_days(days);
     let mut out = String::with_capacity(24);
     if year < 0 {
         out.push('-');
@@ -153,6 +144,44 @@ pub fn format_ms(ms: EpochMs) -> String {
     }
     out.push('Z');
     out
+}
+
+/// [`format_ms`] of a time in the years 0 to 9999 (every timestamp an
+/// event carries): fixed width, ASCII.
+fn fixed_width(ms: EpochMs) -> Option<[u8; 24]> {
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000) as u64);
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let secs_of_day = ms_of_day / 1000;
+    put_digits(&mut b[0..4], year as u64);
+    put_digits(&mut b[5..7], u64::from(month));
+    put_digits(&mut b[8..10], u64::from(day));
+    put_digits(&mut b[11..13], secs_of_day / 3600);
+    put_digits(&mut b[14..16], secs_of_day / 60 % 60);
+    put_digits(&mut b[17..19], secs_of_day % 60);
+    put_digits(&mut b[20..23], ms_of_day % 1000);
+    Some(b)
+}
+
+/// Appends [`format_ms`] of `ms` to `out` (no string in between for the
+/// usual years).
+pub fn write_ms(out: &mut Vec<u8>, ms: EpochMs) {
+    match fixed_width(ms) {
+        Some(b) => out.extend_from_slice(&b),
+        None => out.extend_from_slice(format_ms(ms).as_bytes()),
+    }
+}
+
+/// Serializes epoch milliseconds as [`format_ms`] does (for serde's
+/// `serialize_with`).
+pub fn serialize_ms<S: serde::Serializer>(ms: &EpochMs, s: S) -> Result<S::Ok, S::Error> {
+    match fixed_width(*ms) {
+        Some(b) => s.serialize_str(std::str::from_utf8(&b).unwrap_or_default()),
+        None => s.serialize_str(&format_ms(*ms)),
+    }
 }
 
 /// Writes `value` into `out` as exactly `out.len()` decimal digits

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{Origin, OutEvent};
 use crate::parse::Properties;
-use crate::time::format_ms;
+use crate::time::{EpochMs, format_ms, write_ms};
 use crate::trace::{Invocation, KeyField, Span, TraceSummary};
 
 /// Appends `e` as one JSON object.
@@ -60,7 +60,7 @@ pub(super) fn write_summary(out: &mut Vec<u8>, s: &TraceSummary, key_field: KeyF
         o.field("event_count");
         write_value(o.out, &Value::from(s.event_count));
         o.field("first");
-        write_str(o.out, &s.first);
+        write_time(o.out, s.first_ms);
         o.field("lambda");
         let mut lambda = ObjectWriter::new(o.out);
         for (request, invocation) in &s.lambda {
@@ -69,7 +69,7 @@ pub(super) fn write_summary(out: &mut Vec<u8>, s: &TraceSummary, key_field: KeyF
         }
         lambda.end();
         o.field("last");
-        write_str(o.out, &s.last);
+        write_time(o.out, s.last_ms);
         o.field("log_groups");
         write_strs(o.out, &s.log_groups);
         o.field("message");
@@ -204,6 +204,13 @@ impl<'a> ObjectWriter<'a> {
     }
 }
 
+/// A time as the JSON string [`format_ms`] gives (which needs no escaping).
+fn write_time(out: &mut Vec<u8>, ms: EpochMs) {
+    out.push(b'"');
+    write_ms(out, ms);
+    out.push(b'"');
+}
+
 /// Writes `items` as a JSON array, each by `each`.
 fn write_array<T>(out: &mut Vec<u8>, items: &[T], mut each: impl FnMut(&mut Vec<u8>, &T)) {
     out.push(b'[');
@@ -227,7 +234,7 @@ fn write_spans(out: &mut Vec<u8>, spans: &[Span]) {
         o.field("children");
         write_spans(o.out, &span.children);
         o.field("first");
-        write_str(o.out, &span.first);
+        write_time(o.out, span.first_ms);
         for (name, value) in [
             ("parent_span_id", span.parent_span_id.as_deref()),
             ("service", span.service.as_deref()),
@@ -509,7 +516,7 @@ mod tests {
             span_id: id.into(),
             parent_span_id: parent.map(Into::into),
             service: service.map(Into::into),
-            first: "2026-12-02T10:00:00.001Z".into(),
+            first_ms: 1_796_205_600_001,
             children,
         };
         TraceSummary {
@@ -533,8 +540,6 @@ mod tests {
             ],
             services: vec!["checkout".into(), "pay\tments".into()],
             log_groups: vec!["/aws/lambda/checkout".into()],
-            first: "2026-12-02T10:00:00.000Z".into(),
-            last: "2026-12-02T10:00:01.500Z".into(),
             first_ms: 1_796_205_600_000,
             last_ms: 1_796_205_601_500,
             duration_ms: 1_500,
@@ -579,6 +584,20 @@ mod tests {
                 );
             }
         }
+        // The times are RFC 3339 strings with milliseconds.
+        let mut ours = Vec::new();
+        write_summary(&mut ours, &summary(Some("a")), KeyField::None);
+        let v: Value = serde_json::from_slice(&ours).unwrap();
+        assert_eq!(v["timestamp"], "2026-12-02T10:00:01.500Z");
+        assert_eq!(v["properties"]["first"], "2026-12-02T10:00:00.000Z");
+        assert_eq!(v["properties"]["last"], "2026-12-02T10:00:01.500Z");
+        assert_eq!(
+            v["properties"]["spans"][0]["first"],
+            "2026-12-02T10:00:00.001Z"
+        );
+        let mut far = Vec::new();
+        write_ms(&mut far, 253_402_300_800_000);
+        assert_eq!(far, b"10000-01-01T00:00:00.000Z");
     }
 
     proptest! {

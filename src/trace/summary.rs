@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Invocation, Name, SpanRow, Trace};
-use crate::time::{EpochMs, format_ms};
+use crate::time::{EpochMs, serialize_ms};
 
 /// Which closed traces get a `trace_summary` (`agent.trace_summaries`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,7 +48,8 @@ pub struct Span {
     pub parent_span_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<Name>,
-    pub first: String,
+    #[serde(rename = "first", serialize_with = "serialize_ms")]
+    pub first_ms: EpochMs,
     pub children: Vec<Span>,
 }
 
@@ -62,11 +63,9 @@ pub struct TraceSummary {
     pub spans: Vec<Span>,
     pub services: Vec<Name>,
     pub log_groups: Vec<Name>,
-    pub first: String,
-    pub last: String,
-    #[serde(skip)]
+    #[serde(rename = "first", serialize_with = "serialize_ms")]
     pub first_ms: EpochMs,
-    #[serde(skip)]
+    #[serde(rename = "last", serialize_with = "serialize_ms")]
     pub last_ms: EpochMs,
     pub duration_ms: i64,
     pub event_count: u64,
@@ -94,8 +93,6 @@ impl TraceSummary {
             spans,
             services: sorted(&t.services),
             log_groups: sorted(&t.log_groups),
-            first: format_ms(t.first_ts),
-            last: format_ms(t.last_ts),
             first_ms: t.first_ts,
             last_ms: t.last_ts,
             duration_ms: t.last_ts - t.first_ts,
@@ -139,7 +136,7 @@ fn build_spans(rows: &[SpanRow]) -> (Option<String>, Vec<Span>) {
             span_id: str::to_owned(&r.span_id),
             parent_span_id: r.parent_span_id.as_deref().map(str::to_string),
             service: r.service.clone(),
-            first: format_ms(r.first_ts),
+            first_ms: r.first_ts,
             children: if depth > 64 {
                 Vec::new()
             } else {

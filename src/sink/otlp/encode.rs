@@ -833,8 +833,6 @@ mod tests {
             spans: Vec::new(),
             services: vec!["checkout".into()],
             log_groups: vec!["/aws/lambda/checkout".into()],
-            first: crate::time::format_ms(1_000),
-            last: crate::time::format_ms(9_000),
             first_ms: 1_000,
             last_ms: 9_000,
             duration_ms: 8_000,
