@@ -8,14 +8,14 @@ use serde_json::{Map, Value};
 
 use super::{Origin, OutEvent};
 use crate::parse::Properties;
-use crate::time::{EpochMs, format_ms, write_ms};
+use crate::time::{EpochMs, write_ms};
 use crate::trace::{Invocation, KeyField, Span, TraceSummary};
 
 /// Appends `e` as one JSON object.
 pub(super) fn write_event(out: &mut Vec<u8>, e: &OutEvent) {
     let envelope = Envelope {
         trace_id: e.trace_id.as_deref(),
-        timestamp: &e.timestamp,
+        timestamp_ms: e.timestamp_ms,
         event_type: e.event_type.as_deref(),
         agent_id: e.agent_id.as_deref(),
         session_id: e.session_id.as_deref(),
@@ -36,7 +36,7 @@ pub(super) fn write_summary(out: &mut Vec<u8>, s: &TraceSummary, key_field: KeyF
     let log_id = format!("trace-summary:{key}:{}", s.revision);
     let envelope = Envelope {
         trace_id: (key_field == KeyField::TraceId).then_some(key),
-        timestamp: &format_ms(s.last_ms),
+        timestamp_ms: s.last_ms,
         event_type: Some("trace_summary"),
         agent_id: None,
         session_id: (key_field == KeyField::SessionId).then_some(key),
@@ -73,7 +73,7 @@ pub(super) fn write_summary(out: &mut Vec<u8>, s: &TraceSummary, key_field: KeyF
         o.field("log_groups");
         write_strs(o.out, &s.log_groups);
         o.field("message");
-        write_str(o.out, &s.message());
+        write_message(o.out, s);
         o.field("revision");
         write_value(o.out, &Value::from(s.revision));
         o.field("root_span");
@@ -97,7 +97,7 @@ pub(super) const SUMMARY_STREAM: &str = "cwtap/trace-summary";
 /// What every delivered record carries around its properties.
 struct Envelope<'a> {
     trace_id: Option<&'a str>,
-    timestamp: &'a str,
+    timestamp_ms: EpochMs,
     event_type: Option<&'a str>,
     agent_id: Option<&'a str>,
     session_id: Option<&'a str>,
@@ -118,7 +118,7 @@ impl Envelope<'_> {
             write_str(o.out, t);
         }
         o.field("timestamp");
-        write_str(o.out, self.timestamp);
+        write_time(o.out, self.timestamp_ms);
         for (name, value) in [
             ("event_type", self.event_type),
             ("agent_id", self.agent_id),
@@ -204,7 +204,25 @@ impl<'a> ObjectWriter<'a> {
     }
 }
 
-/// A time as the JSON string [`format_ms`] gives (which needs no escaping).
+/// [`TraceSummary::message`] as a JSON string, written in place.
+fn write_message(out: &mut Vec<u8>, s: &TraceSummary) {
+    use std::io::Write as _;
+    out.extend_from_slice(b"\"trace ");
+    write_escaped(out, &s.trace_key);
+    // Writing into a `Vec` cannot fail.
+    let _ = write!(
+        out,
+        " closed: {} events, {} errors, {} ms",
+        s.event_count, s.error_count, s.duration_ms
+    );
+    for (i, service) in s.services.iter().enumerate() {
+        out.extend_from_slice(if i == 0 { &b" across "[..] } else { b", " });
+        write_escaped(out, service);
+    }
+    out.push(b'"');
+}
+
+/// A time as the JSON string [`crate::time::format_ms`] gives (which needs no escaping).
 fn write_time(out: &mut Vec<u8>, ms: EpochMs) {
     out.push(b'"');
     write_ms(out, ms);
@@ -377,9 +395,15 @@ static ESCAPE: [u8; 256] = {
 
 /// Appends `s` as a JSON string, escaped as serde_json escapes it.
 pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
+    out.reserve(s.len() + 2);
     out.push(b'"');
+    write_escaped(out, s);
+    out.push(b'"');
+}
+
+/// The inside of [`write_str`]: `s` escaped, without the quotes.
+fn write_escaped(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
     let n = bytes.len();
@@ -419,7 +443,6 @@ pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
         start = i;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -433,7 +456,6 @@ mod tests {
     fn event(text: &str, properties: Map<String, Value>, origin: Origin) -> OutEvent {
         OutEvent {
             trace_id: Some(format!("t-{text}")),
-            timestamp: "2026-12-02T10:00:00.123Z".into(),
             event_type: Some(text.to_string()),
             agent_id: None,
             session_id: Some("s\n1".into()),
@@ -445,7 +467,7 @@ mod tests {
                 log_id: "38000000000000000000000000000000000000000000000000000001".into(),
                 origin,
             },
-            timestamp_ms: 1,
+            timestamp_ms: 1_796_205_600_123,
             ingestion_time_ms: None,
             message: text.to_string(),
             fields: Default::default(),

@@ -77,8 +77,10 @@ pub struct OutEvent {
     /// (VectaDB then uses it as-is and creates no trace record).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
-    /// RFC 3339 with milliseconds: the CloudWatch timestamp, exactly.
-    pub timestamp: String,
+    /// The CloudWatch timestamp in ms (the checkpoint's), sent as RFC 3339
+    /// with milliseconds: exactly.
+    #[serde(rename = "timestamp", serialize_with = "crate::time::serialize_ms")]
+    pub timestamp_ms: EpochMs,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,9 +90,6 @@ pub struct OutEvent {
     /// The original fields or raw line, beside what the rules extracted.
     pub properties: Properties,
     pub source: Source,
-    /// The CloudWatch timestamp in ms, for the checkpoint (not sent).
-    #[serde(skip)]
-    pub timestamp_ms: EpochMs,
     /// When CloudWatch ingested it (outputs that map it: OTLP).
     #[serde(skip)]
     pub ingestion_time_ms: Option<EpochMs>,
@@ -152,7 +151,6 @@ impl OutEvent {
         }
         OutEvent {
             trace_id: None,
-            timestamp: format_ms(raw.timestamp_ms),
             event_type: fields.event_type.clone(),
             agent_id: group_agent_id
                 .map(str::to_string)
@@ -212,7 +210,6 @@ impl OutEvent {
         properties.insert("message".into(), Value::String(s.message()));
         let key = s.trace_key.clone();
         OutEvent {
-            timestamp: format_ms(s.last_ms),
             event_type: Some("trace_summary".into()),
             agent_id: None,
             session_id: (key_field == KeyField::SessionId).then(|| key.clone()),
@@ -329,7 +326,9 @@ mod tests {
         assert_eq!(p["cloudwatch_ingestion_time"], "2025-12-02T09:40:01.000Z");
         assert_eq!(p["traceId"], "abc");
         assert!(!p.contains_key("parent_span_id") && !p.contains_key("session_id"));
-        assert_eq!(e.timestamp, "2025-12-02T09:40:00.123Z");
+        let sent: Value =
+            serde_json::from_slice(&Record::Event(e.clone()).to_json(KeyField::None)).unwrap();
+        assert_eq!(sent["timestamp"], "2025-12-02T09:40:00.123Z");
         assert_eq!(e.message, message);
 
         // A line no rule takes: the raw line, marked so, and the ingestion

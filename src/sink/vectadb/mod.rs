@@ -396,7 +396,6 @@ mod tests {
     fn event(i: usize) -> Record {
         Record::Event(OutEvent {
             trace_id: None,
-            timestamp: format!("2026-11-20T08:00:00.{i:03}Z"),
             event_type: Some("app_log".into()),
             agent_id: None,
             session_id: Some(format!("t:{i}")),
@@ -409,7 +408,7 @@ mod tests {
                 log_id: format!("{i:056}"),
                 origin: Default::default(),
             },
-            timestamp_ms: i as i64,
+            timestamp_ms: 1_795_161_600_000 + i as i64,
             ingestion_time_ms: None,
             message: String::new(),
             fields: Default::default(),
