@@ -500,7 +500,7 @@ mod tests {
         // path and one whole: a value handed to one target (moved, when no
         // later target reads it) is still there for the others.
         let set = rules(
-            "- {name: j, type: json, fields: {request_id: rid, session_id: rid, copy_of_rid: rid, service: ctx.svc, agent_id: ctx.svc, ctx_copy: ctx, trace_id: tid, span_id: tid}}",
+            "- {name: j, type: json, fields: {request_id: rid, session_id: rid, copy_of_rid: rid, service: ctx.svc, agent_id: ctx.svc, ctx_copy: ctx, message: ctx, trace_id: tid, span_id: tid}}",
         );
         let p = set.parse(
             r#"{"rid":"r-1","ctx":{"svc":"pay"},"tid":"Root=1-5759e988-bd862e3fe1be46a994272793"}"#,
@@ -511,6 +511,7 @@ mod tests {
         assert_eq!(p.fields.service.as_deref(), Some("pay"));
         assert_eq!(p.fields.agent_id.as_deref(), Some("pay"));
         assert_eq!(p.properties["ctx_copy"], serde_json::json!({"svc": "pay"}));
+        assert_eq!(p.fields.message.as_deref(), Some(r#"{"svc":"pay"}"#));
         assert_eq!(
             p.fields.trace_id.as_deref(),
             Some("1-5759e988-bd862e3fe1be46a994272793")

@@ -851,6 +851,7 @@ impl Rule {
                 }
             }
         }
+        // It borrows `props`, which changes next.
         drop(selected);
         for (name, value) in new_props {
             props.insert(name, value);
@@ -897,14 +898,11 @@ impl Rule {
     fn set(&self, f: &mut Fields, c: Canon, value: Cow<'_, Value>) -> bool {
         let text = |value: Cow<'_, Value>| -> Option<String> {
             match value {
-                Cow::Borrowed(Value::Object(_) | Value::Array(_))
-                | Cow::Owned(Value::Object(_) | Value::Array(_))
-                    if c == Canon::Message =>
-                {
-                    serde_json::to_string(value.as_ref()).ok()
+                v if c == Canon::Message && (v.is_object() || v.is_array()) => {
+                    serde_json::to_string(v.as_ref()).ok()
                 }
                 Cow::Owned(Value::String(s)) if !s.is_empty() && s != "-" => Some(s),
-                value => scalar_string(value.as_ref()),
+                v => scalar_string(v.as_ref()),
             }
         };
         match c {
