@@ -24,7 +24,7 @@
 //! ([`crate::trace::extend_stored`]): most checkpoints write a few dozen
 //! bytes per trace instead of the whole trace.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -222,7 +222,7 @@ fn fold_part(
     // each trace is kept, up to `hold` bytes: then what is held is
     // written (the table then holds the journal up to that row, as the
     // next row's updates expect) and the fold goes on from there.
-    let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
+    let mut latest: Held = HashMap::default();
     let mut held = 0usize;
     let mut traces = 0usize;
     let mut rows = c.prepare_cached("SELECT seq, data FROM trace_journal ORDER BY seq")?;
@@ -271,10 +271,15 @@ const FOLD_HOLD_BYTES: usize = 2 << 20;
 /// A [`Latest`]'s own size and its map entry's, roughly.
 const LATEST_OVERHEAD: usize = 96;
 
+/// What a fold holds: each trace's latest version, by key. Hashed, not
+/// ordered: a trace's records are looked up many times while it is held,
+/// and the keys are put in order once, when they are written.
+type Held = HashMap<String, Latest, foldhash::fast::RandomState>;
+
 /// Writes `latest` into `trace_state` in key order (neighbouring keys share
 /// B-tree pages, so the writes walk the table once instead of touching a
 /// random page per trace). Returns the number of traces written or deleted.
-fn write_latest(c: &Connection, latest: BTreeMap<String, Latest>) -> rusqlite::Result<usize> {
+fn write_latest(c: &Connection, latest: Held) -> rusqlite::Result<usize> {
     let mut upsert = c.prepare_cached(
         "INSERT INTO trace_state (trace_key, last_seen_ms, settled, data) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (trace_key) DO UPDATE SET
@@ -283,6 +288,8 @@ fn write_latest(c: &Connection, latest: BTreeMap<String, Latest>) -> rusqlite::R
     let mut delete = c.prepare_cached("DELETE FROM trace_state WHERE trace_key = ?1")?;
     let mut stored = c.prepare_cached("SELECT data FROM trace_state WHERE trace_key = ?1")?;
     let traces = latest.len();
+    let mut latest: Vec<(String, Latest)> = latest.into_iter().collect();
+    latest.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (key, version) in latest {
         let (last_seen_ms, settled) = version.meta;
         let row = match version.kind {
