@@ -540,6 +540,21 @@ def cmd_moto(a):
     from moto.logs import models
     from moto.server import main as moto_main
 
+    if a.cloudwatch_ids:
+        # CloudWatch's eventIds are 56-digit decimals (the event's
+        # timestamp in the top bits, then bits that tell its stream and
+        # place apart); moto's are a counter ("0", "1", ...). cwtap keeps
+        # the ids it delivered in its state file, so their size is part of
+        # what a checkpoint costs.
+        original_init = models.LogEvent.__init__
+
+        def with_cloudwatch_id(self, ingestion_time, log_event):
+            original_init(self, ingestion_time, log_event)
+            low = (self.event_id * 0x9E3779B97F4A7C15) & ((1 << 144) - 1)
+            self.event_id = f"{(self.timestamp << 144) | low:056d}"
+
+        models.LogEvent.__init__ = with_cloudwatch_id
+
     if a.page_bytes > 0:
         original = models.LogGroup.filter_log_events
 
@@ -622,6 +637,8 @@ def main():
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--page-bytes", type=int, default=1_048_576,
                    help="cut FilterLogEvents pages at this many bytes, as CloudWatch does (0: moto's pages)")
+    s.add_argument("--moto-ids", dest="cloudwatch_ids", action="store_false",
+                   help="keep moto's short eventIds instead of CloudWatch's 56-digit ones")
     s.set_defaults(func=cmd_moto)
 
     s = sub.add_parser("freeport")
