@@ -213,7 +213,9 @@ fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>, Option<String>> {
         .min(data.len().saturating_mul(1032))
         .min(limit.saturating_add(1));
     let mut out = Vec::with_capacity(cap);
-    flate2::read::MultiGzDecoder::new(data)
+    // Read from the slice itself (a `BufRead`): the `read` decoder would
+    // copy it through a 32 KB buffer, zeroed for every record.
+    flate2::bufread::MultiGzDecoder::new(data)
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| Some(e.to_string()))?;
@@ -442,6 +444,25 @@ mod tests {
             parse_request(b"{\"records\": 5}"),
             Err(DecodeError::Request(_))
         ));
+    }
+
+    #[test]
+    fn gzip_of_several_members_inflates_whole_and_a_cut_one_is_refused() {
+        use std::io::Write;
+        let member = |bytes: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(bytes).unwrap();
+            gz.finish().unwrap()
+        };
+        let mut two = member(b"{\"a\":");
+        two.extend(member(b"1}"));
+        assert_eq!(gunzip(&two, RECORD_LIMIT).unwrap(), b"{\"a\":1}");
+        let cut = &two[..two.len() - 3];
+        assert!(matches!(
+            gunzip(cut, RECORD_LIMIT),
+            Err(DecodeError::Gzip(_))
+        ));
+        assert!(matches!(gunzip(&two, 3), Err(DecodeError::TooLarge(3))));
     }
 
     #[test]
