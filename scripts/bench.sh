@@ -46,6 +46,9 @@
 #     many bytes, as CloudWatch's end at 1 MB (0: moto's 10,000-event pages)
 #   BENCH_AGENT_EXTRA: YAML lines added to the agent section of every cwtap
 #     config, indented two spaces (e.g. "  state_fsync: false")
+#   BENCH_CALLGRIND=1 (compare): every process runs under valgrind's callgrind,
+#     which counts the instructions it executes (all threads). Slow (~50x), but
+#     unlike CPU seconds the count does not change with the machine's load.
 #   BENCH_KEEP=1 keeps the work directory (configs, logs, receiver dumps).
 #
 # Writes the results as a markdown table to stdout (and $WORK/results.md).
@@ -534,10 +537,24 @@ compare_rows() { # dir name label note
     row "$p" "wall time to the last event at the receiver" "$(printf '%.1f s' "$wall")" \
         "$(printf '%.0f events/s; the process ran %.1f s' "$(calc "$received / max($wall, 0.001)")" "$(jget "$usage" wall_s)")"
     row "$p" "FilterLogEvents calls" "$filter" "counted at moto: $calls"
+    if [[ -s "$dir/callgrind-$2.out" ]]; then
+        local ir
+        ir="$(awk '/^(summary|totals):/ {print $2; exit}' "$dir/callgrind-$2.out")"
+        row "$p" "instructions per event delivered (callgrind)" \
+            "$(printf '%.0f' "$(calc "${ir:-0} / max($received, 1)")")" \
+            "$(printf '%.0f M instructions in all, every thread' "$(calc "${ir:-0} / 1e6")")"
+    fi
+}
+
+# The command prefix that runs NAME under callgrind (BENCH_CALLGRIND=1).
+callgrind_wrap() { # dir name
+    if [[ "${BENCH_CALLGRIND:-0}" == 1 ]]; then
+        printf '%s\n' valgrind --tool=callgrind --quiet "--callgrind-out-file=$1/callgrind-$2.out"
+    fi
 }
 
 phase_compare() {
-    local dir="$WORK/compare" since variant name sup i errors cycles deadline label extra
+    local dir="$WORK/compare" since variant name sup i errors cycles deadline label extra wrap
     mkdir -p "$dir"
     if [[ ! -x "$VECTADB_AGENT_BIN" ]]; then
         echo "error: no VectaDB agent at $VECTADB_AGENT_BIN (set VECTADB_AGENT_BIN)" >&2
@@ -562,8 +579,9 @@ phase_compare() {
         write_config "$dir" "vectadb: {endpoint: \"$RECEIVER_URL\"}" "  - prefix: /bench/compare/
     parsers: [{use: json}, {use: lambda}]" "$extra"
         recorder_start
+        mapfile -t wrap < <(callgrind_wrap "$dir" "$name")
         tool supervise --out "$dir/usage-$name.json" --stderr "$dir/$name.log" -- \
-            "$CWTAP" "${cwtap_logs[@]}" backfill --config "$dir/config.yaml" --since "$since" --no-progress
+            "${wrap[@]}" "$CWTAP" "${cwtap_logs[@]}" backfill --config "$dir/config.yaml" --since "$since" --no-progress
         recorder_stop
         compare_rows "$dir" "$name" "$label" "; log $(du -k "$dir/$name.log" | cut -f1) kB"
         stop_pid "$RECEIVER_PID"
@@ -581,15 +599,16 @@ phase_compare() {
         write_agent_config "$dir"
         recorder_start
         rm -f "$dir/$name.pid"
+        mapfile -t wrap < <(callgrind_wrap "$dir" "$name")
         (
             # Its working directory: it reads a .env from there (dotenvy).
             cd "$dir"
             if [[ "$variant" == shipped ]]; then
                 exec env -u RUST_LOG CONFIG_PATH="$dir/agent.yaml" "${TOOLS[@]}" supervise --out "$dir/usage-$name.json" \
-                    --pidfile "$dir/$name.pid" --stdout "$dir/$name.log" --stderr "$dir/$name.err" -- "$VECTADB_AGENT_BIN"
+                    --pidfile "$dir/$name.pid" --stdout "$dir/$name.log" --stderr "$dir/$name.err" -- "${wrap[@]}" "$VECTADB_AGENT_BIN"
             else
                 exec env RUST_LOG=info CONFIG_PATH="$dir/agent.yaml" "${TOOLS[@]}" supervise --out "$dir/usage-$name.json" \
-                    --pidfile "$dir/$name.pid" --stdout "$dir/$name.log" --stderr "$dir/$name.err" -- "$VECTADB_AGENT_BIN"
+                    --pidfile "$dir/$name.pid" --stdout "$dir/$name.log" --stderr "$dir/$name.err" -- "${wrap[@]}" "$VECTADB_AGENT_BIN"
             fi
         ) &
         sup=$!
