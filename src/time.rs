@@ -156,13 +156,17 @@ fn fixed_width(ms: EpochMs) -> Option<[u8; 24]> {
     }
     let mut b = *b"0000-00-00T00:00:00.000Z";
     let secs_of_day = ms_of_day / 1000;
-    put_digits(&mut b[0..4], year as u64);
-    put_digits(&mut b[5..7], u64::from(month));
-    put_digits(&mut b[8..10], u64::from(day));
-    put_digits(&mut b[11..13], secs_of_day / 3600);
-    put_digits(&mut b[14..16], secs_of_day / 60 % 60);
-    put_digits(&mut b[17..19], secs_of_day % 60);
-    put_digits(&mut b[20..23], ms_of_day % 1000);
+    let year = year as u64;
+    put_2(&mut b[0..2], year / 100);
+    put_2(&mut b[2..4], year % 100);
+    put_2(&mut b[5..7], u64::from(month));
+    put_2(&mut b[8..10], u64::from(day));
+    put_2(&mut b[11..13], secs_of_day / 3600);
+    put_2(&mut b[14..16], secs_of_day / 60 % 60);
+    put_2(&mut b[17..19], secs_of_day % 60);
+    let millis = ms_of_day % 1000;
+    b[20] = b'0' + (millis / 100) as u8;
+    put_2(&mut b[21..23], millis % 100);
     Some(b)
 }
 
@@ -184,13 +188,13 @@ pub fn serialize_ms<S: serde::Serializer>(ms: &EpochMs, s: S) -> Result<S::Ok, S
     }
 }
 
-/// Writes `value` into `out` as exactly `out.len()` decimal digits
-/// (zero-padded, higher digits dropped).
-fn put_digits(out: &mut [u8], mut value: u64) {
-    for digit in out.iter_mut().rev() {
-        *digit = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
+/// Writes `value % 100` into `out` (two bytes) as two decimal digits.
+fn put_2(out: &mut [u8], value: u64) {
+    // "00" to "99", two bytes each: one lookup per field instead of a
+    // division per digit (a timestamp is written several times per event).
+    const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+    let i = (value as usize % 100) * 2;
+    out.copy_from_slice(&PAIRS[i..i + 2]);
 }
 
 /// Appends `value` as exactly `width` decimal digits (zero-padded).

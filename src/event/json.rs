@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::{Origin, OutEvent};
-use crate::parse::Properties;
+use crate::parse::{Properties, string_stops};
 use crate::time::{EpochMs, write_ms};
 use crate::trace::{Invocation, KeyField, Span, TraceSummary};
 
@@ -353,25 +353,6 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
         Value::Array(a) => write_array(out, a, write_value),
         Value::Object(m) => write_object(out, m),
     }
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// The bytes of `w` (little-endian) that end a run of plain JSON string
-/// text: below 0x20, `"` or `\`. The lowest byte whose high bit is set in
-/// the result is the first such byte; bytes above it may be flagged
-/// falsely (a borrow), so only the lowest one is to be read.
-#[inline]
-pub(crate) fn string_stops(w: u64) -> u64 {
-    // A byte is zero after the xor exactly where it matched; the classic
-    // "has a zero byte" test, and "has a byte below 0x20" as `w - 0x20`
-    // borrowing into its high bit where the byte's own high bit is clear.
-    let quote = w ^ (ONES * b'"' as u64);
-    let backslash = w ^ (ONES * b'\\' as u64);
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    zero(quote) | zero(backslash) | control
 }
 
 /// Which bytes need escaping, as serde_json escapes them: 0 for none, else

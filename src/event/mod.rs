@@ -8,8 +8,6 @@
 mod json;
 pub(crate) mod read;
 
-pub(crate) use json::string_stops;
-
 use std::sync::Arc;
 
 use serde::Serialize;

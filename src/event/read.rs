@@ -15,28 +15,10 @@
 //! surrogate, a control character, nesting past [`DEPTH`] levels) makes a
 //! read return `None`, and the caller hands the body to a general reader.
 
-use super::string_stops;
+use crate::parse::{plain, string_stops};
 
 /// How deep a skipped value may nest (serde_json's limit too).
 pub(crate) const DEPTH: u32 = 128;
-
-/// The length of the plain string text at the start of `bytes`: up to the
-/// first closing quote, escape or control character (JSON allows none in a
-/// string), or all of it. Eight bytes at a time.
-fn plain(bytes: &[u8]) -> usize {
-    let mut i = 0;
-    while let Some(word) = bytes.get(i..i + 8) {
-        let stops = string_stops(u64::from_le_bytes(word.try_into().unwrap_or_default()));
-        if stops != 0 {
-            return i + (stops.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    i + bytes[i..]
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-        .unwrap_or(bytes.len() - i)
-}
 
 /// A place in a JSON text, read forwards.
 pub(crate) struct Cursor<'a> {

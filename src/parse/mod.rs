@@ -41,6 +41,7 @@ use serde_json::{Map, Value};
 
 pub use load::{LoadOptions, RuleError, builtin_names};
 pub use props::Properties;
+pub(crate) use props::{plain, string_stops};
 pub use redact::{RedactConfig, Redactor};
 use rule::{Extract, Input, Mode, Needles, Rule};
 

@@ -308,6 +308,47 @@ impl Serialize for Properties {
     }
 }
 
+// JSON string text eight bytes at a time: the scanner below, and the
+// reader and writer of `event` (pages, subscription messages, delivered
+// events).
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The bytes of `w` (little-endian) that end a run of plain JSON string
+/// text: below 0x20, `"` or `\`. The lowest byte whose high bit is set in
+/// the result is the first such byte; bytes above it may be flagged
+/// falsely (a borrow), so only the lowest one is to be read.
+#[inline]
+pub(crate) fn string_stops(w: u64) -> u64 {
+    // A byte is zero after the xor exactly where it matched; the classic
+    // "has a zero byte" test, and "has a byte below 0x20" as `w - 0x20`
+    // borrowing into its high bit where the byte's own high bit is clear.
+    let quote = w ^ (ONES * b'"' as u64);
+    let backslash = w ^ (ONES * b'\\' as u64);
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    zero(quote) | zero(backslash) | control
+}
+
+/// The length of the plain string text at the start of `bytes`: up to the
+/// first closing quote, escape or control character (JSON allows none in a
+/// string), or all of it. Eight bytes at a time.
+pub(crate) fn plain(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let stops = string_stops(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+        if stops != 0 {
+            return i + (stops.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + bytes[i..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .unwrap_or(bytes.len() - i)
+}
+
 /// A JSON object read in one pass over its bytes: where each member's key
 /// and value are, and whether the whole is JSON as serde_json reads it
 /// (a test holds the two to the same answer). What it does not decide
@@ -324,19 +365,6 @@ mod scan {
 
     /// Most nesting serde_json reads (its recursion limit).
     const DEPTH: usize = 128;
-
-    /// Bytes that end a run inside a string: `"`, `\` and control characters.
-    static STOPS: [bool; 256] = {
-        let mut t = [false; 256];
-        let mut i = 0;
-        while i < 0x20 {
-            t[i] = true;
-            i += 1;
-        }
-        t[b'"' as usize] = true;
-        t[b'\\' as usize] = true;
-        t
-    };
 
     enum Stop {
         NotJson,
@@ -373,9 +401,7 @@ mod scan {
             self.eat(b'"')?;
             let mut escaped = false;
             loop {
-                while self.i < self.b.len() && !STOPS[self.b[self.i] as usize] {
-                    self.i += 1;
-                }
+                self.i += super::plain(&self.b[self.i..]);
                 match self.peek() {
                     Some(b'"') => {
                         self.i += 1;
