@@ -265,10 +265,20 @@ impl Record {
     /// The record as the JSON object VectaDB's batch API and the NDJSON
     /// output take (one shape for both).
     pub fn to_json(&self, key_field: KeyField) -> Vec<u8> {
+        // Enough for the usual record at once: growing the buffer half way
+        // (a copy of all written so far) cost as much as writing a field.
         let hint = match self {
-            // The properties are most of it: about the message again.
-            Record::Event(e) => e.message.len() + 384,
-            Record::Summary(_) => 1024,
+            // The properties are most of it (about the message again), then
+            // the source and the canonical fields, timestamps and key names.
+            Record::Event(e) => {
+                e.message.len()
+                    + e.source.log_group.len()
+                    + e.source.log_stream.len()
+                    + e.source.log_id.len()
+                    + 512
+            }
+            // 1.4 kB for a trace of five spans.
+            Record::Summary(_) => 2048,
         };
         let mut out = Vec::with_capacity(hint);
         self.write_json(&mut out, key_field);
