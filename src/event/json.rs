@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::{Origin, OutEvent};
-use crate::parse::{Properties, string_stops};
+use crate::parse::{Properties, plain};
 use crate::time::{EpochMs, write_ms};
 use crate::trace::{Invocation, KeyField, Span, TraceSummary};
 
@@ -389,18 +389,8 @@ fn write_escaped(out: &mut Vec<u8>, s: &str) {
     let mut i = 0;
     let n = bytes.len();
     while i < n {
-        // Eight clean bytes at a time, then byte by byte to the escape.
-        while i + 8 <= n {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[i..i + 8]);
-            if string_stops(u64::from_le_bytes(word)) != 0 {
-                break;
-            }
-            i += 8;
-        }
-        while i < n && ESCAPE[bytes[i] as usize] == 0 {
-            i += 1;
-        }
+        // To the next byte to escape (`plain` stops at exactly those).
+        i += plain(&bytes[i..]);
         if i == n {
             break;
         }
