@@ -265,9 +265,16 @@ impl Record {
     /// The record as the JSON object VectaDB's batch API and the NDJSON
     /// output take (one shape for both).
     pub fn to_json(&self, key_field: KeyField) -> Vec<u8> {
-        // Enough for the usual record at once: growing the buffer half way
-        // (a copy of all written so far) cost as much as writing a field.
-        let hint = match self {
+        let mut out = Vec::with_capacity(self.json_size_hint());
+        self.write_json(&mut out, key_field);
+        out
+    }
+
+    /// Enough bytes for the usual record's JSON at once: growing a buffer
+    /// half way (a copy of all written so far) cost as much as writing a
+    /// field.
+    pub fn json_size_hint(&self) -> usize {
+        match self {
             // The properties are most of it (about the message again), then
             // the source and the canonical fields, timestamps and key names.
             Record::Event(e) => {
@@ -279,10 +286,7 @@ impl Record {
             }
             // 1.4 kB for a trace of five spans.
             Record::Summary(_) => 2048,
-        };
-        let mut out = Vec::with_capacity(hint);
-        self.write_json(&mut out, key_field);
-        out
+        }
     }
 
     /// Appends [`Record::to_json`] to `out`.

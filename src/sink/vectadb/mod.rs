@@ -21,8 +21,10 @@
 pub mod config;
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::time::Duration;
 
+use hyper::body::Bytes;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -118,9 +120,8 @@ impl VectadbSink {
         req
     }
 
-    /// One POST of the given pre-serialized events.
-    async fn post(&self, items: &[&[u8]], shutdown: &Shutdown) -> Reply {
-        let body = batch_body(items, &self.options);
+    /// One POST of a batch body.
+    async fn post(&self, body: Bytes, shutdown: &Shutdown) -> Reply {
         let send = self
             .request(reqwest::Method::POST, "/api/v1/events/batch")
             .header("Content-Type", "application/json")
@@ -171,36 +172,85 @@ fn encode_options(config: &VectadbConfig) -> Vec<u8> {
 
 /// Each record serialized once; a batch is cut by these sizes and retried
 /// pieces reuse them.
-fn encode_items(batch: &[Record], key_field: KeyField) -> Vec<Vec<u8>> {
-    batch.iter().map(|r| r.to_json(key_field)).collect()
+/// A delivery's records, each serialized once, into one buffer that is
+/// also the body of the request carrying them all (the usual request: a
+/// pipeline batch fits one): `{"events":[` the items, `],"options":...}`.
+/// A request for part of them (a batch cut by `max_batch_bytes`, failed
+/// events sent again, a halved batch) copies its items out of it.
+struct Encoded {
+    body: Bytes,
+    /// Each record's JSON, in `body`.
+    items: Vec<Range<usize>>,
+}
+
+const BODY_HEAD: &[u8] = b"{\"events\":[";
+
+impl Encoded {
+    fn new(batch: &[Record], key_field: KeyField, options: &[u8]) -> Encoded {
+        let size: usize = batch.iter().map(|r| r.json_size_hint() + 1).sum();
+        let mut body = Vec::with_capacity(BODY_HEAD.len() + size + options.len() + 16);
+        body.extend_from_slice(BODY_HEAD);
+        let mut items = Vec::with_capacity(batch.len());
+        for (i, record) in batch.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            let start = body.len();
+            record.write_json(&mut body, key_field);
+            items.push(start..body.len());
+        }
+        end_body(&mut body, options);
+        Encoded {
+            body: Bytes::from(body),
+            items,
+        }
+    }
+
+    fn item(&self, i: usize) -> &[u8] {
+        &self.body[self.items[i].clone()]
+    }
+
+    /// The body of a request carrying the records `chunk` (positions in
+    /// the batch, in the order they go).
+    fn body(&self, chunk: &[usize], options: &[u8]) -> Bytes {
+        let whole =
+            chunk.len() == self.items.len() && chunk.iter().enumerate().all(|(n, &i)| n == i);
+        if whole {
+            return self.body.clone();
+        }
+        let items: Vec<&[u8]> = chunk.iter().map(|&i| self.item(i)).collect();
+        Bytes::from(batch_body(&items, options))
+    }
 }
 
 /// `{"events":[...],"options":{...}}` from pre-serialized events.
 fn batch_body(items: &[&[u8]], options: &[u8]) -> Vec<u8> {
     let size: usize = items.iter().map(|i| i.len() + 1).sum();
-    let mut body = Vec::with_capacity(size + options.len() + 32);
-    body.extend_from_slice(b"{\"events\":[");
+    let mut body = Vec::with_capacity(BODY_HEAD.len() + size + options.len() + 16);
+    body.extend_from_slice(BODY_HEAD);
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
         body.extend_from_slice(item);
     }
-    body.extend_from_slice(b"],\"options\":");
-    body.extend_from_slice(options);
-    body.push(b'}');
+    end_body(&mut body, options);
     body
 }
 
+fn end_body(body: &mut Vec<u8>, options: &[u8]) {
+    body.extend_from_slice(b"],\"options\":");
+    body.extend_from_slice(options);
+    body.push(b'}');
+}
+
 /// The body of one `POST /api/v1/events/batch` carrying all of `batch`, built
-/// the way the sink builds it (each record serialized, then joined with the
-/// `options` of `config`). Public for `benches/encode.rs` only; the sink
+/// the way the sink builds it (each record serialized into the body, with
+/// the `options` of `config`). Public for `benches/encode.rs` only; the sink
 /// itself also cuts batches by `max_batch_bytes` and `batch_size`.
 #[doc(hidden)]
 pub fn encode_batch(batch: &[Record], config: &VectadbConfig, key_field: KeyField) -> Vec<u8> {
-    let encoded = encode_items(batch, key_field);
-    let items: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-    batch_body(&items, &encode_options(config))
+    Vec::from(Encoded::new(batch, key_field, &encode_options(config)).body)
 }
 
 fn excerpt(text: &str) -> &str {
@@ -219,7 +269,7 @@ impl Sink for VectadbSink {
         shutdown: &'a Shutdown,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let encoded = encode_items(batch, self.key_field);
+            let encoded = Encoded::new(batch, self.key_field, &self.options);
             let mut outcome = Outcome::default();
             let mut attempts = vec![0u32; batch.len()];
             // Split by bytes first: each chunk's body stays under the bound.
@@ -227,7 +277,7 @@ impl Sink for VectadbSink {
             let mut queue: VecDeque<Vec<usize>> = VecDeque::new();
             let mut chunk = Vec::new();
             let mut chunk_bytes = overhead;
-            for (i, item) in encoded.iter().enumerate() {
+            for (i, item) in encoded.items.iter().enumerate() {
                 if !chunk.is_empty()
                     && (chunk_bytes + item.len() + 1 > self.config.max_batch_bytes
                         || chunk.len() >= self.config.batch_size)
@@ -248,8 +298,8 @@ impl Sink for VectadbSink {
                     outcome.abandoned = true;
                     return outcome;
                 }
-                let items: Vec<&[u8]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
-                let retry = match self.post(&items, shutdown).await {
+                let body = encoded.body(&chunk, &self.options);
+                let retry = match self.post(body, shutdown).await {
                     Reply::Abandoned => {
                         outcome.abandoned = true;
                         return outcome;
@@ -450,6 +500,36 @@ mod tests {
                 .expect("JSON")["events"],
             json!([])
         );
+    }
+
+    #[test]
+    fn a_request_for_part_of_a_batch_carries_those_events_as_the_whole_does() {
+        let options = encode_options(&sample());
+        let events: Vec<Record> = (0..4).map(event).collect();
+        let encoded = Encoded::new(&events, KeyField::SessionId, &options);
+        let events_of = |body: &[u8]| -> Value {
+            let body: Value = serde_json::from_slice(body).expect("the body is JSON");
+            assert_eq!(
+                body["options"],
+                serde_json::from_slice::<Value>(&options).unwrap()
+            );
+            body["events"].clone()
+        };
+        let one = |i: usize| -> Value {
+            serde_json::from_slice(&events[i].to_json(KeyField::SessionId)).expect("JSON")
+        };
+        // The whole batch is the buffer itself; its parts are copied out.
+        let whole = encoded.body(&[0, 1, 2, 3], &options);
+        assert_eq!(whole.as_ptr(), encoded.body.as_ptr());
+        assert_eq!(events_of(&whole), Value::Array((0..4).map(one).collect()));
+        for chunk in [&[1, 3][..], &[2], &[3, 2, 1, 0], &[]] {
+            let body = encoded.body(chunk, &options);
+            assert_ne!(body.as_ptr(), encoded.body.as_ptr());
+            assert_eq!(
+                events_of(&body),
+                Value::Array(chunk.iter().map(|&i| one(i)).collect())
+            );
+        }
     }
 
     fn sample() -> VectadbConfig {
