@@ -459,6 +459,10 @@ pub struct Traces {
     /// Fingerprints of the aliases of evicted traces, with the wall-clock
     /// time their trace was last seen (when the state file may prune it).
     cold: Map<u64, EpochMs>,
+    /// No entry of `cold` was last seen before this (0: not known yet), so
+    /// that [`Traces::forget_cold`] goes over the map only when it can find
+    /// something to forget.
+    cold_oldest: EpochMs,
     /// Seeds the alias fingerprints; fixed for the life of the process.
     fingerprint: foldhash::quality::FixedState,
     scratch: Scratch,
@@ -509,22 +513,51 @@ impl Scratch {
 /// one trace group together: 32 lower-case hex digits. Other ids as they are.
 fn push_alias(key: &mut String, prefix: &str, id: &str) {
     key.push_str(prefix);
-    let b = id.as_bytes();
-    let hex = |r: &[u8]| r.iter().all(u8::is_ascii_hexdigit);
-    let start = key.len();
-    if prefix == "t:" && b.len() == 35 && b.starts_with(b"1-") && b[10] == b'-' {
-        if hex(&b[2..10]) && hex(&b[11..]) {
-            key.push_str(&id[2..10]);
-            key.push_str(&id[11..]);
-            key[start..].make_ascii_lowercase();
+    if prefix == "t:" {
+        let b = id.as_bytes();
+        // The 32 digits, eight at a time: the X-Ray form's 8 + 24 after
+        // its `1-` and between its dashes, or the W3C form whole.
+        let words = if b.len() == 35 && b.starts_with(b"1-") && b[10] == b'-' {
+            [&b[2..10], &b[11..19], &b[19..27], &b[27..35]]
+        } else if b.len() == 32 {
+            [&b[..8], &b[8..16], &b[16..24], &b[24..]]
+        } else {
+            [&b[..0]; 4]
+        };
+        let mut digits = [0u8; 32];
+        let all_hex = words.iter().enumerate().all(|(i, w)| {
+            let word = <[u8; 8]>::try_from(*w).map(u64::from_le_bytes);
+            match word.ok().and_then(hex_lower) {
+                Some(lower) => {
+                    digits[i * 8..i * 8 + 8].copy_from_slice(&lower.to_le_bytes());
+                    true
+                }
+                None => false,
+            }
+        });
+        if all_hex && let Ok(digits) = std::str::from_utf8(&digits) {
+            key.push_str(digits);
             return;
         }
-    } else if prefix == "t:" && b.len() == 32 && hex(b) {
-        key.push_str(id);
-        key[start..].make_ascii_lowercase();
-        return;
     }
     key.push_str(id);
+}
+
+/// Eight bytes in lower case if every one is a hex digit (`0-9`, `a-f`,
+/// `A-F`), else `None`: a test on the whole word at once.
+fn hex_lower(word: u64) -> Option<u64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    if word & HIGH != 0 {
+        return None;
+    }
+    // Each byte's high bit set where the byte is in `lo..=hi`. The bytes
+    // are below 0x80, so no sum carries into the next byte.
+    let within = |x: u64, lo: u64, hi: u64| (x + (0x80 - lo) * ONES) & !(x + (0x7f - hi) * ONES);
+    // Setting bit 0x20 lowers `A-F` and leaves the digits as they are.
+    let lower = word | (0x20 * ONES);
+    let hex = within(word, 0x30, 0x39) | within(lower, 0x61, 0x66);
+    (hex & HIGH == HIGH).then_some(lower)
 }
 
 impl Traces {
@@ -1021,6 +1054,7 @@ impl Traces {
                     self.aliases.remove(alias);
                     let fp = self.fingerprint(alias);
                     self.cold.insert(fp, t.last_seen_ms);
+                    self.cold_oldest = self.cold_oldest.min(t.last_seen_ms);
                 }
             }
         }
@@ -1030,7 +1064,18 @@ impl Traces {
     /// Forgets the fingerprints of evicted traces last seen before
     /// `before_ms`: the state file prunes those traces at the same bound.
     pub fn forget_cold(&mut self, before_ms: EpochMs) {
-        self.cold.retain(|_, seen| *seen >= before_ms);
+        if before_ms <= self.cold_oldest {
+            return;
+        }
+        let mut oldest = EpochMs::MAX;
+        self.cold.retain(|_, &mut seen| {
+            let keep = seen >= before_ms;
+            if keep {
+                oldest = oldest.min(seen);
+            }
+            keep
+        });
+        self.cold_oldest = oldest;
     }
 
     /// Registers traces present in the state file but not loaded (at start),
@@ -1039,6 +1084,7 @@ impl Traces {
         for (alias, seen) in aliases {
             let fp = self.fingerprint(&alias);
             self.cold.insert(fp, seen);
+            self.cold_oldest = self.cold_oldest.min(seen);
         }
     }
 }
@@ -1431,6 +1477,28 @@ mod tests {
     }
 
     #[test]
+    fn cold_traces_are_forgotten_once_older_than_the_bound_whenever_they_came() {
+        let mut traces = Traces::new();
+        let alias = |id: &'static str| TraceInput {
+            request_id: Some(id),
+            ..ev("/g", "s", 5)
+        };
+        let cold = |traces: &Traces, id| !traces.cold_aliases(&[alias(id)]).is_empty();
+        traces.remember_cold([("r:A".into(), 100), ("r:B".into(), 200)]);
+        traces.forget_cold(150);
+        assert!(!cold(&traces, "A") && cold(&traces, "B"));
+        // Nothing left before 150: this pass has nothing to do.
+        traces.forget_cold(150);
+        assert!(cold(&traces, "B"));
+        // An older one registered later is still forgotten at the bound.
+        traces.remember_cold([("r:C".into(), 50)]);
+        traces.forget_cold(150);
+        assert!(!cold(&traces, "C") && cold(&traces, "B"));
+        traces.forget_cold(201);
+        assert!(!cold(&traces, "B"));
+    }
+
+    #[test]
     fn unwritten_changes_are_written_by_the_next_checkpoint() {
         let mut traces = Traces::new();
         traces.apply(
@@ -1569,5 +1637,81 @@ mod tests {
         );
         fresh.apply(&at("c", 100), 0);
         assert_eq!(kinds(&mut fresh), [false]);
+    }
+
+    /// The byte at a time reading of a trace id that [`push_alias`] reads a
+    /// word at a time.
+    fn alias_bytewise(prefix: &str, id: &str) -> String {
+        let mut key = prefix.to_string();
+        let b = id.as_bytes();
+        let hex = |r: &[u8]| r.iter().all(u8::is_ascii_hexdigit);
+        if prefix == "t:" && b.len() == 35 && b.starts_with(b"1-") && b[10] == b'-' {
+            if hex(&b[2..10]) && hex(&b[11..]) {
+                key.push_str(&id[2..10].to_ascii_lowercase());
+                key.push_str(&id[11..].to_ascii_lowercase());
+                return key;
+            }
+        } else if prefix == "t:" && b.len() == 32 && hex(b) {
+            key.push_str(&id.to_ascii_lowercase());
+            return key;
+        }
+        key.push_str(id);
+        key
+    }
+
+    #[test]
+    fn trace_ids_in_either_form_are_one_alias() {
+        let alias = |prefix: &str, id: &str| {
+            let mut key = String::new();
+            push_alias(&mut key, prefix, id);
+            key
+        };
+        let w3c = "t:5759e988bd862e3fe1be46a994272793";
+        assert_eq!(alias("t:", "1-5759e988-bd862e3fe1be46a994272793"), w3c);
+        assert_eq!(alias("t:", "1-5759E988-BD862E3FE1BE46A994272793"), w3c);
+        assert_eq!(alias("t:", "5759e988bd862e3fe1be46a994272793"), w3c);
+        assert_eq!(alias("t:", "5759E988BD862E3FE1BE46A994272793"), w3c);
+        // Not hex, or not one of those lengths: as it came.
+        for id in [
+            "1-5759e988-bd862e3fe1be46a99427279g",
+            "5759e988bd862e3fe1be46a99427279",
+            "5759e988bd862e3fe1be46a99427279/",
+        ] {
+            assert_eq!(alias("t:", id), format!("t:{id}"));
+        }
+        assert_eq!(
+            alias("r:", "5759E988BD862E3FE1BE46A994272793"),
+            "r:5759E988BD862E3FE1BE46A994272793"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_trace_id_is_read_a_word_at_a_time_as_byte_by_byte(
+            digits in "[0-9a-fA-F]{32}",
+            xray in proptest::bool::ANY,
+            at in 0usize..40,
+            odd in proptest::sample::select(vec![
+                "", "g", "G", "-", "/", ":", "@", "`", "\u{7f}", "\u{0}", "é", "0",
+            ]),
+            prefix in proptest::sample::select(vec!["t:", "r:", "s:"]),
+        ) {
+            let mut id = if xray {
+                format!("1-{}-{}", &digits[..8], &digits[8..])
+            } else {
+                digits
+            };
+            // Now and then a byte that is not a digit in place of one, or
+            // one more.
+            let at = at.min(id.len());
+            if at < id.len() && at % 2 == 0 {
+                id.replace_range(at..at + 1, odd);
+            } else {
+                id.insert_str(at, odd);
+            }
+            let mut key = String::new();
+            push_alias(&mut key, prefix, &id);
+            proptest::prop_assert_eq!(key, alias_bytewise(prefix, &id));
+        }
     }
 }
