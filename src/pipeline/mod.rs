@@ -254,7 +254,7 @@ impl Pipeline {
         } = batch;
         self.group(&mut events).await?;
         let mut late = Vec::with_capacity(events.len());
-        let records: Vec<Record> = events
+        let mut records: Vec<Record> = events
             .into_iter()
             .map(|p| {
                 late.push(p.late);
@@ -296,45 +296,6 @@ impl Pipeline {
                 ),
             }
         }
-        let checkpoint = match position {
-            Position::None => None,
-            Position::Group {
-                account,
-                log_group,
-                mut position,
-            } => {
-                if outcome.abandoned {
-                    position.coverage = None;
-                    position.prune_before_ms = None;
-                    position.observed_delay_ms = None;
-                }
-                Some(Checkpoint::Group {
-                    account,
-                    log_group,
-                    ids: done
-                        .iter()
-                        .filter_map(|&i| event(i))
-                        .map(|e| (e.source.log_id.clone(), e.timestamp_ms))
-                        .collect(),
-                    delivered: committed.delivered,
-                    rejected: committed.rejected,
-                    late: committed.late,
-                    position,
-                })
-            }
-            Position::Pushed {
-                received_ms,
-                prune_before_ms,
-            } => Some(Checkpoint::Pushed {
-                ids: done
-                    .iter()
-                    .filter_map(|&i| event(i))
-                    .map(|e| (e.source.log_group.clone(), e.source.log_id.clone()))
-                    .collect(),
-                received_ms,
-                prune_before_ms,
-            }),
-        };
         // Counted once committed, per group.
         let mut per_group: BTreeMap<(&str, &str), (u64, u64, u64)> = BTreeMap::new();
         fn key(e: &OutEvent) -> (&str, &str) {
@@ -361,6 +322,61 @@ impl Pipeline {
             .into_iter()
             .map(|((a, g), n)| ((a.to_string(), g.to_string()), n))
             .collect::<Vec<_>>();
+        // The records go once their ids are in the checkpoint: the ids are
+        // taken out of them rather than copied.
+        fn done_events<'a>(
+            records: &'a mut [Record],
+            done: &'a [usize],
+        ) -> impl Iterator<Item = &'a mut OutEvent> {
+            records
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| done.binary_search(i).is_ok())
+                .filter_map(|(_, r)| match r {
+                    Record::Event(e) => Some(e),
+                    Record::Summary(_) => None,
+                })
+        }
+        let checkpoint = match position {
+            Position::None => None,
+            Position::Group {
+                account,
+                log_group,
+                mut position,
+            } => {
+                if outcome.abandoned {
+                    position.coverage = None;
+                    position.prune_before_ms = None;
+                    position.observed_delay_ms = None;
+                }
+                Some(Checkpoint::Group {
+                    account,
+                    log_group,
+                    ids: done_events(&mut records, &done)
+                        .map(|e| (std::mem::take(&mut e.source.log_id), e.timestamp_ms))
+                        .collect(),
+                    delivered: committed.delivered,
+                    rejected: committed.rejected,
+                    late: committed.late,
+                    position,
+                })
+            }
+            Position::Pushed {
+                received_ms,
+                prune_before_ms,
+            } => Some(Checkpoint::Pushed {
+                ids: done_events(&mut records, &done)
+                    .map(|e| {
+                        (
+                            std::mem::take(&mut e.source.log_group),
+                            std::mem::take(&mut e.source.log_id),
+                        )
+                    })
+                    .collect(),
+                received_ms,
+                prune_before_ms,
+            }),
+        };
         // The events are delivered and their ids are in the checkpoint: they
         // leave memory before the checkpoint transaction, which may wait for
         // the disk or fold the trace journal.
