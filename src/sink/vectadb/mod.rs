@@ -170,8 +170,6 @@ fn encode_options(config: &VectadbConfig) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// Each record serialized once; a batch is cut by these sizes and retried
-/// pieces reuse them.
 /// A delivery's records, each serialized once, into one buffer that is
 /// also the body of the request carrying them all (the usual request: a
 /// pipeline batch fits one): `{"events":[` the items, `],"options":...}`.
