@@ -3,8 +3,9 @@
 //!
 //! Upserting every changed trace into `trace_state` at every checkpoint
 //! rewrites a random B-tree page per trace (trace keys are random), and a
-//! trace changes at each of its events. Instead a checkpoint appends one
-//! row to `trace_journal` holding its changes in order, and
+//! trace changes at each of its events. Instead a checkpoint appends its
+//! changes in order to `trace_journal`, one row per part ([`PARTS`], by a
+//! hash of the trace key), and
 //! [`fold`] writes the journal into `trace_state` once it has grown past
 //! [`FOLD_BYTES`] (and before anything reads `trace_state`): each trace
 //! once per fold, its latest version, in key order. The journal and the table together
@@ -33,32 +34,48 @@ use crate::trace::{Changes, extend_stored, push_update};
 /// Journal bytes after which a checkpoint folds it into `trace_state`.
 pub(super) const FOLD_BYTES: usize = 8 << 20;
 
-/// The journal row for `changes`' traces, or `None` when none changed.
-pub(super) fn encode(changes: &Changes) -> Option<Vec<u8>> {
-    if changes.traces.is_empty() && changes.deleted.is_empty() {
-        return None;
+/// The parts a checkpoint's journal records are written in: one row per
+/// part, each trace's records always in the part of its key
+/// ([`part_of`]). A fold then reads each part's rows once, in the pass
+/// that writes those traces, instead of reading every row in every pass.
+/// As many as a fold at [`FOLD_BYTES`] needs to hold at most
+/// [`FOLD_HOLD_BYTES`] per pass.
+pub(super) const PARTS: usize = FOLD_BYTES / FOLD_HOLD_BYTES;
+
+/// The journal rows for `changes`' traces: (part, row) for each part that
+/// has a record; none when nothing changed.
+pub(super) fn encode(changes: &Changes) -> Vec<(usize, Vec<u8>)> {
+    let part = |key: &str| part_of(key.as_bytes(), PARTS);
+    let deleted: Vec<usize> = changes.deleted.iter().map(|k| part(k)).collect();
+    let traces: Vec<usize> = changes.traces.iter().map(|t| part(&t.key)).collect();
+    let mut size = [0usize; PARTS];
+    for (key, &p) in changes.deleted.iter().zip(&deleted) {
+        size[p] += 5 + key.len();
     }
-    let size: usize = changes
-        .traces
-        .iter()
-        .map(|t| 18 + t.key.len() + t.data.len())
-        .sum::<usize>()
-        + changes.deleted.iter().map(|k| 5 + k.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(size);
+    for (t, &p) in changes.traces.iter().zip(&traces) {
+        size[p] += 18 + t.key.len() + t.data.len();
+    }
+    let mut rows: Vec<Vec<u8>> = size.iter().map(|&n| Vec::with_capacity(n)).collect();
     // Deletions first: a key merged away and then started afresh in the
-    // same checkpoint is in both lists, and its new row must win.
-    for key in &changes.deleted {
+    // same checkpoint is in both lists (and in the same part), and its new
+    // row must win.
+    for (key, &p) in changes.deleted.iter().zip(&deleted) {
+        let out = &mut rows[p];
         out.push(b'D');
-        put_str(&mut out, key);
+        put_str(out, key);
     }
-    for t in &changes.traces {
+    for (t, &p) in changes.traces.iter().zip(&traces) {
+        let out = &mut rows[p];
         out.push(if t.update { b'U' } else { b'T' });
-        put_str(&mut out, &t.key);
+        put_str(out, &t.key);
         out.extend_from_slice(&t.last_seen_ms.to_le_bytes());
         out.push(u8::from(t.settled));
-        put_bytes(&mut out, &t.data);
+        put_bytes(out, &t.data);
     }
-    Some(out)
+    rows.into_iter()
+        .enumerate()
+        .filter(|(_, row)| !row.is_empty())
+        .collect()
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -155,28 +172,29 @@ fn take_bytes<'a>(row: &mut &'a [u8]) -> Result<&'a [u8], String> {
     Ok(bytes)
 }
 
-/// Appends one checkpoint's row; returns its size.
-pub(super) fn append(c: &Connection, row: &[u8]) -> rusqlite::Result<usize> {
-    c.prepare_cached("INSERT INTO trace_journal (data) VALUES (?1)")?
-        .execute([row])?;
+/// Appends one row of a checkpoint, in `part`; returns its size.
+pub(super) fn append(c: &Connection, part: usize, row: &[u8]) -> rusqlite::Result<usize> {
+    c.prepare_cached("INSERT INTO trace_journal (part, data) VALUES (?1, ?2)")?
+        .execute(params![part as i64, row])?;
     Ok(row.len())
 }
 
 /// Writes the journal into `trace_state`, the latest version of each trace
 /// once, in key order (neighbouring keys share B-tree pages, so the writes
 /// walk the table once instead of touching a random page per trace), then
-/// empties it. Call inside a transaction; `journal_bytes` is the journal's
-/// size. Returns the number of trace rows written or deleted.
+/// empties it. Call inside a transaction. Returns the number of trace rows
+/// written or deleted.
 ///
 /// What a fold holds is bounded ([`FOLD_HOLD_BYTES`]), and a trace's
 /// records are spread over the whole journal (its log groups are read at
 /// different paces): held in one part, most traces would be written once
 /// per part they appear in. So the traces are split by a hash of their key
-/// into as many parts as the journal needs, one pass over the journal
-/// each: every trace is written once, for a few more reads of the journal.
-pub(super) fn fold(c: &Connection, journal_bytes: usize) -> rusqlite::Result<usize> {
-    let parts = journal_bytes.div_ceil(FOLD_HOLD_BYTES).max(1);
-    fold_holding(c, FOLD_HOLD_BYTES, parts)
+/// into [`PARTS`] parts, one pass each, and each checkpoint wrote its
+/// records in those parts already: a pass reads its own rows (and rows
+/// from before the parts, by key). Every trace is written once, and the
+/// journal is read once.
+pub(super) fn fold(c: &Connection) -> rusqlite::Result<usize> {
+    fold_holding(c, FOLD_HOLD_BYTES, PARTS)
 }
 
 /// [`fold`] in `parts` passes, each writing what it holds whenever it
@@ -185,9 +203,8 @@ fn fold_holding(c: &Connection, hold: usize, parts: usize) -> rusqlite::Result<u
     let mut traces = 0usize;
     let mut row_count = 0usize;
     for part in 0..parts {
-        let mine = |key: &[u8]| parts == 1 || part_of(key, parts) == part;
-        let (rows, written) = fold_part(c, hold, mine)?;
-        row_count = rows;
+        let (rows, written) = fold_part(c, hold, part, parts)?;
+        row_count += rows;
         traces += written;
     }
     c.execute("DELETE FROM trace_journal", [])?;
@@ -210,12 +227,13 @@ fn part_of(key: &[u8], parts: usize) -> usize {
     ((hash >> 32) % parts as u64) as usize
 }
 
-/// One pass of a fold over the journal, for the traces `mine` takes.
-/// Returns the rows read and the traces written.
+/// One pass of a fold over the journal, for the traces in `part` of
+/// `parts`. Returns the rows read and the traces written.
 fn fold_part(
     c: &Connection,
     hold: usize,
-    mine: impl Fn(&[u8]) -> bool,
+    part: usize,
+    parts: usize,
 ) -> rusqlite::Result<(usize, usize)> {
     // Oldest row first, each row's records in order: the last one per key
     // wins. Rows are read one at a time, and only the latest version of
@@ -225,15 +243,26 @@ fn fold_part(
     let mut latest: Held = HashMap::default();
     let mut held = 0usize;
     let mut traces = 0usize;
-    let mut rows = c.prepare_cached("SELECT seq, data FROM trace_journal ORDER BY seq")?;
-    let mut rows = rows.query([])?;
+    //
+    // Rows written in these parts are read in their own pass only (`part`
+    // comes before `data` in a row, so the others are passed over without
+    // reading their data); rows from before the parts, or a fold in other
+    // parts, are read in every pass and their records taken by key.
+    let same_parts = parts == PARTS;
+    let mut rows = c.prepare_cached(
+        "SELECT seq, part, data FROM trace_journal
+         WHERE NOT ?1 OR part IS NULL OR part = ?2 ORDER BY seq",
+    )?;
+    let mut rows = rows.query(params![same_parts, part as i64])?;
     let mut row_count = 0usize;
     while let Some(row) = rows.next()? {
         row_count += 1;
         let seq: i64 = row.get(0)?;
-        let records = decode_keys(row.get_ref(1)?.as_blob()?, &mine).map_err(|e| {
+        let all_mine = parts == 1 || (same_parts && row.get::<_, Option<i64>>(1)?.is_some());
+        let mine = |key: &[u8]| all_mine || part_of(key, parts) == part;
+        let records = decode_keys(row.get_ref(2)?.as_blob()?, mine).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(
-                1,
+                2,
                 rusqlite::types::Type::Blob,
                 format!("trace_journal row {seq}: {e}").into(),
             )
@@ -425,34 +454,70 @@ mod tests {
     }
 
     #[test]
-    fn a_row_decodes_to_what_was_encoded_deletions_first() {
+    fn rows_decode_to_what_was_encoded_each_trace_in_its_part_deletions_first() {
         let changes = Changes {
-            traces: vec![stored("t:é\n\t", "{\"a\":1}"), stored("r:2", "")],
+            traces: vec![
+                stored("t:é\n\t", "{\"a\":1}"),
+                stored("r:2", ""),
+                stored("t:gone", "again"),
+            ],
             deleted: vec!["t:gone".into()],
             brackets: Vec::new(),
         };
-        let row = encode(&changes).unwrap();
-        assert_eq!(
-            decode(&row).unwrap(),
-            vec![
-                Record::Delete { key: "t:gone" },
-                Record::Write {
-                    key: "t:é\n\t",
-                    last_seen_ms: 7,
-                    settled: true,
-                    data: b"{\"a\":1}"
-                },
-                Record::Write {
-                    key: "r:2",
-                    last_seen_ms: 7,
-                    settled: true,
-                    data: b""
-                },
-            ]
-        );
-        assert!(encode(&Changes::default()).is_none());
+        let rows = encode(&changes);
+        let mut records: Vec<(usize, Record<'_>)> = Vec::new();
+        for (part, row) in &rows {
+            for record in decode(row).unwrap() {
+                let key = match &record {
+                    Record::Write { key, .. }
+                    | Record::Update { key, .. }
+                    | Record::Delete { key } => key,
+                };
+                assert_eq!(part_of(key.as_bytes(), PARTS), *part, "{key} in its part");
+                records.push((*part, record));
+            }
+        }
+        let gone = part_of(b"t:gone", PARTS);
+        let written = |key, data| Record::Write {
+            key,
+            last_seen_ms: 7,
+            settled: true,
+            data,
+        };
+        let mut expected = vec![
+            (
+                part_of("t:é\n\t".as_bytes(), PARTS),
+                written("t:é\n\t", b"{\"a\":1}"),
+            ),
+            (part_of(b"r:2", PARTS), written("r:2", b"")),
+            // Deleted, then afresh: in that order, in one row.
+            (gone, Record::Delete { key: "t:gone" }),
+            (gone, written("t:gone", b"again")),
+        ];
+        // Row by row, in part order; in each row, in the order of `changes`
+        // with deletions first.
+        expected.sort_by_key(|(part, r)| (*part, !matches!(r, Record::Delete { .. })));
+        let order = |key: &str| changes.traces.iter().position(|t| t.key == key);
+        expected.sort_by_key(|(part, r)| match r {
+            Record::Delete { .. } => (*part, None),
+            Record::Write { key, .. } | Record::Update { key, .. } => (*part, order(key)),
+        });
+        assert_eq!(records, expected);
+        assert!(encode(&Changes::default()).is_empty());
+        let (_, row) = &rows[0];
         assert!(decode(&row[..row.len() - 1]).is_err());
         assert!(decode(b"X\0\0\0\0").is_err());
+    }
+
+    /// Appends the rows of each of `changes`; returns their bytes.
+    fn append_all(c: &Connection, changes: &[Changes]) -> usize {
+        let mut bytes = 0;
+        for changes in changes {
+            for (part, row) in encode(changes) {
+                bytes += append(c, part, &row).unwrap();
+            }
+        }
+        bytes
     }
 
     /// A state file's tables, in memory.
@@ -500,10 +565,7 @@ mod tests {
                     ..Changes::default()
                 },
             ];
-            let mut bytes = 0;
-            for changes in &rows {
-                bytes += append(&c, &encode(changes).unwrap()).unwrap();
-            }
+            let bytes = append_all(&c, &rows);
             assert_eq!(size(&c).unwrap(), bytes);
             let written = fold_holding(&c, hold, parts).unwrap();
             // Writing what it holds after every row: once per row and trace.
@@ -521,6 +583,50 @@ mod tests {
     }
 
     #[test]
+    fn a_fold_reads_each_parts_rows_in_its_pass_and_rows_from_before_in_every_pass() {
+        let c = migrated();
+        let versions = |n: usize, v: &str| Changes {
+            traces: (0..n)
+                .map(|t| stored(&format!("t:{t}"), &format!("{v}{t}")))
+                .collect(),
+            ..Changes::default()
+        };
+        // A row from before the parts: every trace's record in one row
+        // (records delimit themselves, so the parts' rows joined are one).
+        let old: Vec<u8> = encode(&versions(8, "old"))
+            .into_iter()
+            .flat_map(|(_, row)| row)
+            .collect();
+        c.execute("INSERT INTO trace_journal (data) VALUES (?1)", [&old])
+            .unwrap();
+        // Then newer versions of half of them, in parts.
+        let newer = versions(4, "new");
+        let parted = encode(&newer).len();
+        assert!(parted > 1, "4 keys in {parted} part(s)");
+        append_all(&c, &[newer]);
+        let (mut read, mut written) = (0, 0);
+        for part in 0..PARTS {
+            let (r, w) = fold_part(&c, FOLD_HOLD_BYTES, part, PARTS).unwrap();
+            read += r;
+            written += w;
+        }
+        assert_eq!(
+            read,
+            PARTS + parted,
+            "the old row in every pass, the others once"
+        );
+        assert_eq!(written, 8);
+        let state = state_rows(&c);
+        let expected: Vec<(String, Vec<u8>)> = (0..8)
+            .map(|t| {
+                let v = if t < 4 { "new" } else { "old" };
+                (format!("t:{t}"), format!("{v}{t}").into_bytes())
+            })
+            .collect();
+        assert_eq!(state, expected);
+    }
+
+    #[test]
     fn folding_in_parts_writes_each_trace_once_and_leaves_the_same_rows() {
         // 40 rows, each a new version of every one of 20 traces: held in one
         // part of 2 kB, a trace is written every few rows; in parts that
@@ -535,10 +641,7 @@ mod tests {
             .collect();
         let fold_with = |hold: usize, parts: usize| {
             let c = migrated();
-            let mut bytes = 0;
-            for changes in &journal {
-                bytes += append(&c, &encode(changes).unwrap()).unwrap();
-            }
+            let bytes = append_all(&c, &journal);
             assert!(bytes > 2 * 2048);
             let written = fold_holding(&c, hold, parts).unwrap();
             assert_eq!(size(&c).unwrap(), 0);
@@ -613,9 +716,7 @@ mod tests {
                     ..Changes::default()
                 },
             ];
-            for changes in &rows {
-                append(&c, &encode(changes).unwrap()).unwrap();
-            }
+            append_all(&c, &rows);
             fold_holding(&c, hold, parts).unwrap();
             let read = |key: &str| -> (i64, bool, Trace) {
                 c.query_row(
@@ -642,7 +743,7 @@ mod tests {
                 traces: vec![update("t:stored", 9)],
                 ..Changes::default()
             };
-            append(&c, &encode(&changes).unwrap()).unwrap();
+            append_all(&c, &[changes]);
             fold_holding(&c, hold, parts).unwrap();
             assert_eq!(read("t:stored").2.event_count, 9);
         }

@@ -182,4 +182,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // No table changes: the version keeps a cwtap that cannot read those
     // rows from opening the file.
     "-- trace rows may be a trace and its updates from version 8 on",
+    // 9: a checkpoint writes its journal records in parts, one row per
+    // part (by a hash of the trace key), and a fold reads each part's
+    // rows in its own pass (src/state/journal.rs, `PARTS`). `part` comes
+    // before `data`, so that a pass skips the other parts' rows without
+    // reading their data. Rows from before have no part.
+    "CREATE TABLE trace_journal_v9 (
+        seq   INTEGER PRIMARY KEY,
+        part  INTEGER,
+        data  BLOB NOT NULL
+    );
+    INSERT INTO trace_journal_v9 (seq, part, data) SELECT seq, NULL, data FROM trace_journal;
+    DROP TABLE trace_journal;
+    ALTER TABLE trace_journal_v9 RENAME TO trace_journal;",
 ];

@@ -731,12 +731,11 @@ fn read_brackets(c: &Connection) -> rusqlite::Result<Vec<(StreamKey, String)>> {
 /// Folds the trace journal into `trace_state` (see [`journal`]) in a
 /// transaction of its own, if it holds anything: before `trace_state` is read.
 fn fold_now(c: &mut Connection, journal_bytes: &AtomicUsize) -> rusqlite::Result<()> {
-    let bytes = journal_bytes.load(Ordering::Relaxed);
-    if bytes == 0 {
+    if journal_bytes.load(Ordering::Relaxed) == 0 {
         return Ok(());
     }
     let tx = c.transaction()?;
-    journal::fold(&tx, bytes)?;
+    journal::fold(&tx)?;
     tx.commit()?;
     journal_bytes.store(0, Ordering::Relaxed);
     Ok(())
@@ -755,12 +754,13 @@ fn commit_tx(
         write_checkpoint(&tx, cp)?;
     }
     write_brackets(&tx, changes)?;
-    if let Some(row) = journal::encode(changes) {
-        journal += journal::append(&tx, &row)?;
-        if journal >= journal::FOLD_BYTES {
-            journal::fold(&tx, journal)?;
-            journal = 0;
-        }
+    let rows = journal::encode(changes);
+    for (part, row) in &rows {
+        journal += journal::append(&tx, *part, row)?;
+    }
+    if !rows.is_empty() && journal >= journal::FOLD_BYTES {
+        journal::fold(&tx)?;
+        journal = 0;
     }
     tx.commit()?;
     Ok(journal)
