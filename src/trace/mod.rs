@@ -771,10 +771,14 @@ impl Traces {
 
         // The traces these keys already belong to; merge them into the oldest.
         let mut found: [Option<(EpochMs, Name)>; 2] = [None, None];
-        for alias in aliases {
-            if let Some(key) = self.aliases.get(alias.as_str())
-                && !found.iter().flatten().any(|(_, k)| k == key)
-            {
+        // Which keys are known already (a merge below keeps them so).
+        let mut known = [false; 2];
+        for (alias, known) in aliases.iter().zip(&mut known) {
+            let Some(key) = self.aliases.get(alias.as_str()) else {
+                continue;
+            };
+            *known = true;
+            if !found.iter().flatten().any(|(_, k)| k == key) {
                 let first = self.traces.get(key).map_or(EpochMs::MAX, |t| t.first_ts);
                 let slot = if found[0].is_none() { 0 } else { 1 };
                 found[slot] = Some((first, Arc::clone(key)));
@@ -799,12 +803,10 @@ impl Traces {
             .traces
             .entry(key.clone())
             .or_insert_with(|| Trace::new(e.timestamp_ms, now_ms));
-        for alias in aliases {
-            if !self.aliases.contains_key(alias.as_str()) {
-                let alias: Name = Arc::from(alias.as_str());
-                t.aliases.push(Arc::clone(&alias));
-                self.aliases.insert(alias, Arc::clone(&key));
-            }
+        for (alias, _) in aliases.iter().zip(known).filter(|(_, known)| !known) {
+            let alias: Name = Arc::from(alias.as_str());
+            t.aliases.push(Arc::clone(&alias));
+            self.aliases.insert(alias, Arc::clone(&key));
         }
         self.scratch = scratch;
         if let Some(span) = e.span_id {
