@@ -974,6 +974,14 @@ async fn replay_cloudwatch(
         eprintln!("cwtap: replay interrupted; events after the last batch sent were not replayed");
         return Ok(1);
     }
+    if !report.rejected.is_empty() {
+        eprintln!(
+            "cwtap: CloudWatch rejected {} of the {} events (each is in the report with its line and reason); the others are stored",
+            report.rejected.len(),
+            report.events
+        );
+        return Ok(1);
+    }
     Ok(0)
 }
 
@@ -1008,6 +1016,13 @@ async fn replay_downstream(
     }
     if report.interrupted {
         eprintln!("cwtap: replay interrupted before every event was delivered");
+        return Ok(1);
+    }
+    if report.rejected > 0 {
+        eprintln!(
+            "cwtap: the output rejected {} of the {} events (the reasons are in the log above); the others are delivered",
+            report.rejected, report.events
+        );
         return Ok(1);
     }
     Ok(0)

@@ -668,3 +668,54 @@ fn without_create_a_missing_destination_stops_the_replay_before_any_write() {
     );
     assert!(read_lines(&back).is_empty(), "nothing was written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_downstream_exits_1_when_the_output_rejected_an_event_and_delivers_the_rest() {
+    let receiver = Receiver::start();
+    receiver.script().poison_marker = Some("poison".into());
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let events: Vec<Value> = (0..5)
+        .map(|i| {
+            let message = if i == 2 {
+                "poison pill".to_string()
+            } else {
+                format!("event {i}")
+            };
+            fixture_event("/r/poison", "s", now - 10_000 + i, &message)
+        })
+        .collect();
+    let fixture = dir.path().join("f.ndjson");
+    write_fixture(&fixture, &events);
+    let config = dir.path().join("c.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "vectadb: {{endpoint: \"{}\"}}\nlog_groups:\n  - name: /r/poison\n",
+            receiver.url
+        ),
+    )
+    .unwrap();
+    // No CloudWatch is called: the endpoint is a closed port.
+    let (code, out, err) = run_code(
+        cwtap("http://127.0.0.1:9")
+            .arg("replay")
+            .arg(&fixture)
+            .args(["--to", "downstream", "--config"])
+            .arg(&config),
+        LIMIT,
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("4 delivered, 1 rejected"), "{out}");
+    assert!(
+        err.contains("the output rejected 1 of the 5 events"),
+        "{err}"
+    );
+    let mut stored: Vec<String> = receiver
+        .stored()
+        .iter()
+        .map(|e| e["properties"]["message"].as_str().unwrap().to_string())
+        .collect();
+    stored.sort();
+    assert_eq!(stored, ["event 0", "event 1", "event 3", "event 4"]);
+}

@@ -14,8 +14,10 @@ use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// The report of a replay that ran to the end: its exit code is 1 exactly
+/// when CloudWatch rejected some of the events, 0 otherwise.
 fn replay_json(url: &str, fixture: &Path, extra: &[&str]) -> Value {
-    let out = run_ok(
+    let (code, out, err) = run_code(
         cwtap(url)
             .arg("replay")
             .arg(fixture)
@@ -23,7 +25,11 @@ fn replay_json(url: &str, fixture: &Path, extra: &[&str]) -> Value {
             .args(extra),
         LIMIT,
     );
-    serde_json::from_str(&out).expect("replay --json prints one JSON report")
+    let report: Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("replay --json prints one JSON report ({e}): {out}\n{err}"));
+    let rejected = report["rejected"].as_array().map_or(0, Vec::len);
+    assert_eq!(code, i32::from(rejected > 0), "{rejected} rejected: {err}");
+    report
 }
 
 fn put_calls(proxy: &FaultProxy) -> usize {
@@ -164,13 +170,19 @@ async fn events_too_old_and_too_new_are_reported_one_by_one_and_the_rest_are_sto
     let messages: Vec<&str> = stored.iter().map(|(_, _, m)| m.as_str()).collect();
     assert_eq!(messages, ["ok 0", "ok 1", "ok 2", "ok 3", "ok 4"]);
 
-    // The table form names the reasons too.
-    let out = run_ok(
+    // The table form names the reasons too, and the exit code says that
+    // not every event was stored.
+    let (code, out, err) = run_code(
         cwtap(&moto.url)
             .arg("replay")
             .arg(&path)
             .args(["--to", "cloudwatch", "--rebase", "keep"]),
         LIMIT,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("CloudWatch rejected 5 of the 10 events"),
+        "{err}"
     );
     assert!(out.contains("5 accepted, 5 rejected"), "{out}");
     assert!(out.contains("3 rejected: too old"), "{out}");
