@@ -19,6 +19,12 @@
 #           of scripts/demo.sh's fixture: FilterLogEvents calls per group
 #           against the pages the events take, wall time, exactly-once.
 #           Bounded by the rate budget: ~1 hour with 1-hour windows.
+# pairs     the compare data, seeded once, read by `cwtap backfill` with each
+#           of BENCH_PAIRS in turn, BENCH_PAIRS_ROUNDS times (alternating:
+#           this machine's CPU seconds drift by a fifth within an hour, so
+#           two binaries or settings are compared run against run on the
+#           same seed): CPU s (user, system) and peak RSS of every run, and
+#           that every run delivered every event once.
 # live      `cwtap run` on BENCH_GROUPS log groups while a writer puts
 #           BENCH_RATE events/s into them: delivery latency p50/p99, peak RSS,
 #           extra FilterLogEvents calls caused by the late-arrival re-reads.
@@ -46,6 +52,10 @@
 #     many bytes, as CloudWatch's end at 1 MB (0: moto's 10,000-event pages)
 #   BENCH_AGENT_EXTRA: YAML lines added to the agent section of every cwtap
 #     config, indented two spaces (e.g. "  state_fsync: false")
+#   BENCH_PAIRS (pairs): `;`-separated LABEL=BINARY, each optionally followed
+#     by @YAML, a line added to its config's agent section (default: the one
+#     binary measured; e.g. "before=/tmp/a;after=/tmp/b;untraced=/tmp/b@group_traces: false"),
+#     BENCH_PAIRS_ROUNDS=3
 #   BENCH_CALLGRIND=1 (compare): every process runs under valgrind's callgrind,
 #     which counts the instructions it executes (all threads). Slow (~50x), but
 #     unlike CPU seconds the count does not change with the machine's load.
@@ -60,9 +70,9 @@ PHASES=("$@")
 if ((${#PHASES[@]} == 0)); then PHASES=(all); fi
 for phase in "${PHASES[@]}"; do
     case "$phase" in
-    backfill | live | outage | compare | windows | all) ;;
+    backfill | live | outage | compare | pairs | windows | all) ;;
     *)
-        echo "usage: $0 [backfill|live|outage|compare|windows|all]..." >&2
+        echo "usage: $0 [backfill|live|outage|compare|pairs|windows|all]..." >&2
         exit 2
         ;;
     esac
@@ -84,6 +94,7 @@ BENCH_POLL_SECS="${BENCH_POLL_SECS:-}"
 BENCH_FILTER_RATE="${BENCH_FILTER_RATE:-}"
 VECTADB_AGENT_BIN="${VECTADB_AGENT_BIN:-/work/vectadb-target/release/vectadb-cloudwatch-agent}"
 BENCH_AGENT_WAIT_SECS="${BENCH_AGENT_WAIT_SECS:-300}"
+BENCH_PAIRS_ROUNDS="${BENCH_PAIRS_ROUNDS:-3}"
 BENCH_WINDOWS="${BENCH_WINDOWS:-sparse empty busy demo}"
 BENCH_SPARSE_GROUPS="${BENCH_SPARSE_GROUPS:-3}"
 BENCH_SPARSE_EVENTS="${BENCH_SPARSE_EVENTS:-30000}"
@@ -634,6 +645,53 @@ phase_compare() {
         compare_rows "$dir" "$name" "$label" \
             "; $cycles poll cycles, $errors errors logged; log $(du -k "$dir/$name.log" | cut -f1) kB; its 10,000-event cap hit $i times"
         stop_pid "$RECEIVER_PID"
+    done
+    stop_all
+}
+
+# ------------------------------------------------------------ pairs
+
+phase_pairs() {
+    local dir="$WORK/pairs" since round v label rest bin extra name usage delivery cpu
+    local -a variants labels
+    local -A cpu_of user_of sys_of rss_of exact_of
+    mkdir -p "$dir"
+    IFS=';' read -r -a variants <<<"${BENCH_PAIRS:-cwtap=$CWTAP}"
+    seed_backfill "$dir" /bench/compare/ pairs
+    since="$((BENCH_SPAN_SECS + 600))s"
+    for round in $(seq 1 "$BENCH_PAIRS_ROUNDS"); do
+        for v in "${variants[@]}"; do
+            label="${v%%=*}"
+            rest="${v#*=}"
+            bin="${rest%%@*}"
+            extra=""
+            if [[ "$rest" == *@* ]]; then extra="  ${rest#*@}"; fi
+            if ((round == 1)); then labels+=("$label"); fi
+            name="pairs-$label-$round"
+            step "pairs: round $round of $BENCH_PAIRS_ROUNDS, $label"
+            rm -f "$dir/state.db"*
+            start_receiver
+            write_config "$dir" "vectadb: {endpoint: \"$RECEIVER_URL\"}" "  - prefix: /bench/compare/
+    parsers: [{use: json}, {use: lambda}]" "$extra"
+            tool supervise --out "$dir/usage-$name.json" --stderr "$dir/$name.log" -- \
+                "$bin" "${cwtap_logs[@]}" backfill --config "$dir/config.yaml" --since "$since" --no-progress
+            receiver_dump "$dir/received-$name.jsonl"
+            stop_pid "$RECEIVER_PID"
+            delivery="$(tool delivery "$dir/received-$name.jsonl" --expected "$BENCH_EVENTS")"
+            usage="$(cat "$dir/usage-$name.json")"
+            cpu="$(calc "$(jget "$usage" user_s) + $(jget "$usage" sys_s)")"
+            cpu_of[$label]+="${cpu_of[$label]:+, }$(printf '%.2f' "$(calc "$cpu / max($(jget "$delivery" distinct_seq), 1) * 100000")")"
+            user_of[$label]+="${user_of[$label]:+, }$(printf '%.2f' "$(jget "$usage" user_s)")"
+            sys_of[$label]+="${sys_of[$label]:+, }$(printf '%.2f' "$(jget "$usage" sys_s)")"
+            rss_of[$label]+="${rss_of[$label]:+, }$(mb "$(jget "$usage" maxrss_kb)")"
+            exact_of[$label]+="${exact_of[$label]:+, }$(jget "$delivery" distinct_seq)/$(jget "$delivery" lost)/$(jget "$delivery" duplicates)"
+        done
+    done
+    for label in "${labels[@]}"; do
+        row "pairs: $label" "CPU s per 100,000 events delivered, round by round" "${cpu_of[$label]}" \
+            "user ${user_of[$label]}; system ${sys_of[$label]}"
+        row "pairs: $label" "peak RSS, round by round" "${rss_of[$label]}" "getrusage ru_maxrss (VmHWM)"
+        row "pairs: $label" "delivered / lost / duplicated, round by round" "${exact_of[$label]}" "of $BENCH_EVENTS"
     done
     stop_all
 }
