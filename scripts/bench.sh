@@ -557,6 +557,21 @@ compare_rows() { # dir name label note
     fi
 }
 
+# `cwtap backfill` by BINARY of the compare data (seeded into moto under
+# /bench/compare/) from a fresh state file into a fresh receiver, which is
+# left running. EXTRA is a line for its config's agent section; what
+# follows is a command prefix (callgrind).
+compare_backfill() { # dir name binary since extra [prefix...]
+    local dir="$1" name="$2" bin="$3" since="$4" extra="$5"
+    shift 5
+    rm -f "$dir/state.db"*
+    start_receiver
+    write_config "$dir" "vectadb: {endpoint: \"$RECEIVER_URL\"}" "  - prefix: /bench/compare/
+    parsers: [{use: json}, {use: lambda}]" "$extra"
+    tool supervise --out "$dir/usage-$name.json" --stderr "$dir/$name.log" -- \
+        "$@" "$bin" "${cwtap_logs[@]}" backfill --config "$dir/config.yaml" --since "$since" --no-progress
+}
+
 # The command prefix that runs NAME under callgrind (BENCH_CALLGRIND=1).
 callgrind_wrap() { # dir name
     if [[ "${BENCH_CALLGRIND:-0}" == 1 ]]; then
@@ -585,14 +600,9 @@ phase_compare() {
             extra="  group_traces: false"
         fi
         step "compare: cwtap backfill --since $since -> receiver ($variant)"
-        rm -f "$dir/state.db"*
-        start_receiver
-        write_config "$dir" "vectadb: {endpoint: \"$RECEIVER_URL\"}" "  - prefix: /bench/compare/
-    parsers: [{use: json}, {use: lambda}]" "$extra"
         recorder_start
         mapfile -t wrap < <(callgrind_wrap "$dir" "$name")
-        tool supervise --out "$dir/usage-$name.json" --stderr "$dir/$name.log" -- \
-            "${wrap[@]}" "$CWTAP" "${cwtap_logs[@]}" backfill --config "$dir/config.yaml" --since "$since" --no-progress
+        compare_backfill "$dir" "$name" "$CWTAP" "$since" "$extra" "${wrap[@]}"
         recorder_stop
         compare_rows "$dir" "$name" "$label" "; log $(du -k "$dir/$name.log" | cut -f1) kB"
         stop_pid "$RECEIVER_PID"
@@ -669,12 +679,7 @@ phase_pairs() {
             if ((round == 1)); then labels+=("$label"); fi
             name="pairs-$label-$round"
             step "pairs: round $round of $BENCH_PAIRS_ROUNDS, $label"
-            rm -f "$dir/state.db"*
-            start_receiver
-            write_config "$dir" "vectadb: {endpoint: \"$RECEIVER_URL\"}" "  - prefix: /bench/compare/
-    parsers: [{use: json}, {use: lambda}]" "$extra"
-            tool supervise --out "$dir/usage-$name.json" --stderr "$dir/$name.log" -- \
-                "$bin" "${cwtap_logs[@]}" backfill --config "$dir/config.yaml" --since "$since" --no-progress
+            compare_backfill "$dir" "$name" "$bin" "$since" "$extra"
             receiver_dump "$dir/received-$name.jsonl"
             stop_pid "$RECEIVER_PID"
             delivery="$(tool delivery "$dir/received-$name.jsonl" --expected "$BENCH_EVENTS")"
