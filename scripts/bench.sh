@@ -53,9 +53,10 @@
 #   BENCH_AGENT_EXTRA: YAML lines added to the agent section of every cwtap
 #     config, indented two spaces (e.g. "  state_fsync: false")
 #   BENCH_PAIRS (pairs): `;`-separated LABEL=BINARY, each optionally followed
-#     by @YAML, a line added to its config's agent section (default: the one
-#     binary measured; e.g. "before=/tmp/a;after=/tmp/b;untraced=/tmp/b@group_traces: false"),
-#     BENCH_PAIRS_ROUNDS=3
+#     by @YAML, a line added to its config's agent section, then by +YAML,
+#     settings added to its `vectadb` section (default: the one binary
+#     measured; e.g. "before=/tmp/a;after=/tmp/b;untraced=/tmp/b@group_traces: false;
+#     b500=/tmp/b+batch_size: 500"), BENCH_PAIRS_ROUNDS=3
 #   BENCH_CALLGRIND=1 (compare): every process runs under valgrind's callgrind,
 #     which counts the instructions it executes (all threads). Slow (~50x), but
 #     unlike CPU seconds the count does not change with the machine's load.
@@ -561,12 +562,13 @@ compare_rows() { # dir name label note
 # /bench/compare/) from a fresh state file into a fresh receiver, which is
 # left running. EXTRA is a line for its config's agent section; what
 # follows is a command prefix (callgrind).
+# COMPARE_VECTADB, when set, is added to the config's `vectadb` section.
 compare_backfill() { # dir name binary since extra [prefix...]
     local dir="$1" name="$2" bin="$3" since="$4" extra="$5"
     shift 5
     rm -f "$dir/state.db"*
     start_receiver
-    write_config "$dir" "vectadb: {endpoint: \"$RECEIVER_URL\"}" "  - prefix: /bench/compare/
+    write_config "$dir" "vectadb: {endpoint: \"$RECEIVER_URL\"${COMPARE_VECTADB:+, $COMPARE_VECTADB}}" "  - prefix: /bench/compare/
     parsers: [{use: json}, {use: lambda}]" "$extra"
     tool supervise --out "$dir/usage-$name.json" --stderr "$dir/$name.log" -- \
         "$@" "$bin" "${cwtap_logs[@]}" backfill --config "$dir/config.yaml" --since "$since" --no-progress
@@ -673,6 +675,11 @@ phase_pairs() {
         for v in "${variants[@]}"; do
             label="${v%%=*}"
             rest="${v#*=}"
+            COMPARE_VECTADB=""
+            if [[ "$rest" == *+* ]]; then
+                COMPARE_VECTADB="${rest#*+}"
+                rest="${rest%%+*}"
+            fi
             bin="${rest%%@*}"
             extra=""
             if [[ "$rest" == *@* ]]; then extra="  ${rest#*@}"; fi
@@ -692,6 +699,7 @@ phase_pairs() {
             exact_of[$label]+="${exact_of[$label]:+, }$(jget "$delivery" distinct_seq)/$(jget "$delivery" lost)/$(jget "$delivery" duplicates)"
         done
     done
+    COMPARE_VECTADB=""
     for label in "${labels[@]}"; do
         row "pairs: $label" "CPU s per 100,000 events delivered, round by round" "${cpu_of[$label]}" \
             "user ${user_of[$label]}; system ${sys_of[$label]}"
