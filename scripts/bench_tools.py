@@ -525,6 +525,51 @@ def cmd_rss(a):
     print(f"{best * 1024 / 1e6:.1f}")
 
 
+def cmd_wal_frames(a):
+    """What a state file's commits write, by table: frames per commit.
+
+    Reads an `strace -f -xx -s 24 -e trace=pwrite64` log of a cwtap run.
+    SQLite writes each WAL frame as a 24-byte header (the page number, then
+    the database size in pages on a commit's last frame) and the page, so
+    the headers give every commit's pages. Pages are named by the state
+    file as it is at the end (SQLite's `dbstat`), so a page freed and used
+    again counts under its last owner.
+    """
+    commits, frames = [], []
+    pattern = re.compile(r'pwrite64\(\d+, "((?:\\x[0-9a-f]{2}){24})", 24,')
+    with open(a.strace, encoding="ascii", errors="replace") as f:
+        for line in f:
+            m = pattern.search(line)
+            if not m:
+                continue
+            header = bytes.fromhex(m.group(1).replace("\\x", ""))
+            frames.append(int.from_bytes(header[0:4], "big"))
+            if int.from_bytes(header[4:8], "big"):
+                commits.append(frames)
+                frames = []
+    if not commits:
+        sys.exit(f"{a.strace}: no WAL commit found (was it traced with -xx -s 24?)")
+    owner = {1: "(page 1: the header)"}
+    try:
+        import sqlite3
+        con = sqlite3.connect(f"file:{a.state}?mode=ro", uri=True)
+        for name, page, kind in con.execute("SELECT name, pageno, pagetype FROM dbstat"):
+            if page != 1:
+                owner[page] = f"{name} ({kind})"
+    except Exception as e:  # dbstat is a compile-time option of SQLite
+        print(f"pages not named ({e})", file=sys.stderr)
+    by_owner = {}
+    for pages in commits:
+        for page in pages:
+            name = owner.get(page, "(free now)")
+            by_owner[name] = by_owner.get(name, 0) + 1
+    total = sum(len(c) for c in commits)
+    print(f"commits {len(commits)}, frames {total}, "
+          f"{total / len(commits):.1f} per commit (median {sorted(map(len, commits))[len(commits) // 2]})")
+    for name, n in sorted(by_owner.items(), key=lambda kv: -kv[1]):
+        print(f"{n:8d} {n / len(commits):6.2f}  {name}")
+
+
 def cmd_moto(a):
     """moto's server, with FilterLogEvents pages cut like CloudWatch's.
 
@@ -679,6 +724,11 @@ def main():
     s.add_argument("--since-ms", type=float, required=True)
     s.add_argument("--until-ms", type=float, required=True)
     s.set_defaults(func=cmd_windows)
+
+    s = sub.add_parser("wal-frames")
+    s.add_argument("strace", help="strace -f -xx -s 24 -e trace=pwrite64 log of the run")
+    s.add_argument("state", help="the state file the run wrote")
+    s.set_defaults(func=cmd_wal_frames)
 
     s = sub.add_parser("rss")
     s.add_argument("samples")
