@@ -119,6 +119,7 @@ calc() { "$PY" -c "import math; print($1)"; }
 rfc3339_ms() { "$PY" -c 'import sys, datetime as d; t = int(sys.argv[1]) / 1000
 print(d.datetime.fromtimestamp(t, d.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")' "$1"; }
 mb() { printf '%.1f MB' "$(calc "$1 * 1024 / 1e6")"; } # kB (ru_maxrss) as MB = 10^6 bytes
+mb_bytes() { printf '%.1f MB' "$(calc "$1 / 1e6")"; } # bytes as MB
 
 if [[ -z "${CWTAP_BIN:-}" ]]; then
     step "building cwtap (release)"
@@ -543,8 +544,12 @@ compare_rows() { # dir name label note
     row "$p" "events delivered / lost / duplicated" \
         "$received of $BENCH_EVENTS / $(jget "$delivery" lost) / $(jget "$delivery" duplicates)" \
         "$(jget "$delivery" received) records and $summaries trace summaries; duplicates by (log_group, log_id), $(jget "$delivery" seq_duplicates) by seq"
+    local left=""
+    if [[ "$2" == cwtap-* && -f "$dir/state.db" ]]; then
+        left="; trace journal left unfolded: $(mb_bytes "$(jget "$(tool journal-left "$dir/state.db")" journal_bytes)")"
+    fi
     row "$p" "CPU s per 100,000 events delivered (user+sys)" \
-        "$(printf '%.2f' "$(calc "$cpu / max($received, 1) * 100000")")" "$(printf '%.2f CPU s in all' "$cpu")$4"
+        "$(printf '%.2f' "$(calc "$cpu / max($received, 1) * 100000")")" "$(printf '%.2f CPU s in all' "$cpu")$4$left"
     row "$p" "peak RSS" "$(mb "$(jget "$usage" maxrss_kb)")" "getrusage ru_maxrss (VmHWM)"
     row "$p" "wall time to the last event at the receiver" "$(printf '%.1f s' "$wall")" \
         "$(printf '%.0f events/s; the process ran %.1f s' "$(calc "$received / max($wall, 0.001)")" "$(jget "$usage" wall_s)")"
@@ -664,9 +669,9 @@ phase_compare() {
 # ------------------------------------------------------------ pairs
 
 phase_pairs() {
-    local dir="$WORK/pairs" since round v label rest bin extra name usage delivery cpu
+    local dir="$WORK/pairs" since round v label rest bin extra name usage delivery cpu left
     local -a variants labels
-    local -A cpu_of user_of sys_of rss_of exact_of
+    local -A cpu_of user_of sys_of rss_of exact_of left_of
     mkdir -p "$dir"
     IFS=';' read -r -a variants <<<"${BENCH_PAIRS:-cwtap=$CWTAP}"
     seed_backfill "$dir" /bench/compare/ pairs
@@ -697,6 +702,8 @@ phase_pairs() {
             sys_of[$label]+="${sys_of[$label]:+, }$(printf '%.2f' "$(jget "$usage" sys_s)")"
             rss_of[$label]+="${rss_of[$label]:+, }$(mb "$(jget "$usage" maxrss_kb)")"
             exact_of[$label]+="${exact_of[$label]:+, }$(jget "$delivery" distinct_seq)/$(jget "$delivery" lost)/$(jget "$delivery" duplicates)"
+            left="$(tool journal-left "$dir/state.db")"
+            left_of[$label]+="${left_of[$label]:+, }$(mb_bytes "$(jget "$left" journal_bytes)")"
         done
     done
     COMPARE_VECTADB=""
@@ -705,6 +712,8 @@ phase_pairs() {
             "user ${user_of[$label]}; system ${sys_of[$label]}"
         row "pairs: $label" "peak RSS, round by round" "${rss_of[$label]}" "getrusage ru_maxrss (VmHWM)"
         row "pairs: $label" "delivered / lost / duplicated, round by round" "${exact_of[$label]}" "of $BENCH_EVENTS"
+        row "pairs: $label" "trace journal left unfolded at the end, round by round" "${left_of[$label]}" \
+            "a fold starts at 8 MiB; a run that left one has not paid for that fold (BENCHMARKS.md)"
     done
     stop_all
 }

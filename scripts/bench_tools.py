@@ -570,6 +570,18 @@ def cmd_wal_frames(a):
         print(f"{n:8d} {n / len(commits):6.2f}  {name}")
 
 
+def cmd_journal_left(a):
+    """The trace state a run left in its state file: `trace_state` rows, and
+    the bytes of trace journal not yet folded into them (JSON)."""
+    import sqlite3
+    con = sqlite3.connect(f"file:{a.state}?mode=ro", uri=True)
+    count = lambda sql: con.execute(sql).fetchone()[0] or 0
+    print(json.dumps({
+        "trace_state": count("SELECT count(*) FROM trace_state"),
+        "journal_bytes": count("SELECT sum(length(data)) FROM trace_journal"),
+    }))
+
+
 def cmd_moto(a):
     """moto's server, with FilterLogEvents pages cut like CloudWatch's.
 
@@ -724,6 +736,10 @@ def main():
     s.add_argument("--since-ms", type=float, required=True)
     s.add_argument("--until-ms", type=float, required=True)
     s.set_defaults(func=cmd_windows)
+
+    s = sub.add_parser("journal-left")
+    s.add_argument("state", help="the state file the run wrote")
+    s.set_defaults(func=cmd_journal_left)
 
     s = sub.add_parser("wal-frames")
     s.add_argument("strace", help="strace -f -xx -s 24 -e trace=pwrite64 log of the run")
