@@ -33,7 +33,13 @@ pub(super) fn write_event(out: &mut Vec<u8>, e: &OutEvent) {
 /// properties as a map of JSON values first (a test holds them equal).
 pub(super) fn write_summary(out: &mut Vec<u8>, s: &TraceSummary, key_field: KeyField) {
     let key = s.trace_key.as_str();
-    let log_id = format!("trace-summary:{key}:{}", s.revision);
+    let mut revision = itoa::Buffer::new();
+    let revision = revision.format(s.revision);
+    let mut log_id = String::with_capacity(15 + key.len() + revision.len());
+    log_id.push_str("trace-summary:");
+    log_id.push_str(key);
+    log_id.push(':');
+    log_id.push_str(revision);
     let envelope = Envelope {
         trace_id: (key_field == KeyField::TraceId).then_some(key),
         timestamp_ms: s.last_ms,
@@ -52,13 +58,13 @@ pub(super) fn write_summary(out: &mut Vec<u8>, s: &TraceSummary, key_field: KeyF
         o.field("aliases");
         write_strs(o.out, &s.aliases);
         o.field("closed");
-        write_value(o.out, &Value::Bool(s.closed));
+        write_bool(o.out, s.closed);
         o.field("duration_ms");
-        write_value(o.out, &Value::from(s.duration_ms));
+        write_int(o.out, s.duration_ms);
         o.field("error_count");
-        write_value(o.out, &Value::from(s.error_count));
+        write_int(o.out, s.error_count);
         o.field("event_count");
-        write_value(o.out, &Value::from(s.event_count));
+        write_int(o.out, s.event_count);
         o.field("first");
         write_time(o.out, s.first_ms);
         o.field("lambda");
@@ -75,7 +81,7 @@ pub(super) fn write_summary(out: &mut Vec<u8>, s: &TraceSummary, key_field: KeyF
         o.field("message");
         write_message(o.out, s);
         o.field("revision");
-        write_value(o.out, &Value::from(s.revision));
+        write_int(o.out, s.revision);
         o.field("root_span");
         match &s.root_span {
             Some(root) => write_str(o.out, root),
@@ -206,15 +212,15 @@ impl<'a> ObjectWriter<'a> {
 
 /// [`TraceSummary::message`] as a JSON string, written in place.
 fn write_message(out: &mut Vec<u8>, s: &TraceSummary) {
-    use std::io::Write as _;
     out.extend_from_slice(b"\"trace ");
     write_escaped(out, &s.trace_key);
-    // Writing into a `Vec` cannot fail.
-    let _ = write!(
-        out,
-        " closed: {} events, {} errors, {} ms",
-        s.event_count, s.error_count, s.duration_ms
-    );
+    out.extend_from_slice(b" closed: ");
+    write_int(out, s.event_count);
+    out.extend_from_slice(b" events, ");
+    write_int(out, s.error_count);
+    out.extend_from_slice(b" errors, ");
+    write_int(out, s.duration_ms);
+    out.extend_from_slice(b" ms");
     for (i, service) in s.services.iter().enumerate() {
         out.extend_from_slice(if i == 0 { &b" across "[..] } else { b", " });
         write_escaped(out, service);
@@ -280,7 +286,7 @@ fn write_invocation(out: &mut Vec<u8>, i: &Invocation) {
     number(&mut o, "billed_duration_ms", i.billed_duration_ms);
     if let Some(cold) = i.cold_start {
         o.field("cold_start");
-        write_value(o.out, &Value::Bool(cold));
+        write_bool(o.out, cold);
     }
     number(&mut o, "duration_ms", i.duration_ms);
     number(&mut o, "init_duration_ms", i.init_duration_ms);
@@ -337,6 +343,16 @@ fn write_object(out: &mut Vec<u8>, m: &Map<String, Value>) {
         write_value(out, v);
     }
     out.push(b'}');
+}
+
+/// An integer as serde_json writes it (serde_json itself uses `itoa`),
+/// without building a [`Value`] for it.
+fn write_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn write_bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
 }
 
 fn write_value(out: &mut Vec<u8>, v: &Value) {
