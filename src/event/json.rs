@@ -33,13 +33,7 @@ pub(super) fn write_event(out: &mut Vec<u8>, e: &OutEvent) {
 /// properties as a map of JSON values first (a test holds them equal).
 pub(super) fn write_summary(out: &mut Vec<u8>, s: &TraceSummary, key_field: KeyField) {
     let key = s.trace_key.as_str();
-    let mut revision = itoa::Buffer::new();
-    let revision = revision.format(s.revision);
-    let mut log_id = String::with_capacity(15 + key.len() + revision.len());
-    log_id.push_str("trace-summary:");
-    log_id.push_str(key);
-    log_id.push(':');
-    log_id.push_str(revision);
+    let log_id = s.log_id();
     let envelope = Envelope {
         trace_id: (key_field == KeyField::TraceId).then_some(key),
         timestamp_ms: s.last_ms,
@@ -358,8 +352,7 @@ fn write_bool(out: &mut Vec<u8>, b: bool) {
 fn write_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Bool(b) => write_bool(out, *b),
         // serde_json's own number formatting (itoa, ryu), so that they
         // read back the same; writing into a Vec cannot fail.
         Value::Number(n) => {

@@ -221,7 +221,7 @@ impl OutEvent {
                     .map(|g| g.to_string())
                     .unwrap_or_default(),
                 log_stream: json::SUMMARY_STREAM.into(),
-                log_id: format!("trace-summary:{key}:{}", s.revision),
+                log_id: s.log_id(),
                 origin: Origin::default(),
             },
             timestamp_ms: s.last_ms,
@@ -249,7 +249,7 @@ impl Record {
     pub fn log_id(&self) -> String {
         match self {
             Record::Event(e) => e.source.log_id.clone(),
-            Record::Summary(s) => format!("trace-summary:{}:{}", s.trace_key, s.revision),
+            Record::Summary(s) => s.log_id(),
         }
     }
 

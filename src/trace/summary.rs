@@ -103,6 +103,18 @@ impl TraceSummary {
         }
     }
 
+    /// The `log_id` a `trace_summary` event carries: its trace and revision.
+    pub fn log_id(&self) -> String {
+        let mut revision = itoa::Buffer::new();
+        let revision = revision.format(self.revision);
+        let mut id = String::with_capacity(15 + self.trace_key.len() + revision.len());
+        id.push_str("trace-summary:");
+        id.push_str(&self.trace_key);
+        id.push(':');
+        id.push_str(revision);
+        id
+    }
+
     /// The line a `trace_summary` event carries as its `message`.
     pub fn message(&self) -> String {
         let mut text = format!(
