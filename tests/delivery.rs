@@ -112,7 +112,11 @@ async fn health_first_then_batches_with_explicit_options_source_and_both_auth_he
         .filter(|r| r.path == "/api/v1/events/batch")
         .filter(|r| !r.log_ids.iter().all(|id| id.starts_with("trace-summary:")))
         .collect();
-    assert_eq!(batches.len(), 7, "250 events in batches of at most 40");
+    // The first request is small (the size follows the server's answers),
+    // then they double up to batch_size.
+    assert_eq!(batches[0].events, 10, "the first request");
+    assert_eq!(batches.iter().map(|r| r.events).max(), Some(40));
+    assert_eq!(batches.iter().map(|r| r.events).sum::<usize>(), 250);
     for r in &batches {
         assert!(r.events <= 40);
         assert_eq!(
@@ -256,10 +260,12 @@ async fn partial_failures_in_a_200_are_retried_by_index_only() {
                 .all(|id| message_by_id[id].starts_with("flaky"))
         })
         .collect();
+    // Every batch holds a flaky event (one in 7; the smallest request, the
+    // first, carries 10).
     assert_eq!(
         retries.len(),
-        4,
-        "one retry per batch of 50, carrying only the failed events"
+        batches.len() - retries.len(),
+        "one retry per batch, carrying only the failed events"
     );
     assert_eq!(retries.iter().map(|r| r.events).sum::<usize>(), flaky);
 }
@@ -283,6 +289,103 @@ async fn a_413_splits_the_batch_until_it_fits() {
             .filter(|r| r.status == 200 && r.path.ends_with("/batch"))
             .all(|r| r.events <= 7)
     );
+}
+
+/// The batch requests of `receiver`, but for trace summaries.
+fn event_batches(receiver: &Receiver) -> Vec<RequestLog> {
+    receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/events/batch")
+        .filter(|r| !r.log_ids.iter().all(|id| id.starts_with("trace-summary:")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_server_is_sent_requests_that_fit_its_time() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    seed(&moto, "/app/slow", 40, |i| format!("event {i}")).await;
+    // 100 ms per event, against a 3 s timeout: a request is sized to take
+    // a quarter of it, 7 events. The default batch_size (300) in one
+    // request would take 30 s, time out, and be sent again for ever.
+    receiver.script().delay_per_event = Duration::from_millis(100);
+    let dir = tempfile::tempdir().unwrap();
+    let config = vectadb_config(
+        dir.path(),
+        &receiver,
+        "/app/slow",
+        "  timeout_secs: 3
+",
+        "  group_traces: false
+",
+    );
+    let out = backfill(&moto, &config);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_stored_exactly_once(&receiver, 40);
+    let sizes: Vec<usize> = event_batches(&receiver).iter().map(|r| r.events).collect();
+    assert_eq!(sizes[0], 10, "the first request: {sizes:?}");
+    assert!(
+        sizes[1..].iter().all(|&n| n <= 7),
+        "after the first answer (100 ms per event), at most 7 events: {sizes:?}"
+    );
+    assert!(
+        !stderr(&out).contains("timeout_secs"),
+        "no request timed out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_times_out_goes_again_in_smaller_ones() {
+    let moto = Moto::start();
+    let receiver = Receiver::start();
+    seed(&moto, "/app/stall", 100, |i| format!("event {i}")).await;
+    // Requests of 10 and 20 events are answered at once; the third, of 40,
+    // takes 1.5 s against a 1 s timeout (and is stored all the same).
+    receiver
+        .script()
+        .delays
+        .extend([Duration::ZERO, Duration::ZERO, Duration::from_millis(1_500)]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = vectadb_config(
+        dir.path(),
+        &receiver,
+        "/app/stall",
+        "  batch_size: 40
+  timeout_secs: 1
+",
+        "  group_traces: false
+",
+    );
+    let out = backfill(&moto, &config);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("did not answer within vectadb.timeout_secs"),
+        "the timeout is reported: {err}"
+    );
+    let batches = event_batches(&receiver);
+    let sizes: Vec<usize> = batches.iter().map(|r| r.events).collect();
+    assert_eq!(&sizes[..3], &[10, 20, 40], "{sizes:?}");
+    // Its events went again, in order, in requests of half its size or
+    // less (the size then follows the answers).
+    assert!(sizes[3] <= 20, "{sizes:?}");
+    let again: Vec<&String> = batches[3..]
+        .iter()
+        .flat_map(|r| &r.log_ids)
+        .take(40)
+        .collect();
+    assert_eq!(again, batches[2].log_ids.iter().collect::<Vec<_>>());
+    // Everything arrived; only the timed-out request's events twice.
+    let ids = id_counts(&receiver.stored());
+    assert_eq!(ids.len(), 100, "distinct events stored");
+    let twice: Vec<&String> = ids
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(twice.len(), 40, "{sizes:?}");
+    assert!(twice.iter().all(|id| batches[2].log_ids.contains(id)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,19 +584,24 @@ async fn sigterm_during_a_slow_delivery_lets_it_finish_commits_it_and_exits_zero
         wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
     assert_eq!(exit.code(), Some(0));
     assert!(sent.elapsed() < Duration::from_secs(10));
-    assert_stored_exactly_once(&receiver, 50);
+    // The request in flight was the first, of 10 events (the request size
+    // starts small): it finished, was committed, and nothing came after.
+    let in_flight = event_batches(&receiver);
+    assert_eq!(in_flight.len(), 1, "one batch request before the exit");
+    assert_eq!(in_flight[0].events, 10);
+    assert_stored_exactly_once(&receiver, 10);
     let status = status_json(&moto, &config);
     assert_eq!(
-        status[0]["events_delivered"], 50,
+        status[0]["events_delivered"], 10,
         "the finished delivery was committed"
     );
-    // A restart sends nothing again: once it has polled.
+    // A restart sends the rest, and nothing again.
     receiver.script().delay = Duration::ZERO;
     let mut child = start_run(&moto, &config);
     assert!(newer_polls(&moto.url, &config, 1, Duration::from_secs(30)));
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
-    assert_eq!(receiver.stored().len(), 50);
+    assert_stored_exactly_once(&receiver, 50);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

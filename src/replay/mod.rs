@@ -504,8 +504,7 @@ pub async fn replay_downstream(
     }
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_by_key(|&i| (events[i].timestamp, i));
-    let batch_size = pipeline.batch_size();
-    let mut batch: Vec<Pending> = Vec::with_capacity(batch_size);
+    let mut batch: Vec<Pending> = Vec::with_capacity(pipeline.batch_size());
     let mut slots: Vec<Option<FixtureEvent>> = events.into_iter().map(Some).collect();
     for i in order {
         let Some(e) = slots[i].take() else { continue };
@@ -520,7 +519,9 @@ pub async fn replay_downstream(
             event: pipeline::prepare(raw, group),
             late: false,
         });
-        if batch.len() >= batch_size
+        // Asked at each event: the output's batch size may change after a
+        // delivery (see `Sink::batch_size`).
+        if batch.len() >= pipeline.batch_size()
             && !submit(&pipeline, &mut batch, &mut report, shutdown).await?
         {
             return Ok(report);

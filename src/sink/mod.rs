@@ -86,7 +86,9 @@ pub trait Sink: Send + Sync {
     /// Checks the output is reachable before the agent starts.
     fn health<'a>(&'a self, shutdown: &'a Shutdown) -> BoxFuture<'a, Result<(), SinkError>>;
 
-    /// Most records one `deliver` call should carry.
+    /// Most records one `deliver` call should carry now. It may change
+    /// from one call to the next (VectaDB's follows the server's answers),
+    /// so a source asks again for each batch it fills.
     fn batch_size(&self) -> usize;
 }
 

@@ -235,6 +235,13 @@ pub struct Script {
     pub poison_marker: Option<String>,
     /// Sleep this long before answering a batch request.
     pub delay: Duration,
+    /// Sleep these before answering the next batch requests, in order,
+    /// instead of `delay` (the events are stored all the same, as VectaDB
+    /// stores what it has handled when its client gave up waiting).
+    pub delays: VecDeque<Duration>,
+    /// Sleep this long more per event of a batch request (a server that
+    /// embeds each event).
+    pub delay_per_event: Duration,
     /// Answer 503 to the health check too (with `down_until`: the whole
     /// server is out).
     pub health_down: bool,
@@ -401,7 +408,8 @@ fn handle(
     let delay = {
         let mut sc = script.lock().unwrap();
         sc.batches_arrived += 1;
-        sc.delay
+        let per_event = sc.delay_per_event * events.len() as u32;
+        sc.delays.pop_front().unwrap_or(sc.delay) + per_event
     };
     if !delay.is_zero() {
         std::thread::sleep(delay);

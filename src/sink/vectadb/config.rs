@@ -83,7 +83,7 @@ impl VectadbConfig {
         VectadbConfig {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             api_key: None,
-            batch_size: 100,
+            batch_size: 300,
             max_batch_bytes: BODY_LIMIT - 64 * 1024,
             timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(60),

@@ -19,6 +19,7 @@
 //! [`config`] holds the `vectadb:` section.
 
 pub mod config;
+mod size;
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -48,6 +49,8 @@ pub struct VectadbSink {
     shutdown_grace: Duration,
     /// How events carry their trace key.
     key_field: KeyField,
+    /// How many events a request carries now (at most `batch_size`).
+    size: size::RequestSize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +69,8 @@ struct ItemError {
 /// How one HTTP exchange ended.
 enum Reply {
     Status(StatusCode, String),
+    /// No answer within `timeout_secs` (once connected).
+    TimedOut(String),
     Transport(String),
     Abandoned,
 }
@@ -87,7 +92,9 @@ impl VectadbSink {
             .build()
             .map_err(|e| SinkError::Open(format!("cannot build the HTTP client: {e}")))?;
         let options = encode_options(&config);
+        let size = size::RequestSize::new(config.batch_size, config.timeout);
         Ok(VectadbSink {
+            size,
             config,
             client,
             options,
@@ -120,8 +127,8 @@ impl VectadbSink {
         req
     }
 
-    /// One POST of a batch body.
-    async fn post(&self, body: Bytes, shutdown: &Shutdown) -> Reply {
+    /// One POST of a batch body carrying `events` events.
+    async fn post(&self, body: Bytes, events: usize, shutdown: &Shutdown) -> Reply {
         let send = self
             .request(reqwest::Method::POST, "/api/v1/events/batch")
             .header("Content-Type", "application/json")
@@ -140,6 +147,9 @@ impl VectadbSink {
                     _ = shutdown.deadline(self.shutdown_grace) => String::new(),
                 };
                 obs::metrics().downstream_request(Some(status.as_u16()), started.elapsed());
+                if status.is_success() {
+                    self.size.answered(events, started.elapsed());
+                }
                 if status.is_server_error() {
                     obs::readiness().output_down(&format!("VectaDB answered {status}"));
                 } else {
@@ -152,7 +162,11 @@ impl VectadbSink {
                 let chain = errors::chain(&e);
                 obs::metrics().downstream_request(None, started.elapsed());
                 obs::readiness().output_down(&format!("VectaDB unreachable: {chain}"));
-                Reply::Transport(chain)
+                if e.is_timeout() && !e.is_connect() {
+                    Reply::TimedOut(chain)
+                } else {
+                    Reply::Transport(chain)
+                }
             }
         }
     }
@@ -276,10 +290,7 @@ impl Sink for VectadbSink {
             let mut chunk = Vec::new();
             let mut chunk_bytes = overhead;
             for (i, item) in encoded.items.iter().enumerate() {
-                if !chunk.is_empty()
-                    && (chunk_bytes + item.len() + 1 > self.config.max_batch_bytes
-                        || chunk.len() >= self.config.batch_size)
-                {
+                if !chunk.is_empty() && chunk_bytes + item.len() + 1 > self.config.max_batch_bytes {
                     queue.push_back(std::mem::take(&mut chunk));
                     chunk_bytes = overhead;
                 }
@@ -296,8 +307,16 @@ impl Sink for VectadbSink {
                     outcome.abandoned = true;
                     return outcome;
                 }
+                // Cut to the size the server is sent now (see `size`).
+                let size = self.size.get();
+                if chunk.len() > size {
+                    for part in chunk.chunks(size).rev() {
+                        queue.push_front(part.to_vec());
+                    }
+                    continue;
+                }
                 let body = encoded.body(&chunk, &self.options);
-                let retry = match self.post(body, shutdown).await {
+                let retry = match self.post(body, chunk.len(), shutdown).await {
                     Reply::Abandoned => {
                         outcome.abandoned = true;
                         return outcome;
@@ -383,6 +402,16 @@ impl Sink for VectadbSink {
                         );
                         Some(chunk)
                     }
+                    Reply::TimedOut(error) => {
+                        self.size.timed_out(chunk.len());
+                        tracing::warn!(
+                            %error,
+                            events = chunk.len(),
+                            next_request_events = self.size.get(),
+                            "VectaDB did not answer within vectadb.timeout_secs; sending these events again in smaller requests (those it stored before the timeout are stored twice: it does not de-duplicate)"
+                        );
+                        Some(chunk)
+                    }
                     Reply::Transport(error) => {
                         tracing::warn!(%error, "VectaDB unreachable; retrying");
                         Some(chunk)
@@ -431,7 +460,7 @@ impl Sink for VectadbSink {
     }
 
     fn batch_size(&self) -> usize {
-        self.config.batch_size
+        self.size.get()
     }
 }
 

@@ -441,8 +441,7 @@ impl Receiver {
         if !seen.is_empty() {
             obs::metrics().firehose().duplicates(seen.len());
         }
-        let batch_size = self.pipeline.batch_size();
-        let mut batch = Vec::with_capacity(batch_size.min(events.len()));
+        let mut batch = Vec::with_capacity(self.pipeline.batch_size().min(events.len()));
         let mut result = Answer::ok();
         // An event twice in one request (a source that repeats itself) goes once.
         let mut in_request = std::collections::HashSet::new();
@@ -457,7 +456,9 @@ impl Receiver {
                 event: pipeline::prepare(raw, &group),
                 late: false,
             });
-            if batch.len() >= batch_size
+            // Asked at each event: the output's batch size may change
+            // after a delivery (see `Sink::batch_size`).
+            if batch.len() >= self.pipeline.batch_size()
                 && let Some(failed) = self.submit(std::mem::take(&mut batch), &stop).await
             {
                 result = failed;

@@ -620,7 +620,7 @@ async fn scan(
         },
         shutdown.clone(),
     );
-    let batch_size = ctx.pipeline.batch_size();
+    let mut batch_size = ctx.pipeline.batch_size();
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_size);
     let mut window_delay = 0i64;
     let mut read = WindowRead::default();
@@ -703,6 +703,8 @@ async fn scan(
                 if let ScanEnd::Interrupted = deliver(ctx, full, progress, shutdown).await? {
                     return Ok((ScanEnd::Interrupted, read));
                 }
+                // The output may carry more or fewer now (see `Sink::batch_size`).
+                batch_size = ctx.pipeline.batch_size();
                 if ordered {
                     ctx.read_to(group, event_ms);
                 }
