@@ -119,6 +119,13 @@ async fn metrics_count_exactly_the_events_delivered_parsed_by_fallback_and_rerea
         "cwtap_downstream_requests_total{status_class=\"2xx\"}",
     );
     assert!(ok_requests.is_some_and(|n| n >= 1.0), "{scrape}");
+    // The request size started at 10 and grew with the fast answers, within
+    // the default batch_size.
+    let size = sample(&scrape, "cwtap_downstream_request_events");
+    assert!(
+        size.is_some_and(|n| (20.0..=300.0).contains(&n)),
+        "{scrape}"
+    );
     let commits = sample(&scrape, "cwtap_checkpoint_commit_duration_seconds_count");
     assert!(commits.is_some_and(|n| n >= 1.0), "{scrape}");
     let lag = sample(&scrape, &group_series("cwtap_group_lag_seconds", group));

@@ -70,6 +70,7 @@ pub struct Metrics {
     poll_interval: Family<GroupLabel, GaugeF64>,
     downstream_requests: Family<StatusLabel, Counter>,
     downstream_latency: Histogram,
+    downstream_request_events: Gauge,
     commit_latency: Histogram,
     open_traces: Gauge,
     output_rejected: Family<OutputLabel, Counter>,
@@ -111,6 +112,7 @@ impl Metrics {
             downstream_requests: Family::default(),
             // 5 ms .. ~41 s.
             downstream_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            downstream_request_events: Gauge::default(),
             // 0.5 ms .. ~4 s.
             commit_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             open_traces: Gauge::default(),
@@ -181,6 +183,11 @@ impl Metrics {
             "downstream_request_duration_seconds",
             "Time from sending a request to the output (VectaDB, OTLP) to its answer",
             m.downstream_latency.clone(),
+        );
+        registry.register(
+            "downstream_request_events",
+            "Most events the output's next request carries (VectaDB: sized by the server's answers)",
+            m.downstream_request_events.clone(),
         );
         registry.register(
             "checkpoint_commit_duration_seconds",
@@ -338,6 +345,12 @@ impl Metrics {
         self.downstream_latency.observe(elapsed.as_secs_f64());
     }
 
+    /// The output's next request carries at most `events` events.
+    pub fn set_downstream_request_events(&self, events: usize) {
+        self.downstream_request_events
+            .set(i64::try_from(events).unwrap_or(i64::MAX));
+    }
+
     /// One checkpoint commit took `elapsed`.
     pub fn checkpoint_commit(&self, elapsed: Duration) {
         self.commit_latency.observe(elapsed.as_secs_f64());
@@ -426,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn downstream_requests_are_counted_by_status_class() {
+    fn downstream_requests_are_counted_by_status_class_and_their_size_shown() {
         let m = Metrics::new();
         m.downstream_request(Some(200), Duration::from_millis(3));
         m.downstream_request(Some(503), Duration::from_millis(3));
@@ -441,5 +454,10 @@ mod tests {
             );
         }
         assert!(text.contains("cwtap_downstream_request_duration_seconds_count 3"));
+        m.set_downstream_request_events(37);
+        assert!(
+            m.encode()
+                .contains("\ncwtap_downstream_request_events 37\n")
+        );
     }
 }

@@ -108,6 +108,7 @@ impl OtlpSink {
                 HeaderValue::from_static("gzip"),
             );
         }
+        obs::metrics().set_downstream_request_events(config.batch_size);
         Ok(OtlpSink {
             config,
             client,

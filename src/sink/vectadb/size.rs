@@ -22,6 +22,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::obs;
+
 /// The first request's size (or `batch_size`, when smaller).
 pub const START: usize = 10;
 
@@ -46,6 +48,7 @@ impl RequestSize {
     /// request.
     pub fn new(max: usize, timeout: Duration) -> RequestSize {
         let max = max.max(1);
+        obs::metrics().set_downstream_request_events(START.min(max));
         RequestSize {
             max,
             timeout_ms: timeout.as_secs_f64() * 1000.0,
@@ -88,6 +91,7 @@ impl RequestSize {
     fn set(&self, next: usize) {
         let before = self.current.swap(next, Ordering::Relaxed);
         if before != next {
+            obs::metrics().set_downstream_request_events(next);
             tracing::debug!(before, next, "VectaDB request size");
         }
     }
