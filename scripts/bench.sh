@@ -24,7 +24,9 @@
 #           this machine's CPU seconds drift by a fifth within an hour, so
 #           two binaries or settings are compared run against run on the
 #           same seed): CPU s (user, system) and peak RSS of every run, and
-#           that every run delivered every event once.
+#           that every run delivered every event once. Before each round
+#           (and once in compare), the CPU s of a fixed workload shows how
+#           fast the machine runs then (bench_tools.py calibrate).
 # live      `cwtap run` on BENCH_GROUPS log groups while a writer puts
 #           BENCH_RATE events/s into them: delivery latency p50/p99, peak RSS,
 #           extra FilterLogEvents calls caused by the late-arrival re-reads.
@@ -595,6 +597,8 @@ phase_compare() {
     fi
     seed_backfill "$dir" /bench/compare/ compare
     since="$((BENCH_SPAN_SECS + 600))s"
+    row "compare" "machine speed: CPU s of a fixed workload" "$(tool calibrate)" \
+        "scripts/bench_tools.py calibrate, before the runs; lower is faster (BENCHMARKS.md)"
 
     # cwtap as configured for the comparison, then without trace grouping
     # (the agent has none) to show what grouping costs.
@@ -672,11 +676,13 @@ phase_pairs() {
     local dir="$WORK/pairs" since round v label rest bin extra name usage delivery cpu left
     local -a variants labels
     local -A cpu_of user_of sys_of rss_of exact_of left_of
+    local calibration=
     mkdir -p "$dir"
     IFS=';' read -r -a variants <<<"${BENCH_PAIRS:-cwtap=$CWTAP}"
     seed_backfill "$dir" /bench/compare/ pairs
     since="$((BENCH_SPAN_SECS + 600))s"
     for round in $(seq 1 "$BENCH_PAIRS_ROUNDS"); do
+        calibration+="${calibration:+, }$(tool calibrate)"
         for v in "${variants[@]}"; do
             label="${v%%=*}"
             rest="${v#*=}"
@@ -707,6 +713,8 @@ phase_pairs() {
         done
     done
     COMPARE_VECTADB=""
+    row "pairs" "machine speed before each round: CPU s of a fixed workload" "$calibration" \
+        "scripts/bench_tools.py calibrate; lower is faster (BENCHMARKS.md)"
     for label in "${labels[@]}"; do
         row "pairs: $label" "CPU s per 100,000 events delivered, round by round" "${cpu_of[$label]}" \
             "user ${user_of[$label]}; system ${sys_of[$label]}"

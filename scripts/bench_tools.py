@@ -13,6 +13,7 @@ import math
 import os
 import random
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -326,6 +327,32 @@ def cmd_cpu(a):
     with open(f"/proc/{a.pid}/stat", encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     print((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+
+
+def cmd_calibrate(_a):
+    """CPU seconds of a fixed workload (JSON encoding and parsing, zlib,
+    sorting: a single thread's compute and memory), the median of three:
+    how fast this machine runs now, to read CPU seconds of runs measured in
+    different hours against each other."""
+    import zlib
+
+    rng = random.Random(7)
+    rows = [{"i": i, "msg": f"order {i} for customer {rng.randrange(10**6)}", "ms": rng.random()}
+            for i in range(20_000)]
+    blob = json.dumps(rows).encode() * 4
+    numbers = [rng.random() for _ in range(300_000)]
+
+    def once():
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        for _ in range(3):
+            json.loads(json.dumps(rows))
+        zlib.compress(blob, 6)
+        sorted(numbers)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    times = sorted(once() for _ in range(3))
+    print(f"{times[1]:.3f}")
 
 
 def cmd_freeport(_a):
@@ -688,6 +715,9 @@ def main():
     s = sub.add_parser("cpu")
     s.add_argument("pid", type=int)
     s.set_defaults(func=cmd_cpu)
+
+    s = sub.add_parser("calibrate")
+    s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("moto")
     s.add_argument("--host", default="127.0.0.1")
