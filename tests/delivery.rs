@@ -572,12 +572,12 @@ async fn sigterm_during_a_slow_delivery_lets_it_finish_commits_it_and_exits_zero
         "  lookback_secs: 1h\n",
     );
     let mut child = start_run(&moto, &config);
-    // Wait for the batch request to be in flight (the receiver logs it after
-    // its delay, so watch the health check and give the batch time to start).
-    assert!(wait_until(Duration::from_secs(20), || !receiver
-        .requests()
-        .is_empty()));
-    std::thread::sleep(Duration::from_millis(800));
+    // Wait for the batch request to be in flight: the receiver counts it
+    // when it arrives, before its delay.
+    assert!(wait_until(Duration::from_secs(20), || receiver
+        .script()
+        .batches_arrived
+        >= 1));
     let sent = Instant::now();
     signal(&child, "TERM");
     let exit =
