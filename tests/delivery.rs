@@ -419,6 +419,22 @@ async fn bodies_stay_under_the_byte_bound() {
         batches.len()
     );
     assert!(batches.iter().all(|r| r.events <= 9));
+    // The batches themselves end at the byte bound: each request has its
+    // own checkpoint (one row of delivered ids each), so a kill -9 could
+    // resend only the request in flight.
+    let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    let checkpoints: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM delivered_batches WHERE log_group = '/app/bytes'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        checkpoints as usize,
+        batches.len(),
+        "one checkpoint per request"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

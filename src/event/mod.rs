@@ -106,6 +106,17 @@ pub struct OutEvent {
 }
 
 impl OutEvent {
+    /// About the size of its JSON (see [`Record::json_size_hint`]): the
+    /// properties are most of it (about the message again), then the
+    /// source and the canonical fields, timestamps and key names.
+    pub fn json_size_hint(&self) -> usize {
+        self.message.len()
+            + self.source.log_group.len()
+            + self.source.log_stream.len()
+            + self.source.log_id.len()
+            + 512
+    }
+
     /// Builds the delivered event. `group_agent_id` (from the log group's
     /// config) wins over an `agent_id` found in the message, as in VectaDB's agent.
     pub fn build(raw: RawEvent, parsed: Parsed, group_agent_id: Option<&str>) -> OutEvent {
@@ -275,15 +286,7 @@ impl Record {
     /// field.
     pub fn json_size_hint(&self) -> usize {
         match self {
-            // The properties are most of it (about the message again), then
-            // the source and the canonical fields, timestamps and key names.
-            Record::Event(e) => {
-                e.message.len()
-                    + e.source.log_group.len()
-                    + e.source.log_stream.len()
-                    + e.source.log_id.len()
-                    + 512
-            }
+            Record::Event(e) => e.json_size_hint(),
             // 1.4 kB for a trace of five spans.
             Record::Summary(_) => 2048,
         }

@@ -201,6 +201,13 @@ impl Pipeline {
         self.sink.batch_size()
     }
 
+    /// Whether a batch of `events` events and about `bytes` bytes
+    /// ([`OutEvent::json_size_hint`] summed) is full: at the output's batch
+    /// size now, or its bytes per request.
+    pub fn batch_full(&self, events: usize, bytes: usize) -> bool {
+        events >= self.sink.batch_size() || bytes >= self.sink.batch_bytes()
+    }
+
     /// Runs `f` on the trace working set (for `parse-test`'s report).
     pub fn with_traces<T>(&self, f: impl FnOnce(&mut Traces) -> T) -> Option<T> {
         self.traces.as_ref().map(|t| f(&mut lock(t)))

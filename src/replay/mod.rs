@@ -505,6 +505,7 @@ pub async fn replay_downstream(
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_by_key(|&i| (events[i].timestamp, i));
     let mut batch: Vec<Pending> = Vec::with_capacity(pipeline.batch_size());
+    let mut batch_bytes = 0;
     let mut slots: Vec<Option<FixtureEvent>> = events.into_iter().map(Some).collect();
     for i in order {
         let Some(e) = slots[i].take() else { continue };
@@ -515,16 +516,16 @@ pub async fn replay_downstream(
         let mut raw: RawEvent = e.into();
         raw.timestamp_ms += shift;
         raw.ingestion_time_ms = raw.ingestion_time_ms.map(|t| t + shift);
-        batch.push(Pending {
-            event: pipeline::prepare(raw, group),
-            late: false,
-        });
+        let event = pipeline::prepare(raw, group);
+        batch_bytes += event.json_size_hint();
+        batch.push(Pending { event, late: false });
         // Asked at each event: the output's batch size may change after a
         // delivery (see `Sink::batch_size`).
-        if batch.len() >= pipeline.batch_size()
-            && !submit(&pipeline, &mut batch, &mut report, shutdown).await?
-        {
-            return Ok(report);
+        if pipeline.batch_full(batch.len(), batch_bytes) {
+            batch_bytes = 0;
+            if !submit(&pipeline, &mut batch, &mut report, shutdown).await? {
+                return Ok(report);
+            }
         }
     }
     if !submit(&pipeline, &mut batch, &mut report, shutdown).await? {

@@ -90,6 +90,14 @@ pub trait Sink: Send + Sync {
     /// from one call to the next (VectaDB's follows the server's answers),
     /// so a source asks again for each batch it fills.
     fn batch_size(&self) -> usize;
+
+    /// About the most bytes one request carries (records as JSON, see
+    /// [`Record::json_size_hint`]): a source ends a batch there too, so that
+    /// large events make smaller batches, each one request and one
+    /// checkpoint, not many requests held for one checkpoint.
+    fn batch_bytes(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// A whole number of seconds an HTTP output's setting `key` gives (a

@@ -480,6 +480,10 @@ impl Sink for OtlpSink {
     fn batch_size(&self) -> usize {
         self.config.batch_size
     }
+
+    fn batch_bytes(&self) -> usize {
+        self.config.max_batch_bytes
+    }
 }
 
 #[cfg(test)]

@@ -462,6 +462,10 @@ impl Sink for VectadbSink {
     fn batch_size(&self) -> usize {
         self.size.get()
     }
+
+    fn batch_bytes(&self) -> usize {
+        self.config.max_batch_bytes
+    }
 }
 
 #[cfg(test)]

@@ -442,6 +442,7 @@ impl Receiver {
             obs::metrics().firehose().duplicates(seen.len());
         }
         let mut batch = Vec::with_capacity(self.pipeline.batch_size().min(events.len()));
+        let mut batch_bytes = 0;
         let mut result = Answer::ok();
         // An event twice in one request (a source that repeats itself) goes once.
         let mut in_request = std::collections::HashSet::new();
@@ -452,17 +453,17 @@ impl Receiver {
                 continue;
             }
             let group = Arc::clone(self.group_of(&raw.log_group));
-            batch.push(Pending {
-                event: pipeline::prepare(raw, &group),
-                late: false,
-            });
+            let event = pipeline::prepare(raw, &group);
+            batch_bytes += event.json_size_hint();
+            batch.push(Pending { event, late: false });
             // Asked at each event: the output's batch size may change
             // after a delivery (see `Sink::batch_size`).
-            if batch.len() >= self.pipeline.batch_size()
-                && let Some(failed) = self.submit(std::mem::take(&mut batch), &stop).await
-            {
-                result = failed;
-                break;
+            if self.pipeline.batch_full(batch.len(), batch_bytes) {
+                batch_bytes = 0;
+                if let Some(failed) = self.submit(std::mem::take(&mut batch), &stop).await {
+                    result = failed;
+                    break;
+                }
             }
         }
         if result.status.is_success()

@@ -620,8 +620,8 @@ async fn scan(
         },
         shutdown.clone(),
     );
-    let mut batch_size = ctx.pipeline.batch_size();
-    let mut batch: Vec<Pending> = Vec::with_capacity(batch_size);
+    let mut batch: Vec<Pending> = Vec::with_capacity(ctx.pipeline.batch_size());
+    let mut batch_bytes = 0;
     let mut window_delay = 0i64;
     let mut read = WindowRead::default();
     let mut pages = 0u64;
@@ -687,13 +687,18 @@ async fn scan(
             let late = going_up && raw.timestamp_ms < coverage.cursor_ms;
             let event_ms = raw.timestamp_ms;
             raw.origin = group.origin.clone();
-            batch.push(Pending {
-                event: pipeline::prepare(raw, &group.config),
-                late,
-            });
-            if batch.len() >= batch_size {
+            let event = pipeline::prepare(raw, &group.config);
+            batch_bytes += event.json_size_hint();
+            batch.push(Pending { event, late });
+            // Asked at each event: the output's batch size may change after
+            // a delivery (see `Sink::batch_size`).
+            if ctx.pipeline.batch_full(batch.len(), batch_bytes) {
+                batch_bytes = 0;
                 let full = Batch {
-                    events: std::mem::replace(&mut batch, Vec::with_capacity(batch_size)),
+                    events: std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(ctx.pipeline.batch_size()),
+                    ),
                     position: Position::Group {
                         account: account.to_string(),
                         log_group: name.to_string(),
@@ -703,8 +708,6 @@ async fn scan(
                 if let ScanEnd::Interrupted = deliver(ctx, full, progress, shutdown).await? {
                     return Ok((ScanEnd::Interrupted, read));
                 }
-                // The output may carry more or fewer now (see `Sink::batch_size`).
-                batch_size = ctx.pipeline.batch_size();
                 if ordered {
                     ctx.read_to(group, event_ms);
                 }
