@@ -107,11 +107,7 @@ async fn health_first_then_batches_with_explicit_options_source_and_both_auth_he
         requests[0].path, "/health",
         "GET /health comes before any batch"
     );
-    let batches: Vec<_> = requests
-        .iter()
-        .filter(|r| r.path == "/api/v1/events/batch")
-        .filter(|r| !r.log_ids.iter().all(|id| id.starts_with("trace-summary:")))
-        .collect();
+    let batches = event_batches(&receiver);
     // The first request is small (the size follows the server's answers),
     // then they double up to batch_size.
     assert_eq!(batches[0].events, 10, "the first request");
