@@ -186,7 +186,9 @@ impl<'a> ObjectWriter<'a> {
     }
 
     /// [`ObjectWriter::key`] for a key written in the code, which needs no
-    /// escaping: copied as it is (a dozen of these per event).
+    /// escaping: copied as it is (a dozen of these per event; inlined, so
+    /// that each copies its key as a constant).
+    #[inline(always)]
     fn field(&mut self, k: &'static str) {
         debug_assert!(k.bytes().all(|b| ESCAPE[b as usize] == 0), "{k:?}");
         let out = &mut *self.out;
@@ -301,6 +303,12 @@ fn write_invocation(out: &mut Vec<u8>, i: &Invocation) {
 /// no escapes, its values are checked JSON), then the added fields: as
 /// [`Properties`]' `Serialize` writes them, without white space.
 fn write_properties(out: &mut Vec<u8>, p: &Properties) {
+    if let Some((members, none)) = p.compact_members() {
+        // The object as it came is already that: one copy.
+        out.extend_from_slice(members.as_bytes());
+        write_added(out, p, none);
+        return;
+    }
     out.push(b'{');
     let mut first = true;
     for (key, value) in p.members() {
@@ -314,6 +322,12 @@ fn write_properties(out: &mut Vec<u8>, p: &Properties) {
         out.extend_from_slice(b"\":");
         out.extend_from_slice(value.as_bytes());
     }
+    write_added(out, p, first);
+}
+
+/// The fields added beside the object, and the closing `}`; `first`: no
+/// member was written before them.
+fn write_added(out: &mut Vec<u8>, p: &Properties, mut first: bool) {
     for (key, value) in p.added() {
         if !first {
             out.push(b',');
@@ -453,6 +467,36 @@ mod tests {
             fields: Default::default(),
             trace_key: None,
             rule: None,
+        }
+    }
+
+    #[test]
+    fn an_object_without_white_space_is_copied_whole_and_reads_the_same() {
+        // (text, whether it is copied whole)
+        let cases = [
+            (r#"{"b":1.50,"a":{"x": [1, "y"]},"s":"t\"q é"}"#, true),
+            (r#"{"a":1,"a":2}"#, true),
+            (r#"{"a":"x"}"#, true),
+            ("{}", true),
+            (r#" {"a":1} "#, true),
+            (r#"{"a":1 }"#, false),
+            (r#"{ "a":1}"#, false),
+            (r#"{"a" :1}"#, false),
+            (r#"{"a": 1}"#, false),
+            (r#"{"a":1, "b":2}"#, false),
+            ("{ }", false),
+        ];
+        for (text, whole) in cases {
+            for added in [false, true] {
+                let mut e = event("json", Map::new(), Origin::default());
+                e.properties = Properties::from_json_object(text).unwrap();
+                assert_eq!(e.properties.compact_members().is_some(), whole, "{text}");
+                if added {
+                    e.properties
+                        .insert_if_absent("trace_key", || Value::String("k".into()));
+                }
+                same_as_serde(&e);
+            }
         }
     }
 

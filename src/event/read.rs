@@ -265,6 +265,14 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.at = end;
+        if digits <= 18 {
+            // Fits an i64 whatever the digits: summed as read (every
+            // event's timestamps), without `parse`'s overflow checks.
+            let n = bytes[first..end]
+                .iter()
+                .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
+            return Some(Some(if first > start { -n } else { n }));
+        }
         self.text[start..end].parse().ok().map(Some)
     }
 

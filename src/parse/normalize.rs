@@ -168,7 +168,10 @@ pub(crate) fn unit_ms(unit: &str) -> Option<f64> {
 /// the trace id as it is.
 pub(crate) fn trace_id(value: String) -> (String, Option<String>) {
     let trimmed = value.trim();
-    if let Some(root) = header_part(trimmed, "Root") {
+    // An X-Ray header has `key=value` parts; a bare id has no `=`.
+    if trimmed.as_bytes().contains(&b'=')
+        && let Some(root) = header_part(trimmed, "Root")
+    {
         return (
             root.to_string(),
             header_part(trimmed, "Parent").map(str::to_string),

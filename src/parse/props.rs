@@ -42,23 +42,66 @@ pub struct Properties {
 struct Object {
     text: Box<str>,
     members: Vec<Member>,
+    /// No white space between its members, keys and values: the text is
+    /// the members written one after another (see [`Object::compact`]).
+    compact: bool,
 }
 
 /// Byte ranges in [`Object::text`]: the key between its quotes (a key
-/// with an escape is not kept this way), the value's JSON text.
+/// with an escape is not kept this way), the value's JSON text; and
+/// whether the value is a string without escapes (its text between the
+/// quotes is the string).
 #[derive(Clone, Copy)]
 struct Member {
     key: (u32, u32),
     value: (u32, u32),
+    plain: bool,
 }
 
 impl Object {
+    fn new(text: Box<str>, members: Vec<Member>) -> Object {
+        let compact = Object::compact(&text, &members);
+        Object {
+            text,
+            members,
+            compact,
+        }
+    }
+
+    /// Whether `text` is `{`, the members as `"key":value` joined by `,`,
+    /// and `}`, with nothing else between them.
+    fn compact(text: &str, members: &[Member]) -> bool {
+        // Where the next key's opening quote must be: after the `{`, then
+        // after each value and its `,`.
+        let mut next = 1;
+        for m in members {
+            let (key, value) = (m.key.0 as usize, m.value.0 as usize);
+            if key != next + 1 || value != m.key.1 as usize + 2 {
+                return false;
+            }
+            next = m.value.1 as usize + 1;
+        }
+        // The last value (or the `{`) is followed by the `}` alone.
+        let end = members.last().map_or(1, |m| m.value.1 as usize);
+        end + 1 == text.len()
+    }
+
     fn key(&self, m: &Member) -> &str {
         &self.text[m.key.0 as usize..m.key.1 as usize]
     }
 
     fn value(&self, m: &Member) -> &str {
         &self.text[m.value.0 as usize..m.value.1 as usize]
+    }
+
+    /// A member's value as a JSON value.
+    fn value_of(&self, m: &Member) -> Value {
+        if m.plain {
+            return Value::String(
+                self.text[m.value.0 as usize + 1..m.value.1 as usize - 1].to_owned(),
+            );
+        }
+        value_of(self.value(m))
     }
 
     /// The member named `key` (the last, as a parser that keeps one value
@@ -74,14 +117,8 @@ impl Object {
 
 /// A member's value as a JSON value. The text was checked when read; a
 /// number beyond `f64` (which that check lets through) stays its text.
+/// (A string without escapes is read by [`Object::value_of`].)
 fn value_of(text: &str) -> Value {
-    // Most values a rule reads are strings without escapes: the text
-    // between the quotes is the value (it was checked when read).
-    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
-        && memchr::memchr(b'\\', inner.as_bytes()).is_none()
-    {
-        return Value::String(inner.to_string());
-    }
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
 
@@ -112,10 +149,7 @@ impl Properties {
             }
         };
         Some(Properties {
-            object: Some(Object {
-                text: trimmed.into(),
-                members,
-            }),
+            object: Some(Object::new(trimmed.into(), members)),
             ..Properties::default()
         })
     }
@@ -126,7 +160,7 @@ impl Properties {
             return Some(Cow::Borrowed(v));
         }
         let o = self.object.as_ref()?;
-        o.find(key).map(|m| Cow::Owned(value_of(o.value(m))))
+        o.find(key).map(|m| Cow::Owned(o.value_of(m)))
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
@@ -186,7 +220,7 @@ impl Properties {
         if let Some(o) = self.object.take() {
             let mut map = Map::new();
             for m in &o.members {
-                map.insert(o.key(m).to_string(), value_of(o.value(m)));
+                map.insert(o.key(m).to_string(), o.value_of(m));
             }
             map.append(&mut self.added);
             self.added = map;
@@ -217,6 +251,14 @@ impl Properties {
         self.added.is_empty() && self.object.as_ref().is_none_or(|o| o.members.is_empty())
     }
 
+    /// The object's text without its closing `}`, when that is its
+    /// members exactly as [`Properties::members`] lists them, written
+    /// without white space; and whether it has no members.
+    pub(crate) fn compact_members(&self) -> Option<(&str, bool)> {
+        let o = self.object.as_ref().filter(|o| o.compact)?;
+        Some((&o.text[..o.text.len() - 1], o.members.is_empty()))
+    }
+
     /// The object's members as they came: key (unescaped, between its
     /// quotes) and value text, in order.
     pub(crate) fn members(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -239,21 +281,25 @@ impl Properties {
         &self.added
     }
 
-    /// Each property whose key `wanted` takes, with its value (built from
-    /// the object's text only for these).
-    pub(crate) fn select(&self, wanted: impl Fn(&str) -> bool) -> Vec<(&str, Cow<'_, Value>)> {
+    /// Each property whose key `wanted` takes (`Some`), with its value
+    /// (built from the object's text only for these) and what `wanted`
+    /// said of it.
+    pub(crate) fn select<T>(
+        &self,
+        wanted: impl Fn(&str) -> Option<T>,
+    ) -> Vec<(&str, Cow<'_, Value>, T)> {
         let mut out = Vec::with_capacity(8);
         if let Some(o) = &self.object {
             for m in &o.members {
                 let key = o.key(m);
-                if wanted(key) {
-                    out.push((key, Cow::Owned(value_of(o.value(m)))));
+                if let Some(t) = wanted(key) {
+                    out.push((key, Cow::Owned(o.value_of(m)), t));
                 }
             }
         }
         for (key, value) in &self.added {
-            if wanted(key) {
-                out.push((key.as_str(), Cow::Borrowed(value)));
+            if let Some(t) = wanted(key) {
+                out.push((key.as_str(), Cow::Borrowed(value), t));
             }
         }
         out
@@ -344,18 +390,36 @@ pub(crate) fn string_stops(w: u64) -> u64 {
 /// first closing quote, escape or control character (JSON allows none in a
 /// string), or all of it. Eight bytes at a time.
 pub(crate) fn plain(bytes: &[u8]) -> usize {
+    let n = bytes.len();
+    let word = |at: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        string_stops(u64::from_le_bytes(w))
+    };
     let mut i = 0;
-    while let Some(word) = bytes.get(i..i + 8) {
-        let stops = string_stops(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+    while i + 8 <= n {
+        let stops = word(i);
         if stops != 0 {
             return i + (stops.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
-    i + bytes[i..]
+    if i == n {
+        return n;
+    }
+    if n >= 8 {
+        // The rest as the last eight bytes: those before `i` in it were
+        // read already and hold no stop, so its first stop is the first.
+        let stops = word(n - 8);
+        return match stops {
+            0 => n,
+            _ => n - 8 + (stops.trailing_zeros() / 8) as usize,
+        };
+    }
+    bytes
         .iter()
         .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-        .unwrap_or(bytes.len() - i)
+        .unwrap_or(n)
 }
 
 /// A JSON object read in one pass over its bytes: where each member's key
@@ -556,10 +620,16 @@ mod scan {
                     self.eat(b':')?;
                     self.space();
                     let value_start = self.i;
-                    self.value(1)?;
+                    let plain = if self.peek() == Some(b'"') {
+                        !self.string()?
+                    } else {
+                        self.value(1)?;
+                        false
+                    };
                     members.push(Member {
                         key,
                         value: (value_start as u32, self.i as u32),
+                        plain,
                     });
                     self.space();
                     match self.peek() {
@@ -778,6 +848,26 @@ mod tests {
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    proptest! {
+        #[test]
+        fn plain_stops_at_the_first_quote_backslash_or_control_character(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(b"ab\"\\\x00\x1f \x7f\xc3\xa9".to_vec()),
+                0..40,
+            ),
+            plain_prefix in 0usize..20,
+        ) {
+            // Runs of plain bytes of every length before the bytes drawn.
+            let mut text = vec![b'x'; plain_prefix];
+            text.extend_from_slice(&bytes);
+            let naive = text
+                .iter()
+                .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+                .unwrap_or(text.len());
+            proptest::prop_assert_eq!(plain(&text), naive);
+        }
     }
 
     proptest! {

@@ -805,12 +805,9 @@ impl Rule {
             &mut on_heap
         };
         // Only the values a rule reads are built from the object's text.
-        let mut selected = props.select(|key| self.index.contains_key(key));
-        for (entry, (key, value)) in selected.iter().enumerate() {
-            let Some(hits) = self.index.get(*key) else {
-                continue;
-            };
-            for &(t, c) in hits {
+        let mut selected = props.select(|key| self.index.get(key));
+        for (entry, (key, value, hits)) in selected.iter().enumerate() {
+            for &(t, c) in hits.iter() {
                 if best[t].is_some_and(|(ranked, ..)| ranked <= c) {
                     continue;
                 }
@@ -836,7 +833,7 @@ impl Rule {
                     std::mem::replace(&mut selected[entry].1, Cow::Owned(Value::Null)).into_owned(),
                 )
             } else {
-                let (key, value) = &selected[entry];
+                let (key, value, _) = &selected[entry];
                 match candidates[c].lookup_in_entry(key, value.as_ref()) {
                     Some(v) => Cow::Borrowed(v),
                     None => continue,

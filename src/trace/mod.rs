@@ -128,8 +128,10 @@ impl<'a> TraceInput<'a> {
     }
 }
 
+/// The value unless it is empty or white space only (tested from its
+/// first character: an id is not white space).
 fn non_empty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().filter(|s| !s.trim().is_empty())
+    v.as_deref().filter(|s| !s.chars().all(char::is_whitespace))
 }
 
 /// `/aws/lambda/checkout-api` -> `checkout-api`: a Lambda's service name.
@@ -658,8 +660,10 @@ impl Traces {
                 let Some(id) = id else { continue };
                 alias.clear();
                 push_alias(&mut alias, prefix, id);
-                if !self.aliases.contains_key(alias.as_str())
-                    && self.cold.contains_key(&self.fingerprint(&alias))
+                // The fingerprint first: most aliases are of no evicted
+                // trace, and a number is looked up faster than a string.
+                if self.cold.contains_key(&self.fingerprint(&alias))
+                    && !self.aliases.contains_key(alias.as_str())
                     && !out.contains(&alias)
                 {
                     out.push(alias.clone());
