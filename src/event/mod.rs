@@ -198,7 +198,7 @@ impl OutEvent {
         }
         let Some(key) = trace_key else { return };
         self.properties
-            .insert("trace_key".into(), Value::String(key.clone()));
+            .insert("trace_key", Value::String(key.clone()));
         match key_field {
             KeyField::SessionId => self.session_id = Some(key.clone()),
             KeyField::TraceId => self.trace_id = Some(key.clone()),

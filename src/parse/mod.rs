@@ -37,7 +37,7 @@ pub mod spec;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use load::{LoadOptions, RuleError, builtin_names};
 pub use props::Properties;
@@ -188,13 +188,13 @@ impl RuleSet {
         }
 
         let mut parsed = if decided.is_none() && merges.is_empty() {
-            let mut properties = Map::new();
-            properties.insert("message".into(), Value::String(message.to_string()));
-            properties.insert("raw_log".into(), Value::Bool(true));
+            let mut properties = Properties::new();
+            properties.insert("message", Value::String(message.to_string()));
+            properties.insert("raw_log", Value::Bool(true));
             Parsed {
                 rule: None,
                 fields: Fields::default(),
-                properties: Properties::from(properties),
+                properties,
                 merged: Vec::new(),
             }
         } else {
@@ -603,6 +603,35 @@ mod tests {
         // The shorter needle is there, the longer ones are not.
         assert_eq!(rule(r#"S R "p.startx"#), None);
         assert_eq!(rule("S R A p.start"), None);
+    }
+
+    #[test]
+    fn a_needle_is_found_anywhere_in_a_long_message_and_only_there() {
+        // All needles are first looked for in one pass; each is found
+        // wherever it sits, short and long messages alike.
+        let set = rules(
+            r#"- {name: start, type: regex, pattern: 'S', when: {contains: '"p.start"'}}
+- {name: tmpl, type: regex, pattern: 'S', when: {contains: '"MessageTemplate"'}}
+- {name: task, type: regex, pattern: 'S', when: {contains: 'Task timed out'}}"#,
+        );
+        let filler = r#"{"level":"info","msg":"order processed","service":"S",}"#.repeat(6);
+        for (needle, rule) in [
+            (r#""p.start""#, "start"),
+            (r#""MessageTemplate""#, "tmpl"),
+            ("Task timed out", "task"),
+        ] {
+            for at in (0..=filler.len()).step_by(7).chain([filler.len()]) {
+                let message = format!("{}{needle}{}", &filler[..at], &filler[at..]);
+                assert_eq!(set.parse(&message).rule.as_deref(), Some(rule), "{message}");
+                let short = format!("S{needle}");
+                assert_eq!(set.parse(&short).rule.as_deref(), Some(rule));
+            }
+        }
+        assert_eq!(set.parse(&filler).rule, None);
+        assert_eq!(
+            set.parse(r#"S "p.star "MessageTemplat Task timed"#).rule,
+            None
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! writes each member's text as it came ([`Properties::members`]).
 //!
 //! The fields added beside it (what the rules extracted, the canonical
-//! fields, the trace key) are a map whose keys the object does not hold:
+//! fields, the trace key) are kept by name ([`added`]), under keys the
+//! object does not hold:
 //! an original field of the same name wins, as it always has. Replacing an
 //! original field ([`Properties::insert`] on its key, redaction through
 //! [`Properties::map_mut`]) turns the whole into one map first.
@@ -26,12 +27,17 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+mod added;
+
+use added::Added;
+pub(crate) use added::Key;
+
 /// The properties of one event (see the module).
 #[derive(Default)]
 pub struct Properties {
     object: Option<Object>,
     /// Keys `object` does not hold.
-    added: Map<String, Value>,
+    added: Added,
     /// The whole as one map, built when something asks for it
     /// ([`Properties::as_map`]: tests, `parse-test`, the OTLP output).
     whole: OnceLock<Map<String, Value>>,
@@ -168,9 +174,10 @@ impl Properties {
     }
 
     /// Sets `key` to `value`, replacing what it was.
-    pub fn insert(&mut self, key: String, value: Value) {
+    pub fn insert(&mut self, key: impl Into<Key>, value: Value) {
+        let key = key.into();
         if self.object.as_ref().is_some_and(|o| o.find(&key).is_some()) {
-            self.map_mut().insert(key, value);
+            self.map_mut().insert(key.into_owned(), value);
             return;
         }
         self.whole.take();
@@ -192,15 +199,15 @@ impl Properties {
         if let Some(o) = &self.object {
             o.members.iter().for_each(|m| mark(o.key(m)));
         }
-        self.added.keys().for_each(|key| mark(key));
+        self.added.iter().for_each(|(key, _)| mark(key));
         present
     }
 
     /// Sets `key`, which has no value (see [`Properties::present`]), to `value`.
-    pub(crate) fn insert_new(&mut self, key: &str, value: Value) {
+    pub(crate) fn insert_new(&mut self, key: &'static str, value: Value) {
         debug_assert!(!self.contains_key(key), "{key}");
         self.whole.take();
-        self.added.insert(key.to_string(), value);
+        self.added.insert(Cow::Borrowed(key), value);
     }
 
     /// Sets `key` to `value()` unless it has a value. Returns whether it was set.
@@ -209,7 +216,7 @@ impl Properties {
             return false;
         }
         self.whole.take();
-        self.added.insert(key.to_string(), value());
+        self.added.insert(Cow::Owned(key.to_string()), value());
         true
     }
 
@@ -217,28 +224,30 @@ impl Properties {
     /// are built into values first.
     pub fn map_mut(&mut self) -> &mut Map<String, Value> {
         self.whole.take();
+        let added = self.added.map_mut();
         if let Some(o) = self.object.take() {
             let mut map = Map::new();
             for m in &o.members {
                 map.insert(o.key(m).to_string(), o.value_of(m));
             }
-            map.append(&mut self.added);
-            self.added = map;
+            map.append(added);
+            *added = map;
         }
-        &mut self.added
+        added
     }
 
     /// The properties as one map.
     pub fn into_map(mut self) -> Map<String, Value> {
-        self.map_mut();
-        self.added
+        std::mem::take(self.map_mut())
     }
 
     /// The properties as one map, built once and kept (for what reads them
     /// all; the delivery path does not).
     pub fn as_map(&self) -> &Map<String, Value> {
-        if self.object.is_none() {
-            return &self.added;
+        if self.object.is_none()
+            && let Some(map) = self.added.as_map()
+        {
+            return map;
         }
         self.whole.get_or_init(|| self.clone().into_map())
     }
@@ -276,9 +285,10 @@ impl Properties {
         })
     }
 
-    /// The fields added beside the object (or all of them, without one).
-    pub(crate) fn added(&self) -> &Map<String, Value> {
-        &self.added
+    /// The fields added beside the object (or all of them, without one),
+    /// by name.
+    pub(crate) fn added(&self) -> added::Iter<'_> {
+        self.added.iter()
     }
 
     /// Each property whose key `wanted` takes (`Some`), with its value
@@ -297,9 +307,9 @@ impl Properties {
                 }
             }
         }
-        for (key, value) in &self.added {
+        for (key, value) in self.added.iter() {
             if let Some(t) = wanted(key) {
-                out.push((key.as_str(), Cow::Borrowed(value), t));
+                out.push((key, Cow::Borrowed(value), t));
             }
         }
         out
@@ -309,7 +319,7 @@ impl Properties {
 impl From<Map<String, Value>> for Properties {
     fn from(added: Map<String, Value>) -> Properties {
         Properties {
-            added,
+            added: Added::Map(added),
             ..Properties::default()
         }
     }
@@ -356,7 +366,7 @@ impl Serialize for Properties {
                 RawValue::from_string(value.to_string()).map_err(serde::ser::Error::custom)?;
             map.serialize_entry(key, &raw)?;
         }
-        for (key, value) in &self.added {
+        for (key, value) in self.added.iter() {
             map.serialize_entry(key, value)?;
         }
         map.end()
@@ -785,7 +795,7 @@ mod tests {
             r#"{"level":"warn","n":1,"trace_key":"t"}"#
         );
         assert_eq!(p["trace_key"], "t");
-        p.insert("n".into(), json!(2));
+        p.insert("n", json!(2));
         assert!(
             p.object.is_none(),
             "replacing an original field builds the map"

@@ -287,6 +287,10 @@ pub(crate) struct Needles {
     /// absent, so is this one (the Lambda set's `"platform.start"`,
     /// `"platform.report"`, ... all wait on its `"platform.`).
     within: Vec<Option<usize>>,
+    /// All the needles at once: a message that holds none of them (most
+    /// do not) is ruled out in one pass over it, where one search per
+    /// needle asked about would read it once each.
+    any: Option<aho_corasick::packed::Searcher>,
 }
 
 /// How many needles a message remembers the outcome of (bits of a `u64`);
@@ -330,6 +334,10 @@ impl Needles {
                 .map(|t| memchr::memmem::Finder::new(t.as_bytes()).into_owned())
                 .collect(),
             within,
+            // With one needle, its own search is the one pass.
+            any: (texts.len() > 1)
+                .then(|| aho_corasick::packed::Searcher::new(texts.iter()))
+                .flatten(),
         }
     }
 }
@@ -344,6 +352,9 @@ pub(crate) struct Input<'a> {
     /// Needles searched for, and those found (bit = id).
     searched: u64,
     found: u64,
+    /// Whether the message holds any needle at all ([`Needles::any`]),
+    /// once asked.
+    any: Option<bool>,
     json: Option<Option<Properties>>,
     embedded: Option<(usize, Option<Properties>)>,
 }
@@ -356,6 +367,7 @@ impl<'a> Input<'a> {
             needles,
             searched: 0,
             found: 0,
+            any: None,
             json: None,
             embedded: None,
         }
@@ -364,6 +376,16 @@ impl<'a> Input<'a> {
     /// Whether the message contains needle `id`.
     fn contains(&mut self, id: usize) -> bool {
         let needles = self.needles;
+        let message = self.message;
+        let any = *self.any.get_or_insert_with(|| {
+            needles
+                .any
+                .as_ref()
+                .is_none_or(|all| all.find(message).is_some())
+        });
+        if !any {
+            return false;
+        }
         let search = |input: &mut Input<'a>| {
             needles.within[id].is_none_or(|shorter| input.contains(shorter))
                 && needles.finders[id].find(input.message.as_bytes()).is_some()
