@@ -70,6 +70,14 @@ async fn checkpoint_moves_cursor_and_ids_together_and_survives_reopen() {
         .with_blocking(|c| c.pragma_query_value(None, "journal_mode", |r| r.get(0)))
         .unwrap();
     assert_eq!(mode, "wal");
+    // A new file has 8 KiB pages, and its WAL is copied back every 16 MB.
+    let pragma = |store: &StateStore, name: &'static str| -> i64 {
+        store
+            .with_blocking(|c| c.pragma_query_value(None, name, |r| r.get(0)))
+            .unwrap()
+    };
+    assert_eq!(pragma(&store, "page_size"), 8192);
+    assert_eq!(pragma(&store, "wal_autocheckpoint"), 2048);
     // Commits are fsynced unless `agent.state_fsync: false`: FULL is 2,
     // NORMAL 1.
     let synchronous = |store: &StateStore| -> i64 {
@@ -333,6 +341,17 @@ fn a_version_3_file_with_traces_is_migrated_and_keeps_every_trace_fact() {
         .unwrap();
     }
     let store = StateStore::open(&path).unwrap();
+    // The file keeps the page size it was made with; the WAL is still
+    // copied back every 16 MB.
+    let pragma = |name: &'static str| -> i64 {
+        store
+            .with_blocking(|c| c.pragma_query_value(None, name, |r| r.get(0)))
+            .unwrap()
+    };
+    assert_eq!(
+        (pragma("page_size"), pragma("wal_autocheckpoint")),
+        (4096, 4096)
+    );
     let g = store.all_groups_blocking().unwrap();
     assert_eq!(
         g[0].account, "default",
