@@ -44,7 +44,7 @@ fn events(n: usize) -> Vec<Record> {
                 "t:{}",
                 event.properties["trace_id"].as_str().unwrap_or_default()
             );
-            event.set_trace(Some(key), None, KeyField::SessionId);
+            event.set_trace(Some(key.into()), None, KeyField::SessionId);
             Record::Event(event)
         })
         .collect()

@@ -1522,7 +1522,7 @@ pub async fn parse_test(
             fields.insert("duration_ms".into(), serde_json::json!(d));
         }
         let key = event.trace_key.clone();
-        let rule = event.rule.clone();
+        let rule = event.rule.as_deref();
         if json {
             out.push_str(
                 &serde_json::json!({"line": n + 1, "rule": rule, "fields": fields, "trace_key": key}).to_string(),
@@ -1544,7 +1544,7 @@ pub async fn parse_test(
             out.push_str(&format!(
                 "{:>4}  {:<24} {:<28} {}\n",
                 n + 1,
-                rule.as_deref().unwrap_or("(fallback)"),
+                rule.unwrap_or("(fallback)"),
                 key.as_deref().unwrap_or("-"),
                 shown.join(" ")
             ));

@@ -99,10 +99,10 @@ pub struct OutEvent {
     pub fields: Fields,
     /// The trace the event was grouped into.
     #[serde(skip)]
-    pub trace_key: Option<String>,
+    pub trace_key: Option<Arc<str>>,
     /// The rule that parsed it (`None`: the fallback).
     #[serde(skip)]
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
 }
 
 impl OutEvent {
@@ -188,7 +188,7 @@ impl OutEvent {
     /// line without one.
     pub fn set_trace(
         &mut self,
-        trace_key: Option<String>,
+        trace_key: Option<Arc<str>>,
         bracket_request_id: Option<String>,
         key_field: KeyField,
     ) {
@@ -198,10 +198,10 @@ impl OutEvent {
         }
         let Some(key) = trace_key else { return };
         self.properties
-            .insert("trace_key", Value::String(key.clone()));
+            .insert("trace_key", Value::String(str::to_owned(&key)));
         match key_field {
-            KeyField::SessionId => self.session_id = Some(key.clone()),
-            KeyField::TraceId => self.trace_id = Some(key.clone()),
+            KeyField::SessionId => self.session_id = Some(str::to_owned(&key)),
+            KeyField::TraceId => self.trace_id = Some(str::to_owned(&key)),
             KeyField::None => {}
         }
         self.trace_key = Some(key);
@@ -239,7 +239,7 @@ impl OutEvent {
             ingestion_time_ms: None,
             message: String::new(),
             fields: Fields::default(),
-            trace_key: Some(key),
+            trace_key: Some(key.into()),
             rule: None,
         }
     }

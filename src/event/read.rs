@@ -120,12 +120,23 @@ impl<'a> Cursor<'a> {
     /// An array of what `item` reads, or `null`.
     pub(crate) fn list<T>(
         &mut self,
+        item: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<Option<Vec<T>>> {
+        self.list_sized(usize::MAX, item)
+    }
+
+    /// [`Cursor::list`] of items that take at least about `item_bytes`
+    /// of text each: the list is sized once for what the rest of the text
+    /// can hold, instead of growing (and copying) as it is read.
+    pub(crate) fn list_sized<T>(
+        &mut self,
+        item_bytes: usize,
         mut item: impl FnMut(&mut Self) -> Option<T>,
     ) -> Option<Option<Vec<T>>> {
         if self.null()? {
             return Some(None);
         }
-        let mut items = Vec::new();
+        let mut items = Vec::with_capacity((self.text.len() - self.at) / item_bytes.max(1));
         self.array(|c| {
             items.push(item(c)?);
             Some(())

@@ -130,7 +130,7 @@ impl RuleSet {
         // or a set used twice): only the first by priority would be seen
         // deciding, which reads as if the other had run.
         let mut names = std::collections::HashSet::new();
-        if let Some(rule) = rules.iter().find(|r| !names.insert(r.name.as_str())) {
+        if let Some(rule) = rules.iter().find(|r| !names.insert(&*r.name)) {
             return Err(RuleError::Invalid {
                 key: key.to_string(),
                 message: format!(

@@ -25,6 +25,7 @@
 //! optional PII redaction ([`redact`]) runs inside [`RuleSet::parse`], so what
 //! it returns is already redacted.
 
+mod anchor;
 mod kv;
 pub mod load;
 mod normalize;
@@ -34,7 +35,7 @@ pub mod redact;
 pub mod rule;
 pub mod spec;
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 use serde_json::Value;
@@ -106,7 +107,7 @@ impl Fields {
 pub struct Parsed {
     /// Name of the rule that decided: the `first` rule that matched, else the
     /// first merge rule that added something; `None` for the fallback.
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
     pub fields: Fields,
     /// The original fields (JSON) or the raw line, beside what was extracted.
     pub properties: Properties,
@@ -161,7 +162,7 @@ impl RuleSet {
 
     /// Rule names in the order they are tried.
     pub fn rule_names(&self) -> Vec<&str> {
-        self.rules.iter().map(|r| r.name.as_str()).collect()
+        self.rules.iter().map(|r| &*r.name).collect()
     }
 
     /// Whether PII redaction is on.
@@ -172,8 +173,8 @@ impl RuleSet {
     /// Parses one message. Never fails: no match is the fallback event.
     pub fn parse(&self, message: &str) -> Parsed {
         let mut input = Input::new(message, &self.needles);
-        let mut merges: Vec<(&str, Extract)> = Vec::new();
-        let mut decided: Option<(&str, Extract)> = None;
+        let mut merges: Vec<(&Arc<str>, Extract)> = Vec::new();
+        let mut decided: Option<(&Arc<str>, Extract)> = None;
         for rule in &self.rules {
             let Some(extract) = rule.apply(&mut input) else {
                 continue;
@@ -187,29 +188,15 @@ impl RuleSet {
             }
         }
 
-        let mut parsed = if decided.is_none() && merges.is_empty() {
-            let mut properties = Properties::new();
-            properties.insert("message", Value::String(message.to_string()));
-            properties.insert("raw_log", Value::Bool(true));
-            Parsed {
-                rule: None,
-                fields: Fields::default(),
-                properties,
-                merged: Vec::new(),
-            }
-        } else {
-            let mut merges = merges.into_iter();
-            let (rule, first) = match decided {
-                Some(d) => d,
-                // Merge rules only: the first one names the result.
-                None => merges.next().map_or(("", Extract::default()), |m| m),
-            };
+        // Merge rules only: the first one names the result.
+        let mut merges = merges.into_iter();
+        let mut parsed = if let Some((rule, first)) = decided.or_else(|| merges.next()) {
             let mut text_like = !first.whole_message;
             let mut properties = first.props;
             let mut fields = first.fields;
             let mut merged = Vec::new();
             for (name, m) in merges {
-                merged.push(name.to_string());
+                merged.push(str::to_owned(name));
                 fields.fill_from(m.fields);
                 text_like &= !m.whole_message;
                 for (k, v) in m.props.into_map() {
@@ -224,13 +211,23 @@ impl RuleSet {
                 } else {
                     "message"
                 };
-                properties.insert(key.to_string(), Value::String(message.to_string()));
+                properties.insert(key, Value::String(message.to_string()));
             }
             Parsed {
-                rule: Some(rule.to_string()),
+                rule: Some(Arc::clone(rule)),
                 fields,
                 properties,
                 merged,
+            }
+        } else {
+            let mut properties = Properties::new();
+            properties.insert("message", Value::String(message.to_string()));
+            properties.insert("raw_log", Value::Bool(true));
+            Parsed {
+                rule: None,
+                fields: Fields::default(),
+                properties,
+                merged: Vec::new(),
             }
         };
 
@@ -645,7 +642,10 @@ mod tests {
             .collect();
         let set = rules(&yaml);
         for i in [0, 63, 64, 69] {
-            assert_eq!(set.parse(&format!("k{i}=1")).rule, Some(format!("n{i}")));
+            assert_eq!(
+                set.parse(&format!("k{i}=1")).rule.as_deref(),
+                Some(format!("n{i}").as_str())
+            );
         }
         assert_eq!(set.parse("k70=1").rule, None);
     }

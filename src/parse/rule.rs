@@ -21,11 +21,13 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use regex::Regex;
 use serde_json::{Map, Number, Value};
 
 use super::Fields;
+use super::anchor::FirstBytes;
 use super::kv::{self, Separators};
 use super::normalize::{self, LevelNumbers};
 use super::path::Path;
@@ -130,6 +132,9 @@ struct When {
     /// [`Needles::link`]).
     needles: Vec<usize>,
     regex: Option<Regex>,
+    /// The first bytes `regex` can match at, when it is anchored at the
+    /// start: checked before the regex runs.
+    regex_first: Option<FirstBytes>,
     json_fields: Vec<Path>,
 }
 
@@ -267,7 +272,8 @@ impl Hasher for KeyHasher {
 /// A compiled rule.
 #[derive(Debug, Clone)]
 pub(crate) struct Rule {
-    pub(crate) name: String,
+    /// Shared with each event it parses ([`super::Parsed::rule`]).
+    pub(crate) name: Arc<str>,
     pub(crate) priority: i64,
     pub(crate) mode: Mode,
     kind: Kind,
@@ -584,6 +590,7 @@ impl Rule {
                     .as_deref()
                     .map(|s| compile_re("when.regex", s))
                     .transpose()?,
+                regex_first: w.regex.as_deref().and_then(FirstBytes::of),
                 json_fields: list(&w.json_field)
                     .iter()
                     .map(|f| Path::parse(f).map_err(|e| err("when.json_field", e)))
@@ -667,7 +674,8 @@ impl Rule {
             name: p
                 .name
                 .clone()
-                .unwrap_or_else(|| format!("{kind_name}#{index}")),
+                .unwrap_or_else(|| format!("{kind_name}#{index}"))
+                .into(),
             priority: p.priority.unwrap_or(100),
             mode: match p.mode {
                 Some(RawMode::Merge) => Mode::Merge,
@@ -696,6 +704,7 @@ impl Rule {
 
     /// Adds a `when.regex`-like condition (a framework type's `pattern`).
     pub(crate) fn require(&mut self, regex: Regex) {
+        self.when.regex_first = FirstBytes::of(regex.as_str());
         self.when.regex = Some(regex);
     }
 
@@ -736,7 +745,7 @@ impl Rule {
             return false;
         }
         if let Some(re) = &w.regex
-            && !re.is_match(message)
+            && !(w.regex_first.as_ref().is_none_or(|f| f.admits(message)) && re.is_match(message))
         {
             return false;
         }

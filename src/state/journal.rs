@@ -496,7 +496,7 @@ mod tests {
         ];
         // Row by row, in part order; in each row, in the order of `changes`
         // with deletions first.
-        let order = |key: &str| changes.traces.iter().position(|t| t.key == key);
+        let order = |key: &str| changes.traces.iter().position(|t| &*t.key == key);
         expected.sort_by_key(|(part, r)| match r {
             Record::Delete { .. } => (*part, None),
             Record::Write { key, .. } | Record::Update { key, .. } => (*part, order(key)),

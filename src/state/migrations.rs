@@ -195,4 +195,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
     INSERT INTO trace_journal_v9 (seq, part, data) SELECT seq, NULL, data FROM trace_journal;
     DROP TABLE trace_journal;
     ALTER TABLE trace_journal_v9 RENAME TO trace_journal;",
+    // 10: trace_state keeps its rows by rowid, the trace key in an index
+    // of its own. A trace's row is hundreds of bytes: keyed by its text
+    // (WITHOUT ROWID) each insert moved whole rows between pages as the
+    // B-tree split, and a fold spent most of its time there.
+    "CREATE TABLE trace_state_v10 (
+        trace_key     TEXT NOT NULL UNIQUE,
+        last_seen_ms  INTEGER NOT NULL,
+        settled       INTEGER NOT NULL,
+        data          TEXT NOT NULL
+    );
+    INSERT INTO trace_state_v10 (trace_key, last_seen_ms, settled, data)
+    SELECT trace_key, last_seen_ms, settled, data FROM trace_state ORDER BY trace_key;
+    DROP TABLE trace_state;
+    ALTER TABLE trace_state_v10 RENAME TO trace_state;
+    CREATE INDEX trace_state_settled ON trace_state (settled, last_seen_ms);",
 ];

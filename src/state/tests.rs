@@ -78,6 +78,21 @@ async fn checkpoint_moves_cursor_and_ids_together_and_survives_reopen() {
     };
     assert_eq!(pragma(&store, "page_size"), 8192);
     assert_eq!(pragma(&store, "wal_autocheckpoint"), 2048);
+    // Trace rows are kept by rowid (migration 10), the key in an index.
+    let trace_state: String = store
+        .with_blocking(|c| {
+            c.query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'trace_state'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .unwrap();
+    assert!(
+        trace_state.contains("trace_key     TEXT NOT NULL UNIQUE")
+            && !trace_state.contains("WITHOUT ROWID"),
+        "{trace_state}"
+    );
     // Commits are fsynced unless `agent.state_fsync: false`: FULL is 2,
     // NORMAL 1.
     let synchronous = |store: &StateStore| -> i64 {

@@ -143,8 +143,8 @@ pub fn service_from_group(group: &str) -> Option<&str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
     /// The trace key (`t:<trace id>`, `r:<request id>` or `s:<session id>`);
-    /// `None` for an event without correlation ids.
-    pub trace_key: Option<String>,
+    /// `None` for an event without correlation ids. Shared with the trace.
+    pub trace_key: Option<Name>,
     /// The request id, filled from the stream's START bracket when the line
     /// itself has none (`None` when the line has its own).
     pub bracket_request_id: Option<String>,
@@ -412,7 +412,7 @@ fn push_name(list: &mut Vec<Name>, value: &Name) {
 /// One trace as the state file stores it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredTrace {
-    pub key: String,
+    pub key: Name,
     pub last_seen_ms: EpochMs,
     /// Closed and its summary delivered: may leave the file once quiet.
     pub settled: bool,
@@ -808,7 +808,12 @@ impl Traces {
             .entry(key.clone())
             .or_insert_with(|| Trace::new(e.timestamp_ms, now_ms));
         for (alias, _) in aliases.iter().zip(known).filter(|(_, known)| !known) {
-            let alias: Name = Arc::from(alias.as_str());
+            // The key is its trace's first alias: one string for both.
+            let alias: Name = if *key == *alias.as_str() {
+                Arc::clone(&key)
+            } else {
+                Arc::from(alias.as_str())
+            };
             t.aliases.push(Arc::clone(&alias));
             self.aliases.insert(alias, Arc::clone(&key));
         }
@@ -867,7 +872,7 @@ impl Traces {
         }
         self.mark(&key);
         Assignment {
-            trace_key: Some(str::to_owned(&key)),
+            trace_key: Some(key),
             bracket_request_id,
         }
     }
@@ -996,7 +1001,7 @@ impl Traces {
                     t.written = Written::of(t, 0);
                 }
                 changes.traces.push(StoredTrace {
-                    key: str::to_owned(&key),
+                    key,
                     last_seen_ms: t.last_seen_ms,
                     settled: t.closed && t.summary_sent,
                     update,
@@ -1016,7 +1021,7 @@ impl Traces {
     /// Gives back changes a checkpoint could not write, so the next one does.
     pub fn restore_changes(&mut self, changes: Changes) {
         for stored in changes.traces {
-            let key: Name = Arc::from(stored.key);
+            let key: Name = stored.key;
             // What the file holds is unknown now: the next write is whole.
             if let Some(t) = self.traces.get_mut(&key) {
                 t.written.base = false;
@@ -1473,7 +1478,7 @@ mod tests {
             written
                 .traces
                 .into_iter()
-                .map(|t| (t.key, decode_stored(&t.data).unwrap())),
+                .map(|t| (t.key.to_string(), decode_stored(&t.data).unwrap())),
             [],
         );
         assert!(traces.cold_aliases(&[late]).is_empty());
@@ -1533,13 +1538,13 @@ mod tests {
         for t in changes.traces {
             if t.update {
                 let row = file
-                    .get_mut(&t.key)
+                    .get_mut(&*t.key)
                     .expect("an update follows a stored trace");
                 let mut list = Vec::new();
                 push_update(&mut list, &t.data);
                 extend_stored(row, &list).unwrap();
             } else {
-                file.insert(t.key, t.data);
+                file.insert(t.key.to_string(), t.data);
             }
         }
     }

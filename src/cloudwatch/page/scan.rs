@@ -11,6 +11,11 @@ use aws_sdk_cloudwatchlogs::types::{FilteredLogEvent, OutputLogEvent};
 
 use crate::event::read::{Cursor, DEPTH};
 
+/// About the fewest bytes an event of a page takes: its timestamps, ids
+/// and stream name are about 150, a short message 100 more. A page is
+/// read into a list sized for its text at this many bytes an event.
+const EVENT_BYTES: usize = 256;
+
 /// FilterLogEvents' response (AWS JSON 1.1).
 pub(super) fn filter_page(text: &str) -> Option<FilterLogEventsOutput> {
     let mut c = Cursor::new(text);
@@ -18,7 +23,7 @@ pub(super) fn filter_page(text: &str) -> Option<FilterLogEventsOutput> {
     let mut next_token = None;
     c.object(|c, key| {
         match key {
-            "events" => events = c.list(filtered)?,
+            "events" => events = c.list_sized(EVENT_BYTES, filtered)?,
             "nextToken" => next_token = c.string()?,
             _ => c.skip(DEPTH)?,
         }
@@ -40,7 +45,7 @@ pub(super) fn get_page(text: &str) -> Option<GetLogEventsOutput> {
     let (mut forward, mut backward) = (None, None);
     c.object(|c, key| {
         match key {
-            "events" => events = c.list(output)?,
+            "events" => events = c.list_sized(EVENT_BYTES, output)?,
             "nextForwardToken" => forward = c.string()?,
             "nextBackwardToken" => backward = c.string()?,
             _ => c.skip(DEPTH)?,
