@@ -1,6 +1,7 @@
 //! Time values as cwtap uses them: CloudWatch's milliseconds since the epoch,
 //! durations written `90s`, `5m`, `7d`, `2w`, and RFC 3339 instants.
 
+use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, CloudWatch's unit for event timestamps.
@@ -149,18 +150,32 @@ pub fn format_ms(ms: EpochMs) -> String {
 /// [`format_ms`] of a time in the years 0 to 9999 (every timestamp an
 /// event carries): fixed width, ASCII.
 fn fixed_width(ms: EpochMs) -> Option<[u8; 24]> {
-    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000) as u64);
-    let (year, month, day) = civil_from_days(days);
-    if !(0..=9999).contains(&year) {
-        return None;
+    // The date of the last day written on this thread: the timestamps of
+    // a batch are mostly of one day.
+    thread_local! {
+        static DAY: Cell<(i64, [u8; 10])> = const { Cell::new((i64::MIN, [0; 10])) };
     }
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000) as u64);
+    let date = match DAY.with(Cell::get) {
+        (cached, date) if cached == days => date,
+        _ => {
+            let (year, month, day) = civil_from_days(days);
+            if !(0..=9999).contains(&year) {
+                return None;
+            }
+            let mut date = *b"0000-00-00";
+            let year = year as u64;
+            put_2(&mut date[0..2], year / 100);
+            put_2(&mut date[2..4], year % 100);
+            put_2(&mut date[5..7], u64::from(month));
+            put_2(&mut date[8..10], u64::from(day));
+            DAY.with(|d| d.set((days, date)));
+            date
+        }
+    };
     let mut b = *b"0000-00-00T00:00:00.000Z";
+    b[..10].copy_from_slice(&date);
     let secs_of_day = ms_of_day / 1000;
-    let year = year as u64;
-    put_2(&mut b[0..2], year / 100);
-    put_2(&mut b[2..4], year % 100);
-    put_2(&mut b[5..7], u64::from(month));
-    put_2(&mut b[8..10], u64::from(day));
     put_2(&mut b[11..13], secs_of_day / 3600);
     put_2(&mut b[14..16], secs_of_day / 60 % 60);
     put_2(&mut b[17..19], secs_of_day % 60);
@@ -310,12 +325,19 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn formatting_matches_humantime_up_to_the_year_9999(ms in 0i64..253_402_300_800_000) {
-            let t = UNIX_EPOCH + Duration::from_millis(ms as u64);
-            proptest::prop_assert_eq!(
-                format_ms(ms),
-                humantime::format_rfc3339_millis(t).to_string()
-            );
+        fn formatting_matches_humantime_up_to_the_year_9999(
+            ms in 86_400_000i64..253_402_214_400_000,
+            later in 0i64..86_400_000,
+        ) {
+            // Each time, a time of the same day or the next (the date kept
+            // from the one before), then of the day before.
+            for ms in [ms, ms + later, ms - 86_400_000] {
+                let t = UNIX_EPOCH + Duration::from_millis(ms as u64);
+                proptest::prop_assert_eq!(
+                    format_ms(ms),
+                    humantime::format_rfc3339_millis(t).to_string()
+                );
+            }
         }
     }
 }

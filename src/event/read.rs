@@ -263,11 +263,25 @@ impl<'a> Cursor<'a> {
         let bytes = self.bytes();
         let start = self.at;
         let first = start + usize::from(bytes.get(start) == Some(&b'-'));
-        let digits = bytes[first..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        let end = first + digits;
+        // Every event's timestamps: eight digits at a time, summed as read
+        // (up to 18 digits fit an i64 whatever they are).
+        let mut end = first;
+        let mut n: i64 = 0;
+        while let Some(word) = bytes.get(end..end + 8)
+            && end - first <= 10
+        {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            let Some(eight) = eight_digits(word) else {
+                break;
+            };
+            n = n * 100_000_000 + eight as i64;
+            end += 8;
+        }
+        while let Some(d) = bytes.get(end).filter(|b| b.is_ascii_digit()) {
+            n = n.wrapping_mul(10).wrapping_add(i64::from(d - b'0'));
+            end += 1;
+        }
+        let digits = end - first;
         // No digits, or a leading zero (JSON has none).
         if digits == 0 || (digits > 1 && bytes[first] == b'0') {
             return None;
@@ -277,11 +291,6 @@ impl<'a> Cursor<'a> {
         }
         self.at = end;
         if digits <= 18 {
-            // Fits an i64 whatever the digits: summed as read (every
-            // event's timestamps), without `parse`'s overflow checks.
-            let n = bytes[first..end]
-                .iter()
-                .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
             return Some(Some(if first > start { -n } else { n }));
         }
         self.text[start..end].parse().ok().map(Some)
@@ -312,6 +321,26 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The value of eight ASCII digits read as a little-endian word (the first
+/// digit in the lowest byte); `None` unless all eight are digits.
+fn eight_digits(word: u64) -> Option<u32> {
+    const HIGHS: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    // A digit is 0x30-0x39: its high nibble is 3, and adding 6 does not
+    // carry into it.
+    let digits = (word & HIGHS) | (((word.wrapping_add(0x0606_0606_0606_0606)) & HIGHS) >> 4);
+    if digits != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    // Pairs, then fours, then eight (the digits' place values folded in
+    // by multiplication).
+    let w = word - 0x3030_3030_3030_3030;
+    let w = w.wrapping_mul(10).wrapping_add(w >> 8);
+    let w = ((w & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32))
+        + ((w >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32)))
+        >> 32;
+    Some(w as u32)
+}
+
 /// The character of a `\uXXXX` escape (two of them for a surrogate pair)
 /// at the start of `bytes`, and the escape's length.
 fn unicode(bytes: &[u8]) -> Option<(char, usize)> {
@@ -337,5 +366,57 @@ fn unicode(bytes: &[u8]) -> Option<(char, usize)> {
         }
         0xDC00..=0xDFFF => None,
         _ => Some((char::from_u32(first)?, 6)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `Cursor::int` of `text`, and where it stopped.
+    fn int(text: &str) -> (Option<Option<i64>>, usize) {
+        let mut c = Cursor::new(text);
+        let n = c.int();
+        (n, c.at)
+    }
+
+    #[test]
+    fn integers_of_every_length_read_as_serde_json_reads_them() {
+        assert_eq!(int("1700000000000,"), (Some(Some(1_700_000_000_000)), 13));
+        assert_eq!(int("-12345678}"), (Some(Some(-12_345_678)), 9));
+        assert_eq!(
+            int("123456789012345678]"),
+            (Some(Some(123_456_789_012_345_678)), 18)
+        );
+        assert_eq!(int(&i64::MAX.to_string()), (Some(Some(i64::MAX)), 19));
+        assert_eq!(int(&i64::MIN.to_string()), (Some(Some(i64::MIN)), 20));
+        assert_eq!(int("99999999999999999999").0, None, "past i64");
+        assert_eq!(int("null").0, Some(None));
+        for bad in ["01", "-", "1.5", "12345678e2", "", "-0123456789", "x1"] {
+            assert_eq!(int(bad).0, None, "{bad:?}");
+        }
+        // Eight bytes that are not all digits: the word is not taken whole.
+        assert_eq!(int("1234567:9").0, Some(Some(1_234_567)));
+        assert_eq!(int("12345678/9").0, Some(Some(12_345_678)));
+    }
+
+    proptest! {
+        #[test]
+        fn any_integer_text_reads_as_serde_json_reads_it(
+            digits in "-?[0-9]{1,24}",
+            after in prop_oneof![Just(""), Just(","), Just("}"), Just("."), Just("e1"), Just("a"), Just("/"), Just(":")],
+        ) {
+            let text = format!("{digits}{after}");
+            let expected = if after.starts_with(['.', 'e']) {
+                None
+            } else if digits == "-0" {
+                // serde_json reads it as a float (negative zero); it is 0.
+                Some(Some(0))
+            } else {
+                serde_json::from_str::<i64>(&digits).ok().map(Some)
+            };
+            prop_assert_eq!(int(&text).0, expected, "{}", text);
+        }
     }
 }

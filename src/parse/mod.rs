@@ -579,6 +579,14 @@ mod tests {
         assert_eq!(set.parse(r#"{"a":{"c":1}}"#).rule, None);
         assert_eq!(set.parse("1271").rule.as_deref(), Some("r"));
         assert_eq!(set.parse("1211").rule, None);
+        // A prefix is checked by its first byte first; an empty one takes all.
+        let set = rules(
+            "- {name: a, type: regex, pattern: 'x', when: {prefix: ['Ab', 'Bx', '']}}\n- {name: b, type: regex, pattern: 'y', when: {prefix: ['By', 'Bz']}}",
+        );
+        assert_eq!(set.parse("x").rule.as_deref(), Some("a"));
+        assert_eq!(set.parse("Byy").rule.as_deref(), Some("b"));
+        assert_eq!(set.parse("Bay").rule, None);
+        assert_eq!(set.parse("").rule, None);
     }
 
     #[test]

@@ -737,7 +737,12 @@ impl Rule {
         let message = input.message;
         if !w.prefix.is_empty() {
             let m = input.trimmed;
-            if !w.prefix.iter().any(|p| m.starts_with(p.as_str())) {
+            // The first byte before the rest: most messages start with
+            // none of the prefixes' first bytes.
+            let first = m.as_bytes().first();
+            if !w.prefix.iter().any(|p| {
+                p.as_bytes().first().is_none_or(|b| Some(b) == first) && m.starts_with(p.as_str())
+            }) {
                 return false;
             }
         }
