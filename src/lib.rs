@@ -97,9 +97,27 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
-        eprintln!("cwtap: error: cannot write to standard output: {e}");
+        write_stderr(format_args!(
+            "cwtap: error: cannot write to standard output: {e}"
+        ));
         std::process::exit(1);
     }
+}
+
+/// Writes a line to standard error. A closed or failing standard error (a
+/// log reader that went away) loses the line and nothing else: the
+/// standard `eprintln!` would panic, in whatever task was writing. Use it
+/// through [`errln!`].
+#[doc(hidden)]
+pub fn write_stderr(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
+}
+
+/// `eprintln!` that never panics ([`write_stderr`]).
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::write_stderr(format_args!($($arg)*)) };
 }
 
 /// `print!` that ends the process quietly on a closed pipe ([`write_stdout`]).

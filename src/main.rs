@@ -34,7 +34,7 @@ static MALLOC_CONF: &[u8; 47] = b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = init_logging(&cli) {
-        eprintln!("cwtap: error: {e}");
+        cwtap::errln!("cwtap: error: {e}");
         return ExitCode::from(e.exit_code() as u8);
     }
     let json_logs = cli.log_format == LogFormat::Json;
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             if json_logs {
                 tracing::error!(exit_code = e.exit_code(), "{e}");
             } else {
-                eprintln!("cwtap: error: {e}");
+                cwtap::errln!("cwtap: error: {e}");
             }
             ExitCode::from(e.exit_code() as u8)
         }
@@ -73,9 +73,13 @@ fn init_logging(cli: &Cli) -> Result<(), AppError> {
             None,
         ),
     };
+    // A log line that cannot be written (standard error closed: a reader
+    // that went away) is lost quietly. The default reports it with
+    // `eprintln!`, which panics on that same closed standard error.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -180,7 +184,7 @@ fn install_signals() -> Result<(shutdown::Shutdown, app::Reload), AppError> {
                     tracing::info!(signal, "shutdown requested");
                     trigger.trigger();
                 } else {
-                    eprintln!("cwtap: second signal, exiting now");
+                    cwtap::errln!("cwtap: second signal, exiting now");
                     std::process::exit(130);
                 }
             }
@@ -310,12 +314,12 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                     ),
                     Err(e) => {
                         failures += 1;
-                        eprintln!("cwtap: {group}: {e}");
+                        cwtap::errln!("cwtap: {group}: {e}");
                     }
                 }
             }
             if results.is_empty() {
-                eprintln!("cwtap: no log group selected");
+                cwtap::errln!("cwtap: no log group selected");
                 return Ok(ExitCode::from(1));
             }
             Ok(if failures > 0 {
@@ -338,7 +342,7 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 Ok(ExitCode::SUCCESS)
             } else {
                 for failure in &report.failures {
-                    eprintln!("cwtap: check failed: {failure}");
+                    cwtap::errln!("cwtap: check failed: {failure}");
                 }
                 Ok(ExitCode::from(1))
             }
@@ -357,7 +361,9 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 Ok(config) => config.agent.state_path,
                 Err(e) => match Config::state_path_only(&path) {
                     Some(state_path) => {
-                        eprintln!("cwtap: warning: {e}; reading the state file it names anyway");
+                        cwtap::errln!(
+                            "cwtap: warning: {e}; reading the state file it names anyway"
+                        );
                         state_path
                     }
                     None => return Err(e),
@@ -445,10 +451,10 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             let _lock = app::lock_state(&config)?;
             let report = runtime()?.block_on(app::backfill(config, request, shutdown))?;
             for (group, error) in &report.groups_failed {
-                eprintln!("cwtap: backfill of {group} failed: {error}");
+                cwtap::errln!("cwtap: backfill of {group} failed: {error}");
             }
             if report.interrupted {
-                eprintln!(
+                cwtap::errln!(
                     "cwtap: backfill interrupted; run it again to continue from the checkpoint"
                 );
                 return Ok(ExitCode::from(1));

@@ -139,7 +139,7 @@ pub async fn execute(command: OpsCommand, shutdown: Shutdown) -> Result<u8, AppE
             };
             let counts = replay::capture(&cloudwatch, &request, &mut writer, &shutdown).await?;
             let written = writer.finish()?;
-            eprintln!(
+            crate::errln!(
                 "cwtap: captured {written} events from {} log group(s) ({}) to {}",
                 counts.len(),
                 counts
@@ -276,7 +276,7 @@ pub async fn execute(command: OpsCommand, shutdown: Shutdown) -> Result<u8, AppE
             let written = writer.finish()?;
             let groups: std::collections::BTreeSet<&str> =
                 events.iter().map(|e| e.log_group.as_str()).collect();
-            eprintln!(
+            crate::errln!(
                 "cwtap: wrote {written} events of {traces} traces ({}) to {}; groups: {}",
                 describe_range(&events),
                 output.display(),
@@ -382,7 +382,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 fn print_table(headers: &[&str], rows: &[Vec<String>], empty: &str) {
     if rows.is_empty() {
-        eprintln!("cwtap: {empty}");
+        crate::errln!("cwtap: {empty}");
         return;
     }
     crate::out!("{}", table(headers, rows));
@@ -808,7 +808,7 @@ async fn run_query(
         let headers: Vec<&str> = columns.iter().map(String::as_str).collect();
         print_table(&headers, &rows, "the query returned no rows");
     }
-    eprintln!(
+    crate::errln!(
         "cwtap: {} row(s); records matched {}, scanned {}, bytes scanned {} (query {})",
         outcome.rows.len(),
         stat(outcome.records_matched),
@@ -913,7 +913,7 @@ async fn trace(
     }
     let groups: std::collections::BTreeSet<&str> =
         events.iter().map(|e| e.log_group.as_str()).collect();
-    eprintln!(
+    crate::errln!(
         "cwtap: {} event(s) mentioning {} in {} log group(s), found with {}",
         events.len(),
         request.id,
@@ -971,11 +971,13 @@ async fn replay_cloudwatch(
         }
     }
     if report.interrupted {
-        eprintln!("cwtap: replay interrupted; events after the last batch sent were not replayed");
+        crate::errln!(
+            "cwtap: replay interrupted; events after the last batch sent were not replayed"
+        );
         return Ok(1);
     }
     if !report.rejected.is_empty() {
-        eprintln!(
+        crate::errln!(
             "cwtap: CloudWatch rejected {} of the {} events (each is in the report with its line and reason); the others are stored",
             report.rejected.len(),
             report.events
@@ -1015,13 +1017,14 @@ async fn replay_downstream(
         }
     }
     if report.interrupted {
-        eprintln!("cwtap: replay interrupted before every event was delivered");
+        crate::errln!("cwtap: replay interrupted before every event was delivered");
         return Ok(1);
     }
     if report.rejected > 0 {
-        eprintln!(
+        crate::errln!(
             "cwtap: the output rejected {} of the {} events (the reasons are in the log above); the others are delivered",
-            report.rejected, report.events
+            report.rejected,
+            report.events
         );
         return Ok(1);
     }

@@ -510,3 +510,57 @@ fn parse_test_of_a_group_no_entry_selects_uses_the_firehose_default_rules() {
         "{err}"
     );
 }
+
+/// A closed standard error (a log reader that went away) loses log lines
+/// and nothing else: the replay ends with success and every event and
+/// summary delivered. (Each log line used to panic the task writing it:
+/// the logger reported the failed write with `eprintln!`, which panics on
+/// the same closed pipe.)
+#[test]
+fn a_closed_standard_error_loses_log_lines_not_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("f.ndjson");
+    // 100 traces of two events: their closing is logged at debug.
+    let events: Vec<_> = (0..200)
+        .map(|i| {
+            let message = format!(r#"{{"trace_id":"trace-{}","msg":"m{i}"}}"#, i / 2);
+            fixture_event("/w/app", "s", 1_000 + i, &message)
+        })
+        .collect();
+    write_fixture(&fixture, &events);
+    let out_path = dir.path().join("out.ndjson");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "ndjson: {{path: {}}}\nlog_groups: [{{name: /w/app}}]\n",
+            out_path.display()
+        ),
+    );
+    let mut child = Command::new(cwtap_bin())
+        .current_dir(dir.path())
+        .args(["--log-level", "debug", "replay"])
+        .arg(&fixture)
+        .args(["--to", "downstream", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let mut status = None;
+    wait_until(Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit status {status:?}"
+    );
+    let out = read_ndjson(&out_path);
+    assert_eq!(out.len() - summaries(&out).len(), 200);
+    assert_eq!(summaries(&out).len(), 100);
+}
